@@ -1,0 +1,5 @@
+"""``python -m paraminspect``."""
+
+from paraminspect.cli import run
+
+run()

@@ -1,0 +1,96 @@
+"""One table of element types, shared by every format.
+
+Each dtype is known by its torch name (``float32``), its safetensors code
+(``F32``), its torch storage class (``FloatStorage``) and its width in bits.
+Nothing here imports numpy: header-only commands must stay light.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DType:
+    """An element type as paraminspect sees it."""
+
+    name: str  # torch spelling without the "torch." prefix
+    bits: int
+    safetensors: str | None  # safetensors dtype code, None if it has no such code
+    storage: str | None  # legacy torch typed-storage class name, None if untyped only
+    numpy: str | None  # numpy / ml_dtypes name used to decode, None if not decodable
+
+    @property
+    def itemsize(self) -> int:
+        """Bytes per element, rounded up for sub-byte types."""
+        return (self.bits + 7) // 8
+
+    def nbytes(self, numel: int) -> int:
+        """Bytes used by ``numel`` packed elements."""
+        return (numel * self.bits + 7) // 8
+
+    def __str__(self) -> str:
+        return self.name
+
+
+_ALL = [
+    DType("bool", 8, "BOOL", "BoolStorage", "bool"),
+    DType("uint8", 8, "U8", "ByteStorage", "uint8"),
+    DType("int8", 8, "I8", "CharStorage", "int8"),
+    DType("int16", 16, "I16", "ShortStorage", "int16"),
+    DType("uint16", 16, "U16", None, "uint16"),
+    DType("float16", 16, "F16", "HalfStorage", "float16"),
+    DType("bfloat16", 16, "BF16", "BFloat16Storage", "bfloat16"),
+    DType("int32", 32, "I32", "IntStorage", "int32"),
+    DType("uint32", 32, "U32", None, "uint32"),
+    DType("float32", 32, "F32", "FloatStorage", "float32"),
+    DType("float64", 64, "F64", "DoubleStorage", "float64"),
+    DType("int64", 64, "I64", "LongStorage", "int64"),
+    DType("uint64", 64, "U64", None, "uint64"),
+    DType("complex32", 32, None, "ComplexHalfStorage", None),
+    DType("complex64", 64, "C64", "ComplexFloatStorage", "complex64"),
+    DType("complex128", 128, None, "ComplexDoubleStorage", "complex128"),
+    DType("float8_e5m2", 8, "F8_E5M2", None, "float8_e5m2"),
+    DType("float8_e4m3fn", 8, "F8_E4M3", None, "float8_e4m3fn"),
+    DType("float8_e5m2fnuz", 8, "F8_E5M2FNUZ", None, "float8_e5m2fnuz"),
+    DType("float8_e4m3fnuz", 8, "F8_E4M3FNUZ", None, "float8_e4m3fnuz"),
+    DType("float8_e8m0fnu", 8, "F8_E8M0", None, "float8_e8m0fnu"),
+    DType("float4_e2m1fn_x2", 8, None, None, None),
+    DType("float4_e2m1fn", 4, "F4", None, None),
+    DType("float6_e2m3fn", 6, "F6_E2M3", None, None),
+    DType("float6_e3m2fn", 6, "F6_E3M2", None, None),
+    DType("quint8", 8, None, "QUInt8Storage", None),
+    DType("qint8", 8, None, "QInt8Storage", None),
+    DType("qint32", 32, None, "QInt32Storage", None),
+    DType("quint4x2", 8, None, "QUInt4x2Storage", None),
+    DType("quint2x4", 8, None, "QUInt2x4Storage", None),
+    DType("bits8", 8, None, None, "uint8"),
+    DType("bits16", 16, None, None, "uint16"),
+]
+
+BY_NAME: dict[str, DType] = {d.name: d for d in _ALL}
+BY_SAFETENSORS: dict[str, DType] = {d.safetensors: d for d in _ALL if d.safetensors}
+BY_STORAGE: dict[str, DType] = {d.storage: d for d in _ALL if d.storage}
+
+# Spellings people type on the command line, beyond the canonical names.
+_ALIASES = {
+    "float": "float32",
+    "double": "float64",
+    "half": "float16",
+    "bf16": "bfloat16",
+    "fp16": "float16",
+    "fp32": "float32",
+    "fp64": "float64",
+    "long": "int64",
+    "int": "int32",
+    "short": "int16",
+    "cfloat": "complex64",
+    "cdouble": "complex128",
+}
+
+
+def lookup(name: str) -> DType | None:
+    """Find a dtype by torch name, alias or safetensors code (``F32``)."""
+    key = name.removeprefix("torch.")
+    found = BY_NAME.get(key) or BY_NAME.get(_ALIASES.get(key.lower(), "")) or BY_SAFETENSORS.get(key)
+    return found

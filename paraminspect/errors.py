@@ -1,0 +1,43 @@
+"""Exceptions, each carrying the exit code the CLI reports for it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_DIFFERENT = 1  # diff found differences, check failed, scan found unsafe globals
+EXIT_ERROR = 2  # usage error or unreadable input
+
+
+class ParamInspectError(Exception):
+    """Base of every error paraminspect raises on purpose.
+
+    ``source`` is the file (or name) the problem is about; the CLI prints
+    ``paraminspect: error: <source>: <message>`` and exits with ``exit_code``.
+    """
+
+    exit_code = EXIT_ERROR
+
+    def __init__(self, message: str, source: str | Path | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.source = None if source is None else str(source)
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.message}" if self.source else self.message
+
+
+class CheckpointError(ParamInspectError):
+    """The file is missing, unreadable, or not a checkpoint we can read safely."""
+
+
+class LimitExceeded(CheckpointError):
+    """The file asks for more than a configured resource limit allows."""
+
+
+class SelectionError(ParamInspectError):
+    """A name or pattern selected nothing, or is malformed."""
+
+
+class UsageError(ParamInspectError):
+    """The command line asks for something that cannot be done."""

@@ -1,0 +1,145 @@
+"""Reader for ``.safetensors`` files: the JSON header only, checked as strictly
+as the official loader checks it, with clearer messages.
+
+The header is parsed here (to keep file order and ``__metadata__``), then the
+official library's own validation runs as a second opinion, so paraminspect
+never accepts a file that ``safetensors`` itself would refuse.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from paraminspect import dtypes
+from paraminspect.errors import CheckpointError, LimitExceeded
+from paraminspect.limits import Limits
+from paraminspect.model import Checkpoint, Entry, StorageRef, TensorRef, contiguous_strides
+
+METADATA_KEY = "__metadata__"
+
+
+def looks_like_safetensors(head: bytes) -> bool:
+    """An 8-byte little-endian length followed by the opening brace of the JSON header."""
+    return len(head) >= 9 and head[8:9] == b"{"
+
+
+def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise CheckpointError(f"safetensors header has the key {key!r} twice")
+        result[key] = value
+    return result
+
+
+def _no_constants(token: str) -> Any:
+    raise CheckpointError(f"safetensors header contains {token}, which is not valid JSON")
+
+
+def parse_header(raw: bytes) -> dict[str, Any]:
+    """Decode the JSON header, refusing what Python's json would accept quietly."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(f"safetensors header is not valid UTF-8 (byte {exc.start})") from None
+    try:
+        header = json.loads(text, object_pairs_hook=_strict_object, parse_constant=_no_constants)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"safetensors header is not valid JSON ({exc.msg} at char {exc.pos})") from None
+    except RecursionError:
+        raise CheckpointError("safetensors header nests too deeply") from None
+    except ValueError as exc:  # e.g. an integer with more digits than Python allows
+        raise CheckpointError(f"safetensors header has an unreadable value ({exc})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError("safetensors header is not a JSON object")
+    return header
+
+
+def _tensor_info(name: str, info: Any) -> tuple[dtypes.DType, tuple[int, ...], int, int]:
+    if not isinstance(info, dict):
+        raise CheckpointError(f"tensor {name!r}: header entry is not an object")
+    code = info.get("dtype")
+    dtype = dtypes.BY_SAFETENSORS.get(code) if isinstance(code, str) else None
+    if dtype is None:
+        raise CheckpointError(f"tensor {name!r}: unknown dtype {code!r}")
+    shape = info.get("shape")
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        raise CheckpointError(f"tensor {name!r}: shape {shape!r} is not a list of non-negative integers")
+    offsets = info.get("data_offsets")
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(type(o) is int and o >= 0 for o in offsets)
+        or offsets[0] > offsets[1]
+    ):
+        raise CheckpointError(f"tensor {name!r}: data_offsets {offsets!r} is not [begin, end] with begin <= end")
+    numel = 1
+    for d in shape:
+        numel *= d
+    if numel * dtype.bits % 8 or numel * dtype.bits // 8 != offsets[1] - offsets[0]:
+        raise CheckpointError(
+            f"tensor {name!r}: {dtype.safetensors} {shape} needs {numel * dtype.bits / 8:g} bytes "
+            f"but data_offsets span {offsets[1] - offsets[0]}"
+        )
+    return dtype, tuple(shape), offsets[0], offsets[1]
+
+
+def read_safetensors(path: Path, fh: BinaryIO, size: int, limits: Limits) -> Checkpoint:
+    head = fh.read(8)
+    if len(head) < 8:
+        raise CheckpointError("file too short for a safetensors header")
+    (header_len,) = struct.unpack("<Q", head)
+    if header_len > limits.max_header_bytes:
+        raise LimitExceeded(
+            f"safetensors header length {header_len:,} is over the {limits.max_header_bytes:,}-byte limit"
+        )
+    if 8 + header_len > size:
+        raise CheckpointError(
+            f"safetensors header length {header_len:,} runs past the end of the file ({size:,} bytes)"
+        )
+    header = parse_header(fh.read(header_len))
+    metadata = header.pop(METADATA_KEY, None) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise CheckpointError("safetensors __metadata__ must map strings to strings")
+
+    data_start = 8 + header_len
+    data_size = size - data_start
+    found: list[tuple[int, int, str, dtypes.DType, tuple[int, ...]]] = []
+    for name, info in header.items():
+        dtype, shape, begin, end = _tensor_info(name, info)
+        found.append((begin, end, name, dtype, shape))
+    cursor = 0
+    for begin, end, name, _, _ in sorted(found, key=lambda t: (t[0], t[1])):
+        if begin != cursor:
+            problem = "overlaps the previous tensor" if begin < cursor else f"leaves a gap at byte {cursor}"
+            raise CheckpointError(f"tensor {name!r}: data_offsets [{begin}, {end}] {problem}")
+        cursor = end
+    if cursor != data_size:
+        raise CheckpointError(
+            f"tensor data should be {cursor:,} bytes but the file holds {data_size:,} after the header"
+            + (" (truncated?)" if data_size < cursor else " (trailing bytes)")
+        )
+    _official_check(path)
+
+    entries: dict[str, Entry] = {}
+    for begin, end, name, dtype, shape in found:
+        storage = StorageRef(path, name, data_start + begin, end - begin, dtype)
+        entries[name] = TensorRef(dtype, shape, contiguous_strides(shape), storage)
+    aliases = {k: v for k, v in metadata.items() if k not in entries and v in entries}
+    for alias, owner in aliases.items():
+        entries[alias] = entries[owner]
+    return Checkpoint(path, "safetensors", entries, dict(metadata), ordered=False, aliases=aliases)
+
+
+def _official_check(path: Path) -> None:
+    """Ask the safetensors library to validate the header too (it needs no torch)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy"):
+            pass
+    except SafetensorError as exc:
+        raise CheckpointError(f"safetensors refuses this file: {exc}") from None

@@ -1,0 +1,127 @@
+"""Reader for ``torch.save`` zip archives (the default format since torch 1.6).
+
+Only the central directory, the local headers of the records we use, and
+``data.pkl`` are read. Storage bytes stay on disk: each storage becomes a
+:class:`StorageRef` with its absolute byte offset in the file.
+"""
+
+from __future__ import annotations
+
+import struct
+import zipfile
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from paraminspect import dtypes
+from paraminspect.errors import CheckpointError, LimitExceeded
+from paraminspect.limits import Limits
+from paraminspect.model import Checkpoint, StorageRef, flatten
+from paraminspect.safepickle import StorageType, safe_loads
+
+MAGIC = b"PK\x03\x04"
+_LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
+SUPPORTED_VERSION = 3  # the ``version`` record torch 2.x writes
+
+
+class ZipRecords:
+    """The records of a torch archive, checked for the tricks a hostile zip can play."""
+
+    def __init__(self, path: Path, fh: BinaryIO, size: int) -> None:
+        self.path = path
+        self._fh = fh
+        self._size = size
+        try:
+            infos = zipfile.ZipFile(fh).infolist()
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, struct.error) as exc:
+            raise CheckpointError(f"not a readable zip archive ({exc})") from None
+        if not infos:
+            raise CheckpointError("empty zip archive, not a torch checkpoint")
+        self.top = infos[0].filename.split("/", 1)[0]
+        self._infos: dict[str, zipfile.ZipInfo] = {}
+        for info in infos:
+            if "/" not in info.filename or info.filename.split("/", 1)[0] != self.top:
+                raise CheckpointError(f"zip record {info.filename!r} is outside the archive folder {self.top!r}")
+            relative = info.filename.split("/", 1)[1]
+            if relative in self._infos:
+                raise CheckpointError(f"zip record {info.filename!r} appears twice (readers disagree on which wins)")
+            self._infos[relative] = info
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._infos
+
+    def has_folder(self, folder: str) -> bool:
+        return any(name.startswith(folder) for name in self._infos)
+
+    def locate(self, name: str) -> tuple[int, int]:
+        """Absolute (offset, size) of a record's payload, after checking its local header."""
+        info = self._infos.get(name)
+        if info is None:
+            raise CheckpointError(f"archive has no record {self.top}/{name}")
+        if info.flag_bits & 0x1:
+            raise CheckpointError(f"zip record {info.filename!r} is encrypted")
+        if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
+            raise CheckpointError(f"zip record {info.filename!r} is compressed; torch.save writes records uncompressed")
+        self._fh.seek(info.header_offset)
+        header = self._fh.read(_LOCAL_HEADER.size)
+        if len(header) != _LOCAL_HEADER.size:
+            raise CheckpointError(f"zip record {info.filename!r} lies past the end of the file (truncated?)")
+        signature, *_, name_len, extra_len = _LOCAL_HEADER.unpack(header)
+        if signature != MAGIC:
+            raise CheckpointError(f"zip record {info.filename!r} has a damaged local header")
+        local_name = self._fh.read(name_len)
+        if local_name != info.filename.encode("utf-8") and local_name != info.filename.encode("cp437", "replace"):
+            raise CheckpointError(
+                f"zip record name differs between local header ({local_name!r}) and directory ({info.filename!r})"
+            )
+        start = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
+        if start + info.file_size > self._size:
+            raise CheckpointError(f"zip record {info.filename!r} runs past the end of the file (truncated?)")
+        return start, info.file_size
+
+    def read(self, name: str, limit: int) -> bytes:
+        start, size = self.locate(name)
+        if size > limit:
+            raise LimitExceeded(f"record {self.top}/{name} is {size:,} bytes, over the {limit:,}-byte limit")
+        self._fh.seek(start)
+        return self._fh.read(size)
+
+
+def read_torch_zip(path: Path, fh: BinaryIO, size: int, limits: Limits) -> Checkpoint:
+    records = ZipRecords(path, fh, size)
+    if "constants.pkl" in records or records.has_folder("code/") or "model.json" in records:
+        raise CheckpointError("this is a TorchScript archive (torch.jit.save), not a torch.save checkpoint")
+    if "data.pkl" not in records:
+        raise CheckpointError(f"zip archive has no {records.top}/data.pkl: not a torch.save checkpoint")
+    byteorder = "little"
+    if "byteorder" in records:
+        byteorder = records.read("byteorder", 16).decode("ascii", "replace").strip()
+        if byteorder not in ("little", "big"):
+            raise CheckpointError(f"unknown byteorder record {byteorder!r}")
+    if "version" in records:
+        text = records.read("version", 16).decode("ascii", "replace").strip()
+        if not text.isdigit() or int(text) > SUPPORTED_VERSION:
+            raise CheckpointError(f"archive format version {text!r} is newer than this paraminspect understands")
+
+    storages: dict[str, StorageRef] = {}
+
+    def load_storage(pid: Any) -> StorageRef:
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+            raise CheckpointError(f"pickle persistent id is not a storage: {str(pid)[:80]}")
+        _, kind, key, _location, numel = pid
+        if not isinstance(kind, StorageType) or not isinstance(key, str) or type(numel) is not int or numel < 0:
+            raise CheckpointError(f"malformed storage reference: {str(pid)[:80]}")
+        dtype = kind.dtype or dtypes.BY_NAME["uint8"]
+        found = storages.get(key)
+        if found is not None and found.dtype == dtype:
+            return found
+        offset, record_size = records.locate(f"data/{key}")
+        nbytes = dtype.nbytes(numel)
+        if nbytes > record_size:
+            raise CheckpointError(f"storage {key!r} needs {nbytes:,} bytes but its record holds {record_size:,}")
+        storage = StorageRef(path, key, offset, nbytes, dtype, byteorder)
+        storages[key] = storage
+        return storage
+
+    obj = safe_loads(records.read("data.pkl", limits.max_pickle_bytes), load_storage)
+    entries = dict(flatten(obj, max_depth=limits.max_depth, max_entries=limits.max_entries))
+    return Checkpoint(path=path, format="torch-zip", entries=entries, ordered=True)

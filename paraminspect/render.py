@@ -1,0 +1,201 @@
+"""The only module that formats output: tables, trees, JSON, CSV, markdown.
+
+Commands hand over :mod:`paraminspect.report` objects holding exact data;
+this module picks human units for tables, exact numbers for JSON and CSV,
+escapes control characters in names, and colours only a TTY without NO_COLOR.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import sys
+from enum import Enum
+from typing import Any, TextIO
+
+from tabulate import tabulate
+
+from paraminspect.report import Column, Kind, Table, TreeLine, TreeReport
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    markdown = "markdown"
+
+
+def safe_text(text: str) -> str:
+    """Escape control characters (ANSI escapes, newlines) so names print as data."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def human_count(n: int) -> str:
+    if abs(n) < 10_000:
+        return f"{n:,}" if abs(n) >= 1000 else str(n)
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.1f}{unit}"
+    return str(n)
+
+
+def human_bytes(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        value /= 1024
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+    return f"{value:.1f} EiB"
+
+
+def shape_text(shape: list[int] | None) -> str:
+    return "" if shape is None else "[" + ", ".join(map(str, shape)) + "]"
+
+
+def _json_safe(value: Any) -> Any:
+    """JSON has no NaN/Inf: write them as the strings the design fixes."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return value
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+def value_text(value: Any) -> str:
+    """A non-tensor leaf as one line of text."""
+    if isinstance(value, str):
+        return safe_text(repr(value))
+    return safe_text(str(value))
+
+
+class Colours:
+    """ANSI styling, switched off unless writing to a TTY with NO_COLOR unset."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.enabled = stream.isatty() and not os.environ.get("NO_COLOR")
+
+    def _wrap(self, code: str, text: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.enabled and text else text
+
+    def bold(self, text: str) -> str:
+        return self._wrap("1", text)
+
+    def dim(self, text: str) -> str:
+        return self._wrap("2", text)
+
+    def cyan(self, text: str) -> str:
+        return self._wrap("36", text)
+
+
+def _cell(column: Column, value: Any, *, human: bool) -> str:
+    if value is None:
+        return ""
+    if column.kind is Kind.NAME:
+        return safe_text(str(value))
+    if column.kind is Kind.SHAPE:
+        return shape_text(value)
+    if column.kind is Kind.COUNT and human and isinstance(value, int):
+        return human_count(value)
+    if column.kind is Kind.BYTES and human and isinstance(value, int):
+        return human_bytes(value)
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return safe_text(str(value))
+
+
+def _numeric(column: Column) -> bool:
+    return column.kind in (Kind.COUNT, Kind.BYTES, Kind.NUMBER)
+
+
+def format_table(table: Table, fmt: OutputFormat) -> str:
+    if fmt is OutputFormat.json:
+        return json.dumps(_json_safe(table.document), indent=2, allow_nan=False) + "\n"
+    if fmt is OutputFormat.csv:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow([c.key for c in table.columns])
+        for row in table.rows:
+            writer.writerow([_cell(c, row.get(c.key), human=False) for c in table.columns])
+        return buffer.getvalue()
+    body = [[_cell(c, row.get(c.key), human=True) for c in table.columns] for row in table.rows]
+    if table.total is not None:
+        body.append([_cell(c, table.total.get(c.key), human=True) for c in table.columns])
+    align = ["right" if _numeric(c) else "left" for c in table.columns]
+    style = "github" if fmt is OutputFormat.markdown else "simple"
+    headers = [c.title for c in table.columns]
+    if not body:
+        return tabulate([], headers=headers, tablefmt=style) + "\n"
+    text = tabulate(body, headers=headers, tablefmt=style, colalign=align, disable_numparse=True)
+    if table.total is not None and fmt is OutputFormat.table:
+        lines = text.split("\n")
+        lines.insert(len(lines) - 1, lines[1])  # a rule above the total row
+        text = "\n".join(lines)
+    return text + "\n"
+
+
+def _tree_detail(info: dict[str, Any], colours: Colours) -> str:
+    kind = info["kind"]
+    if kind == "tensor":
+        text = f"{info['dtype']} {shape_text(info['shape'])}"
+        if info.get("tied_to"):
+            text += f"  (tied to {safe_text(info['tied_to'])})"
+        return colours.dim(text)
+    parts = []
+    if kind == "value":
+        parts.append(f"= {value_text(info['value'])}")
+    elif kind == "object":
+        parts.append(colours.cyan(f"<object {safe_text(info['type'])}>"))
+    if info.get("tensors"):
+        summary = f"{human_count(info['params'])} params, {human_bytes(info['bytes'])}"
+        if info.get("folded"):
+            summary += f", {info['tensors']} tensors folded"
+        parts.append(colours.dim(f"({summary})"))
+    return "  ".join(parts)
+
+
+def format_tree(report: TreeReport, fmt: OutputFormat, colours: Colours) -> str:
+    if fmt is not OutputFormat.table:
+        return format_table(report.table, fmt)
+    title = report.title
+    out = [
+        colours.bold(safe_text(title["file"]))
+        + f"  ({title['format']}: {title['tensors']} tensors, "
+        + f"{human_count(title['params'])} params, {human_bytes(title['bytes'])})"
+    ]
+    for line in report.lines:
+        out.append(
+            _tree_prefix(line) + colours.bold(safe_text(line.info["name"])) + "  " + _tree_detail(line.info, colours)
+        )
+    return "\n".join(s.rstrip() for s in out) + "\n"
+
+
+def _tree_prefix(line: TreeLine) -> str:
+    *ancestors, last = line.last_flags
+    return "".join("    " if done else "│   " for done in ancestors) + ("└── " if last else "├── ")
+
+
+def write(text: str, stream: TextIO | None = None) -> None:
+    """Send rendered output to stdout (or ``stream``)."""
+    (stream or sys.stdout).write(text)
+
+
+def write_message(text: str) -> None:
+    """Messages and warnings go to stderr, never mixed with data."""
+    sys.stderr.write(safe_text(text) + "\n")

@@ -1,0 +1,185 @@
+"""An allow-list unpickler: the only way paraminspect reads pickle data.
+
+``find_class`` never imports anything. Known torch/collections globals map to
+this project's inert stand-ins; every other global becomes an
+:func:`~paraminspect.model.opaque_class` placeholder that records what the
+pickle tried to build. Storages arrive through ``persistent_load``, which the
+format reader supplies, so this module knows nothing about zip or file layout.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from paraminspect import dtypes
+from paraminspect.dtypes import DType
+from paraminspect.errors import CheckpointError, ParamInspectError
+from paraminspect.model import Opaque, StorageRef, TensorRef, opaque_class
+
+
+@dataclass(frozen=True)
+class StorageType:
+    """Stand-in for ``torch.FloatStorage`` & co; ``dtype`` is None for UntypedStorage."""
+
+    dtype: DType | None
+
+
+@dataclass(frozen=True)
+class TorchDType:
+    """Stand-in for a pickled ``torch.float16`` (a value, e.g. in an AMP config)."""
+
+    dtype: DType
+
+    def __str__(self) -> str:
+        return f"torch.{self.dtype.name}"
+
+
+@dataclass(frozen=True)
+class TorchDevice:
+    """Stand-in for a pickled ``torch.device``."""
+
+    spec: str
+
+    def __str__(self) -> str:
+        return f"device({self.spec!r})"
+
+
+def _check_ints(what: str, items: Any, *, minimum: int | None = 0) -> tuple[int, ...]:
+    if not isinstance(items, tuple | list) or not all(type(i) is int for i in items):
+        raise CheckpointError(f"tensor {what} is not a tuple of integers")
+    if minimum is not None and any(i < minimum for i in items):
+        raise CheckpointError(f"tensor {what} has a negative entry: {tuple(items)}")
+    return tuple(items)
+
+
+def make_tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any, dtype: DType) -> TensorRef:
+    """Build and bounds-check a TensorRef the way torch's ``_rebuild_tensor`` would."""
+    if not isinstance(storage, StorageRef):
+        raise CheckpointError("tensor storage is not a storage record")
+    shape = _check_ints("size", size)
+    strides = _check_ints("stride", stride)
+    if len(strides) != len(shape):
+        raise CheckpointError(f"tensor stride {strides} does not match size {shape}")
+    if type(offset) is not int or offset < 0:
+        raise CheckpointError(f"tensor storage offset {offset!r} is not a non-negative integer")
+    ref = TensorRef(dtype, shape, strides, storage, offset, bool(requires_grad))
+    if ref.numel:
+        last = offset + sum((n - 1) * s for n, s in zip(shape, strides, strict=True))
+        elements = storage.nbytes * 8 // dtype.bits
+        if last >= elements:
+            raise CheckpointError(
+                f"tensor view runs past its storage {storage.key!r} (needs element {last}, storage has {elements})"
+            )
+    return ref
+
+
+def _rebuild_v2(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any, *_: Any) -> TensorRef:
+    if not isinstance(storage, StorageRef):
+        raise CheckpointError("tensor storage is not a storage record")
+    return make_tensor(storage, offset, size, stride, requires_grad, storage.dtype)
+
+
+def _rebuild_v3(
+    storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any, hooks: Any, dtype: Any, *_: Any
+) -> TensorRef:
+    if not isinstance(dtype, TorchDType):
+        raise CheckpointError("tensor dtype argument is not a torch dtype")
+    return make_tensor(storage, offset, size, stride, requires_grad, dtype.dtype)
+
+
+def _rebuild_parameter(data: Any, requires_grad: Any, *_: Any) -> Any:
+    if not isinstance(data, TensorRef):
+        return data  # an inert placeholder stays one
+    return TensorRef(data.dtype, data.shape, data.strides, data.storage, data.storage_offset, bool(requires_grad), True)
+
+
+def _rebuild_from_type_v2(func: Any, new_type: Any, args: Any, state: Any) -> Any:
+    # func is whatever find_class returned, i.e. one of our stand-ins or a placeholder.
+    if func in (_rebuild_v2, _rebuild_v3, _rebuild_parameter) and isinstance(args, tuple):
+        return func(*args)
+    return opaque_class("torch._tensor._rebuild_from_type_v2")(func, new_type, args, state)
+
+
+def _size(dims: Any = ()) -> tuple[int, ...]:
+    return _check_ints("torch.Size", dims)
+
+
+def _device(spec: Any = "cpu", index: Any = None) -> TorchDevice:
+    return TorchDevice(f"{spec}:{index}" if index is not None else str(spec))
+
+
+def _codecs_encode(text: Any, encoding: Any = "utf-8") -> bytes:
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise CheckpointError("_codecs.encode called with unexpected arguments")
+    return text.encode("latin1")
+
+
+def _reconstructor(cls: Any, base: Any, state: Any) -> Any:
+    if isinstance(cls, type) and issubclass(cls, Opaque):
+        return cls(state)
+    raise CheckpointError("copyreg._reconstructor called with a non-placeholder class")
+
+
+SAFE_GLOBALS: dict[tuple[str, str], Any] = {
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_v2,
+    ("torch._utils", "_rebuild_tensor_v3"): _rebuild_v3,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
+    ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
+    ("torch", "Size"): _size,
+    ("torch", "device"): _device,
+    ("torch.storage", "UntypedStorage"): StorageType(None),
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("builtins", "complex"): complex,
+    ("builtins", "slice"): slice,
+    ("_codecs", "encode"): _codecs_encode,
+    ("copyreg", "_reconstructor"): _reconstructor,
+}
+SAFE_GLOBALS.update({("torch", name): StorageType(d) for name, d in dtypes.BY_STORAGE.items()})
+SAFE_GLOBALS.update({("torch", name): TorchDType(d) for name, d in dtypes.BY_NAME.items()})
+
+# Python 2 module names that pickle maps for us unless find_class is overridden.
+_PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """Unpickle with :data:`SAFE_GLOBALS`; record every global the data names."""
+
+    def __init__(self, data: bytes, persistent_load: Callable[[Any], Any] | None = None) -> None:
+        super().__init__(io.BytesIO(data))
+        self._load_persistent = persistent_load
+        self.globals_seen: list[str] = []
+
+    def find_class(self, module: str, name: str) -> Any:
+        module = _PY2_MODULES.get(module, module)
+        qualname = f"{module}.{name}"
+        self.globals_seen.append(qualname)
+        found = SAFE_GLOBALS.get((module, name))
+        return found if found is not None else opaque_class(qualname)
+
+    def persistent_load(self, pid: Any) -> Any:
+        if self._load_persistent is None:
+            raise CheckpointError("pickle refers to external data (persistent id) where none is expected")
+        return self._load_persistent(pid)
+
+
+def safe_loads(data: bytes, persistent_load: Callable[[Any], Any] | None = None) -> Any:
+    """Unpickle ``data`` without importing or calling anything from it."""
+    unpickler = SafeUnpickler(data, persistent_load)
+    try:
+        return unpickler.load()
+    except ParamInspectError:
+        raise
+    except RecursionError:
+        raise CheckpointError("pickle nests too deeply") from None
+    except MemoryError:
+        raise CheckpointError("pickle asks for more memory than is available") from None
+    except Exception as exc:  # the C unpickler raises many types on malformed data
+        raise CheckpointError(f"malformed pickle data ({type(exc).__name__}: {exc})") from None
