@@ -1,0 +1,127 @@
+"""Tensor bytes to numpy arrays: exactly the tensor's byte range, every dtype.
+
+bfloat16 and the float8 types decode through ml_dtypes. Strided views
+(transposes, slices, expands) honour storage offset and strides. Large tensors
+can be walked in fixed-size chunks so memory stays bounded by the chunk.
+numpy is imported lazily: header-only commands never pay for it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from paraminspect.errors import CheckpointError
+from paraminspect.model import TensorRef
+
+if TYPE_CHECKING:
+    import numpy as np
+
+DEFAULT_CHUNK_ELEMENTS = 1 << 20
+
+
+def numpy_dtype(ref: TensorRef) -> np.dtype[np.generic]:
+    """The numpy dtype that decodes ``ref``'s bytes as stored (with its byte order)."""
+    import numpy as np
+
+    name = ref.dtype.numpy
+    if name is None:
+        raise CheckpointError(f"decoding {ref.dtype.name} values is not supported", ref.storage.path)
+    if name.startswith(("bfloat16", "float8")):
+        import ml_dtypes
+
+        dtype: np.dtype[np.generic] = np.dtype(getattr(ml_dtypes, name))
+    else:
+        dtype = np.dtype(name)
+    if ref.storage.byteorder == "big" and dtype.itemsize > 1:
+        dtype = dtype.newbyteorder(">")
+    return dtype
+
+
+def _native(array: np.ndarray) -> np.ndarray:
+    if array.dtype.byteorder == ">":
+        return array.byteswap().view(array.dtype.newbyteorder("="))
+    return array
+
+
+def _check_in_file(ref: TensorRef) -> None:
+    begin, end = ref.byte_range()
+    size = os.path.getsize(ref.storage.path)
+    if end > size:
+        raise CheckpointError(
+            f"tensor bytes [{begin}, {end}) lie past the end of the file ({size} bytes); truncated?",
+            ref.storage.path,
+        )
+
+
+def _read_contiguous(ref: TensorRef, first: int, count: int) -> np.ndarray:
+    """Elements [first, first+count) of a contiguous tensor, read straight from the file."""
+    import numpy as np
+
+    dtype = numpy_dtype(ref)
+    begin = ref.byte_range()[0] + first * dtype.itemsize
+    with open(ref.storage.path, "rb") as fh:
+        fh.seek(begin)
+        raw = fh.read(count * dtype.itemsize)
+    if len(raw) != count * dtype.itemsize:
+        raise CheckpointError("tensor data is truncated", ref.storage.path)
+    return _native(np.frombuffer(raw, dtype=dtype))
+
+
+def _span_map(ref: TensorRef) -> np.ndarray:
+    """A read-only 1-D memory map of the elements the tensor's view spans."""
+    import numpy as np
+
+    dtype = numpy_dtype(ref)
+    begin, end = ref.byte_range()
+    return np.memmap(ref.storage.path, dtype=dtype, mode="r", offset=begin, shape=((end - begin) // dtype.itemsize,))
+
+
+def _storage_view(ref: TensorRef) -> np.ndarray:
+    """The tensor as a read-only strided view over a memory map of its span."""
+    import numpy as np
+
+    span = _span_map(ref)
+    dtype = span.dtype
+    byte_strides = tuple(s * dtype.itemsize for s in ref.strides)
+    # as_strided rebuilds the array from its interface, which ml_dtypes types do
+    # not survive: stride over opaque bytes, then reinterpret.
+    raw = span.view(np.dtype((np.void, dtype.itemsize)))
+    view = np.lib.stride_tricks.as_strided(raw, shape=ref.shape, strides=byte_strides, writeable=False)
+    return view.view(dtype)
+
+
+def read_array(ref: TensorRef) -> np.ndarray:
+    """The whole tensor as a new native-endian numpy array of its shape."""
+    import numpy as np
+
+    numpy_dtype(ref)  # refuse undecodable dtypes before touching the file
+    if ref.numel == 0:
+        return np.zeros(ref.shape, dtype=numpy_dtype(ref).newbyteorder("="))
+    _check_in_file(ref)
+    if ref.is_contiguous:
+        return _read_contiguous(ref, 0, ref.numel).reshape(ref.shape)
+    return _native(np.array(_storage_view(ref)))
+
+
+def iter_chunks(ref: TensorRef, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) -> Iterator[np.ndarray]:
+    """The tensor's elements in C order, as 1-D arrays of exactly ``chunk_elements``
+    (the last may be shorter). Memory is bounded by the chunk, not the tensor."""
+    import numpy as np
+
+    numpy_dtype(ref)
+    if ref.numel == 0:
+        return
+    _check_in_file(ref)
+    if ref.is_contiguous:
+        for first in range(0, ref.numel, chunk_elements):
+            yield _read_contiguous(ref, first, min(chunk_elements, ref.numel - first))
+        return
+    span = _span_map(ref)
+    for first in range(0, ref.numel, chunk_elements):
+        index = np.arange(first, min(first + chunk_elements, ref.numel), dtype=np.int64)
+        offsets = np.zeros_like(index)
+        for position, stride in zip(np.unravel_index(index, ref.shape), ref.strides, strict=True):
+            offsets += position * stride
+        yield _native(np.asarray(span[offsets]))
