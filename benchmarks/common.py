@@ -1,0 +1,94 @@
+"""Shared benchmark helpers: cached test checkpoints and whole-process measurement.
+
+Every benchmark runs each contender as a separate process (as a user would),
+several times, and reports the median wall time and the peak RSS of the child.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / ".cache"
+PYTHON = sys.executable
+PARAMINSPECT = str(Path(PYTHON).parent / "paraminspect")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    label: str
+    median_s: float
+    peak_rss_mib: float
+
+
+def run_timed(label: str, argv: list[str], repeat: int = 5, warmup: int = 1) -> Measurement:
+    """Median wall time and max peak RSS of ``argv`` run ``repeat`` times (after warm-up)."""
+    times: list[float] = []
+    peak = 0.0
+    for i in range(warmup + repeat):
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        if proc.returncode not in (0, 1):
+            raise SystemExit(f"{label}: {' '.join(argv)} failed ({proc.returncode}): {err}")
+        if i >= warmup:
+            times.append(elapsed)
+            peak = max(peak, usage.ru_maxrss / 1024)  # Linux reports KiB
+    return Measurement(label, statistics.median(times), peak)
+
+
+def python_script(code: str) -> list[str]:
+    return [PYTHON, "-c", code]
+
+
+def _write_pair(stem: str, big_shape: tuple[int, int], count: int) -> dict[str, Path]:
+    """A state dict of ``count`` fp32 matrices plus small tensors, saved in both formats."""
+    import torch
+    from safetensors.torch import save_file
+
+    pt, st = CACHE / f"{stem}.pt", CACHE / f"{stem}.safetensors"
+    if pt.exists() and st.exists():
+        return {"pt": pt, "safetensors": st}
+    CACHE.mkdir(exist_ok=True)
+    generator = torch.Generator().manual_seed(0)
+    state: dict[str, torch.Tensor] = {}
+    for i in range(count):
+        state[f"layers.{i}.weight"] = torch.randn(big_shape, generator=generator)
+        state[f"layers.{i}.bias"] = torch.randn(big_shape[0], generator=generator)
+        state[f"layers.{i}.norm.weight"] = torch.ones(big_shape[1])
+    torch.save(state, pt)
+    save_file(state, str(st))
+    return {"pt": pt, "safetensors": st}
+
+
+def big_checkpoints() -> dict[str, Path]:
+    """~1 GiB: 64 x fp32 [4096, 1024] plus small tensors (192 tensors), both formats."""
+    return _write_pair("big_1g", (4096, 1024), 64)
+
+
+def small_checkpoints() -> dict[str, Path]:
+    """~10 MiB sibling with the same tensor count and names."""
+    return _write_pair("small_10m", (200, 200), 64)
+
+
+def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    line = "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |"
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    body = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows]
+    return "\n".join([line, rule, *body])
+
+
+def limit_memory_note() -> str:
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    return "unlimited" if soft == resource.RLIM_INFINITY else f"{soft >> 20} MiB"
