@@ -139,6 +139,10 @@ class Checkpoint:
     # Tied names recorded by the file itself (safetensors save_model metadata):
     # alias name -> name that holds the data.
     aliases: dict[str, str] = field(default_factory=dict)
+    # The decoded object graph (dicts, lists, TensorRef, Opaque, values) for
+    # pickle-based formats, kept so writers can rebuild the original structure
+    # (key types, nesting) that flat dotted names alone cannot express.
+    root: Any = None
 
     @property
     def tensors(self) -> dict[str, TensorRef]:

@@ -124,4 +124,4 @@ def read_torch_zip(path: Path, fh: BinaryIO, size: int, limits: Limits) -> Check
 
     obj = safe_loads(records.read("data.pkl", limits.max_pickle_bytes), load_storage)
     entries = dict(flatten(obj, max_depth=limits.max_depth, max_entries=limits.max_entries))
-    return Checkpoint(path=path, format="torch-zip", entries=entries, ordered=True)
+    return Checkpoint(path=path, format="torch-zip", entries=entries, ordered=True, root=obj)
