@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from tabulate import tabulate
 
-from paraminspect.report import Column, Kind, Table, TreeLine, TreeReport
+from paraminspect.report import Column, Kind, Table, TreeLine, TreeReport, Verdict
 
 
 class OutputFormat(str, Enum):
@@ -148,6 +148,16 @@ def format_table(table: Table, fmt: OutputFormat) -> str:
         lines.insert(len(lines) - 1, lines[1])  # a rule above the total row
         text = "\n".join(lines)
     return text + "\n"
+
+
+def format_verdict(verdict: Verdict, fmt: OutputFormat) -> str:
+    """JSON/CSV as for any table; a table or markdown listing gets a summary line of counts."""
+    if fmt in (OutputFormat.json, OutputFormat.csv):
+        return format_table(verdict.table, fmt)
+    summary = ", ".join(f"{human_count(n)} {label}" for label, n in verdict.counts) + "\n"
+    if not verdict.table.rows:
+        return summary
+    return format_table(verdict.table, fmt) + "\n" + summary
 
 
 def _tree_detail(info: dict[str, Any], colours: Colours) -> str:

@@ -36,6 +36,16 @@ class Table:
 
 
 @dataclass
+class Verdict:
+    """The answer of a command whose exit code matters (diff, check): the rows
+    worth listing, labelled counts for a summary line, and whether all held."""
+
+    table: Table
+    counts: list[tuple[str, int]]
+    ok: bool
+
+
+@dataclass
 class TreeLine:
     """One node of a tree drawing: its JSON-form facts and, per level, whether it is a last child."""
 

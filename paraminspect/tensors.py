@@ -125,3 +125,42 @@ def iter_chunks(ref: TensorRef, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) ->
         for position, stride in zip(np.unravel_index(index, ref.shape), ref.strides, strict=True):
             offsets += position * stride
         yield _native(np.asarray(span[offsets]))
+
+
+def iter_raw_chunks(ref: TensorRef, chunk_bytes: int) -> Iterator[bytes]:
+    """A contiguous tensor's stored bytes, in order, ``chunk_bytes`` at a time
+    (rounded down to whole elements).
+
+    Equal bytes mean equal values, so comparing two tensors needs no decoding
+    at all; callers decode (:func:`decode_bytes`) only chunks that differ.
+    """
+    if not ref.is_contiguous:
+        raise ValueError("raw chunks need a contiguous tensor")
+    total = ref.dtype.nbytes(ref.numel)
+    if total == 0:
+        return
+    itemsize = ref.dtype.itemsize
+    step = max(itemsize, chunk_bytes - chunk_bytes % itemsize)
+    begin = ref.byte_range()[0]
+    size = os.path.getsize(ref.storage.path)
+    if begin + total > size:
+        raise CheckpointError(
+            f"tensor bytes [{begin}, {begin + total}) lie past the end of the file ({size} bytes); truncated?",
+            ref.storage.path,
+        )
+    with open(ref.storage.path, "rb") as fh:
+        fh.seek(begin)
+        remaining = total
+        while remaining:
+            raw = fh.read(min(step, remaining))
+            if not raw:
+                raise CheckpointError("tensor data is truncated", ref.storage.path)
+            remaining -= len(raw)
+            yield raw
+
+
+def decode_bytes(ref: TensorRef, raw: bytes) -> np.ndarray:
+    """Stored bytes of ``ref`` (whole elements, e.g. a raw chunk) as a native-endian 1-D array."""
+    import numpy as np
+
+    return _native(np.frombuffer(raw, dtype=numpy_dtype(ref)))

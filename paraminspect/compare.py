@@ -1,0 +1,171 @@
+"""Element-wise comparison of two tensors of the same dtype and shape, streamed.
+
+Memory is bounded by the chunk size, never by the tensor. When both tensors are
+stored contiguously with the same byte order, their raw bytes are compared
+first (a memcmp, no decoding); only sub-chunks whose bytes differ are decoded.
+Decoded values then decide: -0.0 equals 0.0 and NaNs with different payloads
+are both NaN, although their bytes differ.
+
+The tolerance rule is numpy's/torch's ``allclose``: |a - b| <= atol + rtol * |b|.
+Integer and bool tensors are always compared exactly (a tolerance meant for
+floating-point rounding would otherwise hide a changed step counter).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from paraminspect.model import TensorRef
+from paraminspect.tensors import DEFAULT_CHUNK_ELEMENTS, decode_bytes, iter_chunks, iter_raw_chunks
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# Raw bytes are read and compared in 8 MiB steps (two buffers in memory);
+# a differing step is decoded a quarter-million elements at a time.
+RAW_CHUNK_BYTES = 8 << 20
+DECODE_ELEMENTS = DEFAULT_CHUNK_ELEMENTS // 4
+
+DEFAULT_ATOL = 1e-8
+DEFAULT_RTOL = 1e-5
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """allclose's parameters; ``Tolerance(0, 0)`` compares exactly."""
+
+    atol: float = DEFAULT_ATOL
+    rtol: float = DEFAULT_RTOL
+    equal_nan: bool = True  # NaN at the same position counts as equal
+
+
+@dataclass
+class ValueStats:
+    """What differs between two tensors' values.
+
+    ``differing`` counts elements outside the tolerance (None when the dtype
+    cannot be decoded and only the bytes were found to differ). ``max_abs`` and
+    ``max_rel`` cover every element, inside the tolerance or not, so an "equal
+    within tolerance" tensor still shows how far apart it is; NaN counts as the
+    largest difference. ``index`` is where ``max_abs`` sits (C-order position as
+    a multi-index), with each side's value there.
+    """
+
+    differing: int | None = 0
+    max_abs: float | int = 0
+    max_rel: float = 0.0
+    index: list[int] | None = None
+    a_value: Any = None
+    b_value: Any = None
+
+
+def _kind(ref: TensorRef) -> str:
+    name = ref.dtype.name
+    if name == "bool":
+        return "bool"
+    if name.startswith("complex"):
+        return "complex"
+    if name.startswith(("float", "bfloat")):
+        return "float"
+    return "int"
+
+
+def _larger(value: float, than: float) -> bool:
+    """Order for "largest difference": NaN beats everything, ties keep the first."""
+    if math.isnan(than):
+        return False
+    return math.isnan(value) or value > than
+
+
+class _Accumulator:
+    """Running totals over the chunks of one tensor pair."""
+
+    def __init__(self, ref: TensorRef, tolerance: Tolerance) -> None:
+        self.shape = ref.shape
+        self.kind = _kind(ref)
+        self.tolerance = tolerance
+        self.stats = ValueStats()
+
+    def add(self, first: int, a: np.ndarray, b: np.ndarray) -> None:
+        """Fold in elements [first, first + len(a)) of both tensors."""
+        import numpy as np
+
+        wide: Any = np.complex128 if self.kind == "complex" else np.float64
+        af, bf = a.astype(wide), b.astype(wide)
+        with np.errstate(all="ignore"):
+            if self.kind in ("int", "bool"):
+                same = a == b
+                diff = np.abs(af - bf)
+                diff[same] = 0
+                close = same
+            else:
+                same = af == bf
+                if self.tolerance.equal_nan:
+                    same |= np.isnan(af) & np.isnan(bf)
+                diff = np.abs(af - bf)
+                diff[same] = 0
+                close = same | (diff <= self.tolerance.atol + self.tolerance.rtol * np.abs(bf))
+            rel = diff / np.abs(bf)
+        rel[diff == 0] = 0
+        assert self.stats.differing is not None
+        self.stats.differing += int(close.size - np.count_nonzero(close))
+
+        nans = np.isnan(diff)
+        at = int(np.argmax(nans)) if nans.any() else int(np.argmax(diff))
+        largest = float(diff[at])
+        if largest != 0 and _larger(largest, float(self.stats.max_abs)):
+            self.stats.max_abs = largest
+            self.stats.index = [int(i) for i in np.unravel_index(first + at, self.shape)] if self.shape else []
+            self.stats.a_value, self.stats.b_value = self._scalar(a[at]), self._scalar(b[at])
+            if self.kind == "int":  # exact, even past float64's 2**53
+                self.stats.max_abs = abs(int(a[at]) - int(b[at]))
+        rel_nans = np.isnan(rel)
+        top_rel = math.nan if rel_nans.any() else float(rel.max())
+        if _larger(top_rel, self.stats.max_rel):
+            self.stats.max_rel = top_rel
+
+    def _scalar(self, value: Any) -> Any:
+        if self.kind == "bool":
+            return bool(value)
+        if self.kind == "int":
+            return int(value)
+        if self.kind == "complex":
+            return complex(value)
+        return float(value)
+
+
+def bytes_comparable(a: TensorRef, b: TensorRef) -> bool:
+    """True when equal stored bytes imply equal values (and the bytes line up)."""
+    same_order = a.storage.byteorder == b.storage.byteorder or a.dtype.itemsize == 1
+    return a.dtype == b.dtype and a.shape == b.shape and a.is_contiguous and b.is_contiguous and same_order
+
+
+def compare_tensors(a: TensorRef, b: TensorRef, tolerance: Tolerance) -> ValueStats:
+    """Compare the values of two tensors with equal dtype and shape, chunk by chunk."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        raise ValueError("compare_tensors needs equal dtypes and shapes")
+    acc = _Accumulator(a, tolerance)
+    if a.numel == 0:
+        return acc.stats
+    if bytes_comparable(a, b):
+        itemsize = a.dtype.itemsize
+        sub = DECODE_ELEMENTS * itemsize
+        first = 0
+        for raw_a, raw_b in zip(iter_raw_chunks(a, RAW_CHUNK_BYTES), iter_raw_chunks(b, RAW_CHUNK_BYTES), strict=True):
+            if raw_a != raw_b:
+                if a.dtype.numpy is None:  # cannot decode: all we know is that bytes differ
+                    return ValueStats(differing=None)
+                for start in range(0, len(raw_a), sub):
+                    part_a, part_b = raw_a[start : start + sub], raw_b[start : start + sub]
+                    if part_a != part_b:
+                        acc.add(first + start // itemsize, decode_bytes(a, part_a), decode_bytes(b, part_b))
+            first += len(raw_a) // itemsize
+        return acc.stats
+    first = 0
+    for chunk_a, chunk_b in zip(iter_chunks(a, DECODE_ELEMENTS), iter_chunks(b, DECODE_ELEMENTS), strict=True):
+        if chunk_a.tobytes() != chunk_b.tobytes():
+            acc.add(first, chunk_a, chunk_b)
+        first += len(chunk_a)
+    return acc.stats

@@ -1,0 +1,258 @@
+"""``diff``: put every name of two checkpoints in exactly one class.
+
+Classes, checked in this order: only in A, only in B, dtype changed (for a
+non-tensor leaf: its type, or tensor vs value), shape changed, values changed,
+equal. Values are compared only when dtype and shape agree, streamed chunk by
+chunk (see :mod:`paraminspect.compare`); ``structure=True`` reads no tensor data.
+Names are mapped (prefix rules) and selected before they are paired up.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from paraminspect.compare import Tolerance, ValueStats, compare_tensors
+from paraminspect.errors import SelectionError
+from paraminspect.model import Checkpoint, Entry, Opaque, TensorRef, Value
+from paraminspect.names import NameMap
+from paraminspect.report import Column, Kind, Table, Verdict
+from paraminspect.select import Selector
+from paraminspect.tree import ordered_names
+
+
+class Status(str, Enum):
+    ONLY_A = "only_in_a"
+    ONLY_B = "only_in_b"
+    DTYPE = "dtype_changed"
+    SHAPE = "shape_changed"
+    VALUES = "values_changed"
+    EQUAL = "equal"
+
+
+LABELS = {
+    Status.ONLY_A: "only in A",
+    Status.ONLY_B: "only in B",
+    Status.DTYPE: "dtype changed",
+    Status.SHAPE: "shape changed",
+    Status.VALUES: "values changed",
+    Status.EQUAL: "equal",
+}
+
+_VALUE_TEXT_LIMIT = 60
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side's entry as a report shows it: a tensor's dtype and shape, or a value.
+
+    ``str()`` gives the one-cell table form (``float32 [8, 4]``, ``3``,
+    ``<object argparse.Namespace>``); ``to_json()`` the exact form.
+    """
+
+    dtype: str  # tensor dtype name, or the value's type name
+    shape: tuple[int, ...] | None = None  # None for a non-tensor leaf
+    value: Any = None
+
+    @classmethod
+    def of(cls, entry: Entry) -> Side:
+        if isinstance(entry, TensorRef):
+            return cls(entry.dtype.name, entry.shape)
+        return cls(entry.type_name, None, entry.value)
+
+    def to_json(self) -> dict[str, Any]:
+        if self.shape is not None:
+            return {"kind": "tensor", "dtype": self.dtype, "shape": list(self.shape)}
+        value = (
+            self.value if self.value is None or isinstance(self.value, bool | int | float | str) else str(self.value)
+        )
+        return {"kind": "value", "type": self.dtype, "value": value}
+
+    def __str__(self) -> str:
+        if self.shape is not None:
+            return f"{self.dtype} [{', '.join(map(str, self.shape))}]"
+        text = repr(self.value) if isinstance(self.value, str) else str(self.value)
+        if len(text) > _VALUE_TEXT_LIMIT:
+            text = text[: _VALUE_TEXT_LIMIT - 3] + "..."
+        return text
+
+
+@dataclass
+class Row:
+    """One name's outcome. ``a_name``/``b_name`` are the names before mapping."""
+
+    name: str
+    status: Status
+    a_name: str | None
+    b_name: str | None
+    a: Side | None
+    b: Side | None
+    stats: ValueStats | None = None  # set when values were compared
+
+
+_NAN_KEY = ("<nan>",)
+
+
+def comparable(obj: Any, equal_nan: bool = True) -> Any:
+    """A form of a non-tensor leaf that ``==`` compares by content.
+
+    Placeholders compare by class name and arguments (their mapping state is
+    flattened into names of its own); tensors inside values by dtype and shape;
+    NaN equals NaN unless ``equal_nan`` is off; unknown objects by their text.
+    """
+    if isinstance(obj, TensorRef):
+        return ("<tensor>", obj.dtype.name, obj.shape)
+    if isinstance(obj, Opaque):
+        # Unpickling may create a placeholder without calling __init__.
+        state = getattr(obj, "state", None)
+        state = None if isinstance(state, Mapping) else comparable(state, equal_nan)
+        args = comparable(getattr(obj, "args", ()), equal_nan)
+        return ("<object>", obj.qualname, args, comparable(getattr(obj, "kwargs", {}), equal_nan), state)
+    if isinstance(obj, Mapping):
+        return ("<map>", tuple((str(k), comparable(v, equal_nan)) for k, v in obj.items()))
+    if isinstance(obj, list | tuple):
+        return (type(obj).__name__, tuple(comparable(v, equal_nan) for v in obj))
+    if isinstance(obj, float) and math.isnan(obj):
+        return _NAN_KEY if equal_nan else object()
+    if obj is None or isinstance(obj, bool | int | float | complex | str | bytes):
+        return obj
+    return (type(obj).__name__, str(obj))
+
+
+def _classify(a: Entry, b: Entry, tolerance: Tolerance, structure: bool) -> tuple[Status, bool]:
+    """Status from metadata alone, and whether tensor values still need comparing."""
+    if isinstance(a, TensorRef) != isinstance(b, TensorRef):
+        return Status.DTYPE, False
+    if isinstance(a, TensorRef) and isinstance(b, TensorRef):
+        if a.dtype != b.dtype:
+            return Status.DTYPE, False
+        if a.shape != b.shape:
+            return Status.SHAPE, False
+        return Status.EQUAL, not structure
+    assert isinstance(a, Value) and isinstance(b, Value)
+    if a.type_name != b.type_name:
+        return Status.DTYPE, False
+    if structure or comparable(a.value, tolerance.equal_nan) == comparable(b.value, tolerance.equal_nan):
+        return Status.EQUAL, False
+    return Status.VALUES, False
+
+
+def mapped_names(ckpt: Checkpoint, name_map: NameMap, *, sort: bool = False) -> dict[str, str]:
+    """``{mapped name: name in the file}`` in display order."""
+    return name_map.apply(ordered_names(ckpt, sort=sort), str(ckpt.path))
+
+
+def compare(
+    a: Checkpoint,
+    b: Checkpoint,
+    *,
+    tolerance: Tolerance | None = None,
+    selector: Selector | None = None,
+    map_a: NameMap | None = None,
+    map_b: NameMap | None = None,
+    structure: bool = False,
+    sort: bool = False,
+) -> list[Row]:
+    """Pair the (mapped, selected) names of A and B and classify every one.
+
+    Order: A's names in A's order, then names only in B in B's order. A tied
+    tensor pair compared once is not read again for its other names.
+    """
+    tolerance = tolerance or Tolerance()
+    names_a = mapped_names(a, map_a or NameMap(), sort=sort)
+    names_b = mapped_names(b, map_b or NameMap(), sort=sort)
+    if selector:
+        missing = selector.unmatched([*names_a, *names_b])
+        if missing:
+            raise SelectionError(f"no name in either file matches {missing[0]!r}")
+    order = [*names_a, *(n for n in names_b if n not in names_a)]
+    if selector:
+        order = selector.filter(order)
+    done: dict[tuple[tuple[object, ...], tuple[object, ...]], ValueStats] = {}
+    rows: list[Row] = []
+    for name in order:
+        a_name, b_name = names_a.get(name), names_b.get(name)
+        ea = a.entries[a_name] if a_name is not None else None
+        eb = b.entries[b_name] if b_name is not None else None
+        side_a, side_b = (Side.of(ea) if ea is not None else None), (Side.of(eb) if eb is not None else None)
+        if ea is None or eb is None:
+            status = Status.ONLY_B if ea is None else Status.ONLY_A
+            rows.append(Row(name, status, a_name, b_name, side_a, side_b))
+            continue
+        status, read_values = _classify(ea, eb, tolerance, structure)
+        stats = None
+        if read_values:
+            assert isinstance(ea, TensorRef) and isinstance(eb, TensorRef)
+            key = (ea.identity, eb.identity)
+            stats = done.get(key)
+            if stats is None:
+                stats = done[key] = compare_tensors(ea, eb, tolerance)
+            if stats.differing != 0:
+                status = Status.VALUES
+        rows.append(Row(name, status, a_name, b_name, side_a, side_b, stats))
+    return rows
+
+
+COLUMNS = [
+    Column("status", "status"),
+    Column("name", "name", Kind.NAME),
+    Column("a", "A"),
+    Column("b", "B"),
+    Column("differing", "differing", Kind.COUNT),
+    Column("max_abs_diff", "max |a-b|", Kind.NUMBER),
+    Column("max_rel_diff", "max rel", Kind.NUMBER),
+    Column("index", "at", Kind.SHAPE),
+]
+
+
+def _row_json(row: Row) -> dict[str, Any]:
+    stats = row.stats
+    return {
+        "name": row.name,
+        "status": row.status.value,
+        "a_name": row.a_name,
+        "b_name": row.b_name,
+        "a": row.a.to_json() if row.a else None,
+        "b": row.b.to_json() if row.b else None,
+        "differing": stats.differing if stats else None,
+        "max_abs_diff": stats.max_abs if stats else None,
+        "max_rel_diff": stats.max_rel if stats else None,
+        "index": stats.index if stats else None,
+        "a_value": stats.a_value if stats else None,
+        "b_value": stats.b_value if stats else None,
+    }
+
+
+def report(
+    a: Checkpoint,
+    b: Checkpoint,
+    rows: list[Row],
+    *,
+    tolerance: Tolerance,
+    structure: bool = False,
+    show_all: bool = False,
+) -> Verdict:
+    """The verdict: every row in JSON, the differing rows (or all) in tables."""
+    counts = dict.fromkeys(Status, 0)
+    for row in rows:
+        counts[row.status] += 1
+    entries = [_row_json(row) for row in rows]
+    listed = [
+        {**entry, "status": LABELS[row.status], "a": row.a, "b": row.b}
+        for row, entry in zip(rows, entries, strict=True)
+        if show_all or row.status is not Status.EQUAL
+    ]
+    document = {
+        "a": {"file": str(a.path), "format": a.format},
+        "b": {"file": str(b.path), "format": b.format},
+        "structure_only": structure,
+        "tolerance": {"atol": tolerance.atol, "rtol": tolerance.rtol, "equal_nan": tolerance.equal_nan},
+        "same": counts[Status.EQUAL] == len(rows),
+        "counts": {status.value: n for status, n in counts.items()},
+        "entries": entries,
+    }
+    table = Table(COLUMNS, listed, None, document)
+    return Verdict(table, [(LABELS[s], n) for s, n in counts.items()], ok=bool(document["same"]))
