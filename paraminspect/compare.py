@@ -142,30 +142,56 @@ def bytes_comparable(a: TensorRef, b: TensorRef) -> bool:
     return a.dtype == b.dtype and a.shape == b.shape and a.is_contiguous and b.is_contiguous and same_order
 
 
-def compare_tensors(a: TensorRef, b: TensorRef, tolerance: Tolerance) -> ValueStats:
-    """Compare the values of two tensors with equal dtype and shape, chunk by chunk."""
-    if a.dtype != b.dtype or a.shape != b.shape:
-        raise ValueError("compare_tensors needs equal dtypes and shapes")
-    acc = _Accumulator(a, tolerance)
-    if a.numel == 0:
-        return acc.stats
-    if bytes_comparable(a, b):
-        itemsize = a.dtype.itemsize
-        sub = DECODE_ELEMENTS * itemsize
+def _same_bytes(x: memoryview, y: memoryview) -> bool:
+    """memcmp-speed equality: ``bytearray == buffer`` compares raw memory, while
+    ``memoryview == memoryview`` walks element by element (30x slower)."""
+    if isinstance(x.obj, bytearray) and len(x) == len(x.obj):
+        return x.obj == y
+    return bytearray(x) == y
+
+
+class Comparer:
+    """Compares tensor pairs with one pair of reusable read buffers (bounded memory)."""
+
+    def __init__(self, tolerance: Tolerance | None = None) -> None:
+        self.tolerance = tolerance or Tolerance()
+        self._buffers: tuple[bytearray, bytearray] | None = None
+
+    def _raw_buffers(self) -> tuple[bytearray, bytearray]:
+        if self._buffers is None:
+            self._buffers = (bytearray(RAW_CHUNK_BYTES), bytearray(RAW_CHUNK_BYTES))
+        return self._buffers
+
+    def compare(self, a: TensorRef, b: TensorRef) -> ValueStats:
+        """Compare the values of two tensors with equal dtype and shape, chunk by chunk."""
+        if a.dtype != b.dtype or a.shape != b.shape:
+            raise ValueError("compare needs equal dtypes and shapes")
+        acc = _Accumulator(a, self.tolerance)
+        if a.numel == 0:
+            return acc.stats
+        if bytes_comparable(a, b):
+            itemsize = a.dtype.itemsize
+            sub = DECODE_ELEMENTS * itemsize
+            first = 0
+            buf_a, buf_b = self._raw_buffers()
+            for raw_a, raw_b in zip(iter_raw_chunks(a, buf_a), iter_raw_chunks(b, buf_b), strict=True):
+                if not _same_bytes(raw_a, raw_b):
+                    if a.dtype.numpy is None:  # cannot decode: all we know is that bytes differ
+                        return ValueStats(differing=None)
+                    for start in range(0, len(raw_a), sub):
+                        part_a, part_b = raw_a[start : start + sub], raw_b[start : start + sub]
+                        if not _same_bytes(part_a, part_b):
+                            acc.add(first + start // itemsize, decode_bytes(a, part_a), decode_bytes(b, part_b))
+                first += len(raw_a) // itemsize
+            return acc.stats
         first = 0
-        for raw_a, raw_b in zip(iter_raw_chunks(a, RAW_CHUNK_BYTES), iter_raw_chunks(b, RAW_CHUNK_BYTES), strict=True):
-            if raw_a != raw_b:
-                if a.dtype.numpy is None:  # cannot decode: all we know is that bytes differ
-                    return ValueStats(differing=None)
-                for start in range(0, len(raw_a), sub):
-                    part_a, part_b = raw_a[start : start + sub], raw_b[start : start + sub]
-                    if part_a != part_b:
-                        acc.add(first + start // itemsize, decode_bytes(a, part_a), decode_bytes(b, part_b))
-            first += len(raw_a) // itemsize
+        for chunk_a, chunk_b in zip(iter_chunks(a, DECODE_ELEMENTS), iter_chunks(b, DECODE_ELEMENTS), strict=True):
+            if chunk_a.tobytes() != chunk_b.tobytes():
+                acc.add(first, chunk_a, chunk_b)
+            first += len(chunk_a)
         return acc.stats
-    first = 0
-    for chunk_a, chunk_b in zip(iter_chunks(a, DECODE_ELEMENTS), iter_chunks(b, DECODE_ELEMENTS), strict=True):
-        if chunk_a.tobytes() != chunk_b.tobytes():
-            acc.add(first, chunk_a, chunk_b)
-        first += len(chunk_a)
-    return acc.stats
+
+
+def compare_tensors(a: TensorRef, b: TensorRef, tolerance: Tolerance | None = None) -> ValueStats:
+    """Compare one pair of tensors (see :class:`Comparer` for many pairs)."""
+    return Comparer(tolerance).compare(a, b)

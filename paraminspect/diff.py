@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from paraminspect.compare import Tolerance, ValueStats, compare_tensors
+from paraminspect.compare import Comparer, Tolerance, ValueStats
 from paraminspect.errors import SelectionError
 from paraminspect.model import Checkpoint, Entry, Opaque, TensorRef, Value
 from paraminspect.names import NameMap
@@ -171,6 +171,7 @@ def compare(
     order = [*names_a, *(n for n in names_b if n not in names_a)]
     if selector:
         order = selector.filter(order)
+    comparer = Comparer(tolerance)
     done: dict[tuple[tuple[object, ...], tuple[object, ...]], ValueStats] = {}
     rows: list[Row] = []
     for name in order:
@@ -189,7 +190,7 @@ def compare(
             key = (ea.identity, eb.identity)
             stats = done.get(key)
             if stats is None:
-                stats = done[key] = compare_tensors(ea, eb, tolerance)
+                stats = done[key] = comparer.compare(ea, eb)
             if stats.differing != 0:
                 status = Status.VALUES
         rows.append(Row(name, status, a_name, b_name, side_a, side_b, stats))

@@ -127,12 +127,14 @@ def iter_chunks(ref: TensorRef, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) ->
         yield _native(np.asarray(span[offsets]))
 
 
-def iter_raw_chunks(ref: TensorRef, chunk_bytes: int) -> Iterator[bytes]:
-    """A contiguous tensor's stored bytes, in order, ``chunk_bytes`` at a time
-    (rounded down to whole elements).
+def iter_raw_chunks(ref: TensorRef, buffer: bytearray) -> Iterator[memoryview]:
+    """A contiguous tensor's stored bytes, in order, read into ``buffer`` one
+    chunk at a time (``len(buffer)`` rounded down to whole elements).
 
-    Equal bytes mean equal values, so comparing two tensors needs no decoding
-    at all; callers decode (:func:`decode_bytes`) only chunks that differ.
+    Each item is a view into ``buffer``, valid until the next item. Equal bytes
+    mean equal values, so comparing two tensors needs no decoding at all;
+    callers decode (:func:`decode_bytes`) only chunks that differ. Reusing one
+    buffer across tensors keeps memory flat and avoids re-faulting fresh pages.
     """
     if not ref.is_contiguous:
         raise ValueError("raw chunks need a contiguous tensor")
@@ -140,7 +142,9 @@ def iter_raw_chunks(ref: TensorRef, chunk_bytes: int) -> Iterator[bytes]:
     if total == 0:
         return
     itemsize = ref.dtype.itemsize
-    step = max(itemsize, chunk_bytes - chunk_bytes % itemsize)
+    step = len(buffer) - len(buffer) % itemsize
+    if step <= 0:
+        raise ValueError("buffer smaller than one element")
     begin = ref.byte_range()[0]
     size = os.path.getsize(ref.storage.path)
     if begin + total > size:
@@ -148,18 +152,23 @@ def iter_raw_chunks(ref: TensorRef, chunk_bytes: int) -> Iterator[bytes]:
             f"tensor bytes [{begin}, {begin + total}) lie past the end of the file ({size} bytes); truncated?",
             ref.storage.path,
         )
-    with open(ref.storage.path, "rb") as fh:
+    view = memoryview(buffer)
+    with open(ref.storage.path, "rb", buffering=0) as fh:
         fh.seek(begin)
         remaining = total
         while remaining:
-            raw = fh.read(min(step, remaining))
-            if not raw:
-                raise CheckpointError("tensor data is truncated", ref.storage.path)
-            remaining -= len(raw)
-            yield raw
+            want = min(step, remaining)
+            got = 0
+            while got < want:
+                n = fh.readinto(view[got:want])
+                if not n:
+                    raise CheckpointError("tensor data is truncated", ref.storage.path)
+                got += n
+            remaining -= want
+            yield view[:want]
 
 
-def decode_bytes(ref: TensorRef, raw: bytes) -> np.ndarray:
+def decode_bytes(ref: TensorRef, raw: bytes | bytearray | memoryview) -> np.ndarray:
     """Stored bytes of ``ref`` (whole elements, e.g. a raw chunk) as a native-endian 1-D array."""
     import numpy as np
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from paraminspect import compare, open_checkpoint
+from paraminspect import compare, open_checkpoint, tensors
 from paraminspect.compare import Tolerance, compare_tensors
 from paraminspect.diff import Status
 from paraminspect.diff import compare as diff_rows
@@ -272,11 +272,18 @@ def test_structure_reads_no_tensor_data(tmp_path: Path, monkeypatch: pytest.Monk
     def refuse(*_: object, **__: object) -> None:
         raise AssertionError("tensor data was read")
 
-    for name in ("iter_raw_chunks", "iter_chunks", "decode_bytes", "compare_tensors"):
-        monkeypatch.setattr(compare, name, refuse)
+    for module, names in (
+        (tensors, ("iter_raw_chunks", "iter_chunks", "read_array", "decode_bytes")),
+        (compare, ("iter_raw_chunks", "iter_chunks", "decode_bytes")),
+    ):
+        for name in names:
+            monkeypatch.setattr(module, name, refuse)
+    monkeypatch.setattr(compare.Comparer, "compare", refuse)
     code, doc = _json(a, b, "--structure")
     assert code == 1 and doc["structure_only"] is True
     assert {e["name"]: e["status"] for e in doc["entries"]} == {"w": "equal", "v": "shape_changed", "e": "equal"}
+    with pytest.raises(AssertionError, match="tensor data was read"):  # the trap is live
+        run_cli("diff", a, b)
 
 
 def test_structure_on_corrupt_data(tmp_path: Path) -> None:

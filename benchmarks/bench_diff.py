@@ -1,0 +1,94 @@
+"""`paraminspect diff` against a script that torch.loads both files and compares key by key.
+
+    .venv/bin/python benchmarks/bench_diff.py [--repeat N]
+
+Cases, on the cached ~1 GiB checkpoint (64 x fp32 [4096, 1024] + small tensors):
+  1. two .pt files differing in one element (a copy of the cached file with
+     four bytes of one tensor patched), exit 1 expected;
+  2. the .pt against the .safetensors of the same weights, exit 0 expected;
+  3. `--structure` on case 1 (names/dtypes/shapes only).
+
+Goals (issue 4): >= 8x faster than the torch script, peak RSS <= 128 MiB.
+The patched copy goes to a temporary directory (the cache may be shared) and
+is deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import struct
+import tempfile
+from pathlib import Path
+
+from common import PARAMINSPECT, big_checkpoints, markdown_table, python_script, run_timed
+
+TORCH_DIFF = """
+import sys, torch
+def load(path):
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+        return load_file(path)
+    return torch.load(path, weights_only=True)
+a, b = load(sys.argv[1]), load(sys.argv[2])
+changed = sorted(set(a) ^ set(b))
+for name in a.keys() & b.keys():
+    x, y = a[name], b[name]
+    if x.dtype != y.dtype or x.shape != y.shape or not torch.equal(x, y):
+        changed.append(name)
+print(len(changed), "names differ")
+sys.exit(1 if changed else 0)
+"""
+
+PATCHED_TENSOR = "layers.40.weight"
+PATCHED_ELEMENT = 1_234_567
+
+
+def patched_copy(source: Path, directory: Path) -> Path:
+    """A byte-for-byte copy of ``source`` with one float32 element of one tensor changed."""
+    from paraminspect import open_checkpoint
+
+    ref = open_checkpoint(source).tensors[PATCHED_TENSOR]
+    target = directory / "patched.pt"
+    shutil.copyfile(source, target)
+    offset = ref.byte_range()[0] + PATCHED_ELEMENT * ref.dtype.itemsize
+    with open(target, "r+b") as fh:
+        fh.seek(offset)
+        (value,) = struct.unpack("<f", fh.read(4))
+        fh.seek(offset)
+        fh.write(struct.pack("<f", value + 0.5))
+    return target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=3)
+    repeat = parser.parse_args().repeat
+    big = big_checkpoints()
+    rows: list[list[str]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-diff-") as tmp:
+        patched = patched_copy(big["pt"], Path(tmp))
+        cases = [
+            (".pt vs .pt, one element differs", str(big["pt"]), str(patched), []),
+            (".pt vs .safetensors, equal", str(big["pt"]), str(big["safetensors"]), []),
+            (".pt vs .pt --structure", str(big["pt"]), str(patched), ["--structure"]),
+        ]
+        for label, a, b, extra in cases:
+            ours = run_timed("paraminspect", [PARAMINSPECT, "diff", a, b, "-q", *extra], repeat)
+            base = run_timed("torch script", [*python_script(TORCH_DIFF), a, b], repeat)
+            rows.append(
+                [
+                    label,
+                    f"{ours.median_s:.2f} s",
+                    f"{ours.peak_rss_mib:.0f} MiB",
+                    f"{base.median_s:.2f} s",
+                    f"{base.peak_rss_mib:.0f} MiB",
+                    f"{base.median_s / ours.median_s:.1f}x",
+                ]
+            )
+    headers = ["case", "paraminspect diff", "peak RSS", "torch.load + compare", "peak RSS", "speed-up"]
+    print(markdown_table(headers, rows))
+
+
+if __name__ == "__main__":
+    main()
