@@ -16,8 +16,8 @@ is deleted afterwards.
 from __future__ import annotations
 
 import argparse
-import shutil
-import struct
+import resource
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -44,19 +44,30 @@ PATCHED_TENSOR = "layers.40.weight"
 PATCHED_ELEMENT = 1_234_567
 
 
-def patched_copy(source: Path, directory: Path) -> Path:
-    """A byte-for-byte copy of ``source`` with one float32 element of one tensor changed."""
-    from paraminspect import open_checkpoint
+PATCH_SCRIPT = """
+import shutil, struct, sys
+from paraminspect import open_checkpoint
+source, target, name, element = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+ref = open_checkpoint(source).tensors[name]
+shutil.copyfile(source, target)
+offset = ref.byte_range()[0] + element * ref.dtype.itemsize
+with open(target, "r+b") as fh:
+    fh.seek(offset)
+    (value,) = struct.unpack("<f", fh.read(4))
+    fh.seek(offset)
+    fh.write(struct.pack("<f", value + 0.5))
+"""
 
-    ref = open_checkpoint(source).tensors[PATCHED_TENSOR]
+
+def patched_copy(source: Path, directory: Path) -> Path:
+    """A byte-for-byte copy of ``source`` with one float32 element of one tensor changed.
+
+    Done in a child process: the parent must stay small, because each measured
+    child's peak RSS starts from the parent's RSS at fork.
+    """
     target = directory / "patched.pt"
-    shutil.copyfile(source, target)
-    offset = ref.byte_range()[0] + PATCHED_ELEMENT * ref.dtype.itemsize
-    with open(target, "r+b") as fh:
-        fh.seek(offset)
-        (value,) = struct.unpack("<f", fh.read(4))
-        fh.seek(offset)
-        fh.write(struct.pack("<f", value + 0.5))
+    argv = [*python_script(PATCH_SCRIPT), str(source), str(target), PATCHED_TENSOR, str(PATCHED_ELEMENT)]
+    subprocess.run(argv, check=True)
     return target
 
 
@@ -86,8 +97,10 @@ def main() -> None:
                     f"{base.median_s / ours.median_s:.1f}x",
                 ]
             )
+    parent = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     headers = ["case", "paraminspect diff", "peak RSS", "torch.load + compare", "peak RSS", "speed-up"]
     print(markdown_table(headers, rows))
+    print(f"\n(benchmark parent peak RSS {parent:.0f} MiB: a floor under every child's figure)")
 
 
 if __name__ == "__main__":

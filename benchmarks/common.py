@@ -53,12 +53,14 @@ def python_script(code: str) -> list[str]:
 
 def _write_pair(stem: str, big_shape: tuple[int, int], count: int) -> dict[str, Path]:
     """A state dict of ``count`` fp32 matrices plus small tensors, saved in both formats."""
+    pt, st = CACHE / f"{stem}.pt", CACHE / f"{stem}.safetensors"
+    if pt.exists() and st.exists():
+        # No torch import on this path: a child's ru_maxrss starts from the
+        # parent's RSS at fork, so a parent holding torch inflates every measurement.
+        return {"pt": pt, "safetensors": st}
     import torch
     from safetensors.torch import save_file
 
-    pt, st = CACHE / f"{stem}.pt", CACHE / f"{stem}.safetensors"
-    if pt.exists() and st.exists():
-        return {"pt": pt, "safetensors": st}
     CACHE.mkdir(exist_ok=True)
     generator = torch.Generator().manual_seed(0)
     state: dict[str, torch.Tensor] = {}

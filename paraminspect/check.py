@@ -139,6 +139,8 @@ def check(
 ) -> Verdict:
     """Compare the file's tensors (after mapping and selection) with the spec.
 
+    Patterns select by mapped name or by the file's own name (then the spec's
+    entry of the same mapped name comes along).
     Fails on missing names, dtype or shape drift, unexpected names (unless
     ``allow_extra``: then they are counted but not listed), and on a unique
     parameter count over ``max_params``. Non-tensor leaves are not part of it.
@@ -148,11 +150,11 @@ def check(
     tensors = {new: file_tensors[old] for new, old in names.items() if old in file_tensors}
     wanted = list(spec)
     if selector:
-        missing_patterns = selector.unmatched([*wanted, *tensors])
+        missing_patterns = selector.unmatched([*wanted, *tensors, *(names[n] for n in tensors)])
         if missing_patterns:
             raise SelectionError(f"no tensor in the file or the spec matches {missing_patterns[0]!r}")
-        wanted = selector.filter(wanted)
-        tensors = {n: r for n, r in tensors.items() if selector.matches(n)}
+        tensors = {n: r for n, r in tensors.items() if selector.matches(n) or selector.matches(names[n])}
+        wanted = [n for n in wanted if selector.matches(n) or n in tensors]
     counts = dict.fromkeys(Drift, 0)
     drift: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []

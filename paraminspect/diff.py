@@ -66,9 +66,7 @@ class Side:
     def to_json(self) -> dict[str, Any]:
         if self.shape is not None:
             return {"kind": "tensor", "dtype": self.dtype, "shape": list(self.shape)}
-        value = (
-            self.value if self.value is None or isinstance(self.value, bool | int | float | str) else str(self.value)
-        )
+        value = str(self.value) if isinstance(self.value, Opaque) else self.value
         return {"kind": "value", "type": self.dtype, "value": value}
 
     def __str__(self) -> str:
@@ -158,19 +156,22 @@ def compare(
 ) -> list[Row]:
     """Pair the (mapped, selected) names of A and B and classify every one.
 
+    Patterns select by mapped name or by either file's original name.
     Order: A's names in A's order, then names only in B in B's order. A tied
     tensor pair compared once is not read again for its other names.
     """
     tolerance = tolerance or Tolerance()
     names_a = mapped_names(a, map_a or NameMap(), sort=sort)
     names_b = mapped_names(b, map_b or NameMap(), sort=sort)
-    if selector:
-        missing = selector.unmatched([*names_a, *names_b])
-        if missing:
-            raise SelectionError(f"no name in either file matches {missing[0]!r}")
     order = [*names_a, *(n for n in names_b if n not in names_a)]
     if selector:
-        order = selector.filter(order)
+        # A pattern may name the mapped name or either file's own name for it.
+        missing = selector.unmatched([*names_a, *names_b, *names_a.values(), *names_b.values()])
+        if missing:
+            raise SelectionError(f"no name in either file matches {missing[0]!r}")
+        order = [
+            n for n in order if selector.matches(n) or any(selector.matches(m[n]) for m in (names_a, names_b) if n in m)
+        ]
     comparer = Comparer(tolerance)
     done: dict[tuple[tuple[object, ...], tuple[object, ...]], ValueStats] = {}
     rows: list[Row] = []

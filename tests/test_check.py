@@ -153,3 +153,10 @@ def test_installed_script(spec: Path) -> None:
     assert json.loads(proc.stdout)["ok"] is True
     proc = run_script("check", SAMPLES / "rgnet.pt", "--expect", spec, "-q")
     assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", "")
+
+
+def test_trainer_checkpoint_subtree_against_plain_spec(spec: Path) -> None:
+    trainer = SAMPLES / "trainer_checkpoint.pt"
+    assert run_cli("check", trainer, "--expect", spec, "-q").code == 1
+    code, doc = _check(trainer, "--expect", spec, "model", "--strip-prefix", "model")
+    assert code == 0 and doc["counts"]["matching"] == 4 and doc["params"] == 49

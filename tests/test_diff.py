@@ -358,3 +358,18 @@ def test_installed_script_and_no_torch(tmp_path: Path) -> None:
 
     proc2 = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc2.returncode == 1, proc2.stderr
+
+
+def test_patterns_may_name_original_names() -> None:
+    """Selecting the trainer checkpoint's 'model' subtree, compared under its mapped names."""
+    trainer, mlp = SAMPLES / "trainer_checkpoint.pt", SAMPLES / "mlp.pt"
+    code, doc = _json(trainer, mlp, "model", "--rename-a", "model=")
+    assert code == 1  # different seeds
+    assert [(e["name"], e["a_name"], e["status"]) for e in doc["entries"]] == [
+        ("0.weight", "model.0.weight", "values_changed"),
+        ("0.bias", "model.0.bias", "values_changed"),
+        ("2.weight", "model.2.weight", "values_changed"),
+        ("2.bias", "model.2.bias", "values_changed"),
+    ]
+    code, doc = _json(trainer, mlp, "model", "--rename-a", "model=", "--structure")
+    assert code == 0 and doc["counts"]["equal"] == 4
