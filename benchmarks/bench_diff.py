@@ -6,7 +6,8 @@ Cases, on the cached ~1 GiB checkpoint (64 x fp32 [4096, 1024] + small tensors):
   1. two .pt files differing in one element (a copy of the cached file with
      four bytes of one tensor patched), exit 1 expected;
   2. the .pt against the .safetensors of the same weights, exit 0 expected;
-  3. `--structure` on case 1 (names/dtypes/shapes only).
+  3. `--structure` on case 1 (names/dtypes/shapes only), against a torch
+     script that loads with mmap=True and compares dtypes and shapes.
 
 Goals (issue 4): >= 8x faster than the torch script, peak RSS <= 128 MiB.
 The patched copy goes to a temporary directory (the cache may be shared) and
@@ -16,6 +17,7 @@ is deleted afterwards.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import subprocess
 import tempfile
@@ -36,6 +38,16 @@ for name in a.keys() & b.keys():
     x, y = a[name], b[name]
     if x.dtype != y.dtype or x.shape != y.shape or not torch.equal(x, y):
         changed.append(name)
+print(len(changed), "names differ")
+sys.exit(1 if changed else 0)
+"""
+
+TORCH_STRUCTURE = """
+import sys, torch
+a = torch.load(sys.argv[1], mmap=True, weights_only=True)
+b = torch.load(sys.argv[2], mmap=True, weights_only=True)
+changed = sorted(set(a) ^ set(b))
+changed += [n for n in a.keys() & b.keys() if (a[n].dtype, a[n].shape) != (b[n].dtype, b[n].shape)]
 print(len(changed), "names differ")
 sys.exit(1 if changed else 0)
 """
@@ -76,31 +88,33 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     repeat = parser.parse_args().repeat
     big = big_checkpoints()
+    before = f"{os.getloadavg()[0]:.2f}"
     rows: list[list[str]] = []
     with tempfile.TemporaryDirectory(prefix="bench-diff-") as tmp:
         patched = patched_copy(big["pt"], Path(tmp))
         cases = [
-            (".pt vs .pt, one element differs", str(big["pt"]), str(patched), []),
-            (".pt vs .safetensors, equal", str(big["pt"]), str(big["safetensors"]), []),
-            (".pt vs .pt --structure", str(big["pt"]), str(patched), ["--structure"]),
+            (".pt vs .pt, one element differs", str(big["pt"]), str(patched), [], TORCH_DIFF),
+            (".pt vs .safetensors, equal", str(big["pt"]), str(big["safetensors"]), [], TORCH_DIFF),
+            (".pt vs .pt --structure (vs mmap=True)", str(big["pt"]), str(patched), ["--structure"], TORCH_STRUCTURE),
         ]
-        for label, a, b, extra in cases:
+        for label, a, b, extra, baseline in cases:
             ours = run_timed("paraminspect", [PARAMINSPECT, "diff", a, b, "-q", *extra], repeat)
-            base = run_timed("torch script", [*python_script(TORCH_DIFF), a, b], repeat)
+            base = run_timed("torch script", [*python_script(baseline), a, b], repeat)
             rows.append(
                 [
                     label,
-                    f"{ours.median_s:.2f} s",
+                    f"{ours.median_s:.2f} s ({ours.median_cpu_s:.2f} s CPU)",
                     f"{ours.peak_rss_mib:.0f} MiB",
-                    f"{base.median_s:.2f} s",
+                    f"{base.median_s:.2f} s ({base.median_cpu_s:.2f} s CPU)",
                     f"{base.peak_rss_mib:.0f} MiB",
-                    f"{base.median_s / ours.median_s:.1f}x",
+                    f"{base.median_s / ours.median_s:.1f}x ({base.median_cpu_s / ours.median_cpu_s:.1f}x CPU)",
                 ]
             )
     parent = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     headers = ["case", "paraminspect diff", "peak RSS", "torch.load + compare", "peak RSS", "speed-up"]
     print(markdown_table(headers, rows))
-    print(f"\n(benchmark parent peak RSS {parent:.0f} MiB: a floor under every child's figure)")
+    print(f"\n(benchmark parent peak RSS {parent:.0f} MiB: a floor under every child's figure;")
+    print(f" load average before/after: {before} / {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs)")
 
 
 if __name__ == "__main__":

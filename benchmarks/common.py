@@ -26,11 +26,14 @@ class Measurement:
     label: str
     median_s: float
     peak_rss_mib: float
+    # user + system CPU seconds: steadier than wall time on a shared machine
+    median_cpu_s: float = 0.0
 
 
 def run_timed(label: str, argv: list[str], repeat: int = 5, warmup: int = 1) -> Measurement:
     """Median wall time and max peak RSS of ``argv`` run ``repeat`` times (after warm-up)."""
     times: list[float] = []
+    cpu: list[float] = []
     peak = 0.0
     for i in range(warmup + repeat):
         start = time.perf_counter()
@@ -43,8 +46,9 @@ def run_timed(label: str, argv: list[str], repeat: int = 5, warmup: int = 1) -> 
             raise SystemExit(f"{label}: {' '.join(argv)} failed ({proc.returncode}): {err}")
         if i >= warmup:
             times.append(elapsed)
+            cpu.append(usage.ru_utime + usage.ru_stime)
             peak = max(peak, usage.ru_maxrss / 1024)  # Linux reports KiB
-    return Measurement(label, statistics.median(times), peak)
+    return Measurement(label, statistics.median(times), peak, statistics.median(cpu))
 
 
 def python_script(code: str) -> list[str]:

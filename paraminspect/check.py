@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from decimal import Decimal
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -103,6 +102,8 @@ def parse_count(text: str) -> int:
     match = _COUNT.match(text.replace("_", "").replace(",", ""))
     if not match:
         raise UsageError(f"--max-params expects a count like 1000000, 110M or 7B, got {text!r}")
+    from decimal import Decimal  # exact for "1.1B"; only --max-params needs it
+
     number, unit = match.groups()
     return int(Decimal(number) * _SCALE[unit.lower()])
 
@@ -221,5 +222,5 @@ def check(
     summary = [(LABELS[s], n) for s, n in counts.items()]
     summary += [("matching", matching), ("params", params)]
     if max_params is not None:
-        summary.append(("max params" + (" (over budget)" if over_budget else ""), max_params))
+        summary.append(("params allowed" + (" (exceeded)" if over_budget else ""), max_params))
     return Verdict(Table(COLUMNS, rows, None, document), summary, ok)

@@ -204,8 +204,8 @@ COLUMNS = [
     Column("a", "A"),
     Column("b", "B"),
     Column("differing", "differing", Kind.COUNT),
-    Column("max_abs_diff", "max |a-b|", Kind.NUMBER),
-    Column("max_rel_diff", "max rel", Kind.NUMBER),
+    Column("max_abs_diff", "max abs diff", Kind.NUMBER),
+    Column("max_rel_diff", "max rel diff", Kind.NUMBER),
     Column("index", "at", Kind.SHAPE),
 ]
 

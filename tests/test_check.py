@@ -160,3 +160,12 @@ def test_trainer_checkpoint_subtree_against_plain_spec(spec: Path) -> None:
     assert run_cli("check", trainer, "--expect", spec, "-q").code == 1
     code, doc = _check(trainer, "--expect", spec, "model", "--strip-prefix", "model")
     assert code == 0 and doc["counts"]["matching"] == 4 and doc["params"] == 49
+
+
+def test_over_budget_table_text(tmp_path: Path, spec: Path) -> None:
+    result = run_cli("check", SAMPLES / "mlp.pt", "--expect", spec, "--max-params", "48")
+    assert result.code == 1
+    assert result.out == (
+        "0 missing, 0 unexpected, 0 dtype changed, 0 shape changed, 4 matching, 49 params, "
+        "48 params allowed (exceeded)\n"
+    )

@@ -91,9 +91,9 @@ def test_exact_table_text_for_one_change(tmp_path: Path) -> None:
     result = run_cli("diff", a, b)
     assert result.code == 1
     assert result.out == (
-        "status          name    A            B              differing    max |a-b|    max rel  at\n"
-        "--------------  ------  -----------  -----------  -----------  -----------  ---------  ----\n"
-        "values changed  x       float32 [3]  float32 [3]            1          0.5        0.2  [1]\n"
+        "status          name    A            B              differing    max abs diff    max rel diff  at\n"
+        "--------------  ------  -----------  -----------  -----------  --------------  --------------  ----\n"
+        "values changed  x       float32 [3]  float32 [3]            1             0.5             0.2  [1]\n"
         "only in B       extra                7\n"
         "\n"
         "0 only in A, 1 only in B, 0 dtype changed, 0 shape changed, 1 values changed, 1 equal\n"
