@@ -348,9 +348,11 @@ def test_installed_script_and_no_torch(tmp_path: Path) -> None:
     assert json.loads(proc.stdout)["counts"]["values_changed"] == 1
     proc = run_script("diff", tmp_path / "a.pt", tmp_path / "a.pt", "-q")
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+    (tmp_path / "spec.json").write_text(run_cli("shapes", tmp_path / "a.pt", "-f", "json").out)
     code = (
         "import sys; from paraminspect.cli import main; "
         f"rc = main(['diff', {str(tmp_path / 'a.pt')!r}, {str(tmp_path / 'b.pt')!r}, '-q']); "
+        f"assert main(['check', {str(tmp_path / 'b.pt')!r}, '--expect', {str(tmp_path / 'spec.json')!r}, '-q']) == 0; "
         "assert 'torch' not in sys.modules, 'torch imported'; sys.exit(rc)"
     )
     import subprocess
