@@ -375,3 +375,20 @@ def test_patterns_may_name_original_names() -> None:
     ]
     code, doc = _json(trainer, mlp, "model", "--rename-a", "model=", "--structure")
     assert code == 0 and doc["counts"]["equal"] == 4
+
+
+def test_json_schema_is_fixed() -> None:
+    code, doc = _json(SAMPLES / "mlp.pt", SAMPLES / "tied.pt", "--atol", "0", "--rtol", "0")
+    assert code == 1
+    assert list(doc) == ["a", "b", "structure_only", "tolerance", "same", "counts", "entries"]
+    assert doc["a"] == {"file": str(SAMPLES / "mlp.pt"), "format": "torch-zip"}
+    assert doc["tolerance"] == {"atol": 0.0, "rtol": 0.0, "equal_nan": True}
+    keys = ["name", "status", "a_name", "b_name", "a", "b", "differing", "max_abs_diff", "max_rel_diff", "index"]
+    keys += ["a_value", "b_value"]
+    for entry in doc["entries"]:
+        assert list(entry) == keys
+        assert entry["status"] in doc["counts"]
+        for side in ("a", "b"):
+            assert entry[side] is None or entry[side]["kind"] in ("tensor", "value")
+    statuses = [e["status"] for e in doc["entries"]]
+    assert {s: statuses.count(s) for s in doc["counts"]} == doc["counts"]
