@@ -79,41 +79,81 @@ def _larger(value: float, than: float) -> bool:
     return math.isnan(value) or value > than
 
 
+class _Workspace:
+    """Scratch arrays reused for every decoded slice: fresh multi-MiB temporaries
+    per slice make glibc map, fault and trim pages each time, which cost more
+    than the arithmetic (measured: 0.5 s of system time per 400 MB compared)."""
+
+    def __init__(self) -> None:
+        self.capacity = 0
+        self.arrays: tuple[np.ndarray, ...] = ()
+
+    def get(self, n: int) -> tuple[np.ndarray, ...]:
+        """(diff, scale, work) float64 and (close, mask) bool views of length ``n``."""
+        import numpy as np
+
+        if n > self.capacity:
+            self.capacity = max(n, DECODE_ELEMENTS)
+            floats = [np.empty(self.capacity, np.float64) for _ in range(3)]
+            self.arrays = (*floats, np.empty(self.capacity, bool), np.empty(self.capacity, bool))
+        return tuple(x[:n] for x in self.arrays)
+
+
 class _Accumulator:
     """Running totals over the chunks of one tensor pair."""
 
-    def __init__(self, ref: TensorRef, tolerance: Tolerance) -> None:
+    def __init__(self, ref: TensorRef, tolerance: Tolerance, workspace: _Workspace) -> None:
         self.shape = ref.shape
         self.kind = _kind(ref)
         self.tolerance = tolerance
+        self.workspace = workspace
         self.stats = ValueStats()
 
     def add(self, first: int, a: np.ndarray, b: np.ndarray) -> None:
-        """Fold in elements [first, first + len(a)) of both tensors."""
+        """Fold in elements [first, first + len(a)) of both tensors.
+
+        Written for throughput (a fine-tuned model differs everywhere): a few
+        whole-array passes into reused buffers; positions needing care (NaN,
+        infinities) are rare and fixed up by index afterwards.
+        """
         import numpy as np
 
-        wide: Any = np.complex128 if self.kind == "complex" else np.float64
-        af, bf = a.astype(wide), b.astype(wide)
+        atol, rtol = self.tolerance.atol, self.tolerance.rtol
         with np.errstate(all="ignore"):
-            if self.kind in ("int", "bool"):
-                same = a == b
-                diff = np.abs(af - bf)
-                diff[same] = 0
-                close = same
+            if self.kind == "complex":  # rare: plain temporaries
+                ac, bc = a.astype(np.complex128), b.astype(np.complex128)
+                diff, scale = np.abs(ac - bc), np.abs(bc)
+                close = diff <= scale * rtol + atol
+                rel, finite = diff / scale, np.isfinite(diff)
             else:
-                same = af == bf
+                diff, scale, rel, close, finite = self.workspace.get(len(a))
+                np.subtract(a, b, out=diff, dtype=np.float64)
+                np.absolute(diff, out=diff)
+                np.absolute(b, out=scale, dtype=np.float64)
+                if self.kind in ("int", "bool"):
+                    np.equal(a, b, out=close)  # exact: float64 cannot tell int64s apart past 2**53
+                else:
+                    np.multiply(scale, rtol, out=rel)
+                    rel += atol
+                    np.less_equal(diff, rel, out=close)
+                np.divide(diff, scale, out=rel)  # 0/0 (equal zeros) is NaN here, ignored below
+                np.isfinite(diff, out=finite)
+            if self.kind not in ("int", "bool") and not finite.all():
+                # inf - inf and NaN: equal if a == b (same infinity) or, with
+                # equal_nan, both NaN; any other non-finite difference differs.
+                odd = np.flatnonzero(~finite)
+                pa, pb = a[odd].astype(np.complex128), b[odd].astype(np.complex128)
+                same = pa == pb
                 if self.tolerance.equal_nan:
-                    same |= np.isnan(af) & np.isnan(bf)
-                diff = np.abs(af - bf)
-                diff[same] = 0
-                close = same | (diff <= self.tolerance.atol + self.tolerance.rtol * np.abs(bf))
-            rel = diff / np.abs(bf)
-        rel[diff == 0] = 0
+                    same |= np.isnan(pa) & np.isnan(pb)
+                close[odd] = same
+                diff[odd[same]] = 0
+                rel[odd[same]] = 0
         assert self.stats.differing is not None
         self.stats.differing += int(close.size - np.count_nonzero(close))
 
-        nans = np.isnan(diff)
-        at = int(np.argmax(nans)) if nans.any() else int(np.argmax(diff))
+        nan_at = np.flatnonzero(np.isnan(diff)) if not finite.all() else np.empty(0, np.intp)
+        at = int(nan_at[0]) if len(nan_at) else int(np.argmax(diff))
         largest = float(diff[at])
         if largest != 0 and _larger(largest, float(self.stats.max_abs)):
             self.stats.max_abs = largest
@@ -121,8 +161,11 @@ class _Accumulator:
             self.stats.a_value, self.stats.b_value = self._scalar(a[at]), self._scalar(b[at])
             if self.kind == "int":  # exact, even past float64's 2**53
                 self.stats.max_abs = abs(int(a[at]) - int(b[at]))
-        rel_nans = np.isnan(rel)
-        top_rel = math.nan if rel_nans.any() else float(rel.max())
+        if len(nan_at):
+            top_rel = math.nan
+        else:
+            with np.errstate(all="ignore"):
+                top_rel = float(np.nanmax(rel, initial=0.0))
         if _larger(top_rel, self.stats.max_rel):
             self.stats.max_rel = top_rel
 
@@ -156,6 +199,7 @@ class Comparer:
     def __init__(self, tolerance: Tolerance | None = None) -> None:
         self.tolerance = tolerance or Tolerance()
         self._buffers: tuple[bytearray, bytearray] | None = None
+        self._workspace = _Workspace()
 
     def _raw_buffers(self) -> tuple[bytearray, bytearray]:
         if self._buffers is None:
@@ -166,7 +210,7 @@ class Comparer:
         """Compare the values of two tensors with equal dtype and shape, chunk by chunk."""
         if a.dtype != b.dtype or a.shape != b.shape:
             raise ValueError("compare needs equal dtypes and shapes")
-        acc = _Accumulator(a, self.tolerance)
+        acc = _Accumulator(a, self.tolerance, self._workspace)
         if a.numel == 0:
             return acc.stats
         if bytes_comparable(a, b):
@@ -180,7 +224,7 @@ class Comparer:
                         return ValueStats(differing=None)
                     for start in range(0, len(raw_a), sub):
                         part_a, part_b = raw_a[start : start + sub], raw_b[start : start + sub]
-                        if not _same_bytes(part_a, part_b):
+                        if part_a != part_b:  # element-wise, but allocation-free and rare
                             acc.add(first + start // itemsize, decode_bytes(a, part_a), decode_bytes(b, part_b))
                 first += len(raw_a) // itemsize
             return acc.stats

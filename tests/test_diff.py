@@ -392,3 +392,36 @@ def test_json_schema_is_fixed() -> None:
             assert entry[side] is None or entry[side]["kind"] in ("tensor", "value")
     statuses = [e["status"] for e in doc["entries"]]
     assert {s: statuses.count(s) for s in doc["counts"]} == doc["counts"]
+
+
+@pytest.mark.parametrize("equal_nan", [True, False])
+def test_special_values_follow_torch_isclose(tmp_path: Path, equal_nan: bool) -> None:
+    inf, nan = math.inf, math.nan
+    pairs = [(inf, inf), (inf, -inf), (1.0, inf), (inf, 1.0), (-inf, -inf), (nan, nan), (nan, 1.0), (1.0, nan)]
+    pairs += [(0.0, 0.0), (-0.0, 0.0), (1.0, 1.0 + 1e-9), (0.0, 1e-9), (1e-3, 2e-3), (5.0, -5.0)]
+    a = torch.tensor([p[0] for p in pairs], dtype=torch.float64)
+    b = torch.tensor([p[1] for p in pairs], dtype=torch.float64)
+    torch.save({"t": a}, tmp_path / "a.pt")
+    torch.save({"t": b}, tmp_path / "b.pt")
+    stats = compare_tensors(
+        open_checkpoint(tmp_path / "a.pt").tensors["t"],
+        open_checkpoint(tmp_path / "b.pt").tensors["t"],
+        Tolerance(equal_nan=equal_nan),
+    )
+    close = torch.isclose(a, b, rtol=1e-5, atol=1e-8, equal_nan=equal_nan)
+    assert stats.differing == int((~close).sum())
+    assert stats.max_abs != stats.max_abs  # NaN against a number: the largest difference is NaN
+    assert stats.index == ([6] if equal_nan else [5])  # the first such position
+
+
+def test_bool_and_float8_tensors(tmp_path: Path) -> None:
+    flags = torch.tensor([True, False, True, True])
+    fp8 = torch.tensor([0.5, 1.0, -2.0]).to(torch.float8_e4m3fn)
+    torch.save({"m": flags, "q": fp8}, tmp_path / "a.pt")
+    save_file({"m": torch.tensor([True, True, True, False]), "q": fp8.clone()}, tmp_path / "b.safetensors")
+    code, doc = _json(tmp_path / "a.pt", tmp_path / "b.safetensors")
+    entries = _by_name(doc)
+    assert code == 1
+    assert (entries["m"]["differing"], entries["m"]["max_abs_diff"], entries["m"]["index"]) == (2, 1, [1])
+    assert (entries["m"]["a_value"], entries["m"]["b_value"]) == (False, True)
+    assert entries["q"]["status"] == "equal"
