@@ -6,7 +6,9 @@ Cases, on the cached ~1 GiB checkpoint (64 x fp32 [4096, 1024] + small tensors):
   1. two .pt files differing in one element (a copy of the cached file with
      four bytes of one tensor patched), exit 1 expected;
   2. the .pt against the .safetensors of the same weights, exit 0 expected;
-  3. `--structure` on case 1 (names/dtypes/shapes only), against a torch
+  3. two .pt files in which every value differs by a factor 1.001 (what a
+     fine-tuning step does), exit 1 expected;
+  4. `--structure` on case 1 (names/dtypes/shapes only), against a torch
      script that loads with mmap=True and compares dtypes and shapes.
 
 Goals (issue 4): >= 8x faster than the torch script, peak RSS <= 128 MiB.
@@ -71,6 +73,22 @@ with open(target, "r+b") as fh:
 """
 
 
+PERTURB_SCRIPT = """
+import shutil, sys
+import numpy as np
+from paraminspect import open_checkpoint
+source, target = sys.argv[1], sys.argv[2]
+refs = open_checkpoint(source).tensors
+shutil.copyfile(source, target)
+for ref in refs.values():  # every float32 element scaled by (1 + 1e-3): all differ
+    begin, end = ref.byte_range()
+    values = np.memmap(target, dtype="<f4", mode="r+", offset=begin, shape=((end - begin) // 4,))
+    values *= np.float32(1.001)
+    values.flush()
+    del values
+"""
+
+
 def patched_copy(source: Path, directory: Path) -> Path:
     """A byte-for-byte copy of ``source`` with one float32 element of one tensor changed.
 
@@ -83,6 +101,13 @@ def patched_copy(source: Path, directory: Path) -> Path:
     return target
 
 
+def perturbed_copy(source: Path, directory: Path) -> Path:
+    """A copy of ``source`` in which every value differs slightly (a fine-tuning step)."""
+    target = directory / "perturbed.pt"
+    subprocess.run([*python_script(PERTURB_SCRIPT), str(source), str(target)], check=True)
+    return target
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=3)
@@ -92,9 +117,11 @@ def main() -> None:
     rows: list[list[str]] = []
     with tempfile.TemporaryDirectory(prefix="bench-diff-") as tmp:
         patched = patched_copy(big["pt"], Path(tmp))
+        perturbed = perturbed_copy(big["pt"], Path(tmp))
         cases = [
             (".pt vs .pt, one element differs", str(big["pt"]), str(patched), [], TORCH_DIFF),
             (".pt vs .safetensors, equal", str(big["pt"]), str(big["safetensors"]), [], TORCH_DIFF),
+            (".pt vs .pt, every value differs", str(big["pt"]), str(perturbed), [], TORCH_DIFF),
             (".pt vs .pt --structure (vs mmap=True)", str(big["pt"]), str(patched), ["--structure"], TORCH_STRUCTURE),
         ]
         for label, a, b, extra, baseline in cases:
