@@ -248,6 +248,7 @@ def test_bytes_path_decodes_only_differing_chunks(tmp_path: Path, monkeypatch: p
     a = torch.arange(100_000, dtype=torch.float32)
     b = a.clone()
     b[54_321] = -1
+    b[99_999] = 99_990  # in the last, shorter chunk (relative difference 9e-5)
     torch.save({"t": a}, tmp_path / "a.pt")
     save_file({"t": b}, tmp_path / "b.safetensors")
     decoded: list[int] = []
@@ -261,7 +262,8 @@ def test_bytes_path_decodes_only_differing_chunks(tmp_path: Path, monkeypatch: p
     rows = diff_rows(open_checkpoint(tmp_path / "a.pt"), open_checkpoint(tmp_path / "b.safetensors"))
     assert rows[0].status is Status.VALUES
     assert rows[0].stats is not None and rows[0].stats.index == [54_321] and rows[0].stats.max_abs == 54_322
-    assert decoded == [512, 512]  # one 128-element slice per side
+    assert rows[0].stats.differing == 2
+    assert decoded == [512, 512, 128, 128]  # one slice per side and difference
 
 
 def test_structure_reads_no_tensor_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
