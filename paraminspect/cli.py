@@ -18,7 +18,7 @@ from paraminspect.errors import EXIT_ERROR, EXIT_OK, ParamInspectError, Selectio
 from paraminspect.formats import open_checkpoint
 from paraminspect.model import Checkpoint
 from paraminspect.render import OutputFormat
-from paraminspect.select import Selector
+from paraminspect.select import Selector, is_index_form, resolve_index_form, suggestions
 
 app = typer.Typer(
     name="paraminspect",
@@ -47,12 +47,30 @@ def _load(path: Path) -> Checkpoint:
 
 
 def _selector(ckpt: Checkpoint, patterns: list[str] | None, regex: bool) -> Selector:
-    """Build a selector and fail (exit 2) when a pattern matches nothing at all."""
-    selector = Selector(patterns or [], regex=regex)
+    """Build a selector and fail (exit 2) when a pattern matches nothing at all.
+
+    Index-form patterns (``[0][1][0].bias``) are first resolved to the dotted
+    name they denote; an unmatched pattern is reported with the closest names.
+    """
+    given = list(patterns or [])
+    resolved = given if regex else [_resolve(ckpt, p) for p in given]
+    selector = Selector(resolved, regex=regex)
     missing = selector.unmatched(ckpt.entries)
     if missing:
-        raise SelectionError(f"no name matches {missing[0]!r}", ckpt.path)
+        pattern = given[resolved.index(missing[0])]
+        close = [] if regex else suggestions(missing[0], ckpt.entries)
+        hint = "; did you mean " + " or ".join(repr(c) for c in close) + "?" if close else ""
+        raise SelectionError(f"no name matches {pattern!r}{hint}", ckpt.path)
     return selector
+
+
+def _resolve(ckpt: Checkpoint, pattern: str) -> str:
+    if not is_index_form(pattern):
+        return pattern
+    try:
+        return resolve_index_form(pattern, tree.ordered_names(ckpt))
+    except SelectionError as exc:
+        raise SelectionError(exc.message, ckpt.path) from None
 
 
 def _version(value: bool) -> None:
