@@ -6,6 +6,7 @@ that imports typer.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from paraminspect import __version__, render, shapes, tree
+from paraminspect import __version__, printing, render, shapes, tree, values
 from paraminspect.errors import EXIT_ERROR, EXIT_OK, ParamInspectError, SelectionError
 from paraminspect.formats import open_checkpoint
 from paraminspect.model import Checkpoint
@@ -116,6 +117,36 @@ def shapes_command(
     ckpt = _load(file)
     table = shapes.report(ckpt, _selector(ckpt, patterns, regex), sort=sort)
     render.write(render.format_table(table, fmt))
+    return EXIT_OK
+
+
+# --- values: get and stats -------------------------------------------------
+
+
+@app.command("get")
+def get_command(
+    file: FileArg,
+    names: Annotated[
+        list[str],
+        typer.Argument(
+            help="Names: exact ('2.bias'), subtree prefix ('0.block 1'), glob, or index form ('[0][1][0].bias')."
+        ),
+    ],
+    full: Annotated[bool, typer.Option("--full", help="Print every value instead of summarising with '...'.")] = False,
+    precision: Annotated[
+        int, typer.Option("--precision", "-p", min=0, max=30, help="Digits after the decimal point.")
+    ] = 4,
+    regex: RegexOpt = False,
+    fmt: FormatOpt = OutputFormat.table,
+) -> int:
+    """Print values the way torch prints them (JSON/CSV: every value, exact)."""
+    ckpt = _load(file)
+    _selector(ckpt, names, regex)  # fails with suggestions when a name matches nothing
+    resolved = names if regex else [_resolve(ckpt, n) for n in names]
+    options = printing.PrintOptions(precision=precision, threshold=math.inf if full else 1000)
+    every = full or fmt in (OutputFormat.json, OutputFormat.csv)
+    report = values.report(ckpt, values.selected_names(ckpt, resolved, regex=regex), options, every_value=every)
+    render.write(render.format_values(report, fmt, render.Colours(sys.stdout)))
     return EXIT_OK
 
 
