@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from paraminspect import __version__, printing, render, shapes, tree, values
+from paraminspect import __version__, printing, render, shapes, stats, tree, values
 from paraminspect.errors import EXIT_ERROR, EXIT_OK, ParamInspectError, SelectionError
 from paraminspect.formats import open_checkpoint
 from paraminspect.model import Checkpoint
@@ -147,6 +147,27 @@ def get_command(
     every = full or fmt in (OutputFormat.json, OutputFormat.csv)
     report = values.report(ckpt, values.selected_names(ckpt, resolved, regex=regex), options, every_value=every)
     render.write(render.format_values(report, fmt, render.Colours(sys.stdout)))
+    return EXIT_OK
+
+
+@app.command("stats")
+def stats_command(
+    file: FileArg,
+    patterns: PatternsArg = None,
+    by_prefix: Annotated[
+        int | None,
+        typer.Option("--by-prefix", min=1, metavar="DEPTH", help="One row per subtree of the first DEPTH name parts."),
+    ] = None,
+    sort: SortOpt = False,
+    regex: RegexOpt = False,
+    fmt: FormatOpt = OutputFormat.table,
+) -> int:
+    """Per tensor: min, max, mean, std (n-1), mean |x|, L2 norm, NaN/Inf/zero counts; and a total."""
+    ckpt = _load(file)
+    table = stats.report(ckpt, _selector(ckpt, patterns, regex), by_prefix=by_prefix, sort=sort)
+    for name in table.document["skipped"]:
+        render.write_message(f"paraminspect: warning: {name}: cannot decode {ckpt.tensors[name].dtype} values; skipped")
+    render.write(render.format_table(table, fmt))
     return EXIT_OK
 
 

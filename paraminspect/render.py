@@ -116,7 +116,7 @@ def _cell(column: Column, value: Any, *, human: bool) -> str:
     if column.kind is Kind.BYTES and human and isinstance(value, int):
         return human_bytes(value)
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return f"{value:.6g}" if human else repr(value)  # CSV keeps exact numbers
     return safe_text(str(value))
 
 

@@ -116,11 +116,12 @@ def test_unknown_name_suggests_the_closest() -> None:
     )
 
 
-def test_get_never_imports_torch() -> None:
+def test_get_and_stats_never_import_torch() -> None:
     code = (
         "import sys; from paraminspect.cli import main; "
         f"assert main(['get', {str(SAMPLES / 'mlp.pt')!r}, '0', '-f', 'json']) == 0; "
         f"assert main(['get', {str(SAMPLES / 'rgnet.safetensors')!r}, '[0][1]']) == 0; "
+        f"assert main(['stats', {str(SAMPLES / 'trainer_checkpoint.pt')!r}, '--by-prefix', '1']) == 0; "
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
