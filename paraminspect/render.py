@@ -16,8 +16,6 @@ import sys
 from enum import Enum
 from typing import Any, TextIO
 
-from tabulate import tabulate
-
 from paraminspect.report import Column, Kind, Table, TreeLine, TreeReport
 
 
@@ -134,6 +132,8 @@ def format_table(table: Table, fmt: OutputFormat) -> str:
         for row in table.rows:
             writer.writerow([_cell(c, row.get(c.key), human=False) for c in table.columns])
         return buffer.getvalue()
+    from tabulate import tabulate  # imported here: JSON and CSV output never pay for it
+
     columns = [c for c in table.columns if not c.optional or any(row.get(c.key) for row in table.rows)]
     body = [[_cell(c, row.get(c.key), human=True) for c in columns] for row in table.rows]
     if table.total is not None:

@@ -22,11 +22,6 @@ from paraminspect.model import Checkpoint, Entry, StorageRef, TensorRef, contigu
 METADATA_KEY = "__metadata__"
 
 
-def looks_like_safetensors(head: bytes) -> bool:
-    """An 8-byte little-endian length followed by the opening brace of the JSON header."""
-    return len(head) >= 9 and head[8:9] == b"{"
-
-
 def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
