@@ -181,13 +181,15 @@ def main(argv: list[str] | None = None) -> int:
     except ParamInspectError as exc:
         render.write_message(f"paraminspect: error: {exc}")
         return exc.exit_code
-    except typer.TyperException as exc:
+    except (typer.Abort, KeyboardInterrupt):
+        return 130
+    except Exception as exc:
+        # Usage errors from the argument parser (click's, or the copy typer
+        # vendors in newer releases) carry these two attributes.
+        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+            raise
         render.write_message(f"paraminspect: error: {exc.format_message()} (see 'paraminspect --help')")
-        return EXIT_ERROR if exc.exit_code in {1, 2} else exc.exit_code
-    except typer.Abort:
-        return 130
-    except KeyboardInterrupt:
-        return 130
+        return EXIT_ERROR
     except BrokenPipeError:
         # The reader went away (| head): that is success. Point stdout at devnull
         # so the interpreter's final flush does not complain.

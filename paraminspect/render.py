@@ -16,8 +16,6 @@ import sys
 from enum import Enum
 from typing import Any, TextIO
 
-from tabulate import tabulate
-
 from paraminspect.report import Column, Kind, Table, TreeLine, TreeReport, ValueEntry, ValuesReport
 
 
@@ -134,12 +132,15 @@ def format_table(table: Table, fmt: OutputFormat) -> str:
         for row in table.rows:
             writer.writerow([_cell(c, row.get(c.key), human=False) for c in table.columns])
         return buffer.getvalue()
-    body = [[_cell(c, row.get(c.key), human=True) for c in table.columns] for row in table.rows]
+    from tabulate import tabulate  # imported here: JSON and CSV output never pay for it
+
+    columns = [c for c in table.columns if not c.optional or any(row.get(c.key) for row in table.rows)]
+    body = [[_cell(c, row.get(c.key), human=True) for c in columns] for row in table.rows]
     if table.total is not None:
-        body.append([_cell(c, table.total.get(c.key), human=True) for c in table.columns])
-    align = ["right" if _numeric(c) else "left" for c in table.columns]
+        body.append([_cell(c, table.total.get(c.key), human=True) for c in columns])
+    align = ["right" if _numeric(c) else "left" for c in columns]
     style = "github" if fmt is OutputFormat.markdown else "simple"
-    headers = [c.title for c in table.columns]
+    headers = [c.title for c in columns]
     if not body:
         return tabulate([], headers=headers, tablefmt=style) + "\n"
     text = tabulate(body, headers=headers, tablefmt=style, colalign=align, disable_numparse=True)

@@ -23,6 +23,7 @@ class Column:
     key: str
     title: str
     kind: Kind = Kind.TEXT
+    optional: bool = False  # left out of tables (not CSV) when every row is empty
 
 
 @dataclass

@@ -15,6 +15,7 @@ COLUMNS = [
     Column("shape", "shape", Kind.SHAPE),
     Column("numel", "numel", Kind.COUNT),
     Column("bytes", "bytes", Kind.BYTES),
+    Column("tied_to", "tied to", Kind.NAME, optional=True),
 ]
 
 
@@ -46,5 +47,6 @@ def report(ckpt: Checkpoint, selector: Selector | None = None, *, sort: bool = F
             nbytes += ref.nbytes
     total = {"tensors": len(rows), "unique": len(seen), "numel": numel, "bytes": nbytes}
     document = {"file": str(ckpt.path), "format": ckpt.format, "tensors": rows, "total": total}
-    total_row = {"name": f"total ({len(rows)} tensors)", "dtype": "", "shape": None, "numel": numel, "bytes": nbytes}
+    label = f"total ({len(rows)} tensors" + (f", {len(seen)} unique)" if len(seen) != len(rows) else ")")
+    total_row = {"name": label, "numel": numel, "bytes": nbytes}
     return Table(COLUMNS, rows, total_row, document)

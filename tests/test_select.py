@@ -69,6 +69,6 @@ def test_cli_reports_suggestions_and_resolves_index_form() -> None:
         f"paraminspect: error: {SAMPLES / 'mlp.pt'}: no name matches '2.bais'; did you mean '2.bias' or '0.bias'?\n"
     )
     result = run_cli("shapes", SAMPLES / "rgnet.pt", "[0][1][0].bias", "--format", "csv")
-    assert result.out == "name,dtype,shape,numel,bytes\n0.block 1.0.bias,float32,[8],8,32\n"
+    assert result.out == "name,dtype,shape,numel,bytes,tied_to\n0.block 1.0.bias,float32,[8],8,32,\n"
     proc = run_script("tree", SAMPLES / "rgnet.pt", "[0][7]")
     assert proc.returncode == 2 and "index 7 is out of range" in proc.stderr and proc.stderr.count("\n") == 1

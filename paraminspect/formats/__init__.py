@@ -6,11 +6,15 @@ import os
 from pathlib import Path
 
 from paraminspect.errors import CheckpointError
-from paraminspect.formats.safetensors import looks_like_safetensors, read_safetensors
-from paraminspect.formats.torchzip import MAGIC as ZIP_MAGIC
-from paraminspect.formats.torchzip import read_torch_zip
 from paraminspect.limits import DEFAULT_LIMITS, Limits
 from paraminspect.model import Checkpoint
+
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _looks_like_safetensors(head: bytes) -> bool:
+    """An 8-byte little-endian header length, then the JSON header's opening brace."""
+    return len(head) >= 9 and head[8:9] == b"{"
 
 
 def open_checkpoint(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> Checkpoint:
@@ -27,10 +31,15 @@ def open_checkpoint(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LI
                 raise CheckpointError("file is empty", target)
             head = fh.read(16)
             fh.seek(0)
+            # Readers are imported on demand: each run pays only for its own format.
             try:
                 if head.startswith(ZIP_MAGIC):
+                    from paraminspect.formats.torchzip import read_torch_zip
+
                     return read_torch_zip(target, fh, size, limits)
-                if looks_like_safetensors(head):
+                if _looks_like_safetensors(head):
+                    from paraminspect.formats.safetensors import read_safetensors
+
                     return read_safetensors(target, fh, size, limits)
             except CheckpointError as exc:
                 exc.source = exc.source or str(target)
