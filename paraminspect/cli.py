@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from paraminspect import __version__, render, shapes, tree
+from paraminspect import __version__, render, roots, shapes, sizes, tree
 from paraminspect.errors import EXIT_ERROR, EXIT_OK, ParamInspectError, SelectionError
 from paraminspect.formats import open_checkpoint
 from paraminspect.model import Checkpoint
@@ -44,6 +44,27 @@ SortOpt = Annotated[
 
 def _load(path: Path) -> Checkpoint:
     return open_checkpoint(path)
+
+
+# --root: shared by every command that works on a state dict. To adopt it, add
+# ``root: RootOpt = None`` to the command and load with ``_load_state_dict(file, root)``.
+RootOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--root",
+        metavar="KEY",
+        help="Work on the state dict under this dotted key (e.g. state_dict, model). "
+        "Default: the one obvious state dict, if there is exactly one. --root '' uses the whole file.",
+    ),
+]
+
+
+def _load_state_dict(path: Path, root: str | None, *, auto: bool = True) -> Checkpoint:
+    """Open a file and cut out the state dict commands should work on (noted on stderr)."""
+    ckpt, note = roots.select(open_checkpoint(path), root, auto=auto)
+    if note:
+        render.write_message(f"paraminspect: note: {ckpt.path}: {note}")
+    return ckpt
 
 
 def _selector(ckpt: Checkpoint, patterns: list[str] | None, regex: bool) -> Selector:
@@ -93,10 +114,24 @@ def shapes_command(
     sort: SortOpt = False,
     regex: RegexOpt = False,
     fmt: FormatOpt = OutputFormat.table,
+    root: RootOpt = None,
+    by_prefix: Annotated[
+        int | None,
+        typer.Option(
+            "--by-prefix",
+            metavar="DEPTH",
+            min=1,
+            help="Sum tensors per name prefix of DEPTH parts, like du (whole file unless --root is given).",
+        ),
+    ] = None,
 ) -> int:
     """List every tensor: name, dtype, shape, element count and bytes, with a total."""
-    ckpt = _load(file)
-    table = shapes.report(ckpt, _selector(ckpt, patterns, regex), sort=sort)
+    # --by-prefix answers "what fills this file", so it sees the optimizer too.
+    ckpt = _load_state_dict(file, root, auto=by_prefix is None)
+    if by_prefix is not None:
+        table = sizes.report(ckpt, _selector(ckpt, patterns, regex), by_prefix, sort=sort)
+    else:
+        table = shapes.report(ckpt, _selector(ckpt, patterns, regex), sort=sort)
     render.write(render.format_table(table, fmt))
     return EXIT_OK
 

@@ -45,6 +45,6 @@ def report(ckpt: Checkpoint, selector: Selector | None = None, *, sort: bool = F
             numel += ref.numel
             nbytes += ref.nbytes
     total = {"tensors": len(rows), "unique": len(seen), "numel": numel, "bytes": nbytes}
-    document = {"file": str(ckpt.path), "format": ckpt.format, "tensors": rows, "total": total}
+    document = {"file": str(ckpt.path), "format": ckpt.format, "root": ckpt.selected, "tensors": rows, "total": total}
     total_row = {"name": f"total ({len(rows)} tensors)", "dtype": "", "shape": None, "numel": numel, "bytes": nbytes}
     return Table(COLUMNS, rows, total_row, document)
