@@ -13,8 +13,8 @@ from typing import Annotated
 
 import typer
 
-from paraminspect import __version__, render, roots, shapes, sizes, tree
-from paraminspect.errors import EXIT_ERROR, EXIT_OK, ParamInspectError, SelectionError
+from paraminspect import __version__, modules, render, roots, shapes, sizes, tree
+from paraminspect.errors import EXIT_ERROR, EXIT_OK, ParamInspectError, SelectionError, UsageError
 from paraminspect.formats import open_checkpoint
 from paraminspect.model import Checkpoint
 from paraminspect.render import OutputFormat
@@ -99,9 +99,21 @@ def tree_command(
     sort: SortOpt = False,
     regex: RegexOpt = False,
     fmt: FormatOpt = OutputFormat.table,
+    root: RootOpt = None,
+    show_modules: Annotated[
+        bool,
+        typer.Option("--modules", help="Show layer kinds like print(model) (Linear, Conv2d, ...)."),
+    ] = False,
 ) -> int:
     """Show the name hierarchy with per-subtree parameter counts and sizes."""
-    ckpt = _load(file)
+    # The whole object by default; --modules is a view of the model, so it picks the state dict.
+    ckpt = _load_state_dict(file, root, auto=show_modules)
+    if show_modules:
+        selected = ckpt.subtree(patterns[0]) if patterns and len(patterns) == 1 else ckpt
+        if patterns and len(patterns) > 1:
+            raise UsageError("--modules takes at most one prefix")
+        render.write(render.format_modules(modules.report(selected, sort=sort), fmt))
+        return EXIT_OK
     report = tree.report(ckpt, selector=_selector(ckpt, patterns, regex), depth=depth, sort=sort)
     render.write(render.format_tree(report, fmt, render.Colours(sys.stdout)))
     return EXIT_OK

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from tabulate import tabulate
 
-from paraminspect.report import Column, Kind, Table, TreeLine, TreeReport
+from paraminspect.report import Column, Kind, ModuleReport, Table, TreeLine, TreeReport
 
 
 class OutputFormat(str, Enum):
@@ -199,3 +199,14 @@ def write(text: str, stream: TextIO | None = None) -> None:
 def write_message(text: str) -> None:
     """Messages and warnings go to stderr, never mixed with data."""
     sys.stderr.write(safe_text(text) + "\n")
+
+
+def format_modules(report: ModuleReport, fmt: OutputFormat) -> str:
+    """``print(model)`` layout for tables; the flat rows or JSON document otherwise."""
+    if fmt is not OutputFormat.table:
+        return format_table(report.table, fmt)
+    out = []
+    for line in report.lines:
+        label = f"({safe_text(line.name)}): " if line.name is not None else ""
+        out.append("  " * line.depth + label + safe_text(line.text))
+    return "\n".join(out) + "\n"
