@@ -12,14 +12,21 @@ peak RSS <= 64 MiB, i.e. headers only, never data.
 from __future__ import annotations
 
 import json
+import os
 import struct
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import CACHE, PARAMINSPECT, PYTHON, Measurement, markdown_table, run_timed
+from common import PARAMINSPECT, PYTHON, Measurement, markdown_table, run_timed
 
+# Sparse files take no disk, so a temp directory will do (and it stays out of
+# benchmarks/.cache, which worktrees may share through a symlink).
+WORKDIR = Path(os.environ.get("PARAMINSPECT_BENCH_DIR", tempfile.gettempdir())) / "paraminspect-sparse-405b"
+
+MLP = Path(__file__).resolve().parent.parent / "sample_models" / "mlp.safetensors"
 HIDDEN, FFN, LAYERS, KV, VOCAB, SHARDS = 16384, 53248, 126, 1024, 128256, 191
 BF16 = 2
 
@@ -91,7 +98,7 @@ def _without_official_check(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
-    directory = build(CACHE / "sparse_405b")
+    directory = build(WORKDIR)
     files = list(directory.iterdir())
     apparent = sum(f.stat().st_size for f in files)
     on_disk = sum(f.stat().st_blocks * 512 for f in files)
@@ -107,6 +114,7 @@ def main() -> None:
         (run_timed("paraminspect shapes --by-prefix 2", [PARAMINSPECT, "shapes", target, "--by-prefix", "2"]), ""),
         (run_timed("paraminspect shapes -f json", [PARAMINSPECT, "shapes", target, "-f", "json"]), ""),
         (run_timed("tree, safe_open check skipped", _without_official_check(["tree", target])), "for comparison"),
+        (run_timed("paraminspect shapes mlp.safetensors", [PARAMINSPECT, "shapes", str(MLP)]), "CLI start-up floor"),
         (run_timed("python -c pass (interpreter)", [PYTHON, "-c", "pass"]), "floor"),
     ]
     rows = [[m.label, f"{m.median_s:.3f}", f"{m.peak_rss_mib:.1f}", goal] for m, goal in runs]

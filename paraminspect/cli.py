@@ -30,7 +30,13 @@ app = typer.Typer(
 )
 
 # One declaration of each shared option, used by every command (sqlite-utils style).
-FileArg = Annotated[Path, typer.Argument(help="Checkpoint file (.pt/.pth/.bin/.safetensors; detected by content).")]
+FileArg = Annotated[
+    Path,
+    typer.Argument(
+        help="Checkpoint file (.pt/.pth/.bin/.ckpt/.safetensors, detected by content), "
+        "a sharded model's *.index.json or directory, or a DCP directory."
+    ),
+]
 PatternsArg = Annotated[
     list[str] | None,
     typer.Argument(help="Names to select: globs ('*.weight'), exact names or subtree prefixes ('0.block 1')."),

@@ -169,7 +169,7 @@ def infer(node: Node, evidence: Evidence = Evidence()) -> Module:
         if found:
             return Module(node.name, node.path, found[0], found[1], node.params)
         return Module(node.name, node.path, None, _unknown(params), node.params)
-    module = Module(node.name, node.path, "Module", "Module(", node.params)
+    module = Module(node.name, node.path, "Module", "Module", node.params)
     for child in node.children.values():
         if child.children:
             module.children.append(infer(child, evidence))
@@ -239,7 +239,8 @@ def report(ckpt: Checkpoint, *, sort: bool = False) -> ModuleReport:
         module, depth = item
         label = module.name if module.repeat == 1 else f"{module.name}-{module.last_name}"
         text = module.text if module.repeat == 1 else f"{module.repeat} x {module.text}"
-        lines.append(ModuleLine(depth, label if depth else None, text))
+        opens = "(" if module.kind == "Module" else ""
+        lines.append(ModuleLine(depth, label if depth else None, text + opens))
         rows.append({"path": module.path, "type": module.kind or "unknown", "module": text, "params": module.params})
         if module.kind == "Module":
             stack.append(depth)

@@ -185,3 +185,44 @@ def test_committed_two_rank_checkpoint_is_what_torch_writes(tmp_path: Path) -> N
     for name, ref in committed.tensors.items():
         assert _array_bits(read_array(fresh.tensors[name])) == _array_bits(read_array(ref))
         assert len(fresh.tensors[name].chunks) == len(ref.chunks)
+
+
+def test_chunks_that_leave_a_gap_are_an_error_when_read() -> None:
+    from dataclasses import replace
+
+    ref = open_checkpoint(TWO_RANKS).tensors["model.embed.weight"]
+    holed = replace(ref, chunks=ref.chunks[:1])  # rows 3-5 missing
+    with pytest.raises(CheckpointError, match="uncovered"):
+        read_array(holed)
+    with pytest.raises(CheckpointError, match="uncovered"):
+        list(iter_chunks(holed, 4))
+
+
+def test_tree_root_option_on_a_dcp_directory() -> None:
+    result = run_cli("tree", TWO_RANKS, "--root", "model.proj")
+    assert result.code == 0 and result.err == ""
+    assert result.out == f"{TWO_RANKS}  (dcp: 1 tensors, 28 params, 56 B)\n└── weight  bfloat16 [4, 7]\n"
+
+
+def test_new_readers_never_import_torch(tmp_path: Path) -> None:
+    """The read path stays torch-free for every format this issue adds."""
+    import subprocess
+    import sys
+
+    legacy = tmp_path / "legacy.pt"
+    torch.save({"w": torch.ones(2)}, legacy, _use_new_zipfile_serialization=False)
+    code = (
+        "import sys, io, contextlib\n"
+        "from paraminspect.cli import main\n"
+        "from paraminspect.tensors import read_array\n"
+        "from paraminspect import open_checkpoint\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+        f"    for args in (['tree', {str(TWO_RANKS)!r}], ['tree', '--modules', {str(legacy)!r}],\n"
+        f"                 ['shapes', '--by-prefix', '1', {str(TWO_RANKS)!r}]):\n"
+        "        assert main(args) == 0, args\n"
+        f"read_array(open_checkpoint({str(TWO_RANKS)!r}).tensors['model.conv.weight'])\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'lightning') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "[]\n"

@@ -158,7 +158,7 @@ def test_trainer_checkpoint_shows_its_model_and_json() -> None:
     csv = run_cli("tree", "--modules", path, "-f", "csv", "--root", "model").out
     assert csv.splitlines() == [
         "path,type,module,params",
-        ",Module,Module(,49",
+        ",Module,Module,49",
         '0,Linear,"Linear(in_features=4, out_features=8, bias=True)",40',
         '2,Linear,"Linear(in_features=8, out_features=1, bias=True)",9',
     ]
