@@ -11,11 +11,15 @@ one such subtree exists: two (``model`` and ``ema``) are reported, never guessed
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from paraminspect.model import Checkpoint, TensorRef
 
 MAX_AUTO_DEPTH = 3  # a state dict deeper than this is not "obvious"
+# Keys trainers use for the model's state dict; used only when no group is all
+# tensors (a module's ``_extra_state`` or a stray number breaks "pure").
+KNOWN_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network")
 
 
 @dataclass
@@ -61,6 +65,14 @@ def state_dict_candidates(ckpt: Checkpoint) -> list[str]:
 
     if pure(""):
         return []
+    found = _pure_groups(stats, pure)
+    if not found:
+        top = stats[""].children
+        found = [k for k in KNOWN_KEYS if k in top and k in stats and stats[k].tensors > stats[k].others]
+    return found
+
+
+def _pure_groups(stats: dict[str, _Prefix], pure: Callable[[str], bool]) -> list[str]:
     found: list[str] = []
     for prefix, info in stats.items():
         if not prefix or not pure(prefix) or not info.children:

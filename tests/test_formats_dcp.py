@@ -226,3 +226,13 @@ def test_new_readers_never_import_torch(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "[]\n"
+
+
+def test_chunk_that_disagrees_with_the_metadata(tmp_path: Path) -> None:
+    target = _copy(tmp_path, b"int64", b"uint8")  # conv.weight's dtype in .metadata
+    result = run_cli("shapes", target)
+    assert result.code == 2
+    assert result.err == (
+        f"paraminspect: error: {target}: DCP item 'model.conv.weight': chunk at [0, 0, 0] "
+        "is not a uint8 tensor of shape [2, 3, 3]\n"
+    )

@@ -135,3 +135,39 @@ def test_code_in_a_legacy_pickle_never_runs(tmp_path: Path) -> None:
     evil = ckpt.entries["evil"]
     assert isinstance(evil, Value) and isinstance(evil.value, Opaque)
     assert evil.value.qualname in {"os.system", "posix.system"}
+
+
+def _edit(path: Path, old: bytes, new: bytes) -> Path:
+    raw = path.read_bytes()
+    assert raw.count(old) == 1
+    path.write_bytes(raw.replace(old, new))
+    return path
+
+
+def test_wrong_protocol_version(tmp_path: Path) -> None:
+    path = _save_legacy({"a": torch.ones(2)}, tmp_path / "p.pt")
+    _edit(path, b"M\xe9\x03.", b"M\xea\x03.")  # 1001 -> 1002
+    with pytest.raises(CheckpointError, match="protocol 1002 is not 1001"):
+        open_checkpoint(path)
+
+
+def test_storage_record_with_a_wrong_count(tmp_path: Path) -> None:
+    path = _save_legacy({"a": torch.arange(3, dtype=torch.float32)}, tmp_path / "c.pt")
+    # The record: int64 element count 3, then 12 bytes; claim 5 elements.
+    _edit(
+        path,
+        (3).to_bytes(8, "little") + torch.arange(3, dtype=torch.float32).numpy().tobytes(),
+        (5).to_bytes(8, "little") + bytes(12),
+    )
+    with pytest.raises(CheckpointError, match="says 5 elements, which cannot hold 12 bytes"):
+        open_checkpoint(path)
+
+
+def test_storage_list_naming_an_unused_key(tmp_path: Path) -> None:
+    path = _save_legacy({"a": torch.ones(2)}, tmp_path / "k.pt")
+    key = open_checkpoint(path).tensors["a"].storage.key.encode()
+    raw = path.read_bytes()
+    last = raw.rindex(key)  # the storage-key list comes after the object pickle
+    path.write_bytes(raw[:last] + key[:-1] + b"x" + raw[last + len(key) :])
+    with pytest.raises(CheckpointError, match="is listed but no tensor uses it"):
+        open_checkpoint(path)

@@ -176,3 +176,13 @@ def test_by_prefix_json_dtype_mix_and_ties(tmp_path: Path) -> None:
         "1.weight",
         "1.bias",
     ]
+
+
+def test_known_key_is_used_when_no_group_is_all_tensors(tmp_path: Path) -> None:
+    sd: dict[str, object] = dict(torch.nn.Linear(2, 2).state_dict())
+    sd["attn._extra_state"] = b"\x00"  # e.g. TransformerEngine's extra state
+    torch.save({"model": sd, "optimizer": {"state": {}, "param_groups": [{"lr": 0.1}]}, "epoch": 1}, tmp_path / "c.pt")
+    ckpt = open_checkpoint(tmp_path / "c.pt")
+    assert choose(ckpt).key == "model"
+    result = run_cli("shapes", tmp_path / "c.pt", "-f", "csv")
+    assert [line.split(",")[0] for line in result.out.splitlines()[1:]] == ["weight", "bias"]
