@@ -115,9 +115,10 @@ def tree_command(
     # The whole object by default; --modules is a view of the model, so it picks the state dict.
     ckpt = _load_state_dict(file, root, auto=show_modules)
     if show_modules:
-        selected = ckpt.subtree(patterns[0]) if patterns and len(patterns) == 1 else ckpt
-        if patterns and len(patterns) > 1:
-            raise UsageError("--modules takes at most one prefix")
+        if patterns and (len(patterns) > 1 or regex):
+            raise UsageError("--modules takes at most one prefix (a group such as 'encoder.layers.0')")
+        _selector(ckpt, patterns, regex)  # a clear error for a prefix that matches nothing
+        selected = ckpt.subtree(patterns[0]) if patterns else ckpt
         render.write(render.format_modules(modules.report(selected, sort=sort), fmt))
         return EXIT_OK
     report = tree.report(ckpt, selector=_selector(ckpt, patterns, regex), depth=depth, sort=sort)

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from paraminspect.errors import LimitExceeded
 from paraminspect.model import Checkpoint, TensorRef
 from paraminspect.report import Column, Kind, ModuleLine, ModuleReport, Table
 from paraminspect.tree import Node, build, ordered_names
@@ -227,7 +228,11 @@ def report(ckpt: Checkpoint, *, sort: bool = False) -> ModuleReport:
     tensors = ckpt.tensors
     names = [n for n in ordered_names(ckpt, sort=sort) if n in tensors]
     root = build(ckpt, names)
-    top = infer(root, gather_evidence(list(_leaf_groups(root))))
+    try:
+        top = infer(root, gather_evidence(list(_leaf_groups(root))))
+        modules_doc = _to_json(top)
+    except RecursionError:  # module nesting mirrors name nesting, which a file controls
+        raise LimitExceeded("names nest too deeply to draw as modules (use tree without --modules)") from None
     lines: list[ModuleLine] = []
     rows: list[dict[str, Any]] = []
     stack: list[tuple[Module, int] | int] = [(top, 0)]
@@ -245,7 +250,7 @@ def report(ckpt: Checkpoint, *, sort: bool = False) -> ModuleReport:
         if module.kind == "Module":
             stack.append(depth)
             stack.extend((c, depth + 1) for c in reversed(module.children))
-    document = {"file": str(ckpt.path), "format": ckpt.format, "root": ckpt.selected, "modules": _to_json(top)}
+    document = {"file": str(ckpt.path), "format": ckpt.format, "root": ckpt.selected, "modules": modules_doc}
     return ModuleReport(lines, Table(COLUMNS, rows, document=document))
 
 

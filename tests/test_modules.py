@@ -172,3 +172,19 @@ def test_modules_of_a_subtree() -> None:
         "  (2): Linear(in_features=8, out_features=4, bias=True)\n"
         ")\n"
     )
+
+
+def test_absurdly_deep_names_are_a_clean_error(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({".".join(["a"] * 5000): torch.zeros(1)}, str(tmp_path / "deep.safetensors"))
+    result = run_cli("tree", "--modules", tmp_path / "deep.safetensors")
+    assert result.code == 2
+    assert result.err.endswith("names nest too deeply to draw as modules (use tree without --modules)\n")
+
+
+def test_modules_option_takes_one_prefix() -> None:
+    result = run_cli("tree", "--modules", SAMPLES / "rgnet.pt", "0", "1")
+    assert result.code == 2 and "--modules takes at most one prefix" in result.err
+    missing = run_cli("tree", "--modules", SAMPLES / "rgnet.pt", "0.block 9")
+    assert missing.code == 2 and "no name matches '0.block 9'" in missing.err
