@@ -16,6 +16,7 @@ from typing import BinaryIO
 
 from paraminspect.errors import CheckpointError, LimitExceeded
 from paraminspect.formats.dcp import METADATA_NAME, read_dcp
+from paraminspect.formats.legacy import SNIFF_BYTES as LEGACY_SNIFF_BYTES
 from paraminspect.formats.legacy import looks_like_legacy, read_legacy
 from paraminspect.formats.safetensors import looks_like_safetensors, read_safetensors
 from paraminspect.formats.sharded import INDEX_NAMES, INDEX_SUFFIX, looks_like_index, read_index
@@ -91,7 +92,7 @@ def _open_file(target: Path, limits: Limits, *, whole: bool) -> Checkpoint:
             size = os.fstat(fh.fileno()).st_size
             if size == 0:
                 raise CheckpointError("file is empty", target)
-            head = fh.read(16)
+            head = fh.read(LEGACY_SNIFF_BYTES)
             fh.seek(0)
             try:
                 return _dispatch(target, fh, head, size, limits, whole=whole)

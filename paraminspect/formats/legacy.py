@@ -23,13 +23,18 @@ from paraminspect.safepickle import StorageType, safe_loads
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001
-# pickle protocol 2 header, LONG1 of 10 bytes, then the magic number little-endian
-MAGIC = b"\x80\x02\x8a\x0a" + MAGIC_NUMBER.to_bytes(10, "little")
+# The first pickle is the magic number: LONG1 of 10 bytes, little-endian, after
+# the PROTO opcode (and, from protocol 4, an 8-byte FRAME header).
+MAGIC = b"\x8a\x0a" + MAGIC_NUMBER.to_bytes(10, "little")
+SNIFF_BYTES = 32
 _ITEM_SIZES = {1, 2, 4, 8, 16}
 
 
 def looks_like_legacy(head: bytes) -> bool:
-    return head.startswith(MAGIC)
+    """``torch.save(..., _use_new_zipfile_serialization=False)`` with any pickle protocol (2-5)."""
+    if len(head) < 2 or head[0] != 0x80 or not 2 <= head[1] <= 5:
+        return False
+    return head[2:].startswith(MAGIC) or (head[2:3] == b"\x95" and head[11:].startswith(MAGIC))
 
 
 def _storage_facts(pid: Any) -> tuple[str, dtypes.DType, int]:
