@@ -6,12 +6,9 @@ several times, and reports the median wall time and the peak RSS of the child.
 
 from __future__ import annotations
 
-import os
-import resource
 import statistics
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,24 +27,38 @@ class Measurement:
     median_cpu_s: float = 0.0
 
 
+# A minimal launcher (python -S, no imports beyond os/sys/time) forks and execs
+# the command. Measuring from this small process matters: a forked child's peak
+# RSS starts at its parent's size, so forking from a benchmark that has imported
+# torch would report torch's footprint for every contender.
+_LAUNCHER = """
+import os, sys, time
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+cpu = usage.ru_utime + usage.ru_stime
+print(time.perf_counter() - start, usage.ru_maxrss, os.waitstatus_to_exitcode(status), cpu)
+"""
+
+
 def run_timed(label: str, argv: list[str], repeat: int = 5, warmup: int = 1) -> Measurement:
     """Median wall time and max peak RSS of ``argv`` run ``repeat`` times (after warm-up)."""
     times: list[float] = []
     cpu: list[float] = []
     peak = 0.0
     for i in range(warmup + repeat):
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err = proc.stderr.read().decode() if proc.stderr else ""
-        if proc.returncode not in (0, 1):
-            raise SystemExit(f"{label}: {' '.join(argv)} failed ({proc.returncode}): {err}")
+        proc = subprocess.run([PYTHON, "-S", "-c", _LAUNCHER, *argv], capture_output=True, text=True, check=False)
+        elapsed, rss_kib, code, cpu_s = proc.stdout.split()
+        if int(code) not in (0, 1):
+            raise SystemExit(f"{label}: {' '.join(argv)} failed ({code}): {proc.stderr}")
         if i >= warmup:
-            times.append(elapsed)
-            cpu.append(usage.ru_utime + usage.ru_stime)
-            peak = max(peak, usage.ru_maxrss / 1024)  # Linux reports KiB
+            times.append(float(elapsed))
+            cpu.append(float(cpu_s))
+            peak = max(peak, int(rss_kib) / 1024)  # Linux reports KiB
     return Measurement(label, statistics.median(times), peak, statistics.median(cpu))
 
 
@@ -59,8 +70,7 @@ def _write_pair(stem: str, big_shape: tuple[int, int], count: int) -> dict[str, 
     """A state dict of ``count`` fp32 matrices plus small tensors, saved in both formats."""
     pt, st = CACHE / f"{stem}.pt", CACHE / f"{stem}.safetensors"
     if pt.exists() and st.exists():
-        # No torch import on this path: a child's ru_maxrss starts from the
-        # parent's RSS at fork, so a parent holding torch inflates every measurement.
+        # Cached: no need to pay seconds (and ~200 MiB) for importing torch.
         return {"pt": pt, "safetensors": st}
     import torch
     from safetensors.torch import save_file
@@ -72,8 +82,11 @@ def _write_pair(stem: str, big_shape: tuple[int, int], count: int) -> dict[str, 
         state[f"layers.{i}.weight"] = torch.randn(big_shape, generator=generator)
         state[f"layers.{i}.bias"] = torch.randn(big_shape[0], generator=generator)
         state[f"layers.{i}.norm.weight"] = torch.ones(big_shape[1])
-    torch.save(state, pt)
-    save_file(state, str(st))
+    # Write under temporary names and rename: concurrent benchmark runs share the cache.
+    torch.save(state, pt.with_suffix(".pt.tmp"))
+    save_file(state, str(st.with_suffix(".safetensors.tmp")))
+    pt.with_suffix(".pt.tmp").replace(pt)
+    st.with_suffix(".safetensors.tmp").replace(st)
     return {"pt": pt, "safetensors": st}
 
 
@@ -93,8 +106,3 @@ def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     body = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows]
     return "\n".join([line, rule, *body])
-
-
-def limit_memory_note() -> str:
-    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    return "unlimited" if soft == resource.RLIM_INFINITY else f"{soft >> 20} MiB"

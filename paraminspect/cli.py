@@ -6,6 +6,7 @@ that imports typer.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -13,13 +14,27 @@ from typing import Annotated
 
 import typer
 
-from paraminspect import __version__, check, compare, diff, render, shapes, tree
-from paraminspect.errors import EXIT_DIFFERENT, EXIT_ERROR, EXIT_OK, ParamInspectError, SelectionError
+from paraminspect import (
+    __version__,
+    check,
+    compare,
+    diff,
+    modules,
+    printing,
+    render,
+    roots,
+    shapes,
+    sizes,
+    stats,
+    tree,
+    values,
+)
+from paraminspect.errors import EXIT_DIFFERENT, EXIT_ERROR, EXIT_OK, ParamInspectError, SelectionError, UsageError
 from paraminspect.formats import open_checkpoint
 from paraminspect.model import Checkpoint
 from paraminspect.names import NameMap
 from paraminspect.render import OutputFormat
-from paraminspect.select import Selector
+from paraminspect.select import Selector, is_index_form, resolve_index_form, suggestions
 
 app = typer.Typer(
     name="paraminspect",
@@ -31,7 +46,13 @@ app = typer.Typer(
 )
 
 # One declaration of each shared option, used by every command (sqlite-utils style).
-FileArg = Annotated[Path, typer.Argument(help="Checkpoint file (.pt/.pth/.bin/.safetensors; detected by content).")]
+FileArg = Annotated[
+    Path,
+    typer.Argument(
+        help="Checkpoint file (.pt/.pth/.bin/.ckpt/.safetensors, detected by content), "
+        "a sharded model's *.index.json or directory, or a DCP directory."
+    ),
+]
 PatternsArg = Annotated[
     list[str] | None,
     typer.Argument(help="Names to select: globs ('*.weight'), exact names or subtree prefixes ('0.block 1')."),
@@ -43,17 +64,52 @@ SortOpt = Annotated[
 ]
 
 
-def _load(path: Path) -> Checkpoint:
-    return open_checkpoint(path)
+# --root: shared by every command that works on a state dict. To adopt it, add
+# ``root: RootOpt = None`` to the command and load with ``_load_state_dict(file, root)``.
+RootOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--root",
+        metavar="KEY",
+        help="Work on the state dict under this dotted key (e.g. state_dict, model). "
+        "Default: the one obvious state dict, if there is exactly one. --root '' uses the whole file.",
+    ),
+]
+
+
+def _load_state_dict(path: Path, root: str | None, *, auto: bool = True) -> Checkpoint:
+    """Open a file and cut out the state dict commands should work on (noted on stderr)."""
+    ckpt, note = roots.select(open_checkpoint(path), root, auto=auto)
+    if note:
+        render.write_message(f"paraminspect: note: {ckpt.path}: {note}")
+    return ckpt
 
 
 def _selector(ckpt: Checkpoint, patterns: list[str] | None, regex: bool) -> Selector:
-    """Build a selector and fail (exit 2) when a pattern matches nothing at all."""
-    selector = Selector(patterns or [], regex=regex)
+    """Build a selector and fail (exit 2) when a pattern matches nothing at all.
+
+    Index-form patterns (``[0][1][0].bias``) are first resolved to the dotted
+    name they denote; an unmatched pattern is reported with the closest names.
+    """
+    given = list(patterns or [])
+    resolved = given if regex else [_resolve(ckpt, p) for p in given]
+    selector = Selector(resolved, regex=regex)
     missing = selector.unmatched(ckpt.entries)
     if missing:
-        raise SelectionError(f"no name matches {missing[0]!r}", ckpt.path)
+        pattern = given[resolved.index(missing[0])]
+        close = [] if regex else suggestions(missing[0], ckpt.entries)
+        hint = "; did you mean " + " or ".join(repr(c) for c in close) + "?" if close else ""
+        raise SelectionError(f"no name matches {pattern!r}{hint}", ckpt.path)
     return selector
+
+
+def _resolve(ckpt: Checkpoint, pattern: str) -> str:
+    if not is_index_form(pattern):
+        return pattern
+    try:
+        return resolve_index_form(pattern, tree.ordered_names(ckpt))
+    except SelectionError as exc:
+        raise SelectionError(exc.message, ckpt.path) from None
 
 
 def _version(value: bool) -> None:
@@ -79,9 +135,22 @@ def tree_command(
     sort: SortOpt = False,
     regex: RegexOpt = False,
     fmt: FormatOpt = OutputFormat.table,
+    root: RootOpt = None,
+    show_modules: Annotated[
+        bool,
+        typer.Option("--modules", help="Show layer kinds like print(model) (Linear, Conv2d, ...)."),
+    ] = False,
 ) -> int:
     """Show the name hierarchy with per-subtree parameter counts and sizes."""
-    ckpt = _load(file)
+    # The whole object by default; --modules is a view of the model, so it picks the state dict.
+    ckpt = _load_state_dict(file, root, auto=show_modules)
+    if show_modules:
+        if patterns and (len(patterns) > 1 or regex):
+            raise UsageError("--modules takes at most one prefix (a group such as 'encoder.layers.0')")
+        _selector(ckpt, patterns, regex)  # a clear error for a prefix that matches nothing
+        selected = ckpt.subtree(patterns[0]) if patterns else ckpt
+        render.write(render.format_modules(modules.report(selected, sort=sort), fmt))
+        return EXIT_OK
     report = tree.report(ckpt, selector=_selector(ckpt, patterns, regex), depth=depth, sort=sort)
     render.write(render.format_tree(report, fmt, render.Colours(sys.stdout)))
     return EXIT_OK
@@ -94,10 +163,78 @@ def shapes_command(
     sort: SortOpt = False,
     regex: RegexOpt = False,
     fmt: FormatOpt = OutputFormat.table,
+    root: RootOpt = None,
+    by_prefix: Annotated[
+        int | None,
+        typer.Option(
+            "--by-prefix",
+            metavar="DEPTH",
+            min=1,
+            help="Sum tensors per name prefix of DEPTH parts, like du (whole file unless --root is given).",
+        ),
+    ] = None,
 ) -> int:
     """List every tensor: name, dtype, shape, element count and bytes, with a total."""
-    ckpt = _load(file)
-    table = shapes.report(ckpt, _selector(ckpt, patterns, regex), sort=sort)
+    # --by-prefix answers "what fills this file", so it sees the optimizer too.
+    ckpt = _load_state_dict(file, root, auto=by_prefix is None)
+    if by_prefix is not None:
+        table = sizes.report(ckpt, _selector(ckpt, patterns, regex), by_prefix, sort=sort)
+    else:
+        table = shapes.report(ckpt, _selector(ckpt, patterns, regex), sort=sort)
+    render.write(render.format_table(table, fmt))
+    return EXIT_OK
+
+
+# --- values: get and stats -------------------------------------------------
+
+
+@app.command("get")
+def get_command(
+    file: FileArg,
+    names: Annotated[
+        list[str],
+        typer.Argument(
+            help="Names: exact ('2.bias'), subtree prefix ('0.block 1'), glob, or index form ('[0][1][0].bias')."
+        ),
+    ],
+    full: Annotated[bool, typer.Option("--full", help="Print every value instead of summarising with '...'.")] = False,
+    precision: Annotated[
+        int, typer.Option("--precision", "-p", min=0, max=30, help="Digits after the decimal point.")
+    ] = 4,
+    regex: RegexOpt = False,
+    fmt: FormatOpt = OutputFormat.table,
+    root: RootOpt = None,
+) -> int:
+    """Print values the way torch prints them (JSON/CSV: every value, exact)."""
+    # Names are explicit, so the whole file is in reach unless --root narrows it.
+    ckpt = _load_state_dict(file, root, auto=False)
+    _selector(ckpt, names, regex)  # fails with suggestions when a name matches nothing
+    resolved = names if regex else [_resolve(ckpt, n) for n in names]
+    options = printing.PrintOptions(precision=precision, threshold=math.inf if full else 1000)
+    every = full or fmt in (OutputFormat.json, OutputFormat.csv)
+    report = values.report(ckpt, values.selected_names(ckpt, resolved, regex=regex), options, every_value=every)
+    render.write(render.format_values(report, fmt, render.Colours(sys.stdout)))
+    return EXIT_OK
+
+
+@app.command("stats")
+def stats_command(
+    file: FileArg,
+    patterns: PatternsArg = None,
+    by_prefix: Annotated[
+        int | None,
+        typer.Option("--by-prefix", min=1, metavar="DEPTH", help="One row per subtree of the first DEPTH name parts."),
+    ] = None,
+    sort: SortOpt = False,
+    regex: RegexOpt = False,
+    fmt: FormatOpt = OutputFormat.table,
+    root: RootOpt = None,
+) -> int:
+    """Per tensor: min, max, mean, std (n-1), mean |x|, L2 norm, NaN/Inf/zero counts; and a total."""
+    ckpt = _load_state_dict(file, root)
+    table = stats.report(ckpt, _selector(ckpt, patterns, regex), by_prefix=by_prefix, sort=sort)
+    for name in table.document["skipped"]:
+        render.write_message(f"paraminspect: warning: {name}: cannot decode {ckpt.tensors[name].dtype} values; skipped")
     render.write(render.format_table(table, fmt))
     return EXIT_OK
 
@@ -121,6 +258,16 @@ RenameOpt = Annotated[
     ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; only the exit code tells.")]
+
+
+def _load_all(sides: list[tuple[Path, str | None]], quiet: bool) -> list[Checkpoint]:
+    """Like ``_load_state_dict`` for each file, but the root notes are printed only
+    once every file opened (a failure stays a single stderr line) and never with --quiet."""
+    loaded = [roots.select(open_checkpoint(path), root) for path, root in sides]
+    for ckpt, note in loaded:
+        if note and not quiet:
+            render.write_message(f"paraminspect: note: {ckpt.path}: {note}")
+    return [ckpt for ckpt, _ in loaded]
 
 
 @app.command("diff")
@@ -149,6 +296,9 @@ def diff_command(
     rename_b: Annotated[
         list[str] | None, typer.Option("--rename-b", metavar="OLD=NEW", help="Like --rename, for B only.")
     ] = None,
+    root: RootOpt = None,
+    root_a: Annotated[str | None, typer.Option("--root-a", metavar="KEY", help="Like --root, for A only.")] = None,
+    root_b: Annotated[str | None, typer.Option("--root-b", metavar="KEY", help="Like --root, for B only.")] = None,
     show_all: Annotated[bool, typer.Option("--all", "-a", help="List equal names too (JSON always does).")] = False,
     quiet: QuietOpt = False,
     sort: SortOpt = False,
@@ -156,7 +306,9 @@ def diff_command(
     fmt: FormatOpt = OutputFormat.table,
 ) -> int:
     """Compare two checkpoints name by name: exit 0 if equal, 1 if anything differs, 2 on error."""
-    a, b = _load(file_a), _load(file_b)
+    a, b = _load_all(
+        [(file_a, root if root_a is None else root_a), (file_b, root if root_b is None else root_b)], quiet
+    )
     both = NameMap.from_options(strip or [], rename or [])
     map_a = both + NameMap.from_options(rename=rename_a or [])
     map_b = both + NameMap.from_options(rename=rename_b or [])
@@ -190,6 +342,7 @@ def check_command(
     ] = None,
     strip: StripOpt = None,
     rename: RenameOpt = None,
+    root: RootOpt = None,
     quiet: QuietOpt = False,
     regex: RegexOpt = False,
     fmt: FormatOpt = OutputFormat.table,
@@ -197,7 +350,7 @@ def check_command(
     """Check a checkpoint against an expected structure: exit 0 if it holds, 1 on drift, 2 on error."""
     budget = check.parse_count(max_params) if max_params is not None else None
     spec = check.load_spec(expect)
-    ckpt = _load(file)
+    (ckpt,) = _load_all([(file, root)], quiet)
     verdict = check.check(
         ckpt,
         spec,
@@ -222,13 +375,15 @@ def main(argv: list[str] | None = None) -> int:
     except ParamInspectError as exc:
         render.write_message(f"paraminspect: error: {exc}")
         return exc.exit_code
-    except typer.TyperException as exc:
+    except (typer.Abort, KeyboardInterrupt):
+        return 130
+    except Exception as exc:
+        # Usage errors from the argument parser (click's, or the copy typer
+        # vendors in newer releases) carry these two attributes.
+        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+            raise
         render.write_message(f"paraminspect: error: {exc.format_message()} (see 'paraminspect --help')")
-        return EXIT_ERROR if exc.exit_code in {1, 2} else exc.exit_code
-    except typer.Abort:
-        return 130
-    except KeyboardInterrupt:
-        return 130
+        return EXIT_ERROR
     except BrokenPipeError:
         # The reader went away (| head): that is success. Point stdout at devnull
         # so the interpreter's final flush does not complain.

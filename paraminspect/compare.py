@@ -237,6 +237,8 @@ class Comparer:
             return acc.stats
         first = 0
         for chunk_a, chunk_b in zip(iter_chunks(a, DECODE_ELEMENTS), iter_chunks(b, DECODE_ELEMENTS), strict=True):
+            if len(chunk_a) != len(chunk_b):  # iter_chunks promises exact sizes; never pair misaligned runs
+                raise ValueError("chunk sizes of equal-shape tensors disagree")
             if chunk_a.tobytes() != chunk_b.tobytes():
                 acc.add(first, chunk_a, chunk_b)
             first += len(chunk_a)

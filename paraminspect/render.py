@@ -16,9 +16,17 @@ import sys
 from enum import Enum
 from typing import Any, TextIO
 
-from tabulate import tabulate
-
-from paraminspect.report import Column, Kind, Table, TreeLine, TreeReport, Verdict
+from paraminspect.report import (
+    Column,
+    Kind,
+    ModuleReport,
+    Table,
+    TreeLine,
+    TreeReport,
+    ValueEntry,
+    ValuesReport,
+    Verdict,
+)
 
 
 class OutputFormat(str, Enum):
@@ -116,7 +124,7 @@ def _cell(column: Column, value: Any, *, human: bool) -> str:
     if column.kind is Kind.BYTES and human and isinstance(value, int):
         return human_bytes(value)
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return f"{value:.6g}" if human else repr(value)  # CSV keeps exact numbers
     return safe_text(str(value))
 
 
@@ -134,12 +142,15 @@ def format_table(table: Table, fmt: OutputFormat) -> str:
         for row in table.rows:
             writer.writerow([_cell(c, row.get(c.key), human=False) for c in table.columns])
         return buffer.getvalue()
-    body = [[_cell(c, row.get(c.key), human=True) for c in table.columns] for row in table.rows]
+    from tabulate import tabulate  # imported here: JSON and CSV output never pay for it
+
+    columns = [c for c in table.columns if not c.optional or any(row.get(c.key) for row in table.rows)]
+    body = [[_cell(c, row.get(c.key), human=True) for c in columns] for row in table.rows]
     if table.total is not None:
-        body.append([_cell(c, table.total.get(c.key), human=True) for c in table.columns])
-    align = ["right" if _numeric(c) else "left" for c in table.columns]
+        body.append([_cell(c, table.total.get(c.key), human=True) for c in columns])
+    align = ["right" if _numeric(c) else "left" for c in columns]
     style = "github" if fmt is OutputFormat.markdown else "simple"
-    headers = [c.title for c in table.columns]
+    headers = [c.title for c in columns]
     if not body:
         return tabulate([], headers=headers, tablefmt=style) + "\n"
     text = tabulate(body, headers=headers, tablefmt=style, colalign=align, disable_numparse=True)
@@ -209,3 +220,86 @@ def write(text: str, stream: TextIO | None = None) -> None:
 def write_message(text: str) -> None:
     """Messages and warnings go to stderr, never mixed with data."""
     sys.stderr.write(safe_text(text) + "\n")
+
+
+def format_values(report: ValuesReport, fmt: OutputFormat, colours: Colours) -> str:
+    """``get``: torch-style text per entry (table), exact nested lists (JSON), one row per element (CSV)."""
+    from paraminspect import printing
+
+    if fmt is OutputFormat.json:
+        # One entry per line: indenting every number would bury the structure.
+        entries = ",\n".join("    " + json.dumps(_value_document(e), allow_nan=False) for e in report.entries)
+        head = f'{{\n  "file": {json.dumps(report.file)},\n  "format": {json.dumps(report.format)},\n'
+        return head + f'  "entries": [\n{entries}\n  ]\n}}\n'
+    if fmt is OutputFormat.csv:
+        return _values_csv(report)
+    blocks = []
+    for entry in report.entries:
+        if entry.dtype is None:
+            detail = safe_text(str(entry.type_name))
+            body = value_text(entry.value)
+        else:
+            detail = f"{entry.dtype} {shape_text(entry.shape)}"
+            if entry.tied_to:
+                detail += f"  (tied to {safe_text(entry.tied_to)})"
+            body = printing.tensor_text(entry.array, entry.dtype, report.options, entry.shape)
+        if fmt is OutputFormat.markdown:
+            blocks.append(f"`{safe_text(entry.name)}` {detail}\n\n```\n{body}\n```\n")
+        else:
+            blocks.append(f"{colours.bold(safe_text(entry.name))}  {colours.dim(detail)}\n{body}\n")
+    return "\n".join(blocks)
+
+
+def _value_document(entry: ValueEntry) -> dict[str, Any]:
+    from paraminspect import printing
+
+    if entry.dtype is None:
+        return {"name": entry.name, "kind": "value", "type": entry.type_name, "value": _json_safe(entry.value)}
+    return {
+        "name": entry.name,
+        "kind": "tensor",
+        "dtype": entry.dtype,
+        "shape": entry.shape,
+        "tied_to": entry.tied_to,
+        "values": printing.json_values(entry.array, entry.dtype),
+    }
+
+
+def _values_csv(report: ValuesReport) -> str:
+    """Long form: ``name,index,value``; index is ``[i, j]`` (empty for a non-tensor leaf)."""
+    from paraminspect import printing
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["name", "index", "value"])
+    for entry in report.entries:
+        if entry.dtype is None:
+            writer.writerow([safe_text(entry.name), "", _json_safe(entry.value)])
+            continue
+        flat = printing.json_values(entry.array.reshape(-1), entry.dtype)
+        shape = entry.shape or []
+        for position, value in enumerate(flat):
+            index = _unravel(position, shape)
+            writer.writerow(
+                [safe_text(entry.name), shape_text(index), json.dumps(value) if isinstance(value, list) else value]
+            )
+    return buffer.getvalue()
+
+
+def _unravel(position: int, shape: list[int]) -> list[int]:
+    index = []
+    for n in reversed(shape):
+        position, i = divmod(position, n)
+        index.append(i)
+    return index[::-1]
+
+
+def format_modules(report: ModuleReport, fmt: OutputFormat) -> str:
+    """``print(model)`` layout for tables; the flat rows or JSON document otherwise."""
+    if fmt is not OutputFormat.table:
+        return format_table(report.table, fmt)
+    out = []
+    for line in report.lines:
+        label = f"({safe_text(line.name)}): " if line.name is not None else ""
+        out.append("  " * line.depth + label + safe_text(line.text))
+    return "\n".join(out) + "\n"

@@ -23,6 +23,7 @@ class Column:
     key: str
     title: str
     kind: Kind = Kind.TEXT
+    optional: bool = False  # left out of tables (not CSV) when every row is empty
 
 
 @dataclass
@@ -59,4 +60,49 @@ class TreeReport:
 
     title: dict[str, Any]
     lines: list[TreeLine]
+    table: Table
+
+
+@dataclass
+class ValueEntry:
+    """One selected name for ``get``: a tensor (with decoded values) or a non-tensor leaf.
+
+    ``array`` holds the whole tensor, or only the corners a summarised print
+    shows when ``complete`` is False (the renderer needs nothing more).
+    """
+
+    name: str
+    dtype: str | None = None  # None for a non-tensor leaf
+    shape: list[int] | None = None
+    array: Any = None  # numpy array (the package imports numpy lazily)
+    complete: bool = True
+    type_name: str | None = None  # non-tensor leaf: its Python type
+    value: Any = None
+    tied_to: str | None = None
+
+
+@dataclass
+class ValuesReport:
+    """What ``get`` hands to the renderer: entries in order plus the print options."""
+
+    file: str
+    format: str
+    entries: list[ValueEntry]
+    options: Any  # printing.PrintOptions
+
+
+@dataclass
+class ModuleLine:
+    """One line of a ``print(model)``-style drawing: indent level, ``(name)`` or None, text."""
+
+    depth: int
+    name: str | None
+    text: str
+
+
+@dataclass
+class ModuleReport:
+    """``tree --modules``: drawable lines, plus flat rows / the JSON document in ``table``."""
+
+    lines: list[ModuleLine]
     table: Table

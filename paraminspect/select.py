@@ -67,3 +67,93 @@ class Selector:
             for pattern, compiled in zip(self.patterns, self._compiled, strict=True)
             if not any((compiled.search if self.regex else compiled.match)(n) for n in pool)
         ]
+
+
+# ``[2]`` steps of the index form: a signed integer in brackets. Glob classes
+# such as ``[0-9]`` never look like this, so the two forms do not collide.
+_INDEX_STEP = re.compile(r"\[(-?\d+)\]")
+
+
+def is_index_form(pattern: str) -> bool:
+    """True for ``[0][1][0].bias``-style paths (nn.Sequential indexing)."""
+    return bool(_INDEX_STEP.search(pattern))
+
+
+def _children_in_order(names: Sequence[str]) -> dict[str, list[str]]:
+    """Each node's child keys in first-seen order (root is ``""``)."""
+    children: dict[str, dict[str, None]] = {}
+    for name in names:
+        parent = ""
+        for part in name.split("."):
+            children.setdefault(parent, {})[part] = None
+            parent = f"{parent}.{part}" if parent else part
+    return {node: list(keys) for node, keys in children.items()}
+
+
+def resolve_index_form(pattern: str, names: Sequence[str]) -> str:
+    """Turn ``[0][1][0].bias`` into the dotted name it denotes (``0.block 1.0.bias``).
+
+    ``[k]`` picks a child of the current node the way indexing the module
+    would: when every child is numbered (nn.Sequential, nn.ModuleList) it is the
+    child *named* ``k``, so parameterless layers (ReLU) keep their index;
+    otherwise (named blocks, dicts) it is the ``k``-th child in ``names``' order.
+    Negative ``k`` counts from the last child. ``names`` must be in file order.
+    """
+    tree = _children_in_order(names)
+    node = ""
+    rest = pattern
+    while rest:
+        step = _INDEX_STEP.match(rest)
+        if step:
+            kids = tree.get(node, [])
+            where = f"{node!r}" if node else "the top level"
+            index = int(step.group(1))
+            if kids and all(k.isdigit() for k in kids) and index >= 0:
+                if str(index) not in kids:
+                    raise SelectionError(
+                        f"no name matches {pattern!r}: {where} has no child {index} (it has {_few(kids)})"
+                    )
+                key = str(index)
+            elif -len(kids) <= index < len(kids):
+                key = kids[index]
+            else:
+                raise SelectionError(
+                    f"no name matches {pattern!r}: index {index} is out of range, {where} has "
+                    f"{len(kids)} children ({_few(kids)})"
+                )
+            rest = rest[step.end() :]
+        else:
+            dotted = rest.removeprefix(".")
+            cut = _INDEX_STEP.search(dotted)
+            key = dotted[: cut.start()] if cut else dotted
+            rest = dotted[len(key) :]
+        node = f"{node}.{key}" if node else key
+    return node
+
+
+def _few(keys: Sequence[str], limit: int = 4) -> str:
+    shown = ", ".join(repr(k) for k in keys[:limit])
+    return shown + (", ..." if len(keys) > limit else "")
+
+
+def suggestions(pattern: str, names: Iterable[str], limit: int = 3) -> list[str]:
+    """The names (or subtree prefixes) closest to a pattern that matched nothing.
+
+    A glob is compared with the names' shapes (digit runs as ``*``), so
+    ``layer.*.weight`` suggests ``layers.*.weight`` rather than one layer.
+    """
+    import difflib
+
+    candidates: set[str] = set()
+    for name in names:
+        parts = name.split(".")
+        candidates.update(".".join(parts[: i + 1]) for i in range(len(parts)))
+    if _GLOB_CHARS.search(pattern):
+        candidates = {_DIGITS.sub("*", c) for c in candidates}
+    close = difflib.get_close_matches(pattern, natural_sorted(candidates), n=limit * 4, cutoff=0.6)
+    # A better-scoring '0.block 1' already leads to '0.block 1.0': skip the latter.
+    kept: list[str] = []
+    for candidate in close:
+        if not any(candidate.startswith(better + ".") for better in kept):
+            kept.append(candidate)
+    return kept[:limit]

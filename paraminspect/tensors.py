@@ -99,6 +99,10 @@ def read_array(ref: TensorRef) -> np.ndarray:
     numpy_dtype(ref)  # refuse undecodable dtypes before touching the file
     if ref.numel == 0:
         return np.zeros(ref.shape, dtype=numpy_dtype(ref).newbyteorder("="))
+    if ref.chunks:  # saved in pieces (DCP shards): assemble
+        from paraminspect.chunked import read_chunked
+
+        return read_chunked(ref)
     _check_in_file(ref)
     if ref.is_contiguous:
         return _read_contiguous(ref, 0, ref.numel).reshape(ref.shape)
@@ -113,6 +117,11 @@ def iter_chunks(ref: TensorRef, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) ->
     numpy_dtype(ref)
     if ref.numel == 0:
         return
+    if ref.chunks:
+        from paraminspect.chunked import iter_chunked
+
+        yield from iter_chunked(ref, chunk_elements)
+        return
     _check_in_file(ref)
     if ref.is_contiguous:
         for first in range(0, ref.numel, chunk_elements):
@@ -125,6 +134,21 @@ def iter_chunks(ref: TensorRef, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) ->
         for position, stride in zip(np.unravel_index(index, ref.shape), ref.strides, strict=True):
             offsets += position * stride
         yield _native(np.asarray(span[offsets]))
+
+
+def read_indices(ref: TensorRef, indices: list[list[int]]) -> np.ndarray:
+    """The sub-array ``tensor[np.ix_(*indices)]``, touching only the pages holding it.
+
+    ``get`` of a huge tensor shows only its corners; reading those instead of
+    the whole tensor keeps it fast and small whatever the tensor's size.
+    """
+    import numpy as np
+
+    numpy_dtype(ref)
+    if ref.numel == 0 or not indices:
+        return read_array(ref)
+    _check_in_file(ref)
+    return _native(np.array(_storage_view(ref)[np.ix_(*indices)]))
 
 
 def iter_raw_chunks(ref: TensorRef, buffer: bytearray) -> Iterator[memoryview]:

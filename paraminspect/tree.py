@@ -176,6 +176,7 @@ def report(
         Column("shape", "shape", Kind.SHAPE),
         Column("params", "params", Kind.COUNT),
         Column("bytes", "bytes", Kind.BYTES),
+        Column("tied_to", "tied to", Kind.NAME, optional=True),
     ]
     for row in rows:
         if row["kind"] == "tensor":

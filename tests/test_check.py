@@ -10,7 +10,7 @@ import torch
 
 from paraminspect.check import parse_count
 from paraminspect.errors import UsageError
-from tests.conftest import SAMPLES, run_cli, run_script
+from tests.conftest import SAMPLES, Result, run_cli, run_script
 
 
 @pytest.fixture
@@ -157,8 +157,12 @@ def test_installed_script(spec: Path) -> None:
 
 def test_trainer_checkpoint_subtree_against_plain_spec(spec: Path) -> None:
     trainer = SAMPLES / "trainer_checkpoint.pt"
-    assert run_cli("check", trainer, "--expect", spec, "-q").code == 1
-    code, doc = _check(trainer, "--expect", spec, "model", "--strip-prefix", "model")
+    result = run_cli("check", trainer, "--expect", spec)  # the model's state dict is picked automatically
+    assert result.code == 0
+    assert result.err.startswith(f"paraminspect: note: {trainer}: using the state dict under 'model'")
+    assert run_cli("check", trainer, "--expect", spec, "-q") == Result(0, "", "")  # --quiet silences the note
+    assert run_cli("check", trainer, "--expect", spec, "--root", "", "-q").code == 1  # the whole file drifts
+    code, doc = _check(trainer, "--expect", spec, "--root", "", "model", "--strip-prefix", "model")
     assert code == 0 and doc["counts"]["matching"] == 4 and doc["params"] == 49
 
 

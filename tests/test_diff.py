@@ -14,7 +14,7 @@ from paraminspect import compare, open_checkpoint, tensors
 from paraminspect.compare import Tolerance, compare_tensors
 from paraminspect.diff import Status
 from paraminspect.diff import compare as diff_rows
-from tests.conftest import SAMPLES, run_cli, run_script
+from tests.conftest import SAMPLES, Result, run_cli, run_script
 
 
 def _save(path: Path, tensors: dict[str, object]) -> Path:
@@ -331,7 +331,7 @@ def test_bad_input_is_exit_2_with_one_line(tmp_path: Path) -> None:
 
 
 def test_non_tensor_leaves_and_placeholders() -> None:
-    code, doc = _json(SAMPLES / "trainer_checkpoint.pt", SAMPLES / "trainer_checkpoint.pt")
+    code, doc = _json(SAMPLES / "trainer_checkpoint.pt", SAMPLES / "trainer_checkpoint.pt", "--root", "")
     assert code == 0
     entries = _by_name(doc)
     assert entries["args"]["a"] == {
@@ -367,7 +367,7 @@ def test_installed_script_and_no_torch(tmp_path: Path) -> None:
 def test_patterns_may_name_original_names() -> None:
     """Selecting the trainer checkpoint's 'model' subtree, compared under its mapped names."""
     trainer, mlp = SAMPLES / "trainer_checkpoint.pt", SAMPLES / "mlp.pt"
-    code, doc = _json(trainer, mlp, "model", "--rename-a", "model=")
+    code, doc = _json(trainer, mlp, "model", "--rename-a", "model=", "--root", "")
     assert code == 1  # different seeds
     assert [(e["name"], e["a_name"], e["status"]) for e in doc["entries"]] == [
         ("0.weight", "model.0.weight", "values_changed"),
@@ -375,7 +375,7 @@ def test_patterns_may_name_original_names() -> None:
         ("2.weight", "model.2.weight", "values_changed"),
         ("2.bias", "model.2.bias", "values_changed"),
     ]
-    code, doc = _json(trainer, mlp, "model", "--rename-a", "model=", "--structure")
+    code, doc = _json(trainer, mlp, "model", "--rename-a", "model=", "--structure", "--root", "")
     assert code == 0 and doc["counts"]["equal"] == 4
 
 
@@ -427,3 +427,34 @@ def test_bool_and_float8_tensors(tmp_path: Path) -> None:
     assert (entries["m"]["differing"], entries["m"]["max_abs_diff"], entries["m"]["index"]) == (2, 1, [1])
     assert (entries["m"]["a_value"], entries["m"]["b_value"]) == (False, True)
     assert entries["q"]["status"] == "equal"
+
+
+def test_state_dict_root_is_chosen_per_side() -> None:
+    trainer, mlp = SAMPLES / "trainer_checkpoint.pt", SAMPLES / "mlp.pt"
+    result = run_cli("diff", trainer, mlp, "--structure")
+    assert result.code == 0  # A's 'model' subtree against B's whole file
+    assert result.err.startswith(f"paraminspect: note: {trainer}: using the state dict under 'model'")
+    assert run_cli("diff", trainer, mlp, "--structure", "-q") == Result(0, "", "")
+    assert run_cli("diff", trainer, mlp, "--structure", "-q", "--root", "").code == 1
+    assert run_cli("diff", trainer, mlp, "--structure", "-q", "--root-a", "model").code == 0
+    result = run_cli("diff", trainer, mlp, "--root-b", "model")
+    assert result.code == 2 and result.err.count("\n") == 1
+
+
+def test_dcp_tensors_in_pieces_against_a_pt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sharded pieces (assembled chunk by chunk) against contiguous tensors: the decode path."""
+    from tests.data.make_dcp_2ranks import state
+
+    monkeypatch.setattr(compare, "DECODE_ELEMENTS", 4)  # chunk boundaries inside rows and pieces
+    model = state()["model"]
+    assert isinstance(model, dict)
+    torch.save(model, tmp_path / "same.pt")
+    changed = {k: v.clone() for k, v in model.items()}
+    changed["proj.weight"][3, 6] = 100
+    torch.save(changed, tmp_path / "changed.pt")
+    dcp = SAMPLES.parent / "tests" / "data" / "dcp_2ranks"
+    code, doc = _json(dcp, tmp_path / "same.pt", "--atol", "0", "--rtol", "0", "--root-a", "model")
+    assert code == 0 and doc["counts"]["equal"] == 4
+    code, doc = _json(dcp, tmp_path / "changed.pt", "--atol", "0", "--rtol", "0", "--root-a", "model")
+    proj = _by_name(doc)["proj.weight"]
+    assert (code, proj["differing"], proj["index"], proj["a_value"], proj["b_value"]) == (1, 1, [3, 6], 27.0, 100.0)

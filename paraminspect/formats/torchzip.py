@@ -18,7 +18,7 @@ from paraminspect.limits import Limits
 from paraminspect.model import Checkpoint, StorageRef, flatten
 from paraminspect.safepickle import StorageType, safe_loads
 
-MAGIC = b"PK\x03\x04"
+MAGIC = b"PK\x03\x04"  # a zip local file header
 _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
 SUPPORTED_VERSION = 3  # the ``version`` record torch 2.x writes
 

@@ -1,0 +1,238 @@
+"""Array values as text, the way ``print(tensor)`` shows them in torch.
+
+People compare what paraminspect prints with what they saw in a notebook, so
+the layout follows torch's print options (precision 4, threshold 1000,
+edgeitems 3, linewidth 80): past the threshold only the first and last
+``edgeitems`` along each dimension are shown around ``...``; floats switch to
+scientific notation when their magnitudes span more than 1000x, exceed 1e8 or
+fall below 1e-4; floats that are all whole numbers print as ``3.``; a
+non-default dtype is named in a ``dtype=torch.X`` suffix. Written from those
+observed rules, not from torch's code; tests compare with ``str(tensor)``.
+
+Pure functions of numpy arrays: no I/O. numpy is imported lazily.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# Dtypes torch leaves out of the ``dtype=`` suffix (with its default float32).
+_IMPLIED_DTYPES = frozenset({"float32", "complex64", "int64", "bool"})
+
+
+@dataclass(frozen=True)
+class PrintOptions:
+    """torch's print options; ``threshold=math.inf`` prints every value (``--full``)."""
+
+    precision: int = 4
+    threshold: float = 1000
+    edgeitems: int = 3
+    linewidth: int = 80
+
+
+DEFAULT_OPTIONS = PrintOptions()
+
+
+def summarises(shape: Sequence[int], options: PrintOptions) -> bool:
+    """Whether a tensor of ``shape`` is shown with ``...`` rather than in full."""
+    return math.prod(shape) > options.threshold
+
+
+def shown_indices(shape: Sequence[int], options: PrintOptions) -> list[list[int]] | None:
+    """Per dimension, the indices a summarised print shows (None: everything is shown).
+
+    Lets a reader decode only these elements of a huge tensor, not all of it.
+    """
+    if not summarises(shape, options):
+        return None
+    edge = options.edgeitems
+    return [[*range(edge), *range(n - edge, n)] if n > 2 * edge else list(range(n)) for n in shape]
+
+
+def corners(array: np.ndarray, options: PrintOptions) -> np.ndarray:
+    """The part of ``array`` a summarised print shows (the array itself otherwise)."""
+    import numpy as np
+
+    indices = shown_indices(array.shape, options)
+    if indices is None or array.ndim == 0:
+        return array
+    return array[np.ix_(*indices)]
+
+
+def _kind(dtype_name: str) -> str:
+    if dtype_name.startswith("complex"):
+        return "complex"
+    if "float" in dtype_name:
+        return "float"
+    return "exact"  # integers and bool: printed as Python prints them
+
+
+class _Cells:
+    """Formats single numbers with one shared width, as torch does per tensor."""
+
+    def __init__(self, shown: np.ndarray, kind: str, precision: int) -> None:
+        import numpy as np
+
+        self.floating = kind == "float"
+        self.precision = precision
+        self.sci = False
+        self.whole = True
+        self.width = 1
+        if not self.floating:
+            self.width = max((len(str(v)) for v in shown.reshape(-1).tolist()), default=1)
+            return
+        values = shown.reshape(-1)
+        useful = values[np.isfinite(values) & (values != 0)]
+        if useful.size == 0:
+            return
+        magnitudes = np.abs(useful)
+        low, high = float(magnitudes.min()), float(magnitudes.max())
+        self.whole = bool(np.all(useful == np.ceil(useful)))
+        self.sci = high / low > 1000.0 or high > 1.0e8 or low < 1.0e-4
+        if self.sci:
+            self.width = max(len(f"{v:.{precision}e}") for v in useful.tolist())
+        elif self.whole:
+            self.width = max(len(f"{v:.0f}") + 1 for v in useful.tolist())
+        else:
+            self.width = max(len(f"{v:.{precision}f}") for v in useful.tolist())
+
+    def __call__(self, value: Any) -> str:
+        if not self.floating:
+            text = str(value)
+        elif self.sci:
+            text = f"{value:{self.width}.{self.precision}e}"
+        elif self.whole:
+            text = f"{value:.0f}" + ("." if math.isfinite(value) else "")
+        else:
+            text = f"{value:.{self.precision}f}"
+        return text.rjust(self.width)
+
+
+def _element_formatter(shown: np.ndarray, kind: str, precision: int) -> tuple[Callable[[Any], str], int]:
+    """A function from one Python number to its text, and the width it takes."""
+    import numpy as np
+
+    if kind != "complex":
+        cells = _Cells(shown if kind == "exact" else shown.astype(np.float64), kind, precision)
+        return cells, cells.width
+    real = _Cells(shown.real.astype(np.float64), "float", precision)
+    imag = _Cells(shown.imag.astype(np.float64), "float", precision)
+
+    def complex_cell(value: complex) -> str:
+        imag_text = (imag(value.imag) + "j").lstrip()
+        sign = "" if imag_text[0] in "+-" else "+"
+        return real(value.real) + sign + imag_text
+
+    return complex_cell, real.width + imag.width + 1
+
+
+def _python_values(array: np.ndarray, kind: str) -> Any:
+    """Nested lists of Python numbers (bfloat16/float8 widened exactly to float)."""
+    import numpy as np
+
+    if kind == "float":
+        return array.astype(np.float64).tolist()
+    if kind == "complex":
+        return array.astype(np.complex128).tolist()
+    return array.tolist()
+
+
+def _body(
+    values: Any, cut: Sequence[bool], indent: int, cell: Callable[[Any], str], width: int, options: PrintOptions
+) -> str:
+    """The bracketed text of one (sub)tensor; ``cut[d]`` marks dimensions shown around ``...``."""
+    if not cut:
+        return cell(values)
+    half = options.edgeitems
+    if len(cut) == 1:
+        items = [cell(v) for v in values]
+        if cut[0]:
+            items = [*items[:half], " ...", *items[half:]]
+        per_line = max(1, (options.linewidth - indent) // (width + 2))
+        lines = [", ".join(items[i : i + per_line]) for i in range(0, len(items), per_line)]
+        return "[" + (",\n" + " " * (indent + 1)).join(lines) + "]"
+    parts = [_body(row, cut[1:], indent + 1, cell, width, options) for row in values]
+    if cut[0]:
+        parts = [*parts[:half], "...", *parts[half:]]
+    return "[" + ("," + "\n" * (len(cut) - 1) + " " * (indent + 1)).join(parts) + "]"
+
+
+def tensor_text(
+    array: np.ndarray, dtype_name: str, options: PrintOptions = DEFAULT_OPTIONS, shape: Sequence[int] | None = None
+) -> str:
+    """``str(tensor)`` for a tensor of ``dtype_name`` holding ``array``'s values.
+
+    ``array`` is the whole tensor, or, when ``shape`` (the tensor's real shape)
+    is given and the print is summarised, just its :func:`corners`.
+    """
+    full_shape = tuple(array.shape if shape is None else shape)
+    prefix = "tensor("
+    indent = len(prefix)
+    suffixes: list[str] = []
+    if math.prod(full_shape) == 0:
+        body = "[]"
+        if len(full_shape) != 1:
+            suffixes.append(f"size={full_shape}")
+        if dtype_name != "float32":
+            suffixes.append(f"dtype=torch.{dtype_name}")
+    else:
+        summarised = summarises(full_shape, options)
+        if summarised and array.shape == full_shape:
+            array = corners(array, options)
+        cut = [summarised and n > 2 * options.edgeitems for n in full_shape]
+        kind = _kind(dtype_name)
+        cell, width = _element_formatter(array, kind, options.precision)
+        body = _body(_python_values(array, kind), cut, indent, cell, width, options)
+        if dtype_name not in _IMPLIED_DTYPES:
+            suffixes.append(f"dtype=torch.{dtype_name}")
+    return _with_suffixes(prefix + body, suffixes, indent, options.linewidth) + ")"
+
+
+def _with_suffixes(text: str, suffixes: list[str], indent: int, linewidth: int) -> str:
+    # torch measures the last line from one past the newline (or +2 without one).
+    used = len(text) - text.rfind("\n") + 1
+    for suffix in suffixes:
+        if used + len(suffix) + 2 > linewidth:
+            text += ",\n" + " " * indent + suffix
+            used = indent + len(suffix)
+        else:
+            text += ", " + suffix
+            used += len(suffix) + 2
+    return text
+
+
+def json_values(array: np.ndarray, dtype_name: str) -> Any:
+    """Every value as nested lists of exact JSON numbers.
+
+    Floats are widened exactly to float64 (what ``tensor.tolist()`` gives);
+    NaN/Inf become ``"nan"``/``"inf"``/``"-inf"``; a complex number is a
+    ``[real, imag]`` pair; bool stays bool and integers stay exact.
+    """
+    import numpy as np
+
+    kind = _kind(dtype_name)
+    if kind == "exact":
+        return array.tolist()
+    if kind == "complex":
+        array = np.stack([array.real, array.imag], axis=-1)
+    wide = array.astype(np.float64)
+    values = wide.tolist()
+    if bool(np.isfinite(wide).all()):
+        return values
+    return _strings_for_nonfinite(values)
+
+
+def _strings_for_nonfinite(values: Any) -> Any:
+    if isinstance(values, list):
+        return [_strings_for_nonfinite(v) for v in values]
+    if math.isnan(values):
+        return "nan"
+    if math.isinf(values):
+        return "inf" if values > 0 else "-inf"
+    return values

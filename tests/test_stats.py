@@ -1,0 +1,158 @@
+"""``stats`` against torch on the whole tensor, with chunking forced small."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from paraminspect import open_checkpoint
+from paraminspect import stats as stats_module
+from paraminspect.stats import report, tensor_stats
+from tests.conftest import SAMPLES, run_cli, run_script
+from tests.test_formats_torchzip import DTYPES
+
+
+def torch_stats(t: torch.Tensor) -> dict[str, object]:
+    """The oracle: the documented definitions computed by torch on the whole tensor."""
+    if t.dtype.is_complex:
+        x = t.to(torch.complex128).reshape(-1)
+        nan = torch.isnan(x.real) | torch.isnan(x.imag)
+        finite = torch.isfinite(x.real) & torch.isfinite(x.imag)
+        pos = ~nan & ((x.real == math.inf) | (x.imag == math.inf))
+        neg = ~nan & ((x.real == -math.inf) | (x.imag == -math.inf))
+        kept = x[finite]
+        ordered = None
+    else:
+        x = t.to(torch.float64).reshape(-1)
+        nan, finite, pos, neg = torch.isnan(x), torch.isfinite(x), x == math.inf, x == -math.inf
+        kept = x[finite]
+        exact = t.to(torch.int64) if t.dtype in (torch.uint16, torch.uint32, torch.uint64) else t  # torch lacks min()
+        ordered = exact.reshape(-1)[finite] if not t.dtype.is_floating_point else kept
+    n = kept.numel()
+    return {
+        "numel": t.numel(),
+        "min": None if ordered is None or n == 0 else ordered.min().item(),
+        "max": None if ordered is None or n == 0 else ordered.max().item(),
+        "mean": None if ordered is None or n == 0 else kept.mean().item(),
+        "std": None if ordered is None or n < 2 else kept.std().item(),  # torch.std: unbiased (n-1)
+        "mean_abs": kept.abs().mean().item() if n else None,
+        "l2": torch.linalg.vector_norm(kept).item() if n else None,
+        "nan": int(nan.sum()),
+        "posinf": int(pos.sum()),
+        "neginf": int(neg.sum()),
+        "zeros": int((x == 0).sum()),
+    }
+
+
+def assert_close(got: dict[str, object], want: dict[str, object], label: str) -> None:
+    for key, expected in want.items():
+        value = got[key]
+        if isinstance(expected, float):
+            assert isinstance(value, float | int), (label, key, value)
+            assert math.isclose(value, expected, rel_tol=1e-12, abs_tol=1e-12), (label, key, value, expected)
+        else:
+            assert value == expected, (label, key, value, expected)
+
+
+MLP_STATS = """\
+name               dtype      numel        min        max        mean       std    mean abs        L2    nan    +inf    -inf    zeros
+-----------------  -------  -------  ---------  ---------  ----------  --------  ----------  --------  -----  ------  ------  -------
+2.weight           float32        8  -0.330111    0.22307  -0.0550411  0.211367    0.182235   0.58049      0       0       0        0
+2.bias             float32        1  -0.156799  -0.156799   -0.156799              0.156799  0.156799      0       0       0        0
+-----------------  -------  -------  ---------  ---------  ----------  --------  ----------  --------  -----  ------  ------  -------
+total (2 tensors)                 9  -0.330111    0.22307  -0.0663476  0.200604    0.179409  0.601294      0       0       0        0
+"""  # noqa: E501
+
+
+def _sample(dtype: torch.dtype) -> torch.Tensor:
+    g = torch.Generator().manual_seed(7)
+    base = torch.randn(37, 23, dtype=torch.float64, generator=g) * 40 + 3
+    base[::5, ::3] = 0
+    if dtype.is_floating_point or dtype.is_complex:
+        base[1, :4] = torch.tensor([float("nan"), float("inf"), -float("inf"), float("nan")])
+    if dtype.is_complex:
+        return torch.complex(base, base.flip(0)).to(dtype)
+    if dtype in (torch.uint8, torch.uint16, torch.uint32, torch.uint64):
+        base = base.abs()
+    return base.to(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_every_dtype_and_view_matches_torch_with_tiny_chunks(tmp_path: Path, dtype: torch.dtype) -> None:
+    base = _sample(dtype)
+    sd = {
+        "whole": base,
+        "t": base.t(),
+        "cols": base[3:30, ::4],
+        "scalar": base[2, 2],
+        "one": base[2, 2:3],
+        "empty": base[:0],
+    }
+    torch.save(sd, tmp_path / "m.pt")
+    loaded = torch.load(tmp_path / "m.pt", weights_only=True)
+    refs = open_checkpoint(tmp_path / "m.pt").tensors
+    for name, expected in loaded.items():
+        want = torch_stats(expected)
+        for chunk in (7, 1 << 20):
+            assert_close(tensor_stats(refs[name], chunk_elements=chunk).result(), want, f"{name}/{chunk}")
+
+
+def test_total_and_prefix_groups_merge_exactly(tmp_path: Path) -> None:
+    g = torch.Generator().manual_seed(1)
+    shared = torch.randn(30, 30, generator=g)
+    sd = {
+        "enc.a": torch.randn(100, generator=g) * 5 + 2,
+        "enc.b": shared,
+        "dec.a": shared,  # tied: counted once in the total
+        "dec.c": torch.randn(3, 17, generator=g) - 4,
+    }
+    torch.save(sd, tmp_path / "m.pt")
+    ckpt = open_checkpoint(tmp_path / "m.pt")
+    table = report(ckpt, chunk_elements=13)
+    unique = torch.cat([sd["enc.a"], shared.reshape(-1), sd["dec.c"].reshape(-1)])
+    assert table.document["total"]["unique"] == 3 and table.document["total"]["tensors"] == 4
+    assert_close(table.document["total"], torch_stats(unique), "total")
+    groups = report(ckpt, by_prefix=1, chunk_elements=13).document["groups"]
+    assert [g["name"] for g in groups] == ["enc", "dec"]
+    assert_close(groups[0], torch_stats(torch.cat([sd["enc.a"], shared.reshape(-1)])), "enc")
+    assert_close(groups[1], torch_stats(torch.cat([shared.reshape(-1), sd["dec.c"].reshape(-1)])), "dec")
+
+
+def test_chunks_never_exceed_the_chunk_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory stays bounded by the chunk: the accumulator never sees more than one chunk."""
+    torch.save({"w": torch.randn(100, 50).t()}, tmp_path / "m.pt")
+    seen: list[int] = []
+    original = stats_module.Accumulator.add
+
+    def spy(self: stats_module.Accumulator, chunk: object) -> None:
+        seen.append(len(chunk))  # type: ignore[arg-type]
+        original(self, chunk)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(stats_module.Accumulator, "add", spy)
+    report(open_checkpoint(tmp_path / "m.pt"), chunk_elements=512)
+    assert max(seen) == 512 and sum(seen) == 5000
+
+
+def test_pinned_table_and_json_keys() -> None:
+    result = run_cli("stats", SAMPLES / "mlp.pt", "2.*")
+    assert result.out == MLP_STATS
+    doc = json.loads(run_script("stats", SAMPLES / "rgnet.safetensors", "--by-prefix", "2", "-f", "json").stdout)
+    assert set(doc) == {"file", "format", "by_prefix", "groups", "total", "skipped"}
+    assert [g["name"] for g in doc["groups"]][:2] == ["0.block 0", "0.block 1"]
+    assert doc["groups"][0]["tensors"] == 4 and doc["total"]["numel"] == 309
+    rgnet = torch.load(SAMPLES / "rgnet.pt", weights_only=True)
+    block = torch.cat([v.reshape(-1) for k, v in rgnet.items() if k.startswith("0.block 1.")])
+    assert_close(doc["groups"][1], torch_stats(block), "0.block 1")
+
+
+def test_undecodable_dtype_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    with pytest.warns(UserWarning, match="ComplexHalf"):
+        torch.save({"a": torch.ones(3), "c": torch.ones(2, dtype=torch.complex32)}, tmp_path / "m.pt")
+    result = run_cli("stats", tmp_path / "m.pt", "-f", "json")
+    assert result.code == 0
+    assert json.loads(result.out)["skipped"] == ["c"]
+    assert result.err == "paraminspect: warning: c: cannot decode complex32 values; skipped\n"
