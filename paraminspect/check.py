@@ -151,10 +151,15 @@ def check(
     tensors = {new: file_tensors[old] for new, old in names.items() if old in file_tensors}
     wanted = list(spec)
     if selector:
-        missing_patterns = selector.unmatched([*wanted, *tensors, *(names[n] for n in tensors)])
+        own = {n: f"{ckpt.selected}.{names[n]}" if ckpt.selected else names[n] for n in tensors}
+        missing_patterns = selector.unmatched([*wanted, *tensors, *(names[n] for n in tensors), *own.values()])
         if missing_patterns:
             raise SelectionError(f"no tensor in the file or the spec matches {missing_patterns[0]!r}")
-        tensors = {n: r for n, r in tensors.items() if selector.matches(n) or selector.matches(names[n])}
+        tensors = {
+            n: r
+            for n, r in tensors.items()
+            if selector.matches(n) or selector.matches(names[n]) or selector.matches(own[n])
+        }
         wanted = [n for n in wanted if selector.matches(n) or n in tensors]
     counts = dict.fromkeys(Drift, 0)
     drift: list[dict[str, Any]] = []
@@ -210,6 +215,7 @@ def check(
     document = {
         "file": str(ckpt.path),
         "format": ckpt.format,
+        "root": ckpt.selected,
         "spec": str(spec_path),
         "ok": ok,
         "allow_extra": allow_extra,

@@ -80,7 +80,8 @@ class Side:
 
 @dataclass
 class Row:
-    """One name's outcome. ``a_name``/``b_name`` are the names before mapping."""
+    """One name's outcome. ``a_name``/``b_name`` are each file's own full names
+    (before mapping, with the prefix of a ``--root`` subtree)."""
 
     name: str
     status: Status
@@ -163,22 +164,28 @@ def compare(
     tolerance = tolerance or Tolerance()
     names_a = mapped_names(a, map_a or NameMap(), sort=sort)
     names_b = mapped_names(b, map_b or NameMap(), sort=sort)
+    # Each file's own full name (with the --root prefix a subtree was cut from).
+    full_a = {n: _in_file(a, old) for n, old in names_a.items()}
+    full_b = {n: _in_file(b, old) for n, old in names_b.items()}
     order = [*names_a, *(n for n in names_b if n not in names_a)]
     if selector:
         # A pattern may name the mapped name or either file's own name for it.
-        missing = selector.unmatched([*names_a, *names_b, *names_a.values(), *names_b.values()])
+        own = [*names_a.values(), *names_b.values(), *full_a.values(), *full_b.values()]
+        missing = selector.unmatched([*names_a, *names_b, *own])
         if missing:
             raise SelectionError(f"no name in either file matches {missing[0]!r}")
         order = [
-            n for n in order if selector.matches(n) or any(selector.matches(m[n]) for m in (names_a, names_b) if n in m)
+            n
+            for n in order
+            if selector.matches(n) or any(selector.matches(o) for o in _own_names(n, names_a, names_b, full_a, full_b))
         ]
     comparer = Comparer(tolerance)
     done: dict[tuple[tuple[object, ...], tuple[object, ...]], ValueStats] = {}
     rows: list[Row] = []
     for name in order:
-        a_name, b_name = names_a.get(name), names_b.get(name)
-        ea = a.entries[a_name] if a_name is not None else None
-        eb = b.entries[b_name] if b_name is not None else None
+        ea = a.entries[names_a[name]] if name in names_a else None
+        eb = b.entries[names_b[name]] if name in names_b else None
+        a_name, b_name = full_a.get(name), full_b.get(name)
         side_a, side_b = (Side.of(ea) if ea is not None else None), (Side.of(eb) if eb is not None else None)
         if ea is None or eb is None:
             status = Status.ONLY_B if ea is None else Status.ONLY_A
@@ -196,6 +203,14 @@ def compare(
                 status = Status.VALUES
         rows.append(Row(name, status, a_name, b_name, side_a, side_b, stats))
     return rows
+
+
+def _in_file(ckpt: Checkpoint, name: str) -> str:
+    return f"{ckpt.selected}.{name}" if ckpt.selected else name
+
+
+def _own_names(name: str, *maps: dict[str, str]) -> list[str]:
+    return [m[name] for m in maps if name in m]
 
 
 COLUMNS = [
@@ -248,8 +263,8 @@ def report(
         if show_all or row.status is not Status.EQUAL
     ]
     document = {
-        "a": {"file": str(a.path), "format": a.format},
-        "b": {"file": str(b.path), "format": b.format},
+        "a": {"file": str(a.path), "format": a.format, "root": a.selected},
+        "b": {"file": str(b.path), "format": b.format, "root": b.selected},
         "structure_only": structure,
         "tolerance": {"atol": tolerance.atol, "rtol": tolerance.rtol, "equal_nan": tolerance.equal_nan},
         "same": counts[Status.EQUAL] == len(rows),

@@ -163,7 +163,9 @@ def test_trainer_checkpoint_subtree_against_plain_spec(spec: Path) -> None:
     assert run_cli("check", trainer, "--expect", spec, "-q") == Result(0, "", "")  # --quiet silences the note
     assert run_cli("check", trainer, "--expect", spec, "--root", "", "-q").code == 1  # the whole file drifts
     code, doc = _check(trainer, "--expect", spec, "--root", "", "model", "--strip-prefix", "model")
-    assert code == 0 and doc["counts"]["matching"] == 4 and doc["params"] == 49
+    assert code == 0 and doc["counts"]["matching"] == 4 and doc["params"] == 49 and doc["root"] == ""
+    code, doc = _check(trainer, "--expect", spec, "--root", "model", "model.2")  # the file's own full names
+    assert code == 0 and doc["counts"]["matching"] == 2 and doc["root"] == "model"
 
 
 def test_over_budget_table_text(tmp_path: Path, spec: Path) -> None:

@@ -383,7 +383,7 @@ def test_json_schema_is_fixed() -> None:
     code, doc = _json(SAMPLES / "mlp.pt", SAMPLES / "tied.pt", "--atol", "0", "--rtol", "0")
     assert code == 1
     assert list(doc) == ["a", "b", "structure_only", "tolerance", "same", "counts", "entries"]
-    assert doc["a"] == {"file": str(SAMPLES / "mlp.pt"), "format": "torch-zip"}
+    assert doc["a"] == {"file": str(SAMPLES / "mlp.pt"), "format": "torch-zip", "root": ""}
     assert doc["tolerance"] == {"atol": 0.0, "rtol": 0.0, "equal_nan": True}
     keys = ["name", "status", "a_name", "b_name", "a", "b", "differing", "max_abs_diff", "max_rel_diff", "index"]
     keys += ["a_value", "b_value"]
@@ -437,6 +437,11 @@ def test_state_dict_root_is_chosen_per_side() -> None:
     assert run_cli("diff", trainer, mlp, "--structure", "-q") == Result(0, "", "")
     assert run_cli("diff", trainer, mlp, "--structure", "-q", "--root", "").code == 1
     assert run_cli("diff", trainer, mlp, "--structure", "-q", "--root-a", "model").code == 0
+    doc = json.loads(run_cli("diff", trainer, mlp, "-f", "json", "--structure").out)
+    assert doc["a"]["root"] == "model" and doc["b"]["root"] == ""
+    first = doc["entries"][0]
+    assert (first["name"], first["a_name"], first["b_name"]) == ("0.weight", "model.0.weight", "0.weight")
+    assert run_cli("diff", trainer, mlp, "model.0.weight", "-q").code == 1  # selected by A's own full name
     result = run_cli("diff", trainer, mlp, "--root-b", "model")
     assert result.code == 2 and result.err.count("\n") == 1
 
