@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from tabulate import tabulate
 
-from paraminspect.report import Column, Kind, Table, TreeLine, TreeReport
+from paraminspect.report import Column, EditReport, Kind, Table, TreeLine, TreeReport
 
 
 class OutputFormat(str, Enum):
@@ -199,3 +199,44 @@ def write(text: str, stream: TextIO | None = None) -> None:
 def write_message(text: str) -> None:
     """Messages and warnings go to stderr, never mixed with data."""
     sys.stderr.write(safe_text(text) + "\n")
+
+
+# ---- edit commands (set/init/rename/drop/extract/cast/convert) ----------------------
+
+EDIT_SUMMARY_LINES = 20
+
+
+def format_edit_summary(report: EditReport) -> str:
+    """The short human summary an edit prints on stderr."""
+    doc = report.document
+    lines = []
+    for change in doc["changes"][:EDIT_SUMMARY_LINES]:
+        text = f"  {change['action']:<9} {safe_text(change['name'])}"
+        if change.get("new_name"):
+            text += f" -> {safe_text(change['new_name'])}"
+        if change.get("detail"):
+            text += f"  ({safe_text(change['detail'])})"
+        lines.append(text)
+    if len(doc["changes"]) > EDIT_SUMMARY_LINES:
+        lines.append(f"  ... and {len(doc['changes']) - EDIT_SUMMARY_LINES} more (see --format json)")
+    if not doc["changes"]:
+        lines.append("  (no tensor changed)")
+    lines.extend(f"  note: {safe_text(note)}" for note in doc["notes"])
+    what = (
+        f"{doc['format']}, {doc['tensors']} tensors"
+        + (f" ({doc['stored_tensors']} stored)" if doc["stored_tensors"] != doc["tensors"] else "")
+        + f", {human_bytes(doc['file_bytes'] if doc['file_bytes'] is not None else doc['tensor_bytes'])}"
+    )
+    if doc["dry_run"]:
+        head = f"{doc['command']}: dry run, nothing written; would write {safe_text(doc['output'])} ({what})"
+    else:
+        head = f"{doc['command']}: wrote {safe_text(doc['output'])} ({what}), verified"
+    return "\n".join([head, *lines]) + "\n"
+
+
+def write_edit(report: EditReport, fmt: OutputFormat) -> None:
+    """JSON goes to stdout for pipelines; every other format gets the summary on stderr."""
+    if fmt is OutputFormat.json:
+        write(json.dumps(_json_safe(report.document), indent=2, allow_nan=False) + "\n")
+    else:
+        sys.stderr.write(format_edit_summary(report))

@@ -1,0 +1,70 @@
+"""Re-open a freshly written checkpoint and check it against what the writer meant.
+
+Names, dtypes and shapes must match exactly, and the CRC-32 of every stored
+tensor's bytes (little-endian, C order) must equal the CRC computed from the
+data the writer was given. This runs on the new file before it replaces
+anything, so a failed check leaves the original in place.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from paraminspect.dtypes import DType
+from paraminspect.errors import CheckpointError
+from paraminspect.formats import open_checkpoint
+from paraminspect.model import TensorRef
+
+
+@dataclass(frozen=True)
+class Expected:
+    dtype: DType
+    shape: tuple[int, ...]
+    crc: int | None  # None: not checked here (an alias of a checked name)
+
+
+def tensor_crc(ref: TensorRef) -> int:
+    """CRC-32 of the tensor's elements as little-endian C-order bytes, read in bounded chunks."""
+    from paraminspect.edit import Keep
+    from paraminspect.formats.safetensors_write import source_bytes
+
+    crc = 0
+    for chunk in source_bytes(Keep(ref), ref.dtype):
+        crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+def verify_written(
+    path: Path, expected: dict[str, Expected], *, aliases: dict[str, str] | None = None, label: Path | None = None
+) -> None:
+    """Raise :class:`CheckpointError` unless the file at ``path`` holds exactly ``expected``."""
+    where = label or path
+    try:
+        ckpt = open_checkpoint(path)
+    except CheckpointError as exc:
+        raise CheckpointError(f"written file failed verification: {exc.message}", where) from None
+    found = ckpt.tensors
+    missing = [n for n in expected if n not in found]
+    extra = [n for n in found if n not in expected]
+    if missing or extra:
+        raise CheckpointError(f"written file failed verification: missing {missing[:3]}, unexpected {extra[:3]}", where)
+    checked: dict[tuple[object, ...], int] = {}
+    for name, want in expected.items():
+        ref = found[name]
+        if ref.dtype != want.dtype or ref.shape != want.shape:
+            raise CheckpointError(
+                f"written file failed verification: {name!r} is {ref.dtype.name} {list(ref.shape)}, "
+                f"expected {want.dtype.name} {list(want.shape)}",
+                where,
+            )
+        if want.crc is None:
+            continue
+        crc = checked.get(ref.identity)
+        if crc is None:
+            crc = checked[ref.identity] = tensor_crc(ref)
+        if crc != want.crc:
+            raise CheckpointError(f"written file failed verification: checksum of {name!r} differs", where)
+    if aliases is not None and ckpt.aliases != aliases:
+        raise CheckpointError("written file failed verification: tied-name metadata differs", where)
