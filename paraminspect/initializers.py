@@ -33,7 +33,6 @@ RANDOM_SCHEMES = frozenset(SCHEMES[3:])
 FAN_SCHEMES = frozenset(SCHEMES[5:])
 NONLINEARITIES = (
     "linear",
-    "identity",
     "conv1d",
     "conv2d",
     "conv3d",
@@ -89,7 +88,7 @@ class Scheme:
 
 def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     """The recommended gain, as ``torch.nn.init.calculate_gain`` returns it."""
-    if nonlinearity in ("linear", "identity", "sigmoid") or nonlinearity.startswith(("conv", "conv_transpose")):
+    if nonlinearity in ("linear", "sigmoid") or nonlinearity.startswith(("conv", "conv_transpose")):
         return 1.0
     if nonlinearity == "tanh":
         return 5.0 / 3

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from paraminspect.casting import cast_array
 from paraminspect.dtypes import DType
 from paraminspect.edit import Cast, Keep, NewData, Source, identity
 from paraminspect.errors import UsageError
@@ -168,7 +169,7 @@ def source_bytes(source: Source, dtype: DType) -> Iterator[memoryview | bytes]:
     ref = source.ref
     target = numpy_dtype(replace(ref, dtype=dtype)).newbyteorder("=") if isinstance(source, Cast) else None
     for chunk in iter_chunks(ref, CHUNK_ELEMENTS):
-        yield _little(chunk if target is None else chunk.astype(target)).tobytes()
+        yield _little(chunk if target is None else cast_array(chunk, target, dtype)).tobytes()
 
 
 def _little(array: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from paraminspect.casting import cast_array
 from paraminspect.edit import Cast, Keep, NewData, Plan, Source, identity
 from paraminspect.errors import UsageError
 from paraminspect.model import Opaque, StorageRef, TensorRef, Value, _children
@@ -112,7 +113,7 @@ def _array(source: NewData | Cast) -> Any:
     from dataclasses import replace
 
     target = numpy_dtype(replace(source.ref, dtype=source.dtype)).newbyteorder("=")
-    return np.ascontiguousarray(read_array(source.ref).astype(target))
+    return np.ascontiguousarray(cast_array(read_array(source.ref), target, source.dtype))
 
 
 def _torch_value(value: Any, torch: Any, name: str) -> Any:

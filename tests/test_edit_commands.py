@@ -1,0 +1,225 @@
+"""set/init/rename/drop/extract/cast end to end, checked with torch.load as the oracle."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import SAMPLES, run_cli, run_script
+
+
+def load(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    result: dict[str, torch.Tensor] = torch.load(path, weights_only=True)
+    return result
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_set_scalar_json_and_npy(tmp_path: Path, suffix: str) -> None:
+    out = tmp_path / f"o{suffix}"
+    assert run_cli("set", SAMPLES / "mlp.pt", "2.bias", "0", "-o", out).code == 0
+    result, original = load(out), load(SAMPLES / "mlp.pt")
+    assert torch.equal(result["2.bias"], torch.zeros(1))
+    assert torch.equal(result["0.weight"], original["0.weight"])
+    values = [[float(i + j) for j in range(8)] for i in range(1)]
+    assert run_cli("set", out, "2.weight", json.dumps(values), "--in-place").code == 0
+    assert torch.equal(load(out)["2.weight"], torch.tensor(values))
+    np.save(tmp_path / "w.npy", np.full((8, 4), 0.5, dtype=np.float64))
+    assert run_cli("set", out, "0.weight", str(tmp_path / "w.npy"), "--in-place").code == 0
+    assert torch.equal(load(out)["0.weight"], torch.full((8, 4), 0.5))
+
+
+def test_set_shape_mismatch_and_bad_values_exit_2(tmp_path: Path) -> None:
+    out = tmp_path / "o.pt"
+    result = run_cli("set", SAMPLES / "mlp.pt", "2.bias", "[1, 2, 3]", "-o", out)
+    assert result.code == 2
+    assert result.err == (
+        f"paraminspect: error: {SAMPLES / 'mlp.pt'}: value has shape [3] but tensor '2.bias' has shape [1]\n"
+    )
+    assert run_cli("set", SAMPLES / "mlp.pt", "nope", "0", "-o", out).code == 2
+    assert run_cli("set", SAMPLES / "mlp.pt", "2.bias", "abc", "-o", out).code == 2
+    assert not out.exists()
+
+
+def test_set_integer_tensor_refuses_fraction(tmp_path: Path) -> None:
+    torch.save({"n": torch.tensor([1, 2], dtype=torch.int64)}, tmp_path / "i.pt")
+    result = run_cli("set", tmp_path / "i.pt", "n", "0.5", "-o", tmp_path / "o.pt")
+    assert result.code == 2 and "does not fit" in result.err
+    assert run_cli("set", tmp_path / "i.pt", "n", "[7, 8]", "-o", tmp_path / "o.pt").code == 0
+    assert load(tmp_path / "o.pt")["n"].tolist() == [7, 8]
+
+
+def test_tied_edit_needs_untie_or_both_names(tmp_path: Path) -> None:
+    src = SAMPLES / "tied.pt"
+    result = run_cli("set", src, "2.weight", "0", "-o", tmp_path / "a.pt")
+    assert result.code == 2 and "--untie" in result.err and "'4.weight'" in result.err
+    assert run_cli("set", src, "2.weight", "0", "--untie", "-o", tmp_path / "a.pt").code == 0
+    untied = load(tmp_path / "a.pt")
+    assert torch.equal(untied["2.weight"], torch.zeros(8, 8))
+    assert torch.equal(untied["4.weight"], load(src)["4.weight"])
+    assert untied["2.weight"].data_ptr() != untied["4.weight"].data_ptr()
+    # Selecting every tied name edits the one shared tensor and keeps the tie.
+    code = run_cli("init", src, "2.weight", "4.weight", "--scheme", "ones", "-o", tmp_path / "b.pt").code
+    assert code == 0
+    both = load(tmp_path / "b.pt")
+    assert both["2.weight"].data_ptr() == both["4.weight"].data_ptr()
+    assert torch.equal(both["4.weight"], torch.ones(8, 8))
+
+
+def test_init_seeded_is_reproducible_and_writes_safetensors(tmp_path: Path) -> None:
+    args = ("init", SAMPLES / "mlp.pt", "*.weight", "--scheme", "xavier_uniform", "--seed", "0")
+    assert run_cli(*args, "-o", tmp_path / "a.safetensors").code == 0
+    assert run_cli(*args, "-o", tmp_path / "b.safetensors").code == 0
+    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+    a, original = load(tmp_path / "a.safetensors"), load(SAMPLES / "mlp.pt")
+    bound = (6 / (4 + 8)) ** 0.5
+    assert a["0.weight"].abs().max() <= bound and not torch.equal(a["0.weight"], original["0.weight"])
+    assert torch.equal(a["0.bias"], original["0.bias"])
+    result = run_cli("init", SAMPLES / "mlp.pt", "*.bias", "--scheme", "xavier_normal", "-o", tmp_path / "c.pt")
+    assert result.code == 2 and "fewer than 2 dimensions" in result.err
+
+
+def test_init_constant_in_place_keeps_other_values(tmp_path: Path) -> None:
+    target = tmp_path / "m.pt"
+    target.write_bytes((SAMPLES / "mlp.pt").read_bytes())
+    assert run_cli("init", target, "*.bias", "--scheme", "constant", "--value", "0.01", "--in-place").code == 0
+    result = load(target)
+    assert torch.equal(result["0.bias"], torch.full((8,), 0.01))
+    assert torch.equal(result["2.weight"], load(SAMPLES / "mlp.pt")["2.weight"])
+
+
+def test_rename_strip_prefix_ddp(tmp_path: Path) -> None:
+    state = OrderedDict((f"module.{k}", v) for k, v in load(SAMPLES / "mlp.pt").items())
+    torch.save(state, tmp_path / "ddp.pt")
+    assert run_cli("rename", tmp_path / "ddp.pt", "--strip-prefix", "module.", "-o", tmp_path / "plain.pt").code == 0
+    plain = load(tmp_path / "plain.pt")
+    assert list(plain) == list(load(SAMPLES / "mlp.pt"))
+    torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1)).load_state_dict(plain)
+
+
+def test_rename_collision_is_refused(tmp_path: Path) -> None:
+    result = run_cli("rename", SAMPLES / "mlp.pt", "0.=2.", "-o", tmp_path / "o.pt")
+    assert result.code == 2 and "would both be named" in result.err
+
+
+def test_drop_and_extract_with_reroot(tmp_path: Path) -> None:
+    src = SAMPLES / "rgnet.safetensors"
+    assert run_cli("drop", src, "0.block 1", "0.block 2", "-o", tmp_path / "d.safetensors").code == 0
+    dropped = load(tmp_path / "d.safetensors")
+    assert len(dropped) == 18 - 8 and not any(k.startswith("0.block 1.") for k in dropped)
+    assert run_cli("extract", src, "0.block 1", "--reroot", "-o", tmp_path / "e.pt").code == 0
+    extracted = load(tmp_path / "e.pt")
+    original = load(SAMPLES / "rgnet.pt")
+    assert list(extracted) == [
+        "0.bias",
+        "0.weight",
+        "2.bias",
+        "2.weight",
+    ]  # natural order: safetensors has no module order
+    for name, value in extracted.items():
+        assert torch.equal(value, original[f"0.block 1.{name}"])
+    result = run_cli("extract", src, "0.*", "--reroot", "-o", tmp_path / "x.pt")
+    assert result.code == 2 and "--reroot" in result.err
+
+
+def test_cast_matches_torch_and_skips_integers(tmp_path: Path) -> None:
+    generator = torch.Generator().manual_seed(1)
+    state = {
+        "w": torch.randn(64, 33, generator=generator) * 1000,
+        "b": torch.randn(7, dtype=torch.float64, generator=generator),
+        "steps": torch.tensor(5),
+    }
+    torch.save(state, tmp_path / "m.pt")
+    for dtype in ("bfloat16", "float16", "float8_e4m3fn"):
+        out = tmp_path / f"{dtype}.safetensors"
+        result = run_cli("cast", tmp_path / "m.pt", "--dtype", dtype, "-o", out, "--format", "json")
+        assert result.code == 0, result.err
+        doc = json.loads(result.out)
+        assert {c["name"]: c["action"] for c in doc["changes"]} == {"w": "cast", "b": "cast", "steps": "skipped"}
+        cast = load(out)
+        want = getattr(torch, dtype)
+        for name in ("w", "b"):
+            expected = state[name].to(want)
+            assert cast[name].dtype == want
+            assert torch.equal(cast[name].view(torch.uint8), expected.view(torch.uint8)), (dtype, name)
+        assert torch.equal(cast["steps"], state["steps"])
+
+
+def test_cast_only_selected(tmp_path: Path) -> None:
+    out = tmp_path / "o.pt"
+    assert run_cli("cast", SAMPLES / "mlp.pt", "*.weight", "--dtype", "bf16", "-o", out).code == 0
+    result = load(out)
+    assert result["0.weight"].dtype == torch.bfloat16 and result["0.bias"].dtype == torch.float32
+
+
+def test_trainer_checkpoint_keeps_non_tensor_leaves_and_refuses_unknown(tmp_path: Path) -> None:
+    src = SAMPLES / "trainer_checkpoint.pt"
+    result = run_cli("set", src, "model.2.bias", "0", "-o", tmp_path / "o.pt")
+    assert result.code == 2
+    assert "args <argparse.Namespace>" in result.err and "--drop-unknown" in result.err
+    result = run_cli("set", src, "model.2.bias", "0", "-o", tmp_path / "o.pt", "--drop-unknown")
+    assert result.code == 0, result.err
+    original = torch.load(src, weights_only=False)
+    edited = torch.load(tmp_path / "o.pt", weights_only=True)  # no unknown classes left
+    assert set(edited) == {"model", "optimizer", "epoch"} and edited["epoch"] == 3
+    assert torch.equal(edited["model"]["2.bias"], torch.zeros(1))
+    assert edited["model"]._metadata == original["model"]._metadata
+    assert edited["optimizer"]["param_groups"] == original["optimizer"]["param_groups"]
+    for key, state in original["optimizer"]["state"].items():
+        for name, value in state.items():
+            assert torch.equal(edited["optimizer"]["state"][key][name], value)
+
+
+def test_rename_inside_nested_checkpoint(tmp_path: Path) -> None:
+    src = SAMPLES / "trainer_checkpoint.pt"
+    args = ("rename", src, "model.0.=model.first.", "--drop-unknown", "-o", tmp_path / "o.pt")
+    assert run_cli(*args).code == 0
+    edited = torch.load(tmp_path / "o.pt", weights_only=True)
+    assert list(edited["model"]) == ["first.weight", "first.bias", "2.weight", "2.bias"]
+    assert list(edited["optimizer"]["state"]) == [0, 1, 2, 3]  # integer keys kept
+
+
+def test_json_summary_schema(tmp_path: Path) -> None:
+    proc = run_script("drop", SAMPLES / "mlp.pt", "2", "-o", tmp_path / "o.safetensors", "--format", "json")
+    assert proc.returncode == 0 and proc.stderr == ""
+    doc = json.loads(proc.stdout)
+    assert doc == {
+        "command": "drop",
+        "input": str(SAMPLES / "mlp.pt"),
+        "output": str(tmp_path / "o.safetensors"),
+        "format": "safetensors",
+        "dry_run": False,
+        "written": True,
+        "verified": True,
+        "changes": [
+            {"action": "dropped", "name": "2.weight", "detail": ""},
+            {"action": "dropped", "name": "2.bias", "detail": ""},
+        ],
+        "tensors": 2,
+        "stored_tensors": 2,
+        "tensor_bytes": 160,
+        "file_bytes": (tmp_path / "o.safetensors").stat().st_size,
+        "values_not_stored": [],
+        "notes": [],
+    }
+
+
+def test_pt_output_without_torch_gives_install_hint(tmp_path: Path) -> None:
+    code = (
+        "import sys; sys.modules['torch'] = None; from paraminspect.cli import main; "
+        f"sys.exit(main(['convert', {str(SAMPLES / 'mlp.safetensors')!r}, {str(tmp_path / 'o.pt')!r}]))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr == "paraminspect: error: writing .pt files needs torch: pip install 'paraminspect[torch]'\n"
+    assert list(tmp_path.iterdir()) == []
