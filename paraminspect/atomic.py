@@ -17,6 +17,7 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -117,9 +118,14 @@ class AtomicFile:
     def commit(self, verify: Callable[[Path], None] | None = None) -> None:
         """Flush, fsync, verify, then atomically put the data in place and fsync the directory."""
         self.file.flush()
-        os.fsync(self._fd)
-        if verify is not None:
-            verify(self.path)
+        if verify is None:
+            os.fsync(self._fd)
+        else:
+            # fsync (waiting on the disk) and verification (reading the page cache) overlap.
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                synced = pool.submit(os.fsync, self._fd)
+                verify(self.path)
+                synced.result()
         os.fchmod(self._fd, self._mode())
         if self._anonymous:
             self._temp_name = self._give_name()

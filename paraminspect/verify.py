@@ -9,6 +9,7 @@ anything, so a failed check leaves the original in place.
 from __future__ import annotations
 
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def verify_written(
     extra = [n for n in found if n not in expected]
     if missing or extra:
         raise CheckpointError(f"written file failed verification: missing {missing[:3]}, unexpected {extra[:3]}", where)
-    checked: dict[tuple[object, ...], int] = {}
+    to_check: dict[tuple[object, ...], TensorRef] = {}
     for name, want in expected.items():
         ref = found[name]
         if ref.dtype != want.dtype or ref.shape != want.shape:
@@ -59,12 +60,13 @@ def verify_written(
                 f"expected {want.dtype.name} {list(want.shape)}",
                 where,
             )
-        if want.crc is None:
-            continue
-        crc = checked.get(ref.identity)
-        if crc is None:
-            crc = checked[ref.identity] = tensor_crc(ref)
-        if crc != want.crc:
+        if want.crc is not None:
+            to_check.setdefault(ref.identity, ref)
+    # Reading and zlib.crc32 both release the GIL: two threads halve the wall time.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        crcs = dict(zip(to_check, pool.map(tensor_crc, to_check.values()), strict=True))
+    for name, want in expected.items():
+        if want.crc is not None and crcs[found[name].identity] != want.crc:
             raise CheckpointError(f"written file failed verification: checksum of {name!r} differs", where)
     if aliases is not None and ckpt.aliases != aliases:
         raise CheckpointError("written file failed verification: tied-name metadata differs", where)

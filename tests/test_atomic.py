@@ -35,17 +35,17 @@ def test_exception_mid_write_leaves_original_and_no_temp(
     if not anonymous:
         monkeypatch.setattr(atomic.AtomicFile, "_open_anonymous", staticmethod(lambda _d: -1))
     original = (work / "m.safetensors").read_bytes()
-    real = safetensors_write.source_bytes
+    real = safetensors_write.copy_range
     calls = 0
 
-    def failing(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+    def failing(*args: int) -> None:
         nonlocal calls
         calls += 1
         if calls == 5:
             raise error(28, "No space left on device") if error is OSError else error()
-        yield from real(*args, **kwargs)  # type: ignore[arg-type]
+        real(*args)
 
-    monkeypatch.setattr(safetensors_write, "source_bytes", failing)
+    monkeypatch.setattr(safetensors_write, "copy_range", failing)
     result = run_cli("rename", work / "m.safetensors", "0.=zero.", "--in-place")
     if error is OSError:
         assert result.code == 2
@@ -77,13 +77,12 @@ def test_failed_verification_leaves_original(work: Path, monkeypatch: pytest.Mon
 SLOW_WRITER = """
 import sys, time
 from paraminspect.formats import safetensors_write
-real = safetensors_write.source_bytes
-def slow(*a, **k):
-    for chunk in real(*a, **k):
-        print("chunk", flush=True)
-        time.sleep(0.2)
-        yield chunk
-safetensors_write.source_bytes = slow
+real = safetensors_write.copy_range
+def slow(*args):
+    print("chunk", flush=True)
+    time.sleep(0.2)
+    real(*args)
+safetensors_write.copy_range = slow
 from paraminspect.cli import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -151,3 +151,18 @@ def test_pinned_summary_text(tmp_path: Path) -> None:
         "  renamed   0.bias -> first.bias\n"
         "  renamed   0.weight -> first.weight\n"
     )
+
+
+def test_chunked_copy_fallback_is_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where copy_file_range is unavailable the bounded read/write loop gives the same bytes."""
+    from paraminspect.formats import safetensors_write
+
+    monkeypatch.setitem(safetensors_write._KERNEL_COPY, "ok", False)
+    monkeypatch.setattr(safetensors_write, "CHUNK_BYTES", 7)  # many short chunks, odd size
+    src = SAMPLES / "rgnet.safetensors"
+    assert run_cli("rename", src, "0.=zero.", "-o", tmp_path / "a.safetensors").code == 0
+    monkeypatch.setitem(safetensors_write._KERNEL_COPY, "ok", True)
+    assert run_cli("rename", src, "0.=zero.", "-o", tmp_path / "b.safetensors").code == 0
+    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+    original, renamed = load_file(str(src)), load_file(str(tmp_path / "a.safetensors"))
+    assert all(torch.equal(v, renamed["zero." + k[2:] if k.startswith("0.") else k]) for k, v in original.items())
