@@ -11,20 +11,24 @@ Every edit also re-opens and checksums its output before replacing anything.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import PARAMINSPECT, Measurement, big_checkpoints, markdown_table, python_script, run_timed
+from common import CACHE, HERE, PARAMINSPECT, PYTHON, Measurement, markdown_table, python_script, run_timed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    files = big_checkpoints()
-    st, pt = files["safetensors"], files["pt"]
+    # Build/find the files in a child process: common.big_checkpoints() imports torch,
+    # and children forked from a big parent report the parent's peak RSS as their own.
+    setup = f"import sys; sys.path.insert(0, {str(HERE)!r}); from common import big_checkpoints; big_checkpoints()"
+    subprocess.run([PYTHON, "-c", setup], check=True)
+    st, pt = CACHE / "big_1g.safetensors", CACHE / "big_1g.pt"
     out = st.parent / "bench_out.safetensors"
     out_cp = st.parent / "bench_cp.safetensors"
     r = args.repeat

@@ -54,7 +54,7 @@ def save(
 ) -> EditReport:
     """Write ``plan`` to ``output`` (or over the input with ``in_place``) and describe what happened."""
     ckpt = plan.ckpt
-    if (output is None) == (not in_place) or (output is not None and in_place):
+    if (output is None) != in_place:
         raise UsageError("give exactly one of -o OUT and --in-place")
     target_arg = ckpt.path if output is None else output
     fmt = _format_of_input(plan) if in_place else output_format(target_arg)

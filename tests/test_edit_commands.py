@@ -223,3 +223,16 @@ def test_pt_output_without_torch_gives_install_hint(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr == "paraminspect: error: writing .pt files needs torch: pip install 'paraminspect[torch]'\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_pt_to_pt_keeps_views_and_storage_sharing(tmp_path: Path) -> None:
+    base = torch.arange(20, dtype=torch.float32).reshape(4, 5)
+    state = {"base": base, "rows": base[1:3], "transposed": base.t(), "param": torch.nn.Parameter(torch.ones(2))}
+    torch.save(state, tmp_path / "v.pt")
+    assert run_cli("rename", tmp_path / "v.pt", "rows=middle", "-o", tmp_path / "o.pt").code == 0
+    out = torch.load(tmp_path / "o.pt", weights_only=True)
+    assert list(out) == ["base", "middle", "transposed", "param"]
+    ptr = out["base"].untyped_storage().data_ptr()
+    assert out["middle"].untyped_storage().data_ptr() == ptr == out["transposed"].untyped_storage().data_ptr()
+    assert out["transposed"].stride() == (1, 5) and torch.equal(out["middle"], base[1:3])
+    assert isinstance(out["param"], torch.nn.Parameter) and out["param"].requires_grad
