@@ -9,6 +9,7 @@ file has been re-opened and checked.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,7 @@ def save(
     if not tensors:
         raise UsageError("nothing to write: the result holds no tensors", ckpt.path)
     unique = {identity(s): s for s in tensors.values()}
-    data_bytes = sum(s.dtype.nbytes(_numel(s.shape)) for s in unique.values())
+    data_bytes = sum(s.dtype.nbytes(math.prod(s.shape)) for s in unique.values())
     document: dict[str, Any] = {
         "command": plan.command,
         "input": str(ckpt.path),
@@ -125,10 +126,3 @@ def _write(plan: Plan, fmt: str, target: Path, label: Path, data_bytes: int) -> 
             expected = {n: Expected(s.dtype, s.shape, crcs[n]) for n, s in tensors.items()}
             aliases = None
         out.commit(lambda path: verify_written(path, expected, aliases=aliases, label=label))
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n

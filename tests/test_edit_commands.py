@@ -236,3 +236,36 @@ def test_pt_to_pt_keeps_views_and_storage_sharing(tmp_path: Path) -> None:
     assert out["middle"].untyped_storage().data_ptr() == ptr == out["transposed"].untyped_storage().data_ptr()
     assert out["transposed"].stride() == (1, 5) and torch.equal(out["middle"], base[1:3])
     assert isinstance(out["param"], torch.nn.Parameter) and out["param"].requires_grad
+
+
+def big_endian_copy(src: Path, dst: Path, widths: list[int]) -> None:
+    """Rewrite a torch.save zip as a big-endian machine would have written it."""
+    import zipfile
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            rest = info.filename.partition("/")[2]
+            if rest == "byteorder":
+                data = b"big"
+            elif rest.startswith("data/") and rest[5:].isdigit():
+                width = widths[int(rest[5:])]
+                data = np.frombuffer(data, dtype=f"<u{width}").astype(f">u{width}").tobytes() if width > 1 else data
+            zout.writestr(info, data)
+
+
+def test_big_endian_input_converts_to_little_endian_outputs(tmp_path: Path) -> None:
+    state = {
+        "f32": torch.randn(3, 4, generator=torch.Generator().manual_seed(0)),
+        "u16": torch.arange(7, dtype=torch.int32).to(torch.uint16),  # an untyped storage: width comes from the tensor
+        "i64": torch.arange(5, dtype=torch.int64) - 2,
+        "bf16": torch.linspace(-1, 1, 6).to(torch.bfloat16),
+    }
+    torch.save(state, tmp_path / "little.pt")
+    big_endian_copy(tmp_path / "little.pt", tmp_path / "big.pt", [4, 2, 8, 2])
+    assert torch.equal(torch.load(tmp_path / "big.pt", weights_only=True)["i64"], state["i64"])  # torch agrees
+    for out in ("o.safetensors", "o.pt"):
+        assert run_cli("convert", tmp_path / "big.pt", tmp_path / out).code == 0
+        loaded = load(tmp_path / out)
+        for name, value in state.items():
+            assert torch.equal(loaded[name], value), (out, name)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import struct
 import sys
@@ -28,6 +29,7 @@ from paraminspect.casting import cast_array
 from paraminspect.dtypes import DType
 from paraminspect.edit import Cast, Keep, NewData, Source, identity
 from paraminspect.errors import UsageError
+from paraminspect.formats.safetensors import METADATA_KEY
 from paraminspect.model import TensorRef
 
 if TYPE_CHECKING:
@@ -82,15 +84,13 @@ class Layout:
     aliases: dict[str, str]  # alias -> stored name
     metadata: dict[str, str]
 
-    @property
-    def total_bytes(self) -> int:
-        return len(self.header) + (self.stored[-1].end if self.stored else 0)
-
 
 def plan_layout(tensors: dict[str, Source], metadata: dict[str, str]) -> Layout:
     """Decide names, order and offsets; refuse dtypes safetensors cannot hold."""
     groups: dict[object, list[str]] = {}
     for name, source in tensors.items():
+        if name == METADATA_KEY:
+            raise UsageError(f"a tensor named {METADATA_KEY!r} cannot be stored in safetensors")
         if source.dtype.safetensors is None:
             raise UsageError(f"tensor {name!r} is {source.dtype.name}, which safetensors cannot store")
         groups.setdefault(identity(source), []).append(name)
@@ -100,10 +100,7 @@ def plan_layout(tensors: dict[str, Source], metadata: dict[str, str]) -> Layout:
         keep = min(names)
         kept.append(keep)
         aliases.update({n: keep for n in names if n != keep})
-    clash = sorted(set(metadata) & set(tensors))
     meta = {k: v for k, v in metadata.items() if k not in tensors}
-    if clash:
-        meta = {k: v for k, v in meta.items() if k not in clash}
     meta.update(aliases)
     kept.sort(key=lambda n: (-_RANK[tensors[n].dtype.safetensors or ""], n))
     stored: list[Stored] = []
@@ -113,7 +110,7 @@ def plan_layout(tensors: dict[str, Source], metadata: dict[str, str]) -> Layout:
         header["__metadata__"] = dict(sorted(meta.items()))
     for name in kept:
         source = tensors[name]
-        nbytes = source.dtype.nbytes(_numel(source.shape))
+        nbytes = source.dtype.nbytes(math.prod(source.shape))
         stored.append(Stored(name, source, source.dtype, source.shape, offset, offset + nbytes))
         header[name] = {
             "dtype": source.dtype.safetensors,
@@ -121,16 +118,12 @@ def plan_layout(tensors: dict[str, Source], metadata: dict[str, str]) -> Layout:
             "data_offsets": [offset, offset + nbytes],
         }
         offset += nbytes
-    raw = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    try:
+        raw = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UsageError(f"a tensor name is not valid Unicode ({exc.reason}); safetensors cannot store it") from None
     raw += b" " * (-len(raw) % 8)
     return Layout(struct.pack("<Q", len(raw)) + raw, stored, aliases, meta)
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def write(layout: Layout, out: BinaryIO) -> dict[str, int]:

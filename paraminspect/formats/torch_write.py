@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from paraminspect.casting import cast_array
+from paraminspect.dtypes import DType
 from paraminspect.edit import Cast, Keep, NewData, Plan, Source, identity
 from paraminspect.errors import UsageError
 from paraminspect.model import Opaque, StorageRef, TensorRef, Value, _children
@@ -56,7 +57,7 @@ class TorchBuilder:
             raise UsageError(f"tensor {name!r}: torch has no dtype {dtype_name}")
         return found
 
-    def _storage(self, storage: StorageRef) -> torch.Tensor:
+    def _storage(self, storage: StorageRef, element: DType) -> torch.Tensor:
         key = (storage.path, storage.key)
         found = self._storages.get(key)
         if found is not None:
@@ -67,8 +68,9 @@ class TorchBuilder:
             raw = np.zeros(0, dtype=np.uint8)
         else:
             raw = np.memmap(storage.path, dtype=np.uint8, mode="c", offset=storage.offset, shape=(storage.nbytes,))
-        if storage.byteorder != sys.byteorder and storage.dtype.itemsize > 1:
-            width = storage.dtype.itemsize
+        # Untyped storages (uint16, float8...) say nothing of width: use the tensor's.
+        width = max(storage.dtype.itemsize, element.itemsize)
+        if storage.byteorder != sys.byteorder and width > 1:
             raw = raw.view(f"V{width}")[:, None].view(np.uint8)[:, ::-1].copy().reshape(-1)
         base: torch.Tensor = self.torch.from_numpy(raw)
         self._storages[key] = base
@@ -82,7 +84,7 @@ class TorchBuilder:
         if isinstance(source, Keep):
             ref = source.ref
             dtype = self.torch_dtype(name, ref.dtype.name)
-            storage = self._storage(ref.storage)
+            storage = self._storage(ref.storage, ref.dtype)
             typed = storage.view(dtype) if storage.numel() else self.torch.empty(0, dtype=dtype)
             result = typed.as_strided(ref.shape, ref.strides, ref.storage_offset)
             if ref.is_parameter:
