@@ -80,6 +80,9 @@ class Plan:
     items: dict[str, Item]  # output name -> content, in output order
     origin: dict[str, str]  # output name -> the input name it came from
     changes: list[dict[str, Any]] = field(default_factory=list)
+    # The name mapping of a rename, so writers can rename other name-keyed data
+    # (a state dict's per-module ``_metadata``) consistently.
+    rename: Callable[[str], str] | None = None
 
     @classmethod
     def unchanged(cls, ckpt: Checkpoint, command: str) -> Plan:
@@ -147,7 +150,7 @@ def plan_rename(ckpt: Checkpoint, pairs: list[tuple[str, str]], strip: list[str]
             raise SelectionError(f"no name starts with {prefix!r}", ckpt.path)
     mapping = rename_function(pairs, strip, add)
     base = Plan.unchanged(ckpt, "rename")
-    plan = Plan(ckpt, "rename", {}, {})
+    plan = Plan(ckpt, "rename", {}, {}, rename=mapping)
     for name, item in base.items.items():
         new = mapping(name)
         if not new:

@@ -99,12 +99,16 @@ def test_init_constant_in_place_keeps_other_values(tmp_path: Path) -> None:
 
 
 def test_rename_strip_prefix_ddp(tmp_path: Path) -> None:
-    state = OrderedDict((f"module.{k}", v) for k, v in load(SAMPLES / "mlp.pt").items())
-    torch.save(state, tmp_path / "ddp.pt")
+    mlp = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    wrapped = torch.nn.Sequential(OrderedDict(module=mlp))  # names like DistributedDataParallel's
+    torch.save(wrapped.state_dict(), tmp_path / "ddp.pt")
     assert run_cli("rename", tmp_path / "ddp.pt", "--strip-prefix", "module.", "-o", tmp_path / "plain.pt").code == 0
-    plain = load(tmp_path / "plain.pt")
-    assert list(plain) == list(load(SAMPLES / "mlp.pt"))
-    torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1)).load_state_dict(plain)
+    plain = torch.load(tmp_path / "plain.pt", weights_only=True)
+    assert list(plain) == list(mlp.state_dict())
+    assert plain._metadata == mlp.state_dict()._metadata  # per-module versions renamed too
+    fresh = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    fresh.load_state_dict(plain)
+    assert torch.equal(fresh[0].weight, mlp[0].weight)
 
 
 def test_rename_collision_is_refused(tmp_path: Path) -> None:

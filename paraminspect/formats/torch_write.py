@@ -178,8 +178,8 @@ def build_object(plan: Plan, builder: TorchBuilder) -> Any:
         if isinstance(node, Mapping):
             out: Any = (collections.OrderedDict if isinstance(node, collections.OrderedDict) else dict)(kept)
             metadata = getattr(node, "_metadata", None)
-            if metadata is not None:
-                out._metadata = metadata
+            if isinstance(metadata, Mapping):
+                out._metadata = _renamed_metadata(metadata, prefix, plan)
             return out
         values = [v for _, v in kept]
         return tuple(values) if isinstance(node, tuple) else values
@@ -196,6 +196,21 @@ def build_object(plan: Plan, builder: TorchBuilder) -> Any:
             raise UsageError(f"cannot place {moved[0][0]!r}: the file's top level is not a mapping")
         result.update(moved)
     return collections.OrderedDict() if result is _DROP else result
+
+
+def _renamed_metadata(metadata: Mapping[Any, Any], prefix: str, plan: Plan) -> Any:
+    """A state dict's ``_metadata`` (module path -> version) renamed like its tensors were."""
+    if plan.rename is None:
+        return metadata
+    renamed: collections.OrderedDict[Any, Any] = collections.OrderedDict()
+    for key, value in metadata.items():
+        if not isinstance(key, str):
+            renamed.setdefault(key, value)
+            continue
+        full = plan.rename(f"{prefix}{key}." if key else prefix)
+        if full.startswith(prefix):
+            renamed.setdefault(full[len(prefix) :].removesuffix("."), value)
+    return renamed
 
 
 def write(plan: Plan, out: BinaryIO) -> dict[str, int]:
