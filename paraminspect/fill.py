@@ -55,6 +55,7 @@ def to_dtype(array: np.ndarray, ref: TensorRef, source: Path, name: str) -> np.n
     """
     import numpy as np
 
+    from paraminspect.casting import cast_array
     from paraminspect.tensors import numpy_dtype
 
     target = numpy_dtype(ref).newbyteorder("=")
@@ -69,4 +70,6 @@ def to_dtype(array: np.ndarray, ref: TensorRef, source: Path, name: str) -> np.n
         if not np.array_equal(back, array):
             raise UsageError(f"tensor {name!r} is {ref.dtype.name}: the value does not fit it exactly", source)
         return np.ascontiguousarray(converted)
-    return np.ascontiguousarray(array.astype(target))
+    if array.dtype.kind in "biu":
+        array = array.astype(np.float64)
+    return np.ascontiguousarray(cast_array(array, target, ref.dtype))

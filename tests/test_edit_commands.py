@@ -273,3 +273,14 @@ def test_big_endian_input_converts_to_little_endian_outputs(tmp_path: Path) -> N
         loaded = load(tmp_path / out)
         for name, value in state.items():
             assert torch.equal(loaded[name], value), (out, name)
+
+
+def test_set_narrow_float_rounds_like_torch(tmp_path: Path) -> None:
+    torch.save(
+        {"h": torch.zeros(3, dtype=torch.bfloat16), "q": torch.zeros(2, dtype=torch.float8_e4m3fn)}, tmp_path / "n.pt"
+    )
+    assert run_cli("set", tmp_path / "n.pt", "h", "[0.1, 1000.7, -3.3333]", "-o", tmp_path / "a.pt").code == 0
+    assert run_cli("set", tmp_path / "a.pt", "q", "[500, -0.3]", "--in-place").code == 0
+    out = load(tmp_path / "a.pt")
+    assert torch.equal(out["h"], torch.tensor([0.1, 1000.7, -3.3333]).to(torch.bfloat16))
+    assert torch.equal(out["q"].view(torch.uint8), torch.tensor([500, -0.3]).to(torch.float8_e4m3fn).view(torch.uint8))
