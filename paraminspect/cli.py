@@ -13,12 +13,11 @@ from typing import Annotated
 
 import typer
 
-from paraminspect import __version__, dtypes, edit, fill, initializers, render, save, shapes, tree
-from paraminspect.errors import EXIT_ERROR, EXIT_OK, ParamInspectError, SelectionError, UsageError
+from paraminspect import __version__, render, shapes, tree
+from paraminspect.errors import EXIT_ERROR, EXIT_OK, ParamInspectError, SelectionError
 from paraminspect.formats import open_checkpoint
-from paraminspect.model import Checkpoint, TensorRef
+from paraminspect.model import Checkpoint
 from paraminspect.render import OutputFormat
-from paraminspect.report import EditReport
 from paraminspect.select import Selector
 
 app = typer.Typer(
@@ -104,7 +103,8 @@ def shapes_command(
 
 # ---- edit commands: set, init, rename, drop, extract, cast, convert ----------------
 # Each builds an edit plan (edit.py) and hands it to save.save, which writes
-# atomically and verifies; the summary goes to stderr (JSON to stdout).
+# atomically and verifies; the summary goes to stderr (JSON to stdout). Their
+# modules are imported inside the functions: read-only commands never load them.
 
 OutputOpt = Annotated[
     Path | None, typer.Option("--output", "-o", help="Write here; the suffix picks the format (.safetensors, .pt).")
@@ -120,15 +120,14 @@ UntieOpt = Annotated[
 ]
 
 
-def _save(
-    plan: edit.Plan, output: Path | None, in_place: bool, force: bool, dry_run: bool, drop_unknown: bool
-) -> EditReport:
+def _write_plan(
+    plan: object, output: Path | None, in_place: bool, force: bool, dry_run: bool, drop_unknown: bool, fmt: OutputFormat
+) -> int:
+    from paraminspect import edit, save
+
+    assert isinstance(plan, edit.Plan)
     report = save.save(plan, output, in_place=in_place, force=force, dry_run=dry_run, drop_unknown=drop_unknown)
-    return report
-
-
-def _finish(report: EditReport, fmt: OutputFormat) -> int:
-    render.write_edit(report, fmt)
+    render.write_edit(report.document, fmt)
     return EXIT_OK
 
 
@@ -148,20 +147,31 @@ def set_command(
     fmt: FormatOpt = OutputFormat.table,
 ) -> int:
     """Fill one tensor with a scalar or with values of its exact shape."""
+    from paraminspect import edit, fill
+    from paraminspect.model import TensorRef
+
     ckpt = _load(file)
     if not isinstance(ckpt.entries.get(name), TensorRef):
         raise SelectionError(f"no tensor named {name!r}", ckpt.path)
     array = fill.parse_value(value)
     detail = f"from {value}" if value.endswith(".npy") else f"= {value if len(value) <= 40 else value[:37] + '...'}"
     plan = edit.plan_new_values(ckpt, "set", [name], lambda _n, _r: array, detail, untie=untie)
-    return _finish(_save(plan, output, in_place, force, dry_run, drop_unknown), fmt)
+    return _write_plan(plan, output, in_place, force, dry_run, drop_unknown, fmt)
 
 
 @app.command("init")
 def init_command(
     file: FileArg,
     patterns: Annotated[list[str], typer.Argument(help="Tensors to initialise (globs, names, subtrees).")],
-    scheme: Annotated[str, typer.Option("--scheme", "-s", help="; ".join(initializers.SCHEMES))],
+    scheme: Annotated[
+        str,
+        typer.Option(
+            "--scheme",
+            "-s",
+            help="zeros, ones, constant, normal, uniform, xavier_uniform, xavier_normal, "
+            "kaiming_uniform, kaiming_normal",
+        ),
+    ],
     value: Annotated[float, typer.Option("--value", help="constant: the value.")] = 0.0,
     mean: Annotated[float, typer.Option("--mean", help="normal: mean.")] = 0.0,
     std: Annotated[float, typer.Option("--std", help="normal: standard deviation.")] = 1.0,
@@ -186,6 +196,10 @@ def init_command(
     """Re-initialise tensors with a torch.nn.init scheme (xavier, kaiming, normal, ...)."""
     import numpy as np
 
+    from paraminspect import edit, initializers
+    from paraminspect.errors import UsageError
+    from paraminspect.model import TensorRef
+
     spec = initializers.Scheme(scheme, value, mean, std, low, high, gain, mode, nonlinearity, a)
     ckpt = _load(file)
     selector = _selector(ckpt, patterns, regex)
@@ -203,7 +217,7 @@ def init_command(
             raise UsageError(f"tensor {name!r}: {exc.message}", ckpt.path) from None
 
     plan = edit.plan_new_values(ckpt, "init", names, make, spec.describe(), untie=untie)
-    return _finish(_save(plan, output, in_place, force, dry_run, drop_unknown), fmt)
+    return _write_plan(plan, output, in_place, force, dry_run, drop_unknown, fmt)
 
 
 @app.command("rename")
@@ -222,6 +236,9 @@ def rename_command(
     fmt: FormatOpt = OutputFormat.table,
 ) -> int:
     """Rename tensors: OLD=NEW prefix replacements, --strip-prefix, --add-prefix."""
+    from paraminspect import edit
+    from paraminspect.errors import UsageError
+
     pairs = []
     for mapping in mappings or []:
         old, sep, new = mapping.partition("=")
@@ -231,7 +248,7 @@ def rename_command(
     if not pairs and not strip_prefix and not add_prefix:
         raise UsageError("nothing to rename: give OLD=NEW, --strip-prefix or --add-prefix")
     plan = edit.plan_rename(_load(file), pairs, strip_prefix or [], add_prefix)
-    return _finish(_save(plan, output, in_place, force, dry_run, drop_unknown), fmt)
+    return _write_plan(plan, output, in_place, force, dry_run, drop_unknown, fmt)
 
 
 @app.command("drop")
@@ -247,9 +264,11 @@ def drop_command(
     fmt: FormatOpt = OutputFormat.table,
 ) -> int:
     """Remove tensors (and other entries) whose names match."""
+    from paraminspect import edit
+
     ckpt = _load(file)
     plan = edit.plan_drop(ckpt, Selector(patterns, regex=regex))
-    return _finish(_save(plan, output, in_place, force, dry_run, drop_unknown), fmt)
+    return _write_plan(plan, output, in_place, force, dry_run, drop_unknown, fmt)
 
 
 @app.command("extract")
@@ -268,9 +287,11 @@ def extract_command(
     fmt: FormatOpt = OutputFormat.table,
 ) -> int:
     """Keep only the matching names (a subtree, optionally re-rooted)."""
+    from paraminspect import edit
+
     ckpt = _load(file)
     plan = edit.plan_extract(ckpt, Selector(patterns, regex=regex), reroot=reroot)
-    return _finish(_save(plan, output, in_place, force, dry_run, drop_unknown), fmt)
+    return _write_plan(plan, output, in_place, force, dry_run, drop_unknown, fmt)
 
 
 @app.command("cast")
@@ -288,6 +309,9 @@ def cast_command(
     fmt: FormatOpt = OutputFormat.table,
 ) -> int:
     """Convert floating-point tensors to another dtype (integer/bool tensors are left alone)."""
+    from paraminspect import dtypes, edit
+    from paraminspect.errors import UsageError
+
     target = dtypes.lookup(dtype) if dtype else None
     if target is None:
         raise UsageError(f"--dtype {dtype!r} is not a known dtype" if dtype else "--dtype is required")
@@ -295,7 +319,7 @@ def cast_command(
         raise UsageError(f"--dtype {target.name} is not a floating-point type")
     ckpt = _load(file)
     plan = edit.plan_cast(ckpt, Selector(patterns or [], regex=regex), target, untie=untie)
-    return _finish(_save(plan, output, in_place, force, dry_run, drop_unknown), fmt)
+    return _write_plan(plan, output, in_place, force, dry_run, drop_unknown, fmt)
 
 
 @app.command("convert")
@@ -308,8 +332,10 @@ def convert_command(
     fmt: FormatOpt = OutputFormat.table,
 ) -> int:
     """Convert between .pt and .safetensors (ties and, for .pt, non-tensor entries kept)."""
+    from paraminspect import edit
+
     plan = edit.Plan.unchanged(_load(file), "convert")
-    return _finish(_save(plan, output, False, force, dry_run, drop_unknown), fmt)
+    return _write_plan(plan, output, False, force, dry_run, drop_unknown, fmt)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from tabulate import tabulate
 
-from paraminspect.report import Column, EditReport, Kind, Table, TreeLine, TreeReport
+from paraminspect.report import Column, Kind, Table, TreeLine, TreeReport
 
 
 class OutputFormat(str, Enum):
@@ -206,9 +206,8 @@ def write_message(text: str) -> None:
 EDIT_SUMMARY_LINES = 20
 
 
-def format_edit_summary(report: EditReport) -> str:
-    """The short human summary an edit prints on stderr."""
-    doc = report.document
+def format_edit_summary(doc: dict[str, Any]) -> str:
+    """The short human summary an edit prints on stderr (``doc``: an edit's JSON document)."""
     lines = []
     for change in doc["changes"][:EDIT_SUMMARY_LINES]:
         text = f"  {change['action']:<9} {safe_text(change['name'])}"
@@ -234,9 +233,9 @@ def format_edit_summary(report: EditReport) -> str:
     return "\n".join([head, *lines]) + "\n"
 
 
-def write_edit(report: EditReport, fmt: OutputFormat) -> None:
+def write_edit(doc: dict[str, Any], fmt: OutputFormat) -> None:
     """JSON goes to stdout for pipelines; every other format gets the summary on stderr."""
     if fmt is OutputFormat.json:
-        write(json.dumps(_json_safe(report.document), indent=2, allow_nan=False) + "\n")
+        write(json.dumps(_json_safe(doc), indent=2, allow_nan=False) + "\n")
     else:
-        sys.stderr.write(format_edit_summary(report))
+        sys.stderr.write(format_edit_summary(doc))

@@ -50,10 +50,3 @@ class TreeReport:
     title: dict[str, Any]
     lines: list[TreeLine]
     table: Table
-
-
-@dataclass
-class EditReport:
-    """What an edit command changed and wrote; ``document`` is also the JSON form."""
-
-    document: dict[str, Any]

@@ -10,6 +10,7 @@ file has been re-opened and checked.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,15 @@ from paraminspect.atomic import AtomicFile, check_output
 from paraminspect.edit import Plan, identity
 from paraminspect.errors import UsageError
 from paraminspect.model import Value
-from paraminspect.report import EditReport
 from paraminspect.verify import Expected, verify_written
+
+
+@dataclass
+class EditReport:
+    """What an edit command changed and wrote; ``document`` is also the JSON form (render.write_edit)."""
+
+    document: dict[str, Any]
+
 
 SAFETENSORS_SUFFIXES = {".safetensors"}
 TORCH_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".tar"}
