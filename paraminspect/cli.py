@@ -203,9 +203,11 @@ def init_command(
     spec = initializers.Scheme(scheme, value, mean, std, low, high, gain, mode, nonlinearity, a)
     ckpt = _load(file)
     selector = _selector(ckpt, patterns, regex)
-    names = [n for n in selector.filter(ckpt.tensors)]
+    tensors = ckpt.tensors
+    selected = selector.filter(tensors)
+    names = selected
     if spec.name in initializers.RANDOM_SCHEMES:
-        names = [n for n in names if edit.is_floating(ckpt.tensors[n].dtype)]
+        names = [n for n in selected if edit.is_floating(tensors[n].dtype)]
     if not names:
         raise SelectionError("the selection holds no tensors this scheme can fill", ckpt.path)
     rng = np.random.default_rng(seed)
@@ -217,6 +219,10 @@ def init_command(
             raise UsageError(f"tensor {name!r}: {exc.message}", ckpt.path) from None
 
     plan = edit.plan_new_values(ckpt, "init", names, make, spec.describe(), untie=untie)
+    chosen = set(names)
+    for name in selected:
+        if name not in chosen:
+            plan.change("skipped", name, f"{tensors[name].dtype.name} is not floating point")
     return _write_plan(plan, output, in_place, force, dry_run, drop_unknown, fmt)
 
 

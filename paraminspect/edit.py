@@ -240,13 +240,13 @@ def _selected_tensors(ckpt: Checkpoint, selector: Selector) -> list[str]:
     return names
 
 
-def _assign(plan: Plan, group: list[str], source: Source, action: str, detail: str, untie: bool) -> None:
+def _assign(plan: Plan, group: list[str], source: Source, action: str, detail: str, ties: dict[str, list[str]]) -> None:
     for name in group:
         plan.items[name] = source
         extra = {"dtype": source.dtype.name, "shape": list(source.shape)}
         note = detail
-        tied = [n for n in tie_groups(plan.ckpt).get(name, []) if n not in group]
-        if untie and tied:
+        tied = [n for n in ties.get(name, []) if n not in group]
+        if tied:
             note = f"{detail}; untied from {', '.join(tied)}".lstrip("; ")
         plan.change(action, name, note, **extra)
 
@@ -256,22 +256,30 @@ def is_floating(dtype: DType) -> bool:
 
 
 def plan_cast(ckpt: Checkpoint, selector: Selector, dtype: DType, *, untie: bool) -> Plan:
-    """Convert selected floating-point tensors; integer and bool tensors keep their type."""
+    """Convert selected floating-point tensors; integer, bool (and, to a real type, complex) keep theirs."""
     if dtype.numpy is None:
         raise UsageError(f"casting to {dtype.name} is not supported")
     plan = Plan.unchanged(ckpt, "cast")
     names = _selected_tensors(ckpt, selector)
-    floating = [n for n in names if is_floating(ckpt.tensors[n].dtype)]
+    tensors = ckpt.tensors
+    real_target = not dtype.name.startswith("complex")
+    floating: list[str] = []
     for name in names:
-        if name not in floating:
-            plan.change("skipped", name, f"{ckpt.tensors[name].dtype.name} is not floating point")
+        source = tensors[name].dtype
+        if not is_floating(source):
+            plan.change("skipped", name, f"{source.name} is not floating point")
+        elif real_target and source.name.startswith("complex"):
+            plan.change("skipped", name, f"{source.name} to {dtype.name} would drop the imaginary part")
+        else:
+            floating.append(name)
+    ties = tie_groups(ckpt)
     for group in grouped_selection(ckpt, floating, untie=untie):
         ref = ckpt.tensors[group[0]]
         if ref.dtype == dtype:
             continue
         if ref.dtype.numpy is None:
             raise UsageError(f"tensor {group[0]!r}: cannot convert values of type {ref.dtype.name}", ckpt.path)
-        _assign(plan, group, Cast(ref, dtype), "cast", f"{ref.dtype.name} -> {dtype.name}", untie)
+        _assign(plan, group, Cast(ref, dtype), "cast", f"{ref.dtype.name} -> {dtype.name}", ties)
     return plan
 
 
@@ -288,8 +296,10 @@ def plan_new_values(
     from paraminspect.fill import to_dtype
 
     plan = Plan.unchanged(ckpt, command)
+    ties = tie_groups(ckpt)
+    tensors = ckpt.tensors
     for group in grouped_selection(ckpt, names, untie=untie):
-        ref = ckpt.tensors[group[0]]
+        ref = tensors[group[0]]
         array = to_dtype(make(group[0], ref), ref, ckpt.path, group[0])
-        _assign(plan, group, NewData(array, ref.dtype), command, detail, untie)
+        _assign(plan, group, NewData(array, ref.dtype), command, detail, ties)
     return plan

@@ -284,3 +284,17 @@ def test_set_narrow_float_rounds_like_torch(tmp_path: Path) -> None:
     out = load(tmp_path / "a.pt")
     assert torch.equal(out["h"], torch.tensor([0.1, 1000.7, -3.3333]).to(torch.bfloat16))
     assert torch.equal(out["q"].view(torch.uint8), torch.tensor([500, -0.3]).to(torch.float8_e4m3fn).view(torch.uint8))
+
+
+def test_cast_skips_complex_to_real_and_init_reports_skipped(tmp_path: Path) -> None:
+    state = {"c": torch.ones(2, dtype=torch.complex64), "w": torch.ones(2, 2), "n": torch.tensor([1, 2])}
+    torch.save(state, tmp_path / "m.pt")
+    result = run_cli("cast", tmp_path / "m.pt", "--dtype", "float16", "-o", tmp_path / "a.pt", "-f", "json")
+    assert result.code == 0
+    actions = {c["name"]: (c["action"], c["detail"]) for c in json.loads(result.out)["changes"]}
+    assert actions["c"] == ("skipped", "complex64 to float16 would drop the imaginary part")
+    assert actions["w"] == ("cast", "float32 -> float16") and actions["n"][0] == "skipped"
+    result = run_cli("init", tmp_path / "m.pt", "*", "--scheme", "normal", "-o", tmp_path / "b.pt", "-f", "json")
+    assert result.code == 0
+    actions = {c["name"]: c["action"] for c in json.loads(result.out)["changes"]}
+    assert actions == {"c": "init", "w": "init", "n": "skipped"}
