@@ -274,7 +274,7 @@ def plan_cast(ckpt: Checkpoint, selector: Selector, dtype: DType, *, untie: bool
             floating.append(name)
     ties = tie_groups(ckpt)
     for group in grouped_selection(ckpt, floating, untie=untie):
-        ref = ckpt.tensors[group[0]]
+        ref = tensors[group[0]]
         if ref.dtype == dtype:
             continue
         if ref.dtype.numpy is None:
