@@ -298,3 +298,19 @@ def test_cast_skips_complex_to_real_and_init_reports_skipped(tmp_path: Path) -> 
     assert result.code == 0
     actions = {c["name"]: c["action"] for c in json.loads(result.out)["changes"]}
     assert actions == {"c": "init", "w": "init", "n": "skipped"}
+
+
+def test_many_storages_do_not_exhaust_file_descriptors(tmp_path: Path) -> None:
+    import resource
+
+    state = {f"t.{i}": torch.full((2,), float(i)) for i in range(600)}
+    torch.save(state, tmp_path / "many.pt")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))  # fewer open files than storages
+    try:
+        result = run_cli("rename", tmp_path / "many.pt", "t.=u.", "-o", tmp_path / "o.pt")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert result.code == 0, result.err
+    out = load(tmp_path / "o.pt")
+    assert len(out) == 600 and torch.equal(out["u.599"], state["t.599"])

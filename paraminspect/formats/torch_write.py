@@ -48,6 +48,7 @@ class TorchBuilder:
         self.torch = import_torch()
         self.plan = plan
         self._storages: dict[tuple[Path, str], torch.Tensor] = {}
+        self._maps: dict[Path, Any] = {}
         self._tensors: dict[object, torch.Tensor] = {}
         self.crcs: dict[object, int] = {}  # identity -> CRC-32 of the values given to torch
 
@@ -67,7 +68,11 @@ class TorchBuilder:
         if storage.nbytes == 0:
             raw = np.zeros(0, dtype=np.uint8)
         else:
-            raw = np.memmap(storage.path, dtype=np.uint8, mode="c", offset=storage.offset, shape=(storage.nbytes,))
+            # One copy-on-write map per file (each map holds a file descriptor), sliced per storage.
+            whole = self._maps.get(storage.path)
+            if whole is None:
+                whole = self._maps[storage.path] = np.memmap(storage.path, dtype=np.uint8, mode="c")
+            raw = whole[storage.offset : storage.offset + storage.nbytes]
         # Untyped storages (uint16, float8...) say nothing of width: use the tensor's.
         width = max(storage.dtype.itemsize, element.itemsize)
         if storage.byteorder != sys.byteorder and width > 1:
