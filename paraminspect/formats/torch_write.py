@@ -221,6 +221,9 @@ def _renamed_metadata(metadata: Mapping[Any, Any], prefix: str, plan: Plan) -> A
 def write(plan: Plan, out: BinaryIO) -> dict[str, int]:
     """torch.save the plan's object into ``out``; return each output tensor name's CRC-32."""
     builder = TorchBuilder(plan)
-    obj = build_object(plan, builder)
-    builder.torch.save(obj, out)
+    try:
+        obj = build_object(plan, builder)
+        builder.torch.save(obj, out)
+    except (RuntimeError, TypeError, ValueError) as exc:  # torch reports its refusals as these
+        raise UsageError(f"torch could not write the result ({type(exc).__name__}: {exc})") from None
     return {name: builder.crcs[identity(source)] for name, source in plan.tensors.items()}
