@@ -131,7 +131,7 @@ def _write_plan(
     return EXIT_OK
 
 
-@app.command("set")
+@app.command("set", context_settings={"ignore_unknown_options": True})  # lets VALUE be -1.5
 def set_command(
     file: FileArg,
     name: Annotated[str, typer.Argument(help="Exact tensor name.")],

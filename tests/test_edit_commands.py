@@ -314,3 +314,13 @@ def test_many_storages_do_not_exhaust_file_descriptors(tmp_path: Path) -> None:
     assert result.code == 0, result.err
     out = load(tmp_path / "o.pt")
     assert len(out) == 600 and torch.equal(out["u.599"], state["t.599"])
+
+
+def test_set_negative_values_on_the_command_line(tmp_path: Path) -> None:
+    proc = run_script("set", SAMPLES / "mlp.pt", "2.bias", "-1.5", "-o", tmp_path / "a.pt")
+    assert proc.returncode == 0, proc.stderr
+    assert load(tmp_path / "a.pt")["2.bias"].tolist() == [-1.5]
+    # Values that look like short options (-inf) go after "--".
+    proc = run_script("set", SAMPLES / "mlp.pt", "-o", tmp_path / "b.pt", "--", "2.bias", "-inf")
+    assert proc.returncode == 0, proc.stderr
+    assert load(tmp_path / "b.pt")["2.bias"].tolist() == [float("-inf")]
