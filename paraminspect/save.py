@@ -9,16 +9,20 @@ file has been re-opened and checked.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from paraminspect.atomic import AtomicFile, check_output
 from paraminspect.edit import Plan, identity
 from paraminspect.errors import UsageError
 from paraminspect.model import Value
 from paraminspect.verify import Expected, verify_written
+
+if TYPE_CHECKING:
+    from paraminspect.formats.safetensors_write import Layout
 
 
 @dataclass
@@ -87,6 +91,16 @@ def save(
     tensors = plan.tensors
     if not tensors:
         raise UsageError("nothing to write: the result holds no tensors", ckpt.path)
+    layout = None
+    if fmt == "safetensors":  # lay the file out now, so a dry run reports what cannot be stored
+        from paraminspect.formats import safetensors_write
+
+        metadata = {k: v for k, v in ckpt.metadata.items() if k not in ckpt.aliases}
+        layout = safetensors_write.plan_layout(tensors, metadata)
+    elif importlib.util.find_spec("torch") is None:
+        from paraminspect.formats.torch_write import INSTALL_HINT
+
+        raise UsageError(INSTALL_HINT)
     unique = {identity(s): s for s in tensors.values()}
     data_bytes = sum(s.dtype.nbytes(math.prod(s.shape)) for s in unique.values())
     document: dict[str, Any] = {
@@ -108,22 +122,20 @@ def save(
     if dry_run:
         return EditReport(document)
     try:
-        _write(plan, fmt, target, target_arg, data_bytes)
+        _write(plan, layout, target, target_arg, data_bytes)
     except OSError as exc:
         raise UsageError(f"cannot write ({exc.strerror or exc})", target_arg) from None
     document.update(written=True, verified=True, file_bytes=target.stat().st_size)
     return EditReport(document)
 
 
-def _write(plan: Plan, fmt: str, target: Path, label: Path, data_bytes: int) -> None:
-    ckpt = plan.ckpt
+def _write(plan: Plan, layout: Layout | None, target: Path, label: Path, data_bytes: int) -> None:
+    """Write with the safetensors ``layout``, or with torch when there is none; verify before replacing."""
     tensors = plan.tensors
-    with AtomicFile(target, need_bytes=data_bytes + (1 << 20), mode_from=ckpt.path) as out:
-        if fmt == "safetensors":
+    with AtomicFile(target, need_bytes=data_bytes + (1 << 20), mode_from=plan.ckpt.path) as out:
+        if layout is not None:
             from paraminspect.formats import safetensors_write
 
-            metadata = {k: v for k, v in ckpt.metadata.items() if k not in ckpt.aliases}
-            layout = safetensors_write.plan_layout(tensors, metadata)
             crcs = safetensors_write.write(layout, out.file)
             expected = {n: Expected(s.dtype, s.shape, crcs.get(n)) for n, s in tensors.items()}
             aliases: dict[str, str] | None = layout.aliases

@@ -324,3 +324,11 @@ def test_set_negative_values_on_the_command_line(tmp_path: Path) -> None:
     proc = run_script("set", SAMPLES / "mlp.pt", "-o", tmp_path / "b.pt", "--", "2.bias", "-inf")
     assert proc.returncode == 0, proc.stderr
     assert load(tmp_path / "b.pt")["2.bias"].tolist() == [float("-inf")]
+
+
+def test_dry_run_reports_what_cannot_be_stored(tmp_path: Path) -> None:
+    torch.save({"z": torch.ones(2, dtype=torch.complex128)}, tmp_path / "c.pt")
+    result = run_cli("convert", tmp_path / "c.pt", tmp_path / "c.safetensors", "--dry-run")
+    assert result.code == 2
+    assert "'z' is complex128, which safetensors cannot store" in result.err
+    assert not (tmp_path / "c.safetensors").exists()
