@@ -139,10 +139,12 @@ def _write(plan: Plan, layout: Layout | None, target: Path, label: Path, data_by
             crcs = safetensors_write.write(layout, out.file)
             expected = {n: Expected(s.dtype, s.shape, crcs.get(n)) for n, s in tensors.items()}
             aliases: dict[str, str] | None = layout.aliases
+            values: dict[str, Any] | None = None
         else:
             from paraminspect.formats import torch_write
 
             crcs = torch_write.write(plan, out.file)
             expected = {n: Expected(s.dtype, s.shape, crcs[n]) for n, s in tensors.items()}
             aliases = None
-        out.commit(lambda path: verify_written(path, expected, aliases=aliases, label=label))
+            values = {n: i.value for n, i in plan.items.items() if isinstance(i, Value)}
+        out.commit(lambda path: verify_written(path, expected, aliases=aliases, values=values, label=label))

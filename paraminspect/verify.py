@@ -12,6 +12,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from paraminspect.dtypes import DType
 from paraminspect.errors import CheckpointError
@@ -38,7 +39,12 @@ def tensor_crc(ref: TensorRef) -> int:
 
 
 def verify_written(
-    path: Path, expected: dict[str, Expected], *, aliases: dict[str, str] | None = None, label: Path | None = None
+    path: Path,
+    expected: dict[str, Expected],
+    *,
+    aliases: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+    label: Path | None = None,
 ) -> None:
     """Raise :class:`CheckpointError` unless the file at ``path`` holds exactly ``expected``."""
     where = label or path
@@ -70,3 +76,9 @@ def verify_written(
             raise CheckpointError(f"written file failed verification: checksum of {name!r} differs", where)
     if aliases is not None and ckpt.aliases != aliases:
         raise CheckpointError("written file failed verification: tied-name metadata differs", where)
+    if values is not None:
+        written = {name: entry.value for name, entry in ckpt.values.items()}
+        # repr: NaN equals itself, 1 differs from True; containers compare element by element.
+        if written.keys() != values.keys() or any(repr(written[n]) != repr(v) for n, v in values.items()):
+            changed = sorted(n for n in written.keys() | values.keys() if repr(written.get(n)) != repr(values.get(n)))
+            raise CheckpointError(f"written file failed verification: non-tensor entries differ: {changed[:3]}", where)

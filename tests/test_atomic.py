@@ -162,3 +162,14 @@ def test_not_enough_space_is_a_clean_error(work: Path, monkeypatch: pytest.Monke
     result = run_cli("drop", work / "m.safetensors", "1", "-o", work / "o.safetensors")
     assert result.code == 2 and "not enough free space" in result.err
     assert listing(work) == ["m.safetensors"]
+
+
+def test_pt_verification_covers_non_tensor_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from paraminspect.formats import torch_write
+
+    real = torch_write._torch_value
+    monkeypatch.setattr(torch_write, "_torch_value", lambda v, t, n: 4 if v == 3 else real(v, t, n))
+    result = run_cli("convert", SAMPLES / "trainer_checkpoint.pt", tmp_path / "o.pt", "--drop-unknown")
+    assert result.code == 2
+    assert "non-tensor entries differ: ['epoch'" in result.err  # (and the 3 in param_groups.params)
+    assert listing(tmp_path) == []
