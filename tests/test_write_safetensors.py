@@ -166,3 +166,18 @@ def test_chunked_copy_fallback_is_identical(tmp_path: Path, monkeypatch: pytest.
     assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
     original, renamed = load_file(str(src)), load_file(str(tmp_path / "a.safetensors"))
     assert all(torch.equal(v, renamed["zero." + k[2:] if k.startswith("0.") else k]) for k, v in original.items())
+
+
+def test_without_preadv_the_pread_fallback_gives_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Platforms without os.preadv (and copy_file_range) use os.pread."""
+    from paraminspect.formats import safetensors_write
+
+    monkeypatch.delattr(safetensors_write.os, "preadv")
+    monkeypatch.setitem(safetensors_write._KERNEL_COPY, "ok", False)
+    src = SAMPLES / "rgnet.safetensors"
+    assert run_cli("drop", src, "1", "-o", tmp_path / "a.safetensors").code == 0
+    assert load_file(str(tmp_path / "a.safetensors")).keys() == {
+        k for k in load_file(str(src)) if not k.startswith("1.")
+    }

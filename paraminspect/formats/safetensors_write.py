@@ -200,11 +200,20 @@ def copy_range(src: int, begin: int, end: int, dst: int, pos: int) -> None:
         done += n
     buffer = bytearray(min(CHUNK_BYTES, max(total - done, 1)))
     while done < total:
-        n = os.preadv(src, [memoryview(buffer)[: min(len(buffer), total - done)]], begin + done)
+        n = _pread_into(src, memoryview(buffer)[: min(len(buffer), total - done)], begin + done)
         if n == 0:
             raise UsageError("source tensor data ends early (file changed while writing?)")
         _pwrite_all(dst, memoryview(buffer)[:n], pos + done)
         done += n
+
+
+def _pread_into(fd: int, view: memoryview, pos: int) -> int:
+    """Positional read into ``view`` (thread-safe on a shared fd); preadv where the OS has it."""
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [view], pos)
+    data = os.pread(fd, len(view), pos)
+    view[: len(data)] = data
+    return len(data)
 
 
 def range_crc(fd: int, begin: int, end: int) -> int:
@@ -214,7 +223,7 @@ def range_crc(fd: int, begin: int, end: int) -> int:
     crc = 0
     pos = begin
     while pos < end:
-        n = os.preadv(fd, [view[: min(len(buffer), end - pos)]], pos)
+        n = _pread_into(fd, view[: min(len(buffer), end - pos)], pos)
         if n == 0:
             raise UsageError("tensor data ends early (truncated?)")
         crc = zlib.crc32(view[:n], crc)
