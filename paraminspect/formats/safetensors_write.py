@@ -140,35 +140,42 @@ def write(layout: Layout, out: BinaryIO) -> dict[str, int]:
     pos += _pwrite_all(fd, layout.header, pos)
     crcs: dict[str, int] = {}
     sources: dict[Path, int] = {}
+    pool = ThreadPoolExecutor(max_workers=1)
     try:
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = {}
-            for item in layout.stored:
-                if isinstance(item.source, Keep) and _raw_copy_possible(item.source.ref):
-                    ref = item.source.ref
-                    begin, end = ref.byte_range()
-                    src = sources.get(ref.storage.path)
-                    if src is None:
-                        src = sources[ref.storage.path] = os.open(ref.storage.path, os.O_RDONLY)
-                    pending[item.name] = pool.submit(range_crc, src, begin, end)
-                    copy_range(src, begin, end, fd, pos)
-                    pos += end - begin
-                    continue
-                crc = 0
-                written = 0
-                for chunk in source_bytes(item.source, item.dtype):
-                    crc = zlib.crc32(chunk, crc)
-                    written += _pwrite_all(fd, chunk, pos + written)
-                if written != item.end - item.begin:
-                    raise UsageError(f"tensor {item.name!r}: wrote {written} bytes, expected {item.end - item.begin}")
-                crcs[item.name] = crc
-                pos += written
-            crcs.update({name: future.result() for name, future in pending.items()})
+        pending = {}
+        for item in layout.stored:
+            if isinstance(item.source, Keep) and _raw_copy_possible(item.source.ref):
+                ref = item.source.ref
+                begin, end = ref.byte_range()
+                src = sources.get(ref.storage.path)
+                if src is None:
+                    src = sources[ref.storage.path] = os.open(ref.storage.path, os.O_RDONLY)
+                pending[item.name] = pool.submit(range_crc, src, begin, end)
+                copy_range(src, begin, end, fd, pos)
+                pos += end - begin
+            else:
+                crcs[item.name] = _write_encoded(item, fd, pos)
+                pos += item.end - item.begin
+        crcs.update({name: future.result() for name, future in pending.items()})
     finally:
+        # On Ctrl-C or an error, checksums not yet started are cancelled, not run.
+        pool.shutdown(wait=True, cancel_futures=True)
         for src in sources.values():
             os.close(src)
     out.seek(pos)
     return crcs
+
+
+def _write_encoded(item: Stored, fd: int, pos: int) -> int:
+    """Write a tensor that needs encoding (new values, casts, strided or big-endian); return its CRC."""
+    crc = 0
+    written = 0
+    for chunk in source_bytes(item.source, item.dtype):
+        crc = zlib.crc32(chunk, crc)
+        written += _pwrite_all(fd, chunk, pos + written)
+    if written != item.end - item.begin:
+        raise UsageError(f"tensor {item.name!r}: wrote {written} bytes, expected {item.end - item.begin}")
+    return crc
 
 
 def _pwrite_all(fd: int, data: bytes | memoryview, pos: int) -> int:
