@@ -317,13 +317,13 @@ def test_many_storages_do_not_exhaust_file_descriptors(tmp_path: Path) -> None:
 
 
 def test_set_negative_values_on_the_command_line(tmp_path: Path) -> None:
-    proc = run_script("set", SAMPLES / "mlp.pt", "2.bias", "-1.5", "-o", tmp_path / "a.pt")
+    proc = run_script("set", SAMPLES / "mlp.pt", "2.bias", "-1.5", "-o", tmp_path / "a.safetensors")
     assert proc.returncode == 0, proc.stderr
-    assert load(tmp_path / "a.pt")["2.bias"].tolist() == [-1.5]
+    assert load(tmp_path / "a.safetensors")["2.bias"].tolist() == [-1.5]
     # Values that look like short options (-inf) go after "--".
-    proc = run_script("set", SAMPLES / "mlp.pt", "-o", tmp_path / "b.pt", "--", "2.bias", "-inf")
+    proc = run_script("set", SAMPLES / "mlp.pt", "-o", tmp_path / "b.safetensors", "--", "2.bias", "-inf")
     assert proc.returncode == 0, proc.stderr
-    assert load(tmp_path / "b.pt")["2.bias"].tolist() == [float("-inf")]
+    assert load(tmp_path / "b.safetensors")["2.bias"].tolist() == [float("-inf")]
 
 
 def test_dry_run_reports_what_cannot_be_stored(tmp_path: Path) -> None:
