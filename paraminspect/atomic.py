@@ -115,6 +115,14 @@ class AtomicFile:
             return stat.S_IMODE(self.mode_from.stat().st_mode) & ~_umask()
         return 0o666 & ~_umask()
 
+    def _keep_owner(self) -> None:
+        """Best effort: a replaced file keeps its owner and group (works as root or for the group)."""
+        if not self.target.exists():
+            return
+        st = self.target.stat()
+        with contextlib.suppress(PermissionError, AttributeError):
+            os.fchown(self._fd, st.st_uid, st.st_gid)
+
     def commit(self, verify: Callable[[Path], None] | None = None) -> None:
         """Flush, fsync, verify, then atomically put the data in place and fsync the directory."""
         self.file.flush()
@@ -127,6 +135,7 @@ class AtomicFile:
                 verify(self.path)
                 synced.result()
         os.fchmod(self._fd, self._mode())
+        self._keep_owner()
         if self._anonymous:
             self._temp_name = self._give_name()
             self._anonymous = False

@@ -173,3 +173,12 @@ def test_pt_verification_covers_non_tensor_entries(tmp_path: Path, monkeypatch: 
     assert result.code == 2
     assert "non-tensor entries differ: ['epoch'" in result.err  # (and the 3 in param_groups.params)
     assert listing(tmp_path) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing a file's owner needs root")
+def test_owner_and_group_are_kept_in_place(work: Path) -> None:
+    target = work / "m.safetensors"
+    os.chown(target, 12345, 23456)
+    assert run_cli("drop", target, "1", "--in-place").code == 0
+    st = target.stat()
+    assert (st.st_uid, st.st_gid) == (12345, 23456)
