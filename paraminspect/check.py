@@ -73,6 +73,8 @@ def load_spec(path: Path) -> dict[str, Expected]:
         document = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
         raise CheckpointError(f"spec is not valid JSON ({exc})", path) from None
+    except RecursionError:
+        raise CheckpointError("spec JSON is nested too deeply", path) from None
     items = document.get("tensors") if isinstance(document, dict) else None
     if not isinstance(items, list):
         raise CheckpointError("spec has no 'tensors' list (write one with 'paraminspect shapes FILE -f json')", path)

@@ -118,6 +118,9 @@ def test_prefix_mapping_and_selection(tmp_path: Path, spec: Path) -> None:
             "spec tensor 'a': 'shape' must be a list of non-negative integers",
         ),
         ('{"tensors": [{"name": "a"}, {"name": "a"}]}', "spec lists 'a' twice"),
+        ("[" * 100_000 + "]" * 100_000, "spec JSON is nested too deeply"),
+        ('{"tensors": [{"name": "a", "dtype": 32}]}', "spec tensor 'a': 'dtype' must be a string"),
+        (b"\xff\xfe".decode("latin-1"), "spec is not valid JSON"),
     ],
 )
 def test_bad_spec_is_exit_2(tmp_path: Path, content: str, reason: str) -> None:
