@@ -463,3 +463,14 @@ def test_dcp_tensors_in_pieces_against_a_pt(tmp_path: Path, monkeypatch: pytest.
     code, doc = _json(dcp, tmp_path / "changed.pt", "--atol", "0", "--rtol", "0", "--root-a", "model")
     proj = _by_name(doc)["proj.weight"]
     assert (code, proj["differing"], proj["index"], proj["a_value"], proj["b_value"]) == (1, 1, [3, 6], 27.0, 100.0)
+
+
+def test_control_characters_in_names_are_escaped(tmp_path: Path) -> None:
+    evil = "w\x1b[31m\nred"
+    a = _save(tmp_path / "a.pt", {evil: torch.ones(1), "v": "x\x07"})
+    b = _save(tmp_path / "b.pt", {})
+    result = run_cli("diff", a, b)
+    assert result.code == 1 and "\x1b" not in result.out and "\x07" not in result.out
+    assert "w\\x1b[31m\\nred" in result.out
+    code, doc = _json(a, b)
+    assert code == 1 and doc["entries"][0]["name"] == evil  # JSON carries the exact name
