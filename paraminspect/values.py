@@ -9,7 +9,9 @@ instant; JSON and CSV ask for every value and get them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+from paraminspect import peek
 from paraminspect.model import Checkpoint, TensorRef
 from paraminspect.printing import DEFAULT_OPTIONS, PrintOptions, shown_indices
 from paraminspect.report import ValueEntry, ValuesReport
@@ -37,7 +39,7 @@ def report(
         entry = ckpt.entries[name]
         if isinstance(entry, TensorRef):
             indices = None if every_value else shown_indices(entry.shape, options)
-            array = read_array(entry) if indices is None else read_indices(entry, indices)
+            array = _shown_values(entry, indices) if not every_value else read_array(entry)
             entries.append(
                 ValueEntry(
                     name,
@@ -51,3 +53,13 @@ def report(
         else:
             entries.append(ValueEntry(name, type_name=entry.type_name, value=entry.value))
     return ValuesReport(str(ckpt.path), ckpt.format, entries, options)
+
+
+def _shown_values(ref: TensorRef, indices: list[list[int]] | None) -> Any:
+    """What a (possibly summarised) print shows: nested Python lists when the
+    standard library can decode the dtype (no numpy import), else a numpy array."""
+    if ref.numel == 0:
+        return []
+    if peek.can_peek(ref):
+        return peek.read_shown(ref, indices if indices is not None else [list(range(n)) for n in ref.shape])
+    return read_array(ref) if indices is None else read_indices(ref, indices)

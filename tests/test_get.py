@@ -12,8 +12,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from paraminspect import open_checkpoint
-from paraminspect.printing import PrintOptions
+from paraminspect import open_checkpoint, peek
+from paraminspect.printing import PrintOptions, python_values
+from paraminspect.tensors import read_array, read_indices
 from paraminspect.values import report
 from tests.conftest import SAMPLES, run_cli, run_script
 from tests.test_formats_torchzip import DTYPES
@@ -97,7 +98,7 @@ def test_large_tensor_reads_only_the_corners_and_prints_like_torch(tmp_path: Pat
     torch.save({"w": t}, tmp_path / "m.pt")
     for path in (tmp_path / "m.pt", tmp_path / "m.safetensors"):
         entry = report(open_checkpoint(path), ["w"]).entries[0]
-        assert entry.array.shape == (6, 6) and not entry.complete
+        assert [len(row) for row in entry.array] == [6] * 6 and not entry.complete
         assert run_cli("get", path, "w").out == f"w  float32 [50, 3000]\n{t}\n"
     with torch._tensor_str.printoptions(threshold=math.inf, precision=2):
         expected = str(torch.arange(2000))
@@ -123,6 +124,30 @@ def test_get_and_stats_never_import_torch() -> None:
         f"assert main(['get', {str(SAMPLES / 'rgnet.safetensors')!r}, '[0][1]']) == 0; "
         f"assert main(['stats', {str(SAMPLES / 'trainer_checkpoint.pt')!r}, '--by-prefix', '1']) == 0; "
         "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_standard_library_peek_equals_numpy_decoding(tmp_path: Path, dtype: torch.dtype) -> None:
+    base = _with_nonfinite(dtype)
+    torch.save({"t": base.t(), "cols": base[1:4, ::2], "scalar": base[1, 1]}, tmp_path / "m.pt")
+    for ref in open_checkpoint(tmp_path / "m.pt").tensors.values():
+        if not peek.can_peek(ref):
+            continue
+        everything = [list(range(n)) for n in ref.shape]
+        assert repr(peek.read_shown(ref, everything)) == repr(python_values(read_array(ref), ref.dtype.name))
+        corner = [[0, n - 1] for n in ref.shape]
+        assert repr(peek.read_shown(ref, corner)) == repr(python_values(read_indices(ref, corner), ref.dtype.name))
+
+
+def test_default_get_does_not_import_numpy() -> None:
+    """Printing a few values needs no numpy: it would double get's start-up time."""
+    code = (
+        "import sys; from paraminspect.cli import main; "
+        f"assert main(['get', {str(SAMPLES / 'rgnet.pt')!r}, '0']) == 0; "
+        "assert 'numpy' not in sys.modules, 'numpy was imported'"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
