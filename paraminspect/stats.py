@@ -168,6 +168,7 @@ def tensor_stats(ref: TensorRef, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) -
 COLUMNS = [
     Column("name", "name", Kind.NAME),
     Column("dtype", "dtype"),
+    Column("tensors", "tensors", Kind.COUNT, optional=True),  # --by-prefix groups only
     Column("numel", "numel", Kind.COUNT),
     Column("min", "min", Kind.NUMBER),
     Column("max", "max", Kind.NUMBER),
@@ -179,6 +180,7 @@ COLUMNS = [
     Column("posinf", "+inf", Kind.COUNT),
     Column("neginf", "-inf", Kind.COUNT),
     Column("zeros", "zeros", Kind.COUNT),
+    Column("tied_to", "tied to", Kind.NAME, optional=True),
 ]
 
 
@@ -221,7 +223,10 @@ def report(
     else:
         document["tensors"] = rows
     document |= {"total": total_doc, "skipped": skipped}
-    total_row = {"name": f"total ({len(done)} tensors)", "dtype": ""} | total.result()
+    label = f"total ({total_doc['tensors']} tensors" + (
+        f", {len(done)} unique)" if len(done) != total_doc["tensors"] else ")"
+    )
+    total_row = {"name": label} | total.result()
     return Table(COLUMNS, rows, total_row, document)
 
 

@@ -156,3 +156,12 @@ def test_undecodable_dtype_is_skipped_with_a_warning(tmp_path: Path) -> None:
     assert result.code == 0
     assert json.loads(result.out)["skipped"] == ["c"]
     assert result.err == "paraminspect: warning: c: cannot decode complex32 values; skipped\n"
+
+
+def test_tied_weights_are_marked_and_counted_once_in_the_total() -> None:
+    lines = run_cli("stats", SAMPLES / "tied.pt").out.splitlines()
+    assert lines[0].split()[-2:] == ["tied", "to"]
+    assert lines[6].startswith("4.weight") and lines[6].endswith("2.weight")
+    tied = torch.load(SAMPLES / "tied.pt", weights_only=True)
+    unique = torch.cat([v.reshape(-1) for k, v in tied.items() if not k.startswith("4.")])
+    assert lines[-1].startswith(f"total (8 tensors, 6 unique)               {unique.numel()}")
