@@ -9,7 +9,8 @@ fall below 1e-4; floats that are all whole numbers print as ``3.``; a
 non-default dtype is named in a ``dtype=torch.X`` suffix. Written from those
 observed rules, not from torch's code; tests compare with ``str(tensor)``.
 
-Pure functions of numpy arrays: no I/O. numpy is imported lazily.
+Pure functions of values (nested lists of Python numbers, or numpy arrays):
+no I/O. numpy is imported lazily, and not at all for Python numbers.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class _Cells:
     """Formats single numbers with one shared width, as torch does per tensor.
 
     Works on plain Python numbers: the few values a summarised print shows can
-    then come straight from the file without importing numpy (see corners.py).
+    then come straight from the file without importing numpy (see peek.py).
     """
 
     def __init__(self, shown: list[Any], floating: bool, precision: int) -> None:

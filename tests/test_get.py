@@ -151,3 +151,11 @@ def test_default_get_does_not_import_numpy() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_control_characters_in_names_are_escaped(tmp_path: Path) -> None:
+    torch.save({"evil\x1b[31m.w\n": torch.ones(2)}, tmp_path / "m.pt")
+    result = run_cli("get", tmp_path / "m.pt", "evil*")
+    assert result.out == "evil\\x1b[31m.w\\n  float32 [2]\ntensor([1., 1.])\n"
+    doc = json.loads(run_cli("get", tmp_path / "m.pt", "evil*", "-f", "json").out)
+    assert doc["entries"][0]["name"] == "evil\x1b[31m.w\n"  # JSON escapes it itself, exactly
