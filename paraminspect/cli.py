@@ -141,8 +141,7 @@ def get_command(
 ) -> int:
     """Print values the way torch prints them (JSON/CSV: every value, exact)."""
     ckpt = _load(file)
-    _selector(ckpt, names, regex)  # fails with suggestions when a name matches nothing
-    resolved = names if regex else [_resolve(ckpt, n) for n in names]
+    resolved = _selector(ckpt, names, regex).patterns  # index form resolved; unknown names fail here
     options = printing.PrintOptions(precision=precision, threshold=math.inf if full else 1000)
     every = full or fmt in (OutputFormat.json, OutputFormat.csv)
     report = values.report(ckpt, values.selected_names(ckpt, resolved, regex=regex), options, every_value=every)
