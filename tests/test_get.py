@@ -159,3 +159,18 @@ def test_control_characters_in_names_are_escaped(tmp_path: Path) -> None:
     assert result.out == "evil\\x1b[31m.w\\n  float32 [2]\ntensor([1., 1.])\n"
     doc = json.loads(run_cli("get", tmp_path / "m.pt", "evil*", "-f", "json").out)
     assert doc["entries"][0]["name"] == "evil\x1b[31m.w\n"  # JSON escapes it itself, exactly
+
+
+def test_safetensors_every_dtype_matches_torch(tmp_path: Path) -> None:
+    """The same values through the safetensors reader (it has no complex128)."""
+    tensors = {str(d).removeprefix("torch."): _with_nonfinite(d) for d in DTYPES if d is not torch.complex128}
+    save_file(tensors, tmp_path / "m.safetensors")
+    entries = json.loads(run_cli("get", tmp_path / "m.safetensors", "*", "-f", "json").out)["entries"]
+    assert {e["name"] for e in entries} == set(tensors)
+    for entry in entries:
+        expected = tensors[entry["name"]]
+        assert entry["values"] == _json_expected(expected), entry["name"]
+    text = run_cli("get", tmp_path / "m.safetensors", "*").out
+    for block in text.rstrip("\n").split("\n\n"):
+        header, body = block.split("\n", 1)
+        assert body == str(tensors[header.split("  ")[0]]), header
