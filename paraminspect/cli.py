@@ -143,9 +143,11 @@ def get_command(
     ckpt = _load(file)
     resolved = _selector(ckpt, names, regex).patterns  # index form resolved; unknown names fail here
     options = printing.PrintOptions(precision=precision, threshold=math.inf if full else 1000)
-    every = full or fmt in (OutputFormat.json, OutputFormat.csv)
-    report = values.report(ckpt, values.selected_names(ckpt, resolved, regex=regex), options, every_value=every)
-    render.write(render.format_values(report, fmt, render.Colours(sys.stdout)))
+    stream = fmt in (OutputFormat.json, OutputFormat.csv)  # every value, read chunk by chunk
+    names = values.selected_names(ckpt, resolved, regex=regex)
+    report = values.report(ckpt, names, options, every_value=full, stream=stream)
+    for piece in render.format_values(report, fmt, render.Colours(sys.stdout)):
+        render.write(piece)
     return EXIT_OK
 
 

@@ -16,7 +16,7 @@ no I/O. numpy is imported lazily, and not at all for Python numbers.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -249,3 +249,44 @@ def _strings_for_nonfinite(values: Any) -> Any:
     if math.isinf(values):
         return "inf" if values > 0 else "-inf"
     return values
+
+
+def json_value_pieces(
+    read_chunks: Callable[[int], Iterator[np.ndarray]], shape: Sequence[int], dtype_name: str, budget: int = 1 << 16
+) -> Iterator[str]:
+    """The JSON text of every value (nested lists of ``shape``), piece by piece.
+
+    ``read_chunks(n)`` yields the tensor's elements in C order, ``n`` at a time
+    (tensors.iter_chunks). Memory stays bounded by ``budget`` elements whatever
+    the tensor's size: whole sub-tensors ("units") of at most ``budget`` values
+    are encoded at once, and the brackets of the dimensions above them are
+    written as positions roll over.
+    """
+    import json
+
+    import numpy as np
+
+    shape = tuple(shape)
+    if math.prod(shape) == 0 and shape:
+        yield json.dumps(np.zeros(shape).tolist())
+        return
+    ndim = len(shape)
+    level = next(k for k in range(ndim + 1) if math.prod(shape[k:]) <= budget)
+    inner = shape[level:]
+    unit = math.prod(inner)
+    group = math.prod(shape[level - 1 :]) if level else unit  # units sharing one parent list
+    spans = [math.prod(shape[k:]) for k in range(ndim)]
+    yield "[" * level
+    position = 0
+    for chunk in read_chunks(max(1, budget // unit) * unit):
+        start = 0
+        while start < len(chunk):
+            stop = min(len(chunk), start + group - position % group)
+            if position:
+                rolled = sum(1 for span in spans[:level] if position % span == 0)
+                yield "]" * rolled + ", " + "[" * rolled
+            units = json_values(chunk[start:stop].reshape(-1, *inner), dtype_name)
+            yield json.dumps(units, allow_nan=False)[1:-1]
+            position += stop - start
+            start = stop
+    yield "]" * level

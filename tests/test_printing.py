@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import ml_dtypes
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from paraminspect.printing import PrintOptions, corners, json_values, tensor_text
+from paraminspect.printing import PrintOptions, corners, json_value_pieces, json_values, tensor_text
 
 
 def as_numpy(t: torch.Tensor) -> np.ndarray:
@@ -104,3 +105,22 @@ def test_json_values_are_exact_and_nonfinite_are_strings() -> None:
     c = torch.tensor([1 + 2j, -0.5j], dtype=torch.complex64)
     assert json_values(c.numpy(), "complex64") == [[1.0, 2.0], [0.0, -0.5]]
     assert json_values(np.array([True, False]), "bool") == [True, False]
+
+
+@pytest.mark.parametrize(
+    "shape", [(), (1,), (11,), (7, 3), (2, 9), (9, 2), (3, 1, 5, 2), (4, 4, 4), (0, 3), (3, 0), (0,)]
+)
+@pytest.mark.parametrize("dtype", ["float32", "int64", "complex64", "bool"])
+def test_streamed_json_equals_the_whole_document(shape: tuple[int, ...], dtype: str) -> None:
+    """However small the memory budget, the pieces join into exactly json.dumps of every value."""
+    a = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    if a.size > 2:
+        a.reshape(-1)[1] = np.nan
+    values = {"float32": a, "int64": (np.nan_to_num(a) * 100).astype(np.int64), "bool": a > 0}
+    values["complex64"] = (a + 1j * np.nan_to_num(a)).astype(np.complex64)
+    array = values[dtype]
+    flat = array.reshape(-1)
+    want = json.dumps(json_values(array, dtype), allow_nan=False)
+    for budget in (1, 2, 3, 5, 7, 16, 1000):
+        pieces = json_value_pieces(lambda n: (flat[i : i + n] for i in range(0, flat.size, n)), shape, dtype, budget)
+        assert "".join(pieces) == want, budget
