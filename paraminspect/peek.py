@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import itertools
 import mmap
-import os
 import struct
 from collections.abc import Callable
 from typing import Any
 
-from paraminspect.errors import CheckpointError
 from paraminspect.model import TensorRef
+from paraminspect.tensors import ensure_in_file
 
 # struct codes per dtype; float8_e4m3fn & co. (no IEEE layout) are left to numpy.
 _CODES = {
@@ -66,13 +65,8 @@ def read_shown(ref: TensorRef, indices: list[list[int]]) -> Any:
     name = ref.dtype.name
     layout = struct.Struct((">" if ref.storage.byteorder == "big" else "<") + _CODES[name])
     itemsize = ref.dtype.itemsize
-    begin, end = ref.byte_range()
-    size = os.path.getsize(ref.storage.path)
-    if end > size:
-        raise CheckpointError(
-            f"tensor bytes [{begin}, {end}) lie past the end of the file ({size} bytes); truncated?",
-            ref.storage.path,
-        )
+    ensure_in_file(ref)
+    begin = ref.byte_range()[0]
     widen = _WIDEN.get(name)
     flat: list[Any] = []
     with open(ref.storage.path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as view:

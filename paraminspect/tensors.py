@@ -140,3 +140,9 @@ def read_indices(ref: TensorRef, indices: list[list[int]]) -> np.ndarray:
         return read_array(ref)
     _check_in_file(ref)
     return _native(np.array(_storage_view(ref)[np.ix_(*indices)]))
+
+
+def ensure_in_file(ref: TensorRef) -> None:
+    """Fail now if the tensor's bytes lie past the end of its file (a truncated
+    download), so streamed output never stops half-way with an error."""
+    _check_in_file(ref)

@@ -17,7 +17,7 @@ from paraminspect.model import Checkpoint, TensorRef
 from paraminspect.printing import DEFAULT_OPTIONS, PrintOptions, shown_indices
 from paraminspect.report import ValueEntry, ValuesReport
 from paraminspect.select import Selector
-from paraminspect.tensors import iter_chunks, numpy_dtype, read_array, read_indices
+from paraminspect.tensors import ensure_in_file, iter_chunks, numpy_dtype, read_array, read_indices
 from paraminspect.tree import ordered_names
 
 
@@ -49,7 +49,8 @@ def report(
             continue
         found = ValueEntry(name, dtype=entry.dtype.name, shape=list(entry.shape), tied_to=tied.get(name))
         if stream:
-            numpy_dtype(entry)  # an undecodable dtype fails now, before any output
+            numpy_dtype(entry)  # an undecodable dtype or a truncated file fails now, before any output
+            ensure_in_file(entry)
             found.chunks = partial(iter_chunks, entry)
         elif every_value:
             found.array = read_array(entry)

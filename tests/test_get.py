@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from paraminspect import open_checkpoint, peek
+from paraminspect import CheckpointError, open_checkpoint, peek
 from paraminspect.printing import PrintOptions, python_values
 from paraminspect.tensors import read_array, read_indices
 from paraminspect.values import report
@@ -174,3 +174,15 @@ def test_safetensors_every_dtype_matches_torch(tmp_path: Path) -> None:
     for block in text.rstrip("\n").split("\n\n"):
         header, body = block.split("\n", 1)
         assert body == str(tensors[header.split("  ")[0]]), header
+
+
+def test_truncated_data_fails_before_any_output(tmp_path: Path) -> None:
+    """The header may look whole while the data is cut short: JSON/CSV check every
+    tensor's byte range up front rather than stopping half-way through the output."""
+    save_file({"a": torch.ones(10), "b": torch.ones(100)}, tmp_path / "m.safetensors")
+    ckpt = open_checkpoint(tmp_path / "m.safetensors")
+    with open(tmp_path / "m.safetensors", "r+b") as fh:
+        fh.truncate(fh.seek(0, 2) - 8)
+    for stream in (True, False):
+        with pytest.raises(CheckpointError, match="past the end of the file"):
+            report(ckpt, ["a", "b"], stream=stream)
