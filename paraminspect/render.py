@@ -253,29 +253,39 @@ def _values_json(report: ValuesReport) -> Iterator[str]:
 
 
 def _values_csv(report: ValuesReport, budget: int = 1 << 16) -> Iterator[str]:
-    """Long form: ``name,index,value``; index is ``[i, j]`` (empty for a non-tensor leaf)."""
+    """Long form: ``name,index,value``; index is ``[i, j]`` (empty for a non-tensor leaf).
+
+    Rows are assembled directly (quoting as csv's QUOTE_MINIMAL would): the
+    csv module's per-row call dominated the time for millions of elements.
+    """
+    import itertools
+
     from paraminspect import printing
 
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["name", "index", "value"])
+    yield "name,index,value\n"
     for entry in report.entries:
-        name = safe_text(entry.name)
+        name = _csv_field(safe_text(entry.name))
         if entry.dtype is None:
-            writer.writerow([name, "", _json_safe(entry.value)])
+            yield f"{name},,{_csv_field(str(_json_safe(entry.value)))}\n"
             continue
         assert entry.chunks is not None, "values.report(stream=True) sets chunks for CSV"
-        shape = entry.shape or []
-        position = 0
+        indices = itertools.product(*(range(n) for n in entry.shape or []))
         for chunk in entry.chunks(budget):
-            for value in printing.json_values(chunk, entry.dtype):
-                cell = json.dumps(value) if isinstance(value, list) else value
-                writer.writerow([name, shape_text(_unravel(position, shape)), cell])
-                position += 1
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()
+            lines = []
+            for index, value in zip(indices, printing.json_values(chunk, entry.dtype), strict=False):
+                cell = _csv_field(json.dumps(value)) if isinstance(value, list) else value
+                lines.append(
+                    f'{name},"[{", ".join(map(str, index))}]",{cell}\n'
+                    if len(index) > 1
+                    else f"{name},[{index[0] if index else ''}],{cell}\n"
+                )
+            yield "".join(lines)
+
+
+def _csv_field(text: str) -> str:
+    if any(ch in text for ch in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 def _unravel(position: int, shape: list[int]) -> list[int]:

@@ -186,3 +186,30 @@ def test_truncated_data_fails_before_any_output(tmp_path: Path) -> None:
     for stream in (True, False):
         with pytest.raises(CheckpointError, match="past the end of the file"):
             report(ckpt, ["a", "b"], stream=stream)
+
+
+def test_csv_parses_back_to_torch_values(tmp_path: Path) -> None:
+    import csv
+    import io
+
+    sd = {
+        'w,"odd"': torch.randn(3, 4),
+        "c": torch.tensor([1 + 2j, 3 - 4j]),
+        "s": torch.tensor(2.5),
+        "b": torch.arange(3),
+    }
+    torch.save(sd, tmp_path / "m.pt")
+    out = run_script("get", tmp_path / "m.pt", *sd, "-f", "csv").stdout
+    rows = list(csv.reader(io.StringIO(out)))
+    assert rows[0] == ["name", "index", "value"]
+    expected = [["name", "index", "value"]]
+    for name, t in sd.items():
+        for index in (
+            (list(i) for i in torch.cartesian_prod(*(torch.arange(n) for n in t.shape)).reshape(t.numel(), -1).tolist())
+            if t.dim()
+            else [[]]
+        ):
+            v = t[tuple(index)].item()
+            cell = json.dumps([v.real, v.imag]) if isinstance(v, complex) else str(v)
+            expected.append([name, "[" + ", ".join(map(str, index)) + "]", cell])
+    assert rows == expected
