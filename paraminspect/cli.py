@@ -14,8 +14,8 @@ from typing import Annotated
 
 import typer
 
-from paraminspect import __version__, printing, render, shapes, stats, tree, values
-from paraminspect.errors import EXIT_ERROR, EXIT_OK, ParamInspectError, SelectionError
+from paraminspect import __version__, modules, printing, render, roots, shapes, sizes, stats, tree, values
+from paraminspect.errors import EXIT_ERROR, EXIT_OK, ParamInspectError, SelectionError, UsageError
 from paraminspect.formats import open_checkpoint
 from paraminspect.model import Checkpoint
 from paraminspect.render import OutputFormat
@@ -31,7 +31,13 @@ app = typer.Typer(
 )
 
 # One declaration of each shared option, used by every command (sqlite-utils style).
-FileArg = Annotated[Path, typer.Argument(help="Checkpoint file (.pt/.pth/.bin/.safetensors; detected by content).")]
+FileArg = Annotated[
+    Path,
+    typer.Argument(
+        help="Checkpoint file (.pt/.pth/.bin/.ckpt/.safetensors, detected by content), "
+        "a sharded model's *.index.json or directory, or a DCP directory."
+    ),
+]
 PatternsArg = Annotated[
     list[str] | None,
     typer.Argument(help="Names to select: globs ('*.weight'), exact names or subtree prefixes ('0.block 1')."),
@@ -43,8 +49,25 @@ SortOpt = Annotated[
 ]
 
 
-def _load(path: Path) -> Checkpoint:
-    return open_checkpoint(path)
+# --root: shared by every command that works on a state dict. To adopt it, add
+# ``root: RootOpt = None`` to the command and load with ``_load_state_dict(file, root)``.
+RootOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--root",
+        metavar="KEY",
+        help="Work on the state dict under this dotted key (e.g. state_dict, model). "
+        "Default: the one obvious state dict, if there is exactly one. --root '' uses the whole file.",
+    ),
+]
+
+
+def _load_state_dict(path: Path, root: str | None, *, auto: bool = True) -> Checkpoint:
+    """Open a file and cut out the state dict commands should work on (noted on stderr)."""
+    ckpt, note = roots.select(open_checkpoint(path), root, auto=auto)
+    if note:
+        render.write_message(f"paraminspect: note: {ckpt.path}: {note}")
+    return ckpt
 
 
 def _selector(ckpt: Checkpoint, patterns: list[str] | None, regex: bool) -> Selector:
@@ -97,9 +120,22 @@ def tree_command(
     sort: SortOpt = False,
     regex: RegexOpt = False,
     fmt: FormatOpt = OutputFormat.table,
+    root: RootOpt = None,
+    show_modules: Annotated[
+        bool,
+        typer.Option("--modules", help="Show layer kinds like print(model) (Linear, Conv2d, ...)."),
+    ] = False,
 ) -> int:
     """Show the name hierarchy with per-subtree parameter counts and sizes."""
-    ckpt = _load(file)
+    # The whole object by default; --modules is a view of the model, so it picks the state dict.
+    ckpt = _load_state_dict(file, root, auto=show_modules)
+    if show_modules:
+        if patterns and (len(patterns) > 1 or regex):
+            raise UsageError("--modules takes at most one prefix (a group such as 'encoder.layers.0')")
+        _selector(ckpt, patterns, regex)  # a clear error for a prefix that matches nothing
+        selected = ckpt.subtree(patterns[0]) if patterns else ckpt
+        render.write(render.format_modules(modules.report(selected, sort=sort), fmt))
+        return EXIT_OK
     report = tree.report(ckpt, selector=_selector(ckpt, patterns, regex), depth=depth, sort=sort)
     render.write(render.format_tree(report, fmt, render.Colours(sys.stdout)))
     return EXIT_OK
@@ -112,10 +148,24 @@ def shapes_command(
     sort: SortOpt = False,
     regex: RegexOpt = False,
     fmt: FormatOpt = OutputFormat.table,
+    root: RootOpt = None,
+    by_prefix: Annotated[
+        int | None,
+        typer.Option(
+            "--by-prefix",
+            metavar="DEPTH",
+            min=1,
+            help="Sum tensors per name prefix of DEPTH parts, like du (whole file unless --root is given).",
+        ),
+    ] = None,
 ) -> int:
     """List every tensor: name, dtype, shape, element count and bytes, with a total."""
-    ckpt = _load(file)
-    table = shapes.report(ckpt, _selector(ckpt, patterns, regex), sort=sort)
+    # --by-prefix answers "what fills this file", so it sees the optimizer too.
+    ckpt = _load_state_dict(file, root, auto=by_prefix is None)
+    if by_prefix is not None:
+        table = sizes.report(ckpt, _selector(ckpt, patterns, regex), by_prefix, sort=sort)
+    else:
+        table = shapes.report(ckpt, _selector(ckpt, patterns, regex), sort=sort)
     render.write(render.format_table(table, fmt))
     return EXIT_OK
 
@@ -138,9 +188,11 @@ def get_command(
     ] = 4,
     regex: RegexOpt = False,
     fmt: FormatOpt = OutputFormat.table,
+    root: RootOpt = None,
 ) -> int:
     """Print values the way torch prints them (JSON/CSV: every value, exact)."""
-    ckpt = _load(file)
+    # Names are explicit, so the whole file is in reach unless --root narrows it.
+    ckpt = _load_state_dict(file, root, auto=False)
     resolved = _selector(ckpt, names, regex).patterns  # index form resolved; unknown names fail here
     options = printing.PrintOptions(precision=precision, threshold=math.inf if full else 1000)
     stream = fmt in (OutputFormat.json, OutputFormat.csv)  # every value, read chunk by chunk
@@ -162,9 +214,10 @@ def stats_command(
     sort: SortOpt = False,
     regex: RegexOpt = False,
     fmt: FormatOpt = OutputFormat.table,
+    root: RootOpt = None,
 ) -> int:
     """Per tensor: min, max, mean, std (n-1), mean |x|, L2 norm, NaN/Inf/zero counts; and a total."""
-    ckpt = _load(file)
+    ckpt = _load_state_dict(file, root)
     table = stats.report(ckpt, _selector(ckpt, patterns, regex), by_prefix=by_prefix, sort=sort)
     for name in table.document["skipped"]:
         render.write_message(f"paraminspect: warning: {name}: cannot decode {ckpt.tensors[name].dtype} values; skipped")

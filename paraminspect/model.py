@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,13 @@ class StorageRef:
 
 @dataclass(frozen=True)
 class TensorRef:
-    """A tensor's metadata: dtype, shape, strides (in elements), and its storage."""
+    """A tensor's metadata: dtype, shape, strides (in elements), and its storage.
+
+    A tensor saved in pieces (a DCP tensor sharded across ranks) has ``chunks``:
+    each piece and where it sits in the global shape. Its bytes are then not one
+    range: ``storage`` is the first piece's, and values must be read through
+    :func:`paraminspect.tensors.read_array` / ``iter_chunks``, which assemble them.
+    """
 
     dtype: DType
     shape: tuple[int, ...]
@@ -44,6 +50,7 @@ class TensorRef:
     storage_offset: int = 0  # in elements
     requires_grad: bool = False
     is_parameter: bool = False
+    chunks: tuple[Chunk, ...] = ()
 
     @property
     def numel(self) -> int:
@@ -56,7 +63,8 @@ class TensorRef:
 
     @property
     def is_contiguous(self) -> bool:
-        return self.strides == contiguous_strides(self.shape)
+        """One contiguous byte range (never true for a tensor in chunks)."""
+        return not self.chunks and self.strides == contiguous_strides(self.shape)
 
     @property
     def identity(self) -> tuple[object, ...]:
@@ -71,6 +79,19 @@ class TensorRef:
             return begin, begin
         last = sum((n - 1) * s for n, s in zip(self.shape, self.strides, strict=True))
         return begin, begin + (last + 1) * itemsize
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One piece of a tensor saved in pieces: the piece, and its offset in each dimension."""
+
+    offsets: tuple[int, ...]
+    ref: TensorRef
+
+    @property
+    def slices(self) -> tuple[slice, ...]:
+        """Where the piece goes in the global tensor (numpy index)."""
+        return tuple(slice(o, o + n) for o, n in zip(self.offsets, self.ref.shape, strict=True))
 
 
 class Opaque:
@@ -143,6 +164,30 @@ class Checkpoint:
     # pickle-based formats, kept so writers can rebuild the original structure
     # (key types, nesting) that flat dotted names alone cannot express.
     root: Any = None
+    # The dotted key this checkpoint was cut from by :meth:`subtree` ("" = whole file).
+    selected: str = ""
+
+    def subtree(self, prefix: str) -> Checkpoint:
+        """The part under a dotted ``prefix`` (``state_dict``, ``model.encoder``) as a
+        checkpoint of its own, names relative to it, so state-dict commands can run on
+        a trainer checkpoint. Raises SelectionError if nothing lies under ``prefix``."""
+        from paraminspect.errors import SelectionError
+
+        prefix = prefix.strip(".")
+        if not prefix:
+            return self
+        start = prefix + "."
+        entries = {k[len(start) :]: v for k, v in self.entries.items() if k.startswith(start)}
+        if not entries:
+            hint = "a single value, not a group" if prefix in self.entries else "no such key"
+            raise SelectionError(f"--root {prefix!r}: {hint}", self.path)
+        aliases = {
+            k[len(start) :]: v[len(start) :]
+            for k, v in self.aliases.items()
+            if k.startswith(start) and v.startswith(start)
+        }
+        selected = f"{self.selected}.{prefix}" if self.selected else prefix
+        return replace(self, entries=entries, aliases=aliases, root=_descend(self.root, prefix), selected=selected)
 
     @property
     def tensors(self) -> dict[str, TensorRef]:
@@ -242,3 +287,17 @@ def _leaf_value(item: Any) -> Any:
     if isinstance(item, Mapping) and not isinstance(item, dict):
         return dict(item)
     return item
+
+
+def _descend(obj: Any, prefix: str) -> Any:
+    """The object under a dotted prefix, matching keys that may themselves hold dots;
+    None when the graph is absent or the prefix cannot be followed unambiguously."""
+    rest = prefix
+    while rest and obj is not None:
+        children = _children(obj) or []
+        matches = [(k, v) for k, v in children if rest == k or rest.startswith(k + ".")]
+        if len(matches) != 1:
+            return None
+        key, obj = matches[0]
+        rest = rest[len(key) + 1 :]
+    return obj

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from enum import Enum
 from typing import Any, TextIO
 
-from paraminspect.report import Column, Kind, Table, TreeLine, TreeReport, ValuesReport
+from paraminspect.report import Column, Kind, ModuleReport, Table, TreeLine, TreeReport, ValuesReport
 
 
 class OutputFormat(str, Enum):
@@ -294,3 +294,14 @@ def _unravel(position: int, shape: list[int]) -> list[int]:
         position, i = divmod(position, n)
         index.append(i)
     return index[::-1]
+
+
+def format_modules(report: ModuleReport, fmt: OutputFormat) -> str:
+    """``print(model)`` layout for tables; the flat rows or JSON document otherwise."""
+    if fmt is not OutputFormat.table:
+        return format_table(report.table, fmt)
+    out = []
+    for line in report.lines:
+        label = f"({safe_text(line.name)}): " if line.name is not None else ""
+        out.append("  " * line.depth + label + safe_text(line.text))
+    return "\n".join(out) + "\n"

@@ -83,3 +83,20 @@ class ValuesReport:
     format: str
     entries: list[ValueEntry]
     options: Any  # printing.PrintOptions
+
+
+@dataclass
+class ModuleLine:
+    """One line of a ``print(model)``-style drawing: indent level, ``(name)`` or None, text."""
+
+    depth: int
+    name: str | None
+    text: str
+
+
+@dataclass
+class ModuleReport:
+    """``tree --modules``: drawable lines, plus flat rows / the JSON document in ``table``."""
+
+    lines: list[ModuleLine]
+    table: Table

@@ -14,7 +14,7 @@ import io
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from paraminspect import dtypes
 from paraminspect.dtypes import DType
@@ -125,6 +125,59 @@ def _reconstructor(cls: Any, base: Any, state: Any) -> Any:
     raise CheckpointError("copyreg._reconstructor called with a non-placeholder class")
 
 
+class Record:
+    """Stand-in for a plain data class (the dataclasses in a DCP ``.metadata`` file).
+
+    Built by NEWOBJ then BUILD, it only keeps the state it is given; nothing of
+    the real class is imported. Each global gets its own subclass (``qualname``).
+    """
+
+    qualname = "record"
+    state: Any = None
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def field(self, name: str, default: Any = None) -> Any:
+        """A field from a dict state (dataclasses pickle their ``__dict__``)."""
+        return self.state.get(name, default) if isinstance(self.state, dict) else default
+
+    def __repr__(self) -> str:
+        return f"<{self.qualname}>"
+
+
+def _record_class(qualname: str) -> type[Record]:
+    return type(qualname.rpartition(".")[2], (Record,), {"qualname": qualname})
+
+
+def _layout(name: Any) -> str:
+    """``torch.serialization._get_layout('torch.strided')``: keep the name."""
+    return str(name)
+
+
+def _enum_value(value: Any) -> Any:
+    """An enum looked up by value (``_MEM_FORMAT_ENCODING(0)``): keep the value."""
+    return value
+
+
+_DCP_METADATA = "torch.distributed.checkpoint.metadata"
+DCP_RECORDS: dict[tuple[str, str], type[Record]] = {
+    (module, name): _record_class(f"{module}.{name}")
+    for module, names in {
+        _DCP_METADATA: (
+            "Metadata",
+            "TensorStorageMetadata",
+            "BytesStorageMetadata",
+            "ChunkStorageMetadata",
+            "TensorProperties",
+            "MetadataIndex",
+            "StorageMeta",
+        ),
+        "torch.distributed.checkpoint.filesystem": ("_StorageInfo",),
+    }.items()
+    for name in names
+}
+
 SAFE_GLOBALS: dict[tuple[str, str], Any] = {
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_v2,
     ("torch._utils", "_rebuild_tensor_v3"): _rebuild_v3,
@@ -141,7 +194,10 @@ SAFE_GLOBALS: dict[tuple[str, str], Any] = {
     ("builtins", "slice"): slice,
     ("_codecs", "encode"): _codecs_encode,
     ("copyreg", "_reconstructor"): _reconstructor,
+    ("torch.serialization", "_get_layout"): _layout,
+    (_DCP_METADATA, "_MEM_FORMAT_ENCODING"): _enum_value,
 }
+SAFE_GLOBALS.update(DCP_RECORDS)
 SAFE_GLOBALS.update({("torch", name): StorageType(d) for name, d in dtypes.BY_STORAGE.items()})
 SAFE_GLOBALS.update({("torch", name): TorchDType(d) for name, d in dtypes.BY_NAME.items()})
 
@@ -152,8 +208,10 @@ _PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
 class SafeUnpickler(pickle.Unpickler):
     """Unpickle with :data:`SAFE_GLOBALS`; record every global the data names."""
 
-    def __init__(self, data: bytes, persistent_load: Callable[[Any], Any] | None = None) -> None:
-        super().__init__(io.BytesIO(data))
+    def __init__(self, data: bytes | BinaryIO, persistent_load: Callable[[Any], Any] | None = None) -> None:
+        # A stream is read up to the pickle's STOP and left there (legacy torch.save
+        # files are several pickles in a row).
+        super().__init__(io.BytesIO(data) if isinstance(data, bytes) else data)
         self._load_persistent = persistent_load
         self.globals_seen: list[str] = []
 
@@ -170,7 +228,7 @@ class SafeUnpickler(pickle.Unpickler):
         return self._load_persistent(pid)
 
 
-def safe_loads(data: bytes, persistent_load: Callable[[Any], Any] | None = None) -> Any:
+def safe_loads(data: bytes | BinaryIO, persistent_load: Callable[[Any], Any] | None = None) -> Any:
     """Unpickle ``data`` without importing or calling anything from it."""
     unpickler = SafeUnpickler(data, persistent_load)
     try:

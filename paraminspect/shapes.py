@@ -46,7 +46,7 @@ def report(ckpt: Checkpoint, selector: Selector | None = None, *, sort: bool = F
             numel += ref.numel
             nbytes += ref.nbytes
     total = {"tensors": len(rows), "unique": len(seen), "numel": numel, "bytes": nbytes}
-    document = {"file": str(ckpt.path), "format": ckpt.format, "tensors": rows, "total": total}
+    document = {"file": str(ckpt.path), "format": ckpt.format, "root": ckpt.selected, "tensors": rows, "total": total}
     label = f"total ({len(rows)} tensors" + (f", {len(seen)} unique)" if len(seen) != len(rows) else ")")
     total_row = {"name": label, "numel": numel, "bytes": nbytes}
     return Table(COLUMNS, rows, total_row, document)

@@ -99,6 +99,10 @@ def read_array(ref: TensorRef) -> np.ndarray:
     numpy_dtype(ref)  # refuse undecodable dtypes before touching the file
     if ref.numel == 0:
         return np.zeros(ref.shape, dtype=numpy_dtype(ref).newbyteorder("="))
+    if ref.chunks:  # saved in pieces (DCP shards): assemble
+        from paraminspect.chunked import read_chunked
+
+        return read_chunked(ref)
     _check_in_file(ref)
     if ref.is_contiguous:
         return _read_contiguous(ref, 0, ref.numel).reshape(ref.shape)
@@ -112,6 +116,11 @@ def iter_chunks(ref: TensorRef, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) ->
 
     numpy_dtype(ref)
     if ref.numel == 0:
+        return
+    if ref.chunks:
+        from paraminspect.chunked import iter_chunked
+
+        yield from iter_chunked(ref, chunk_elements)
         return
     _check_in_file(ref)
     if ref.is_contiguous:

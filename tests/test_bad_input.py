@@ -180,5 +180,5 @@ def test_errors_through_the_installed_script(tmp_path: Path) -> None:
     result = run_script("shapes", tmp_path / "x.pt")
     assert result.returncode == 2
     assert result.stdout == ""
-    reason = "not a recognised checkpoint (expected a torch.save zip or safetensors file)"
+    reason = "not a recognised checkpoint (expected torch.save, safetensors, a sharded *.index.json or a DCP directory)"
     assert result.stderr == f"paraminspect: error: {tmp_path / 'x.pt'}: {reason}\n"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from paraminspect import CheckpointError, Opaque, TensorRef, Value, open_checkpoint
+from paraminspect import Opaque, TensorRef, Value, open_checkpoint
 from tests.conftest import SAMPLES
 
 DTYPES = [
@@ -140,9 +140,3 @@ def test_a_whole_module_saved_is_shown_not_imported(tmp_path: Path) -> None:
     root = ckpt.entries[""]
     assert isinstance(root, Value) and str(root.value) == "<object torch.nn.modules.linear.Linear>"
     assert ckpt.tensors["_parameters.weight"].shape == (2, 2)
-
-
-def test_legacy_format_is_refused_clearly(tmp_path: Path) -> None:
-    torch.save({"a": torch.ones(1)}, tmp_path / "old.pt", _use_new_zipfile_serialization=False)
-    with pytest.raises(CheckpointError):
-        open_checkpoint(tmp_path / "old.pt")

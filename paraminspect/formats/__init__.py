@@ -1,20 +1,32 @@
-"""Open any supported checkpoint: sniff the content (never the suffix), dispatch."""
+"""Open any supported checkpoint: sniff the content (never the suffix), dispatch.
+
+Files: torch.save zip, legacy torch.save pickle stream, safetensors, a sharded
+model's ``*.index.json``, or a DCP ``.metadata``. Directories: a sharded model
+(its index), a DCP checkpoint (``.metadata``), or a model directory holding a
+single checkpoint file (``model.safetensors``, ``pytorch_model.bin``).
+"""
 
 from __future__ import annotations
 
 import os
+import struct
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
-from paraminspect.errors import CheckpointError
+from paraminspect.errors import CheckpointError, LimitExceeded
 from paraminspect.limits import DEFAULT_LIMITS, Limits
 from paraminspect.model import Checkpoint
 
+# Sniffing needs only these constants; each reader module is imported when its
+# format is met, so a run pays only for the format it reads.
 ZIP_MAGIC = b"PK\x03\x04"
-
-
-def _looks_like_safetensors(head: bytes) -> bool:
-    """An 8-byte little-endian header length, then the JSON header's opening brace."""
-    return len(head) >= 9 and head[8:9] == b"{"
+SNIFF_BYTES = 32  # enough for the legacy magic after a protocol 4/5 frame header
+METADATA_NAME = ".metadata"  # DCP
+INDEX_NAMES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+INDEX_SUFFIX = ".index.json"
+SINGLE_NAMES = ("model.safetensors", "pytorch_model.bin")
+CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 
 
 def open_checkpoint(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> Checkpoint:
@@ -25,22 +37,73 @@ def open_checkpoint(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LI
     """
     target = Path(path)
     try:
+        if target.is_dir():
+            return _open_directory(target, limits)
+        return _open_file(target, limits, whole=True)
+    except CheckpointError as exc:
+        exc.source = exc.source or str(target)
+        raise
+
+
+def _open_directory(directory: Path, limits: Limits) -> Checkpoint:
+    try:
+        names = sorted(p.name for p in directory.iterdir())
+    except OSError as exc:
+        raise CheckpointError(f"cannot list directory ({exc.strerror or exc})", directory) from None
+    chosen = next((n for n in INDEX_NAMES if n in names), None)
+    if chosen is None and METADATA_NAME in names:
+        from paraminspect.formats.dcp import read_dcp
+
+        return _with_source(lambda: read_dcp(directory, limits), directory)
+    chosen = chosen or next((n for n in SINGLE_NAMES if n in names), None)
+    if chosen is None:
+        # Another naming scheme (diffusion_pytorch_model..., a lone model.pt): only if unambiguous.
+        indexes = [n for n in names if n.endswith(INDEX_SUFFIX)]
+        files = [n for n in names if n.endswith(CHECKPOINT_SUFFIXES) and (directory / n).is_file()]
+        chosen = indexes[0] if len(indexes) == 1 else files[0] if not indexes and len(files) == 1 else None
+        if chosen is None:
+            found = indexes or files
+            detail = f"several candidates ({', '.join(found[:4])}); name one" if found else "no checkpoint in it"
+            raise CheckpointError(
+                f"is a directory with {detail} (looked for {', '.join(INDEX_NAMES + SINGLE_NAMES)}, "
+                f"a DCP {METADATA_NAME})",
+                directory,
+            )
+    return _open_file(directory / chosen, limits, whole=True)
+
+
+def _with_source(read: Callable[[], Checkpoint], source: Path) -> Checkpoint:
+    try:
+        return read()
+    except CheckpointError as exc:
+        exc.source = exc.source or str(source)
+        raise
+    except OSError as exc:
+        raise CheckpointError(f"cannot read ({exc.strerror or exc})", source) from None
+
+
+def _looks_like_safetensors(head: bytes) -> bool:
+    """An 8-byte little-endian header length, then the JSON header's opening brace."""
+    return len(head) >= 9 and head[8:9] == b"{"
+
+
+def _fits_safetensors(head: bytes, size: int) -> bool:
+    length: int = struct.unpack("<Q", head[:8])[0]
+    return _looks_like_safetensors(head) and length + 8 <= size
+
+
+def _open_file(target: Path, limits: Limits, *, whole: bool) -> Checkpoint:
+    """One file. ``whole`` allows files that stand for a multi-file checkpoint
+    (an index, a DCP .metadata); shards are opened with ``whole=False``."""
+    try:
         with open(target, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             if size == 0:
                 raise CheckpointError("file is empty", target)
-            head = fh.read(16)
+            head = fh.read(SNIFF_BYTES)
             fh.seek(0)
-            # Readers are imported on demand: each run pays only for its own format.
             try:
-                if head.startswith(ZIP_MAGIC):
-                    from paraminspect.formats.torchzip import read_torch_zip
-
-                    return read_torch_zip(target, fh, size, limits)
-                if _looks_like_safetensors(head):
-                    from paraminspect.formats.safetensors import read_safetensors
-
-                    return read_safetensors(target, fh, size, limits)
+                return _dispatch(target, fh, head, size, limits, whole=whole)
             except CheckpointError as exc:
                 exc.source = exc.source or str(target)
                 raise
@@ -52,4 +115,30 @@ def open_checkpoint(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LI
         raise CheckpointError("permission denied", target) from None
     except OSError as exc:
         raise CheckpointError(f"cannot read ({exc.strerror or exc})", target) from None
-    raise CheckpointError("not a recognised checkpoint (expected a torch.save zip or safetensors file)", target)
+
+
+def _dispatch(target: Path, fh: BinaryIO, head: bytes, size: int, limits: Limits, *, whole: bool) -> Checkpoint:
+    from paraminspect.formats import legacy, sharded
+
+    if head.startswith(ZIP_MAGIC):
+        from paraminspect.formats.torchzip import read_torch_zip
+
+        return read_torch_zip(target, fh, size, limits)
+    if legacy.looks_like_legacy(head):
+        return legacy.read_legacy(target, fh, size, limits)
+    if _looks_like_safetensors(head) and (_fits_safetensors(head, size) or not sharded.looks_like_index(head)):
+        from paraminspect.formats.safetensors import read_safetensors
+
+        return read_safetensors(target, fh, size, limits)
+    if whole and sharded.looks_like_index(head):
+        if size > limits.max_header_bytes:
+            raise LimitExceeded(f"index file is {size:,} bytes, over the {limits.max_header_bytes:,}-byte limit")
+        return sharded.read_index(target, fh.read(), limits, lambda shard, lim: _open_file(shard, lim, whole=False))
+    if whole and target.name == METADATA_NAME and head.startswith(b"\x80"):
+        from paraminspect.formats.dcp import read_dcp
+
+        return _with_source(lambda: read_dcp(target.parent, limits), target.parent)
+    raise CheckpointError(
+        "not a recognised checkpoint (expected torch.save, safetensors, a sharded *.index.json or a DCP directory)",
+        target,
+    )

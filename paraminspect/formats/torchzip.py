@@ -14,11 +14,11 @@ from typing import Any, BinaryIO
 
 from paraminspect import dtypes
 from paraminspect.errors import CheckpointError, LimitExceeded
-from paraminspect.formats import ZIP_MAGIC
 from paraminspect.limits import Limits
 from paraminspect.model import Checkpoint, StorageRef, flatten
 from paraminspect.safepickle import StorageType, safe_loads
 
+MAGIC = b"PK\x03\x04"  # a zip local file header
 _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
 SUPPORTED_VERSION = 3  # the ``version`` record torch 2.x writes
 
@@ -66,7 +66,7 @@ class ZipRecords:
         if len(header) != _LOCAL_HEADER.size:
             raise CheckpointError(f"zip record {info.filename!r} lies past the end of the file (truncated?)")
         signature, *_, name_len, extra_len = _LOCAL_HEADER.unpack(header)
-        if signature != ZIP_MAGIC:
+        if signature != MAGIC:
             raise CheckpointError(f"zip record {info.filename!r} has a damaged local header")
         local_name = self._fh.read(name_len)
         if local_name != info.filename.encode("utf-8") and local_name != info.filename.encode("cp437", "replace"):

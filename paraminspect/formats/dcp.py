@@ -1,0 +1,213 @@
+"""Reader for ``torch.distributed.checkpoint`` (DCP) directories.
+
+``.metadata`` is a pickle of DCP's dataclasses: per dotted name, either a
+``TensorStorageMetadata`` (dtype, global size, the chunks each rank saved) or a
+``BytesStorageMetadata`` (any other object); ``storage_data`` says where each
+item lives: ``(relative_path, offset, length)`` inside the ``*.distcp`` files,
+each item being a complete ``torch.save`` zip. torch reads ``.metadata`` with
+plain pickle; here it goes through the allow-list unpickler, whose stand-ins
+only record fields. A tensor saved in several chunks becomes one
+:class:`TensorRef` with ``chunks``, reassembled when its values are read.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from paraminspect.errors import CheckpointError, LimitExceeded
+from paraminspect.formats import METADATA_NAME
+from paraminspect.formats.sharded import shard_path
+from paraminspect.formats.torchzip import read_torch_zip
+from paraminspect.limits import Limits
+from paraminspect.model import Checkpoint, Chunk, Entry, TensorRef, Value, contiguous_strides, opaque_class
+from paraminspect.safepickle import Record, TorchDType, safe_loads
+
+Location = tuple[str, int, int]  # relative path, offset, length
+
+
+class _Window(io.RawIOBase):
+    """A read-only view of bytes [start, start+length) of a file, for zipfile."""
+
+    def __init__(self, fh: BinaryIO, start: int, length: int) -> None:
+        super().__init__()
+        self._fh, self._start, self._length, self._pos = fh, start, length, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._length}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        count = max(0, min(len(view), self._length - self._pos))
+        self._fh.seek(self._start + self._pos)
+        data = self._fh.read(count)
+        view[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+def _kind(item: Any) -> str:
+    return item.qualname.rpartition(".")[2] if isinstance(item, Record) else type(item).__name__
+
+
+def _ints(value: Any, what: str) -> tuple[int, ...]:
+    if not isinstance(value, tuple | list) or not all(type(i) is int and i >= 0 for i in value):
+        raise CheckpointError(f"DCP metadata: {what} is not a tuple of non-negative integers")
+    return tuple(value)
+
+
+def _locations(meta: Record) -> dict[tuple[str, tuple[int, ...] | None], Location]:
+    """storage_data as {(name, chunk offsets or None): (file, offset, length)}."""
+    found: dict[tuple[str, tuple[int, ...] | None], Location] = {}
+    storage_data = meta.field("storage_data")
+    if not isinstance(storage_data, dict):
+        raise CheckpointError("DCP metadata has no storage_data mapping")
+    for index, info in storage_data.items():
+        if _kind(index) != "MetadataIndex" or _kind(info) != "_StorageInfo":
+            raise CheckpointError("DCP metadata: storage_data holds something other than storage records")
+        fqn, offset = index.field("fqn"), index.field("offset")
+        path, begin, length = info.field("relative_path"), info.field("offset"), info.field("length")
+        if not isinstance(fqn, str) or not isinstance(path, str) or type(begin) is not int or type(length) is not int:
+            raise CheckpointError("DCP metadata: malformed storage record")
+        if info.field("transform_descriptors"):
+            raise CheckpointError(f"DCP item {fqn!r} is stored transformed (compressed?); not supported")
+        key = (fqn, None if offset is None else _ints(offset, f"{fqn!r} chunk offset"))
+        found[key] = (path, begin, length)
+    return found
+
+
+class _Items:
+    """Opens the torch.save zips inside the .distcp files, one file handle per file."""
+
+    def __init__(self, directory: Path, limits: Limits) -> None:
+        self.directory, self.limits = directory, limits
+        self._files: dict[str, tuple[Path, io.BufferedReader, int]] = {}
+
+    def open(self, what: str, location: Location) -> Checkpoint:
+        relative, begin, length = location
+        if relative not in self._files:
+            file = shard_path(self.directory, relative)
+            try:
+                fh = open(file, "rb")  # noqa: SIM115 - closed in close()
+            except OSError as exc:
+                raise CheckpointError(f"{what}: cannot open its data file {relative!r} ({exc.strerror})") from None
+            self._files[relative] = (file, fh, os.fstat(fh.fileno()).st_size)
+        file, fh, size = self._files[relative]
+        if begin < 0 or length <= 0 or begin + length > size:
+            raise CheckpointError(f"{what}: bytes [{begin}, {begin + length}) lie outside {relative!r} ({size} bytes)")
+        try:
+            window = io.BufferedReader(_Window(fh, begin, length))
+            return read_torch_zip(file, window, length, self.limits)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{what} in {relative!r} at byte {begin}: {exc.message}") from None
+
+    def close(self) -> None:
+        for _, fh, _ in self._files.values():
+            fh.close()
+
+
+def read_dcp(directory: Path, limits: Limits) -> Checkpoint:
+    """Read a DCP directory's ``.metadata`` and locate every item (no tensor data read)."""
+    meta_path = directory / METADATA_NAME
+    size = meta_path.stat().st_size
+    if size > limits.max_pickle_bytes:
+        raise LimitExceeded(f"{METADATA_NAME} is {size:,} bytes, over the {limits.max_pickle_bytes:,}-byte limit")
+    meta = safe_loads(meta_path.read_bytes())
+    if _kind(meta) != "Metadata" or not isinstance(meta.field("state_dict_metadata"), dict):
+        raise CheckpointError(f"{METADATA_NAME} is not torch.distributed.checkpoint metadata")
+    items_meta: dict[Any, Any] = meta.field("state_dict_metadata")
+    if len(items_meta) > limits.max_entries:
+        raise LimitExceeded(f"more than {limits.max_entries:,} items")
+    locations = _locations(meta)
+    items = _Items(directory, limits)
+    entries: dict[str, Entry] = {}
+    try:
+        for fqn, item in items_meta.items():
+            if not isinstance(fqn, str):
+                raise CheckpointError("DCP metadata: an item name is not a string")
+            kind = _kind(item)
+            if kind == "TensorStorageMetadata":
+                entries[fqn] = _tensor(fqn, item, locations, items)
+            elif kind == "BytesStorageMetadata":
+                location = locations.get((fqn, None))
+                if location is None:
+                    raise CheckpointError(f"DCP item {fqn!r} has no storage record")
+                for name, entry in items.open(f"item {fqn!r}", location).entries.items():
+                    entries[f"{fqn}.{name}" if name else fqn] = entry
+            else:
+                entries[fqn] = Value(opaque_class(f"dcp.{kind}")())
+    finally:
+        items.close()
+    version = meta.field("version")
+    metadata = {"dcp_version": str(version)} if isinstance(version, str) else {}
+    return Checkpoint(path=directory, format="dcp", entries=entries, metadata=metadata, ordered=True)
+
+
+def _properties(fqn: str, item: Record) -> tuple[Any, bool]:
+    props = item.field("properties")
+    state = props.state if isinstance(props, Record) else None
+    if isinstance(state, tuple) and state:  # torch >= 2.2 pickles a tuple
+        dtype, requires_grad = state[0], len(state) > 2 and state[2] is True
+    elif isinstance(state, dict):
+        dtype, requires_grad = state.get("dtype"), state.get("requires_grad") is True
+    else:
+        dtype, requires_grad = None, False
+    if not isinstance(dtype, TorchDType):
+        raise CheckpointError(f"DCP item {fqn!r}: tensor properties carry no dtype")
+    return dtype.dtype, requires_grad
+
+
+def _tensor(
+    fqn: str, item: Record, locations: dict[tuple[str, tuple[int, ...] | None], Location], items: _Items
+) -> TensorRef:
+    dtype, requires_grad = _properties(fqn, item)
+    shape = _ints(item.field("size"), f"{fqn!r} size")
+    chunk_records = item.field("chunks")
+    if not isinstance(chunk_records, list) or not chunk_records:
+        raise CheckpointError(f"DCP item {fqn!r} has no chunks")
+    chunks: list[Chunk] = []
+    for record in chunk_records:
+        offsets = _ints(record.field("offsets") if isinstance(record, Record) else None, f"{fqn!r} chunk offsets")
+        sizes = _ints(record.field("sizes"), f"{fqn!r} chunk sizes")
+        if len(offsets) != len(shape) or len(sizes) != len(shape):
+            raise CheckpointError(f"DCP item {fqn!r}: chunk rank differs from the tensor's {list(shape)}")
+        if any(o + n > d for o, n, d in zip(offsets, sizes, shape, strict=True)):
+            raise CheckpointError(f"DCP item {fqn!r}: chunk at {list(offsets)} of {list(sizes)} exceeds {list(shape)}")
+        location = locations.get((fqn, offsets))
+        if location is None:
+            raise CheckpointError(f"DCP item {fqn!r}: chunk at {list(offsets)} has no storage record")
+        piece = items.open(f"tensor {fqn!r} chunk {list(offsets)}", location).entries.get("")
+        if not isinstance(piece, TensorRef) or piece.dtype != dtype or piece.shape != sizes:
+            raise CheckpointError(
+                f"DCP item {fqn!r}: chunk at {list(offsets)} is not a {dtype.name} tensor of shape {list(sizes)}"
+            )
+        base = location[1]
+        piece = replace(piece, storage=replace(piece.storage, offset=piece.storage.offset + base))
+        chunks.append(Chunk(offsets, piece))
+    if sum(c.ref.numel for c in chunks) != math.prod(shape):
+        raise CheckpointError(f"DCP item {fqn!r}: chunks do not add up to the tensor's {list(shape)}")
+    if len(chunks) == 1:
+        return replace(chunks[0].ref, requires_grad=requires_grad)
+    return TensorRef(
+        dtype,
+        shape,
+        contiguous_strides(shape),
+        chunks[0].ref.storage,
+        requires_grad=requires_grad,
+        chunks=tuple(chunks),
+    )

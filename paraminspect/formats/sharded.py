@@ -1,0 +1,129 @@
+"""Sharded checkpoints: ``model.safetensors.index.json`` / ``pytorch_model.bin.index.json``.
+
+The index maps each tensor name to the shard file holding it. Every shard is
+opened header-only by the ordinary file readers, and the tensors are merged
+into one :class:`Checkpoint` (``StorageRef.path`` says which shard holds each).
+Shard names come from an untrusted file, so they must stay inside the index's
+directory: absolute paths, ``..`` and symlinks leading out are refused.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+from paraminspect.errors import CheckpointError, LimitExceeded
+from paraminspect.limits import Limits
+from paraminspect.model import Checkpoint, Entry
+
+Opener = Callable[[Path, Limits], Checkpoint]
+
+
+def looks_like_index(head: bytes) -> bool:
+    """JSON text starting with an object (a safetensors file's first bytes are its length)."""
+    return head.lstrip(b" \t\r\n\xef\xbb\xbf")[:1] == b"{"
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise CheckpointError(f"index lists {key!r} twice")
+        result[key] = value
+    return result
+
+
+def parse_index(raw: bytes) -> tuple[dict[str, str], dict[str, str]]:
+    """The index's weight map (name -> shard file) and its metadata, as strings."""
+    try:
+        doc = json.loads(raw.decode("utf-8-sig"), object_pairs_hook=_unique_keys)
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(f"index is not valid UTF-8 (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"index is not valid JSON ({exc.msg} at char {exc.pos})") from None
+    except (RecursionError, ValueError) as exc:
+        raise CheckpointError(f"index is not readable JSON ({type(exc).__name__})") from None
+    if not isinstance(doc, dict) or "weight_map" not in doc:
+        raise CheckpointError("JSON file without a 'weight_map': not a sharded checkpoint index")
+    weight_map = doc["weight_map"]
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise CheckpointError("index 'weight_map' must map tensor names to shard file names")
+    if not weight_map:
+        raise CheckpointError("index 'weight_map' is empty")
+    meta = doc.get("metadata") or {}
+    if not isinstance(meta, dict):
+        raise CheckpointError("index 'metadata' is not an object")
+    metadata = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
+    return weight_map, metadata
+
+
+def shard_path(directory: Path, name: str) -> Path:
+    """Resolve a shard name from the index, refusing anything that leaves ``directory``."""
+    if (
+        not name
+        or "\x00" in name
+        or PurePosixPath(name).is_absolute()
+        or PureWindowsPath(name).is_absolute()
+        or PureWindowsPath(name).drive
+        or ".." in PurePosixPath(name.replace("\\", "/")).parts
+    ):
+        raise CheckpointError(f"shard file name {name!r} leaves the checkpoint's directory; refused")
+    candidate = directory / name
+    try:
+        inside = candidate.resolve().is_relative_to(directory.resolve())
+    except (OSError, RuntimeError):  # symlink loops
+        inside = False
+    if not inside:
+        raise CheckpointError(f"shard file {name!r} resolves outside the checkpoint's directory; refused")
+    return candidate
+
+
+def read_index(path: Path, raw: bytes, limits: Limits, open_shard: Opener) -> Checkpoint:
+    """Merge the shards an index names into one checkpoint (headers only)."""
+    weight_map, metadata = parse_index(raw)
+    directory = path.parent
+    by_shard: dict[str, list[str]] = {}
+    for name, shard in weight_map.items():
+        by_shard.setdefault(shard, []).append(name)
+    if len(weight_map) > limits.max_entries:
+        raise LimitExceeded(f"index lists more than {limits.max_entries:,} tensors")
+
+    entries: dict[str, Entry] = {}
+    extras: dict[str, Entry] = {}
+    aliases: dict[str, str] = {}
+    formats: set[str] = set()
+    opened: dict[str, Checkpoint] = {}
+    for shard, names in by_shard.items():
+        file = shard_path(directory, shard)
+        if not file.is_file():
+            more = f" and {len(names) - 1} more" if len(names) > 1 else ""
+            raise CheckpointError(f"shard {shard!r} (holding {names[0]!r}{more}) does not exist", path)
+        try:
+            part = open_shard(file, limits)
+        except CheckpointError as exc:
+            raise CheckpointError(f"shard {shard!r}: {exc.message}", path) from None
+        opened[shard] = part
+        formats.add(part.format)
+        aliases.update(part.aliases)
+        for name in names:
+            if name not in part.entries:
+                raise CheckpointError(f"tensor {name!r} is listed for shard {shard!r} but that shard lacks it", path)
+        listed = set(names)
+        extras.update((k, v) for k, v in part.entries.items() if k not in listed and k not in weight_map)
+    for name, shard in weight_map.items():
+        entries[name] = opened[shard].entries[name]
+    entries.update((k, v) for k, v in extras.items() if k not in entries)  # in the shards, not in the index
+    kind = formats.pop() if len(formats) == 1 else "mixed"
+    metadata["shards"] = str(len(by_shard))
+    if extras:
+        metadata["unindexed_tensors"] = str(len(extras))
+    return Checkpoint(
+        path=path,
+        format=f"sharded-{kind}",
+        entries=entries,
+        metadata=metadata,
+        ordered=False,
+        aliases={k: v for k, v in aliases.items() if k in entries and v in entries},
+    )
