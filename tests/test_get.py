@@ -213,3 +213,20 @@ def test_csv_parses_back_to_torch_values(tmp_path: Path) -> None:
             cell = json.dumps([v.real, v.imag]) if isinstance(v, complex) else str(v)
             expected.append([name, "[" + ", ".join(map(str, index)) + "]", cell])
     assert rows == expected
+
+
+def test_every_reader_feeds_get_and_stats(tmp_path: Path) -> None:
+    """Values come through the shared model, whatever format holds them: legacy and sharded too."""
+    torch.manual_seed(0)
+    sd = {"a.w": torch.randn(40, 50), "a.b": torch.randn(5).bfloat16(), "c": torch.arange(7)}
+    torch.save(sd, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    save_file({"a.w": sd["a.w"]}, tmp_path / "s1.safetensors")
+    save_file({"a.b": sd["a.b"], "c": sd["c"]}, tmp_path / "s2.safetensors")
+    weight_map = {"a.w": "s1.safetensors", "a.b": "s2.safetensors", "c": "s2.safetensors"}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    for path in (tmp_path / "legacy.pt", tmp_path / "model.safetensors.index.json"):
+        entries = json.loads(run_cli("get", path, "a.w", "a.b", "c", "-f", "json").out)["entries"]
+        assert [e["values"] for e in entries] == [t.tolist() for t in sd.values()], path
+        assert run_cli("get", path, "a.w").out == f"a.w  float32 [40, 50]\n{sd['a.w']!s}\n"
+        total = json.loads(run_cli("stats", path, "-f", "json").out)["total"]
+        assert total["numel"] == 2012 and total["max"] == max(t.max().item() for t in sd.values())
