@@ -305,3 +305,43 @@ def format_modules(report: ModuleReport, fmt: OutputFormat) -> str:
         label = f"({safe_text(line.name)}): " if line.name is not None else ""
         out.append("  " * line.depth + label + safe_text(line.text))
     return "\n".join(out) + "\n"
+
+
+# ---- edit commands (set/init/rename/drop/extract/cast/convert) ----------------------
+
+EDIT_SUMMARY_LINES = 20
+
+
+def format_edit_summary(doc: dict[str, Any]) -> str:
+    """The short human summary an edit prints on stderr (``doc``: an edit's JSON document)."""
+    lines = []
+    for change in doc["changes"][:EDIT_SUMMARY_LINES]:
+        text = f"  {change['action']:<9} {safe_text(change['name'])}"
+        if change.get("new_name"):
+            text += f" -> {safe_text(change['new_name'])}"
+        if change.get("detail"):
+            text += f"  ({safe_text(change['detail'])})"
+        lines.append(text)
+    if len(doc["changes"]) > EDIT_SUMMARY_LINES:
+        lines.append(f"  ... and {len(doc['changes']) - EDIT_SUMMARY_LINES} more (see --format json)")
+    if not doc["changes"]:
+        lines.append("  (no tensor changed)")
+    lines.extend(f"  note: {safe_text(note)}" for note in doc["notes"])
+    what = (
+        f"{doc['format']}, {doc['tensors']} tensors"
+        + (f" ({doc['stored_tensors']} stored)" if doc["stored_tensors"] != doc["tensors"] else "")
+        + f", {human_bytes(doc['file_bytes'] if doc['file_bytes'] is not None else doc['tensor_bytes'])}"
+    )
+    if doc["dry_run"]:
+        head = f"{doc['command']}: dry run, nothing written; would write {safe_text(doc['output'])} ({what})"
+    else:
+        head = f"{doc['command']}: wrote {safe_text(doc['output'])} ({what}), verified"
+    return "\n".join([head, *lines]) + "\n"
+
+
+def write_edit(doc: dict[str, Any], fmt: OutputFormat) -> None:
+    """JSON goes to stdout for pipelines; every other format gets the summary on stderr."""
+    if fmt is OutputFormat.json:
+        write(json.dumps(_json_safe(doc), indent=2, allow_nan=False) + "\n")
+    else:
+        sys.stderr.write(format_edit_summary(doc))

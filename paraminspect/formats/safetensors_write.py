@@ -1,0 +1,283 @@
+"""Streaming ``.safetensors`` writer.
+
+The layout is the official writer's: tensors sorted by dtype alignment
+(largest first) then name, compact JSON header padded with spaces to a
+multiple of 8. Unchanged contiguous tensors are copied byte range to byte
+range in bounded chunks without decoding; new or converted values are encoded
+chunk by chunk, so memory stays bounded however big the file is. Tied names
+are stored once (the name that sorts first, as ``save_model`` chooses) and the
+others recorded as ``{alias: kept}`` in ``__metadata__``, which the reader
+turns back into aliases.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+import struct
+import sys
+import zlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from paraminspect.casting import cast_array
+from paraminspect.dtypes import DType
+from paraminspect.edit import Cast, Keep, NewData, Source, identity
+from paraminspect.errors import UsageError
+from paraminspect.formats.safetensors import METADATA_KEY
+from paraminspect.model import TensorRef
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# The official writer's dtype order (ascending alignment); it writes the largest first.
+ALIGNMENT_ORDER = [
+    "BOOL",
+    "F4",
+    "F6_E2M3",
+    "F6_E3M2",
+    "U8",
+    "I8",
+    "F8_E5M2",
+    "F8_E4M3",
+    "F8_E8M0",
+    "F8_E4M3FNUZ",
+    "F8_E5M2FNUZ",
+    "I16",
+    "U16",
+    "F16",
+    "BF16",
+    "I32",
+    "U32",
+    "F32",
+    "C64",
+    "F64",
+    "I64",
+    "U64",
+]
+_RANK = {code: i for i, code in enumerate(ALIGNMENT_ORDER)}
+CHUNK_BYTES = 1 << 20
+CHUNK_ELEMENTS = 1 << 20
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One tensor as laid out in the output."""
+
+    name: str
+    source: Source
+    dtype: DType
+    shape: tuple[int, ...]
+    begin: int
+    end: int
+
+
+@dataclass
+class Layout:
+    header: bytes  # length prefix + JSON + padding
+    stored: list[Stored]
+    aliases: dict[str, str]  # alias -> stored name
+    metadata: dict[str, str]
+
+
+def plan_layout(tensors: dict[str, Source], metadata: dict[str, str]) -> Layout:
+    """Decide names, order and offsets; refuse dtypes safetensors cannot hold."""
+    groups: dict[object, list[str]] = {}
+    for name, source in tensors.items():
+        if name == METADATA_KEY:
+            raise UsageError(f"a tensor named {METADATA_KEY!r} cannot be stored in safetensors")
+        if source.dtype.safetensors is None:
+            raise UsageError(f"tensor {name!r} is {source.dtype.name}, which safetensors cannot store")
+        groups.setdefault(identity(source), []).append(name)
+    aliases: dict[str, str] = {}
+    kept: list[str] = []
+    for names in groups.values():
+        keep = min(names)
+        kept.append(keep)
+        aliases.update({n: keep for n in names if n != keep})
+    meta = {k: v for k, v in metadata.items() if k not in tensors}
+    meta.update(aliases)
+    kept.sort(key=lambda n: (-_RANK[tensors[n].dtype.safetensors or ""], n))
+    stored: list[Stored] = []
+    offset = 0
+    header: dict[str, object] = {}
+    if meta:
+        header["__metadata__"] = dict(sorted(meta.items()))
+    for name in kept:
+        source = tensors[name]
+        nbytes = source.dtype.nbytes(math.prod(source.shape))
+        stored.append(Stored(name, source, source.dtype, source.shape, offset, offset + nbytes))
+        header[name] = {
+            "dtype": source.dtype.safetensors,
+            "shape": list(source.shape),
+            "data_offsets": [offset, offset + nbytes],
+        }
+        offset += nbytes
+    try:
+        raw = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UsageError(f"a tensor name is not valid Unicode ({exc.reason}); safetensors cannot store it") from None
+    raw += b" " * (-len(raw) % 8)
+    return Layout(struct.pack("<Q", len(raw)) + raw, stored, aliases, meta)
+
+
+def write(layout: Layout, out: BinaryIO) -> dict[str, int]:
+    """Write the file; return the CRC-32 of each stored tensor's bytes.
+
+    Unchanged tensors are copied by the kernel (``copy_file_range``) while a
+    second thread checksums the same source bytes, so the copy never passes
+    through Python and the checksum costs no extra wall time. Everything else
+    is encoded in chunks and written with ``pwrite``.
+    """
+    out.flush()
+    fd = out.fileno()
+    pos = out.tell()
+    pos += _pwrite_all(fd, layout.header, pos)
+    crcs: dict[str, int] = {}
+    sources: dict[Path, int] = {}
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        pending = {}
+        for item in layout.stored:
+            if isinstance(item.source, Keep) and _raw_copy_possible(item.source.ref):
+                ref = item.source.ref
+                begin, end = ref.byte_range()
+                src = sources.get(ref.storage.path)
+                if src is None:
+                    src = sources[ref.storage.path] = os.open(ref.storage.path, os.O_RDONLY)
+                pending[item.name] = pool.submit(range_crc, src, begin, end)
+                copy_range(src, begin, end, fd, pos)
+                pos += end - begin
+            else:
+                crcs[item.name] = _write_encoded(item, fd, pos)
+                pos += item.end - item.begin
+        crcs.update({name: future.result() for name, future in pending.items()})
+    finally:
+        # On Ctrl-C or an error, checksums not yet started are cancelled, not run.
+        pool.shutdown(wait=True, cancel_futures=True)
+        for src in sources.values():
+            os.close(src)
+    out.seek(pos)
+    return crcs
+
+
+def _write_encoded(item: Stored, fd: int, pos: int) -> int:
+    """Write a tensor that needs encoding (new values, casts, strided or big-endian); return its CRC."""
+    crc = 0
+    written = 0
+    for chunk in source_bytes(item.source, item.dtype):
+        crc = zlib.crc32(chunk, crc)
+        written += _pwrite_all(fd, chunk, pos + written)
+    if written != item.end - item.begin:
+        raise UsageError(f"tensor {item.name!r}: wrote {written} bytes, expected {item.end - item.begin}")
+    return crc
+
+
+def _pwrite_all(fd: int, data: bytes | memoryview, pos: int) -> int:
+    view = memoryview(data)
+    done = 0
+    while done < len(view):
+        done += os.pwrite(fd, view[done:], pos + done)
+    return done
+
+
+_KERNEL_COPY = {"ok": hasattr(os, "copy_file_range")}
+_COPY_STEP = 64 << 20  # bounded steps keep Ctrl-C responsive
+
+
+def copy_range(src: int, begin: int, end: int, dst: int, pos: int) -> None:
+    """Copy src[begin:end] to dst at ``pos``: in the kernel where possible, else in bounded chunks."""
+    done = 0
+    total = end - begin
+    while done < total and _KERNEL_COPY["ok"]:
+        try:
+            n = os.copy_file_range(src, dst, min(_COPY_STEP, total - done), begin + done, pos + done)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF):
+                raise
+            _KERNEL_COPY["ok"] = False
+            break
+        if n == 0:
+            raise UsageError("source tensor data ends early (file changed while writing?)")
+        done += n
+    buffer = bytearray(min(CHUNK_BYTES, max(total - done, 1)))
+    while done < total:
+        n = _pread_into(src, memoryview(buffer)[: min(len(buffer), total - done)], begin + done)
+        if n == 0:
+            raise UsageError("source tensor data ends early (file changed while writing?)")
+        _pwrite_all(dst, memoryview(buffer)[:n], pos + done)
+        done += n
+
+
+def _pread_into(fd: int, view: memoryview, pos: int) -> int:
+    """Positional read into ``view`` (thread-safe on a shared fd); preadv where the OS has it."""
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [view], pos)
+    data = os.pread(fd, len(view), pos)
+    view[: len(data)] = data
+    return len(data)
+
+
+def range_crc(fd: int, begin: int, end: int) -> int:
+    """CRC-32 of bytes [begin, end) of an open file, read in bounded chunks (releases the GIL)."""
+    buffer = bytearray(min(CHUNK_BYTES, max(end - begin, 1)))
+    view = memoryview(buffer)
+    crc = 0
+    pos = begin
+    while pos < end:
+        n = _pread_into(fd, view[: min(len(buffer), end - pos)], pos)
+        if n == 0:
+            raise UsageError("tensor data ends early (truncated?)")
+        crc = zlib.crc32(view[:n], crc)
+        pos += n
+    return crc
+
+
+def _raw_copy_possible(ref: TensorRef) -> bool:
+    little = ref.storage.byteorder == "little" and sys.byteorder == "little"
+    return ref.is_contiguous and (little or ref.dtype.itemsize == 1)
+
+
+def source_bytes(source: Source, dtype: DType) -> Iterator[memoryview | bytes]:
+    """The tensor's elements as little-endian C-order bytes, in bounded chunks."""
+    if isinstance(source, Keep) and _raw_copy_possible(source.ref):
+        yield from _file_range(source.ref.storage.path, *source.ref.byte_range())
+        return
+    import numpy as np
+
+    from paraminspect.tensors import iter_chunks, numpy_dtype
+
+    if isinstance(source, NewData):
+        flat = np.ascontiguousarray(source.array).reshape(-1)
+        for first in range(0, flat.size, CHUNK_ELEMENTS):
+            yield _little(flat[first : first + CHUNK_ELEMENTS]).tobytes()
+        return
+    ref = source.ref
+    target = numpy_dtype(replace(ref, dtype=dtype)).newbyteorder("=") if isinstance(source, Cast) else None
+    for chunk in iter_chunks(ref, CHUNK_ELEMENTS):
+        yield _little(chunk if target is None else cast_array(chunk, target, dtype)).tobytes()
+
+
+def _little(array: np.ndarray) -> np.ndarray:
+    if array.dtype.byteorder == ">" or (array.dtype.byteorder == "=" and sys.byteorder == "big"):
+        return array.astype(array.dtype.newbyteorder("<"))
+    return array
+
+
+def _file_range(path: Path, begin: int, end: int) -> Iterator[memoryview]:
+    buffer = bytearray(min(CHUNK_BYTES, max(end - begin, 1)))
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as fh:
+        fh.seek(begin)
+        remaining = end - begin
+        while remaining:
+            n = fh.readinto(view[: min(len(buffer), remaining)])
+            if not n:
+                raise UsageError(f"{path}: tensor data ends early (file changed while writing?)")
+            remaining -= n
+            yield view[:n]

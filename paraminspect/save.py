@@ -1,0 +1,150 @@
+"""Carry out an edit plan: pick the writer, write atomically, verify, report.
+
+Every edit command ends here, so the safety rules live in one place: the
+output is chosen explicitly (``-o OUT`` or ``--in-place``), an existing file
+is replaced only with ``--force``, placeholder objects are never written back
+as if they were understood, and nothing replaces the target until the new
+file has been re-opened and checked.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from paraminspect.atomic import AtomicFile, check_output
+from paraminspect.edit import Plan, identity
+from paraminspect.errors import UsageError
+from paraminspect.model import Value
+from paraminspect.verify import Expected, verify_written
+
+if TYPE_CHECKING:
+    from paraminspect.formats.safetensors_write import Layout
+
+
+@dataclass
+class EditReport:
+    """What an edit command changed and wrote; ``document`` is also the JSON form (render.write_edit)."""
+
+    document: dict[str, Any]
+
+
+SAFETENSORS_SUFFIXES = {".safetensors"}
+TORCH_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".tar"}
+
+
+def output_format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in SAFETENSORS_SUFFIXES:
+        return "safetensors"
+    if suffix in TORCH_SUFFIXES:
+        return "torch"
+    raise UsageError(
+        f"cannot tell the output format from the suffix {suffix or '(none)'!r}: use .safetensors or .pt/.pth/.bin",
+        path,
+    )
+
+
+def _format_of_input(plan: Plan) -> str:
+    if plan.ckpt.format == "safetensors":
+        return "safetensors"
+    if plan.ckpt.format == "torch-zip":
+        return "torch"
+    raise UsageError(f"--in-place cannot write the {plan.ckpt.format} format; use -o OUT", plan.ckpt.path)
+
+
+def save(
+    plan: Plan,
+    output: Path | None,
+    *,
+    in_place: bool = False,
+    force: bool = False,
+    dry_run: bool = False,
+    drop_unknown: bool = False,
+) -> EditReport:
+    """Write ``plan`` to ``output`` (or over the input with ``in_place``) and describe what happened."""
+    ckpt = plan.ckpt
+    if (output is None) != in_place:
+        raise UsageError("give exactly one of -o OUT and --in-place")
+    target_arg = ckpt.path if output is None else output
+    fmt = _format_of_input(plan) if in_place else output_format(target_arg)
+    target = check_output(target_arg, source=ckpt.path, in_place=in_place, force=force)
+    notes: list[str] = []
+    if plan.command == "convert":
+        notes.append(f"converted {ckpt.format} to {fmt}")
+    opaque = plan.opaque()
+    if opaque and fmt == "torch":
+        if not drop_unknown:
+            listed = ", ".join(f"{n} <{o.qualname}>" for n, o in list(opaque.items())[:5])
+            raise UsageError(
+                f"holds objects paraminspect cannot write back faithfully ({listed}); "
+                "pass --drop-unknown to leave them out",
+                ckpt.path,
+            )
+        plan.drop_unknown()
+    skipped_values = [n for n, i in plan.items.items() if isinstance(i, Value)] if fmt == "safetensors" else []
+    if skipped_values:
+        notes.append(f"{len(skipped_values)} non-tensor entries not stored (safetensors holds tensors only)")
+    tensors = plan.tensors
+    if not tensors:
+        raise UsageError("nothing to write: the result holds no tensors", ckpt.path)
+    layout = None
+    if fmt == "safetensors":  # lay the file out now, so a dry run reports what cannot be stored
+        from paraminspect.formats import safetensors_write
+
+        metadata = {k: v for k, v in ckpt.metadata.items() if k not in ckpt.aliases}
+        layout = safetensors_write.plan_layout(tensors, metadata)
+    elif importlib.util.find_spec("torch") is None:
+        from paraminspect.formats.torch_write import INSTALL_HINT
+
+        raise UsageError(INSTALL_HINT)
+    unique = {identity(s): s for s in tensors.values()}
+    data_bytes = sum(s.dtype.nbytes(math.prod(s.shape)) for s in unique.values())
+    document: dict[str, Any] = {
+        "command": plan.command,
+        "input": str(ckpt.path),
+        "output": str(target_arg),
+        "format": fmt,
+        "dry_run": dry_run,
+        "written": False,
+        "verified": False,
+        "changes": plan.changes,
+        "tensors": len(tensors),
+        "stored_tensors": len(unique),
+        "tensor_bytes": data_bytes,
+        "file_bytes": None,
+        "values_not_stored": skipped_values,
+        "notes": notes,
+    }
+    if dry_run:
+        return EditReport(document)
+    try:
+        _write(plan, layout, target, target_arg, data_bytes)
+    except OSError as exc:
+        raise UsageError(f"cannot write ({exc.strerror or exc})", target_arg) from None
+    document.update(written=True, verified=True, file_bytes=target.stat().st_size)
+    return EditReport(document)
+
+
+def _write(plan: Plan, layout: Layout | None, target: Path, label: Path, data_bytes: int) -> None:
+    """Write with the safetensors ``layout``, or with torch when there is none; verify before replacing."""
+    tensors = plan.tensors
+    with AtomicFile(target, need_bytes=data_bytes + (1 << 20), mode_from=plan.ckpt.path) as out:
+        if layout is not None:
+            from paraminspect.formats import safetensors_write
+
+            crcs = safetensors_write.write(layout, out.file)
+            expected = {n: Expected(s.dtype, s.shape, crcs.get(n)) for n, s in tensors.items()}
+            aliases: dict[str, str] | None = layout.aliases
+            values: dict[str, Any] | None = None
+        else:
+            from paraminspect.formats import torch_write
+
+            crcs = torch_write.write(plan, out.file)
+            expected = {n: Expected(s.dtype, s.shape, crcs[n]) for n, s in tensors.items()}
+            aliases = None
+            values = {n: i.value for n, i in plan.items.items() if isinstance(i, Value)}
+        out.commit(lambda path: verify_written(path, expected, aliases=aliases, values=values, label=label))

@@ -1,0 +1,84 @@
+"""Re-open a freshly written checkpoint and check it against what the writer meant.
+
+Names, dtypes and shapes must match exactly, and the CRC-32 of every stored
+tensor's bytes (little-endian, C order) must equal the CRC computed from the
+data the writer was given. This runs on the new file before it replaces
+anything, so a failed check leaves the original in place.
+"""
+
+from __future__ import annotations
+
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from paraminspect.dtypes import DType
+from paraminspect.errors import CheckpointError
+from paraminspect.formats import open_checkpoint
+from paraminspect.model import TensorRef
+
+
+@dataclass(frozen=True)
+class Expected:
+    dtype: DType
+    shape: tuple[int, ...]
+    crc: int | None  # None: not checked here (an alias of a checked name)
+
+
+def tensor_crc(ref: TensorRef) -> int:
+    """CRC-32 of the tensor's elements as little-endian C-order bytes, read in bounded chunks."""
+    from paraminspect.edit import Keep
+    from paraminspect.formats.safetensors_write import source_bytes
+
+    crc = 0
+    for chunk in source_bytes(Keep(ref), ref.dtype):
+        crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+def verify_written(
+    path: Path,
+    expected: dict[str, Expected],
+    *,
+    aliases: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+    label: Path | None = None,
+) -> None:
+    """Raise :class:`CheckpointError` unless the file at ``path`` holds exactly ``expected``."""
+    where = label or path
+    try:
+        ckpt = open_checkpoint(path)
+    except CheckpointError as exc:
+        raise CheckpointError(f"written file failed verification: {exc.message}", where) from None
+    found = ckpt.tensors
+    missing = [n for n in expected if n not in found]
+    extra = [n for n in found if n not in expected]
+    if missing or extra:
+        raise CheckpointError(f"written file failed verification: missing {missing[:3]}, unexpected {extra[:3]}", where)
+    to_check: dict[tuple[object, ...], TensorRef] = {}
+    for name, want in expected.items():
+        ref = found[name]
+        if ref.dtype != want.dtype or ref.shape != want.shape:
+            raise CheckpointError(
+                f"written file failed verification: {name!r} is {ref.dtype.name} {list(ref.shape)}, "
+                f"expected {want.dtype.name} {list(want.shape)}",
+                where,
+            )
+        if want.crc is not None:
+            to_check.setdefault(ref.identity, ref)
+    # Reading and zlib.crc32 both release the GIL: two threads halve the wall time.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        crcs = dict(zip(to_check, pool.map(tensor_crc, to_check.values()), strict=True))
+    for name, want in expected.items():
+        if want.crc is not None and crcs[found[name].identity] != want.crc:
+            raise CheckpointError(f"written file failed verification: checksum of {name!r} differs", where)
+    if aliases is not None and ckpt.aliases != aliases:
+        raise CheckpointError("written file failed verification: tied-name metadata differs", where)
+    if values is not None:
+        written = {name: entry.value for name, entry in ckpt.values.items()}
+        # repr: NaN equals itself, 1 differs from True; containers compare element by element.
+        if written.keys() != values.keys() or any(repr(written[n]) != repr(v) for n, v in values.items()):
+            changed = sorted(n for n in written.keys() | values.keys() if repr(written.get(n)) != repr(values.get(n)))
+            raise CheckpointError(f"written file failed verification: non-tensor entries differ: {changed[:3]}", where)

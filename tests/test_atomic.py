@@ -1,0 +1,184 @@
+"""Atomic writes: a failed, interrupted or killed writer leaves the original intact and no temp file."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from paraminspect import atomic
+from paraminspect.formats import safetensors_write
+from tests.conftest import SAMPLES, run_cli
+
+
+def listing(directory: Path) -> list[str]:
+    return sorted(os.listdir(directory))
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    shutil.copy(SAMPLES / "rgnet.safetensors", tmp_path / "m.safetensors")
+    return tmp_path
+
+
+@pytest.mark.parametrize("anonymous", [True, False])
+@pytest.mark.parametrize("error", [OSError, KeyboardInterrupt])
+def test_exception_mid_write_leaves_original_and_no_temp(
+    work: Path, monkeypatch: pytest.MonkeyPatch, anonymous: bool, error: type[BaseException]
+) -> None:
+    if not anonymous:
+        monkeypatch.setattr(atomic.AtomicFile, "_open_anonymous", staticmethod(lambda _d: -1))
+    original = (work / "m.safetensors").read_bytes()
+    real = safetensors_write.copy_range
+    calls = 0
+
+    def failing(*args: int) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 5:
+            raise error(28, "No space left on device") if error is OSError else error()
+        real(*args)
+
+    monkeypatch.setattr(safetensors_write, "copy_range", failing)
+    result = run_cli("rename", work / "m.safetensors", "0.=zero.", "--in-place")
+    if error is OSError:
+        assert result.code == 2
+        assert result.err == f"paraminspect: error: {work / 'm.safetensors'}: cannot write (No space left on device)\n"
+    else:
+        assert result.code == 130
+    assert (work / "m.safetensors").read_bytes() == original
+    assert listing(work) == ["m.safetensors"]
+
+
+def test_failed_verification_leaves_original(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = (work / "m.safetensors").read_bytes()
+    real = safetensors_write.write
+
+    def corrupting(layout, out):  # type: ignore[no-untyped-def]
+        crcs = real(layout, out)
+        out.seek(-1, os.SEEK_END)
+        out.write(b"\x7f")
+        return crcs
+
+    monkeypatch.setattr(safetensors_write, "write", corrupting)
+    result = run_cli("rename", work / "m.safetensors", "0.=zero.", "--in-place")
+    assert result.code == 2
+    assert "failed verification: checksum" in result.err
+    assert (work / "m.safetensors").read_bytes() == original
+    assert listing(work) == ["m.safetensors"]
+
+
+SLOW_WRITER = """
+import sys, time
+from paraminspect.formats import safetensors_write
+real = safetensors_write.copy_range
+def slow(*args):
+    print("chunk", flush=True)
+    time.sleep(0.2)
+    real(*args)
+safetensors_write.copy_range = slow
+from paraminspect.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_writer_leaves_original_and_no_temp(work: Path, sig: signal.Signals) -> None:
+    target = work / "m.safetensors"
+    original = target.read_bytes()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_WRITER, "rename", str(target), "0.=zero.", "--in-place"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for _ in range(3):  # wait until it is really mid-write
+        assert proc.stdout.readline() == "chunk\n"
+    proc.send_signal(sig)
+    proc.wait(timeout=30)
+    assert proc.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
+    time.sleep(0.05)
+    assert target.read_bytes() == original
+    assert listing(work) == ["m.safetensors"]
+
+
+def test_mode_is_kept_in_place_and_copied_to_new_files(work: Path) -> None:
+    target = work / "m.safetensors"
+    target.chmod(0o640)
+    assert run_cli("drop", target, "1", "--in-place").code == 0
+    assert (target.stat().st_mode & 0o777) == 0o640
+    assert run_cli("drop", target, "0.block 0", "-o", work / "new.safetensors").code == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (work / "new.safetensors").stat().st_mode & 0o777 == 0o640 & ~umask
+
+
+def test_symlink_target_is_replaced_not_the_link(work: Path) -> None:
+    link = work / "link.safetensors"
+    link.symlink_to(work / "m.safetensors")
+    assert run_cli("drop", link, "1", "--in-place").code == 0
+    assert link.is_symlink()
+    assert "1.weight" not in run_cli("shapes", work / "m.safetensors").out
+
+
+def test_refusals(work: Path) -> None:
+    src = work / "m.safetensors"
+    before = src.read_bytes()
+    for args, reason in [
+        (("drop", src, "1"), "exactly one of -o OUT and --in-place"),
+        (("drop", src, "1", "-o", src), "use --in-place"),
+        (("drop", src, "1", "-o", work / "x.txt"), "cannot tell the output format"),
+        (("drop", src, "nothing.here", "-o", work / "o.safetensors"), "no name matches"),
+    ]:
+        result = run_cli(*args)
+        assert result.code == 2, args
+        assert reason in result.err, result.err
+        assert len(result.err.splitlines()) == 1
+    (work / "exists.safetensors").write_bytes(b"keep me")
+    result = run_cli("drop", src, "1", "-o", work / "exists.safetensors")
+    assert result.code == 2 and "--force" in result.err
+    assert (work / "exists.safetensors").read_bytes() == b"keep me"
+    assert run_cli("drop", src, "1", "-o", work / "exists.safetensors", "--force").code == 0
+    assert src.read_bytes() == before
+
+
+def test_dry_run_writes_nothing(work: Path) -> None:
+    result = run_cli("drop", work / "m.safetensors", "1", "-o", work / "o.safetensors", "--dry-run")
+    assert result.code == 0
+    assert "dry run, nothing written" in result.err
+    assert "dropped   1.weight" in result.err
+    assert listing(work) == ["m.safetensors"]
+
+
+def test_not_enough_space_is_a_clean_error(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(atomic.shutil, "disk_usage", lambda _p: shutil._ntuple_diskusage(1, 1, 0))  # type: ignore[attr-defined]
+    result = run_cli("drop", work / "m.safetensors", "1", "-o", work / "o.safetensors")
+    assert result.code == 2 and "not enough free space" in result.err
+    assert listing(work) == ["m.safetensors"]
+
+
+def test_pt_verification_covers_non_tensor_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from paraminspect.formats import torch_write
+
+    real = torch_write._torch_value
+    monkeypatch.setattr(torch_write, "_torch_value", lambda v, t, n: 4 if v == 3 else real(v, t, n))
+    result = run_cli("convert", SAMPLES / "trainer_checkpoint.pt", tmp_path / "o.pt", "--drop-unknown")
+    assert result.code == 2
+    assert "non-tensor entries differ: ['epoch'" in result.err  # (and the 3 in param_groups.params)
+    assert listing(tmp_path) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing a file's owner needs root")
+def test_owner_and_group_are_kept_in_place(work: Path) -> None:
+    target = work / "m.safetensors"
+    os.chown(target, 12345, 23456)
+    assert run_cli("drop", target, "1", "--in-place").code == 0
+    st = target.stat()
+    assert (st.st_uid, st.st_gid) == (12345, 23456)
