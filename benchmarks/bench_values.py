@@ -10,8 +10,9 @@ whole 1 GiB file with peak RSS <= 128 MiB. Each contender is a whole process.
 from __future__ import annotations
 
 import argparse
+import statistics
 
-from common import PARAMINSPECT, big_checkpoints, markdown_table, python_script, run_timed
+from common import PARAMINSPECT, Measurement, big_checkpoints, markdown_table, python_script, run_timed
 
 NAME = "layers.7.weight"  # fp32 [4096, 1024]: 16 MiB
 
@@ -43,6 +44,21 @@ for name, t in sd.items():
 """
 
 
+def interleaved(contenders: dict[str, list[str]], repeat: int) -> dict[str, Measurement]:
+    """Alternate the contenders run by run (after one warm-up each), so that load
+    from other processes on this shared machine falls on all of them alike."""
+    for label, argv in contenders.items():
+        run_timed(label, argv, repeat=1, warmup=0)
+    runs: dict[str, list[Measurement]] = {label: [] for label in contenders}
+    for _ in range(repeat):
+        for label, argv in contenders.items():
+            runs[label].append(run_timed(label, argv, repeat=1, warmup=0))
+    return {
+        label: Measurement(label, statistics.median(m.median_s for m in ms), max(m.peak_rss_mib for m in ms))
+        for label, ms in runs.items()
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=5)
@@ -53,8 +69,11 @@ def main() -> None:
         ("pt", "torch.load(mmap=True, weights_only=True) + index + print", TORCH_GET),
         ("safetensors", 'safe_open(framework="pt").get_tensor + print', SAFE_OPEN_GET),
     ):
-        ours = run_timed("get", [PARAMINSPECT, "get", str(big[fmt]), NAME], repeat)
-        base = run_timed(label, [*python_script(code), str(big[fmt]), NAME], repeat)
+        got = interleaved(
+            {"ours": [PARAMINSPECT, "get", str(big[fmt]), NAME], "base": [*python_script(code), str(big[fmt]), NAME]},
+            repeat,
+        )
+        ours, base = got["ours"], got["base"]
         rows.append(
             [
                 f"get {NAME} (16 MiB), .{fmt} 1 GiB",
@@ -66,15 +85,19 @@ def main() -> None:
         )
     stats_repeat = max(1, min(repeat, 3))
     for fmt in ("pt", "safetensors"):
-        ours = run_timed("stats", [PARAMINSPECT, "stats", str(big[fmt])], stats_repeat)
+        contenders = {"ours": [PARAMINSPECT, "stats", str(big[fmt])]}
+        if fmt == "pt":
+            contenders["base"] = [*python_script(TORCH_STATS), str(big[fmt])]
+        got = interleaved(contenders, stats_repeat)
+        ours = got["ours"]
         row = [
             f"stats (all 192 tensors), .{fmt} 1 GiB",
             f"{ours.median_s * 1000:.0f} ms",
             f"{ours.peak_rss_mib:.0f} MiB",
         ]
-        if fmt == "pt":
-            base = run_timed("torch stats", [*python_script(TORCH_STATS), str(big[fmt])], stats_repeat)
+        if "base" in got:
             label = "torch.load(mmap=True) + per-tensor float64 ops"
+            base = got["base"]
             row += [
                 f"{label}: {base.median_s * 1000:.0f} ms, {base.peak_rss_mib:.0f} MiB",
                 f"{base.median_s / ours.median_s:.1f}x",

@@ -208,12 +208,13 @@ def get_command(
     """Print values the way torch prints them (JSON/CSV: every value, exact)."""
     # Names are explicit, so the whole file is in reach unless --root narrows it.
     ckpt = _load_state_dict(file, root, auto=False)
-    _selector(ckpt, names, regex)  # fails with suggestions when a name matches nothing
-    resolved = names if regex else [_resolve(ckpt, n) for n in names]
+    resolved = _selector(ckpt, names, regex).patterns  # index form resolved; unknown names fail here
     options = printing.PrintOptions(precision=precision, threshold=math.inf if full else 1000)
-    every = full or fmt in (OutputFormat.json, OutputFormat.csv)
-    report = values.report(ckpt, values.selected_names(ckpt, resolved, regex=regex), options, every_value=every)
-    render.write(render.format_values(report, fmt, render.Colours(sys.stdout)))
+    stream = fmt in (OutputFormat.json, OutputFormat.csv)  # every value, read chunk by chunk
+    names = values.selected_names(ckpt, resolved, regex=regex)
+    report = values.report(ckpt, names, options, every_value=full, stream=stream)
+    for piece in render.format_values(report, fmt, render.Colours(sys.stdout)):
+        render.write(piece)
     return EXIT_OK
 
 

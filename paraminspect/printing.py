@@ -9,13 +9,14 @@ fall below 1e-4; floats that are all whole numbers print as ``3.``; a
 non-default dtype is named in a ``dtype=torch.X`` suffix. Written from those
 observed rules, not from torch's code; tests compare with ``str(tensor)``.
 
-Pure functions of numpy arrays: no I/O. numpy is imported lazily.
+Pure functions of values (nested lists of Python numbers, or numpy arrays):
+no I/O. numpy is imported lazily, and not at all for Python numbers.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -74,33 +75,34 @@ def _kind(dtype_name: str) -> str:
 
 
 class _Cells:
-    """Formats single numbers with one shared width, as torch does per tensor."""
+    """Formats single numbers with one shared width, as torch does per tensor.
 
-    def __init__(self, shown: np.ndarray, kind: str, precision: int) -> None:
-        import numpy as np
+    Works on plain Python numbers: the few values a summarised print shows can
+    then come straight from the file without importing numpy (see peek.py).
+    """
 
-        self.floating = kind == "float"
+    def __init__(self, shown: list[Any], floating: bool, precision: int) -> None:
+        self.floating = floating
         self.precision = precision
         self.sci = False
         self.whole = True
         self.width = 1
-        if not self.floating:
-            self.width = max((len(str(v)) for v in shown.reshape(-1).tolist()), default=1)
+        if not floating:
+            self.width = max((len(str(v)) for v in shown), default=1)
             return
-        values = shown.reshape(-1)
-        useful = values[np.isfinite(values) & (values != 0)]
-        if useful.size == 0:
+        useful = [v for v in shown if v != 0 and math.isfinite(v)]
+        if not useful:
             return
-        magnitudes = np.abs(useful)
-        low, high = float(magnitudes.min()), float(magnitudes.max())
-        self.whole = bool(np.all(useful == np.ceil(useful)))
+        magnitudes = [abs(v) for v in useful]
+        low, high = min(magnitudes), max(magnitudes)
+        self.whole = all(v == math.ceil(v) for v in useful)
         self.sci = high / low > 1000.0 or high > 1.0e8 or low < 1.0e-4
         if self.sci:
-            self.width = max(len(f"{v:.{precision}e}") for v in useful.tolist())
+            self.width = max(len(f"{v:.{precision}e}") for v in useful)
         elif self.whole:
-            self.width = max(len(f"{v:.0f}") + 1 for v in useful.tolist())
+            self.width = max(len(f"{v:.0f}") + 1 for v in useful)
         else:
-            self.width = max(len(f"{v:.{precision}f}") for v in useful.tolist())
+            self.width = max(len(f"{v:.{precision}f}") for v in useful)
 
     def __call__(self, value: Any) -> str:
         if not self.floating:
@@ -114,15 +116,22 @@ class _Cells:
         return text.rjust(self.width)
 
 
-def _element_formatter(shown: np.ndarray, kind: str, precision: int) -> tuple[Callable[[Any], str], int]:
-    """A function from one Python number to its text, and the width it takes."""
-    import numpy as np
+def _flat(values: Any, ndim: int) -> list[Any]:
+    if ndim == 0:
+        return [values]
+    for _ in range(ndim - 1):
+        values = [v for row in values for v in row]
+    return list(values)
 
+
+def _element_formatter(shown: Any, ndim: int, kind: str, precision: int) -> tuple[Callable[[Any], str], int]:
+    """A function from one Python number to its text, and the width it takes."""
+    flat = _flat(shown, ndim)
     if kind != "complex":
-        cells = _Cells(shown if kind == "exact" else shown.astype(np.float64), kind, precision)
+        cells = _Cells(flat, kind == "float", precision)
         return cells, cells.width
-    real = _Cells(shown.real.astype(np.float64), "float", precision)
-    imag = _Cells(shown.imag.astype(np.float64), "float", precision)
+    real = _Cells([v.real for v in flat], True, precision)
+    imag = _Cells([v.imag for v in flat], True, precision)
 
     def complex_cell(value: complex) -> str:
         imag_text = (imag(value.imag) + "j").lstrip()
@@ -132,10 +141,11 @@ def _element_formatter(shown: np.ndarray, kind: str, precision: int) -> tuple[Ca
     return complex_cell, real.width + imag.width + 1
 
 
-def _python_values(array: np.ndarray, kind: str) -> Any:
+def python_values(array: np.ndarray, dtype_name: str) -> Any:
     """Nested lists of Python numbers (bfloat16/float8 widened exactly to float)."""
     import numpy as np
 
+    kind = _kind(dtype_name)
     if kind == "float":
         return array.astype(np.float64).tolist()
     if kind == "complex":
@@ -164,14 +174,17 @@ def _body(
 
 
 def tensor_text(
-    array: np.ndarray, dtype_name: str, options: PrintOptions = DEFAULT_OPTIONS, shape: Sequence[int] | None = None
+    values: Any, dtype_name: str, options: PrintOptions = DEFAULT_OPTIONS, shape: Sequence[int] | None = None
 ) -> str:
-    """``str(tensor)`` for a tensor of ``dtype_name`` holding ``array``'s values.
+    """``str(tensor)`` for a tensor of ``dtype_name`` and ``shape``.
 
-    ``array`` is the whole tensor, or, when ``shape`` (the tensor's real shape)
-    is given and the print is summarised, just its :func:`corners`.
+    ``values`` is a numpy array of the whole tensor, or nested lists of Python
+    numbers (:func:`python_values`): the whole tensor, or only what
+    :func:`shown_indices` selects when the print is summarised.
     """
-    full_shape = tuple(array.shape if shape is None else shape)
+    if shape is None:
+        shape = values.shape
+    full_shape = tuple(shape)
     prefix = "tensor("
     indent = len(prefix)
     suffixes: list[str] = []
@@ -183,12 +196,12 @@ def tensor_text(
             suffixes.append(f"dtype=torch.{dtype_name}")
     else:
         summarised = summarises(full_shape, options)
-        if summarised and array.shape == full_shape:
-            array = corners(array, options)
+        if hasattr(values, "shape"):  # a numpy array: keep what is shown, as Python numbers
+            shown = corners(values, options) if summarised and values.shape == full_shape else values
+            values = python_values(shown, dtype_name)
         cut = [summarised and n > 2 * options.edgeitems for n in full_shape]
-        kind = _kind(dtype_name)
-        cell, width = _element_formatter(array, kind, options.precision)
-        body = _body(_python_values(array, kind), cut, indent, cell, width, options)
+        cell, width = _element_formatter(values, len(full_shape), _kind(dtype_name), options.precision)
+        body = _body(values, cut, indent, cell, width, options)
         if dtype_name not in _IMPLIED_DTYPES:
             suffixes.append(f"dtype=torch.{dtype_name}")
     return _with_suffixes(prefix + body, suffixes, indent, options.linewidth) + ")"
@@ -236,3 +249,44 @@ def _strings_for_nonfinite(values: Any) -> Any:
     if math.isinf(values):
         return "inf" if values > 0 else "-inf"
     return values
+
+
+def json_value_pieces(
+    read_chunks: Callable[[int], Iterator[np.ndarray]], shape: Sequence[int], dtype_name: str, budget: int = 1 << 16
+) -> Iterator[str]:
+    """The JSON text of every value (nested lists of ``shape``), piece by piece.
+
+    ``read_chunks(n)`` yields the tensor's elements in C order, ``n`` at a time
+    (tensors.iter_chunks). Memory stays bounded by ``budget`` elements whatever
+    the tensor's size: whole sub-tensors ("units") of at most ``budget`` values
+    are encoded at once, and the brackets of the dimensions above them are
+    written as positions roll over.
+    """
+    import json
+
+    import numpy as np
+
+    shape = tuple(shape)
+    if math.prod(shape) == 0 and shape:
+        yield json.dumps(np.zeros(shape).tolist())
+        return
+    ndim = len(shape)
+    level = next(k for k in range(ndim + 1) if math.prod(shape[k:]) <= budget)
+    inner = shape[level:]
+    unit = math.prod(inner)
+    group = math.prod(shape[level - 1 :]) if level else unit  # units sharing one parent list
+    spans = [math.prod(shape[k:]) for k in range(ndim)]
+    yield "[" * level
+    position = 0
+    for chunk in read_chunks(max(1, budget // unit) * unit):
+        start = 0
+        while start < len(chunk):
+            stop = min(len(chunk), start + group - position % group)
+            if position:
+                rolled = sum(1 for span in spans[:level] if position % span == 0)
+                yield "]" * rolled + ", " + "[" * rolled
+            units = json_values(chunk[start:stop].reshape(-1, *inner), dtype_name)
+            yield json.dumps(units, allow_nan=False)[1:-1]
+            position += stop - start
+            start = stop
+    yield "]" * level

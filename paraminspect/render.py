@@ -13,6 +13,7 @@ import json
 import math
 import os
 import sys
+from collections.abc import Iterator
 from enum import Enum
 from typing import Any, TextIO
 
@@ -23,7 +24,6 @@ from paraminspect.report import (
     Table,
     TreeLine,
     TreeReport,
-    ValueEntry,
     ValuesReport,
     Verdict,
 )
@@ -222,19 +222,21 @@ def write_message(text: str) -> None:
     sys.stderr.write(safe_text(text) + "\n")
 
 
-def format_values(report: ValuesReport, fmt: OutputFormat, colours: Colours) -> str:
-    """``get``: torch-style text per entry (table), exact nested lists (JSON), one row per element (CSV)."""
+def format_values(report: ValuesReport, fmt: OutputFormat, colours: Colours) -> Iterator[str]:
+    """``get``: torch-style text per entry (table), exact nested lists (JSON), one row per element (CSV).
+
+    Yields the output piece by piece: JSON and CSV stream every value of
+    tensors of any size in bounded memory.
+    """
+    if fmt is OutputFormat.json:
+        yield from _values_json(report)
+        return
+    if fmt is OutputFormat.csv:
+        yield from _values_csv(report)
+        return
     from paraminspect import printing
 
-    if fmt is OutputFormat.json:
-        # One entry per line: indenting every number would bury the structure.
-        entries = ",\n".join("    " + json.dumps(_value_document(e), allow_nan=False) for e in report.entries)
-        head = f'{{\n  "file": {json.dumps(report.file)},\n  "format": {json.dumps(report.format)},\n'
-        return head + f'  "entries": [\n{entries}\n  ]\n}}\n'
-    if fmt is OutputFormat.csv:
-        return _values_csv(report)
-    blocks = []
-    for entry in report.entries:
+    for number, entry in enumerate(report.entries):
         if entry.dtype is None:
             detail = safe_text(str(entry.type_name))
             body = value_text(entry.value)
@@ -243,47 +245,66 @@ def format_values(report: ValuesReport, fmt: OutputFormat, colours: Colours) -> 
             if entry.tied_to:
                 detail += f"  (tied to {safe_text(entry.tied_to)})"
             body = printing.tensor_text(entry.array, entry.dtype, report.options, entry.shape)
+        separator = "\n" if number else ""
         if fmt is OutputFormat.markdown:
-            blocks.append(f"`{safe_text(entry.name)}` {detail}\n\n```\n{body}\n```\n")
+            yield f"{separator}`{safe_text(entry.name)}` {detail}\n\n```\n{body}\n```\n"
         else:
-            blocks.append(f"{colours.bold(safe_text(entry.name))}  {colours.dim(detail)}\n{body}\n")
-    return "\n".join(blocks)
+            yield f"{separator}{colours.bold(safe_text(entry.name))}  {colours.dim(detail)}\n{body}\n"
 
 
-def _value_document(entry: ValueEntry) -> dict[str, Any]:
+def _values_json(report: ValuesReport) -> Iterator[str]:
+    """One entry per line (indenting every number would bury the structure); ``values`` last."""
     from paraminspect import printing
 
-    if entry.dtype is None:
-        return {"name": entry.name, "kind": "value", "type": entry.type_name, "value": _json_safe(entry.value)}
-    return {
-        "name": entry.name,
-        "kind": "tensor",
-        "dtype": entry.dtype,
-        "shape": entry.shape,
-        "tied_to": entry.tied_to,
-        "values": printing.json_values(entry.array, entry.dtype),
-    }
-
-
-def _values_csv(report: ValuesReport) -> str:
-    """Long form: ``name,index,value``; index is ``[i, j]`` (empty for a non-tensor leaf)."""
-    from paraminspect import printing
-
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["name", "index", "value"])
-    for entry in report.entries:
+    yield f'{{\n  "file": {json.dumps(report.file)},\n  "format": {json.dumps(report.format)},\n  "entries": [\n'
+    for number, entry in enumerate(report.entries):
+        yield ",\n    " if number else "    "
         if entry.dtype is None:
-            writer.writerow([safe_text(entry.name), "", _json_safe(entry.value)])
+            document = {"name": entry.name, "kind": "value", "type": entry.type_name, "value": _json_safe(entry.value)}
+            yield json.dumps(document, allow_nan=False)
             continue
-        flat = printing.json_values(entry.array.reshape(-1), entry.dtype)
-        shape = entry.shape or []
-        for position, value in enumerate(flat):
-            index = _unravel(position, shape)
-            writer.writerow(
-                [safe_text(entry.name), shape_text(index), json.dumps(value) if isinstance(value, list) else value]
-            )
-    return buffer.getvalue()
+        assert entry.chunks is not None, "values.report(stream=True) sets chunks for JSON"
+        head = {"name": entry.name, "kind": "tensor", "dtype": entry.dtype, "shape": entry.shape}
+        yield json.dumps(head | {"tied_to": entry.tied_to})[:-1] + ', "values": '
+        yield from printing.json_value_pieces(entry.chunks, entry.shape or [], entry.dtype)
+        yield "}"
+    yield "\n  ]\n}\n"
+
+
+def _values_csv(report: ValuesReport, budget: int = 1 << 16) -> Iterator[str]:
+    """Long form: ``name,index,value``; index is ``[i, j]`` (empty for a non-tensor leaf).
+
+    Rows are assembled directly (quoting as csv's QUOTE_MINIMAL would): the
+    csv module's per-row call dominated the time for millions of elements.
+    """
+    import itertools
+
+    from paraminspect import printing
+
+    yield "name,index,value\n"
+    for entry in report.entries:
+        name = _csv_field(safe_text(entry.name))
+        if entry.dtype is None:
+            yield f"{name},,{_csv_field(str(_json_safe(entry.value)))}\n"
+            continue
+        assert entry.chunks is not None, "values.report(stream=True) sets chunks for CSV"
+        indices = itertools.product(*(range(n) for n in entry.shape or []))
+        for chunk in entry.chunks(budget):
+            lines = []
+            for index, value in zip(indices, printing.json_values(chunk, entry.dtype), strict=False):
+                cell = _csv_field(json.dumps(value)) if isinstance(value, list) else value
+                lines.append(
+                    f'{name},"[{", ".join(map(str, index))}]",{cell}\n'
+                    if len(index) > 1
+                    else f"{name},[{index[0] if index else ''}],{cell}\n"
+                )
+            yield "".join(lines)
+
+
+def _csv_field(text: str) -> str:
+    if any(ch in text for ch in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 def _unravel(position: int, shape: list[int]) -> list[int]:

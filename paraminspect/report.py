@@ -4,6 +4,7 @@ numbers in JSON/CSV. No formatting happens here."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -68,14 +69,17 @@ class ValueEntry:
     """One selected name for ``get``: a tensor (with decoded values) or a non-tensor leaf.
 
     ``array`` holds the whole tensor, or only the corners a summarised print
-    shows when ``complete`` is False (the renderer needs nothing more).
+    shows when ``complete`` is False (the renderer needs nothing more); for
+    JSON/CSV, ``chunks`` streams every value instead.
     """
 
     name: str
     dtype: str | None = None  # None for a non-tensor leaf
     shape: list[int] | None = None
-    array: Any = None  # numpy array (the package imports numpy lazily)
+    array: Any = None  # values to print: numpy array, or nested lists of Python numbers
     complete: bool = True
+    # Every value, for JSON/CSV: chunks(n) yields the elements in C order, n at a time.
+    chunks: Callable[[int], Iterator[Any]] | None = None
     type_name: str | None = None  # non-tensor leaf: its Python type
     value: Any = None
     tied_to: str | None = None

@@ -169,13 +169,8 @@ def iter_raw_chunks(ref: TensorRef, buffer: bytearray) -> Iterator[memoryview]:
     step = len(buffer) - len(buffer) % itemsize
     if step <= 0:
         raise ValueError("buffer smaller than one element")
+    _check_in_file(ref)
     begin = ref.byte_range()[0]
-    size = os.path.getsize(ref.storage.path)
-    if begin + total > size:
-        raise CheckpointError(
-            f"tensor bytes [{begin}, {begin + total}) lie past the end of the file ({size} bytes); truncated?",
-            ref.storage.path,
-        )
     view = memoryview(buffer)
     with open(ref.storage.path, "rb", buffering=0) as fh:
         fh.seek(begin)
@@ -197,3 +192,9 @@ def decode_bytes(ref: TensorRef, raw: bytes | bytearray | memoryview) -> np.ndar
     import numpy as np
 
     return _native(np.frombuffer(raw, dtype=numpy_dtype(ref)))
+
+
+def ensure_in_file(ref: TensorRef) -> None:
+    """Fail now if the tensor's bytes lie past the end of its file (a truncated
+    download), so streamed output never stops half-way with an error."""
+    _check_in_file(ref)

@@ -9,12 +9,15 @@ instant; JSON and CSV ask for every value and get them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
+from typing import Any
 
+from paraminspect import peek
 from paraminspect.model import Checkpoint, TensorRef
 from paraminspect.printing import DEFAULT_OPTIONS, PrintOptions, shown_indices
 from paraminspect.report import ValueEntry, ValuesReport
 from paraminspect.select import Selector
-from paraminspect.tensors import read_array, read_indices
+from paraminspect.tensors import ensure_in_file, iter_chunks, numpy_dtype, read_array, read_indices
 from paraminspect.tree import ordered_names
 
 
@@ -28,26 +31,42 @@ def selected_names(ckpt: Checkpoint, patterns: Sequence[str], *, regex: bool = F
 
 
 def report(
-    ckpt: Checkpoint, names: Sequence[str], options: PrintOptions = DEFAULT_OPTIONS, *, every_value: bool = False
+    ckpt: Checkpoint,
+    names: Sequence[str],
+    options: PrintOptions = DEFAULT_OPTIONS,
+    *,
+    every_value: bool = False,
+    stream: bool = False,
 ) -> ValuesReport:
-    """Decode ``names``; ``every_value`` reads whole tensors even where a print would summarise."""
+    """Decode ``names`` for printing: only what the print shows, or ``every_value``
+    (``--full``); with ``stream`` (JSON/CSV) values are read later, chunk by chunk."""
     tied = ckpt.tied_groups()
     entries: list[ValueEntry] = []
     for name in names:
         entry = ckpt.entries[name]
-        if isinstance(entry, TensorRef):
-            indices = None if every_value else shown_indices(entry.shape, options)
-            array = read_array(entry) if indices is None else read_indices(entry, indices)
-            entries.append(
-                ValueEntry(
-                    name,
-                    dtype=entry.dtype.name,
-                    shape=list(entry.shape),
-                    array=array,
-                    complete=indices is None,
-                    tied_to=tied.get(name),
-                )
-            )
-        else:
+        if not isinstance(entry, TensorRef):
             entries.append(ValueEntry(name, type_name=entry.type_name, value=entry.value))
+            continue
+        found = ValueEntry(name, dtype=entry.dtype.name, shape=list(entry.shape), tied_to=tied.get(name))
+        if stream:
+            numpy_dtype(entry)  # an undecodable dtype or a truncated file fails now, before any output
+            ensure_in_file(entry)
+            found.chunks = partial(iter_chunks, entry)
+        elif every_value:
+            found.array = read_array(entry)
+        else:
+            indices = shown_indices(entry.shape, options)
+            found.array = _shown_values(entry, indices)
+            found.complete = indices is None
+        entries.append(found)
     return ValuesReport(str(ckpt.path), ckpt.format, entries, options)
+
+
+def _shown_values(ref: TensorRef, indices: list[list[int]] | None) -> Any:
+    """What a (possibly summarised) print shows: nested Python lists when the
+    standard library can decode the dtype (no numpy import), else a numpy array."""
+    if ref.numel == 0:
+        return []
+    if peek.can_peek(ref):
+        return peek.read_shown(ref, indices if indices is not None else [list(range(n)) for n in ref.shape])
+    return read_array(ref) if indices is None else read_indices(ref, indices)

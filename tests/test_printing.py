@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import ml_dtypes
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from paraminspect.printing import PrintOptions, corners, json_values, tensor_text
+from paraminspect.printing import PrintOptions, corners, json_value_pieces, json_values, tensor_text
 
 
 def as_numpy(t: torch.Tensor) -> np.ndarray:
@@ -104,3 +107,60 @@ def test_json_values_are_exact_and_nonfinite_are_strings() -> None:
     c = torch.tensor([1 + 2j, -0.5j], dtype=torch.complex64)
     assert json_values(c.numpy(), "complex64") == [[1.0, 2.0], [0.0, -0.5]]
     assert json_values(np.array([True, False]), "bool") == [True, False]
+
+
+@pytest.mark.parametrize(
+    "shape", [(), (1,), (11,), (7, 3), (2, 9), (9, 2), (3, 1, 5, 2), (4, 4, 4), (0, 3), (3, 0), (0,)]
+)
+@pytest.mark.parametrize("dtype", ["float32", "int64", "complex64", "bool"])
+def test_streamed_json_equals_the_whole_document(shape: tuple[int, ...], dtype: str) -> None:
+    """However small the memory budget, the pieces join into exactly json.dumps of every value."""
+    a = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    if a.size > 2:
+        a.reshape(-1)[1] = np.nan
+    values = {"float32": a, "int64": (np.nan_to_num(a) * 100).astype(np.int64), "bool": a > 0}
+    values["complex64"] = (a + 1j * np.nan_to_num(a)).astype(np.complex64)
+    array = values[dtype]
+    flat = array.reshape(-1)
+    want = json.dumps(json_values(array, dtype), allow_nan=False)
+    for budget in (1, 2, 3, 5, 7, 16, 1000):
+        pieces = json_value_pieces(lambda n: (flat[i : i + n] for i in range(0, flat.size, n)), shape, dtype, budget)
+        assert "".join(pieces) == want, budget
+
+
+_FUZZ_DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int32, torch.bool, torch.complex64]
+_SPECIALS = [0.0, -0.0, float("nan"), float("inf"), -float("inf"), 1e-7, 1e9, 12345.0, -3.0, 0.5]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    dims=st.lists(st.integers(0, 12), min_size=0, max_size=4),
+    dtype=st.sampled_from(_FUZZ_DTYPES),
+    scale=st.sampled_from([1e-6, 1e-3, 1.0, 7.0, 1e4, 1e10]),
+    specials=st.lists(st.sampled_from(_SPECIALS), max_size=4),
+    precision=st.integers(0, 8),
+    threshold=st.sampled_from([5, 50, 1000]),
+    seed=st.integers(0, 2**16),
+)
+def test_fuzzed_text_matches_torch(
+    dims: list[int],
+    dtype: torch.dtype,
+    scale: float,
+    specials: list[float],
+    precision: int,
+    threshold: int,
+    seed: int,
+) -> None:
+    """Random shapes, magnitudes, special values and options: still exactly str(tensor)."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(tuple(dims), dtype=torch.float64, generator=g) * scale
+    flat = base.reshape(-1)
+    for i, value in enumerate(specials[: flat.numel()]):
+        flat[(i * 7919) % flat.numel()] = value
+    if dtype is torch.int32:
+        base = torch.nan_to_num(base, posinf=7, neginf=-7).clamp(-(2**31), 2**31 - 1)
+    t = base.to(dtype) if not dtype.is_complex else torch.complex(base, base * 0.5).to(dtype)
+    with torch._tensor_str.printoptions(precision=precision, threshold=threshold):
+        expected = str(t)
+    got = tensor_text(as_numpy(t), str(dtype)[6:], PrintOptions(precision=precision, threshold=threshold))
+    assert got == expected

@@ -8,12 +8,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from paraminspect import open_checkpoint
 from paraminspect import stats as stats_module
 from paraminspect.stats import report, tensor_stats
 from tests.conftest import SAMPLES, run_cli, run_script
 from tests.test_formats_torchzip import DTYPES
+from tests.test_printing import as_numpy
 
 
 def torch_stats(t: torch.Tensor) -> dict[str, object]:
@@ -156,3 +159,46 @@ def test_undecodable_dtype_is_skipped_with_a_warning(tmp_path: Path) -> None:
     assert result.code == 0
     assert json.loads(result.out)["skipped"] == ["c"]
     assert result.err == "paraminspect: warning: c: cannot decode complex32 values; skipped\n"
+
+
+def test_tied_weights_are_marked_and_counted_once_in_the_total() -> None:
+    lines = run_cli("stats", SAMPLES / "tied.pt").out.splitlines()
+    assert lines[0].split()[-2:] == ["tied", "to"]
+    assert lines[6].startswith("4.weight") and lines[6].endswith("2.weight")
+    tied = torch.load(SAMPLES / "tied.pt", weights_only=True)
+    unique = torch.cat([v.reshape(-1) for k, v in tied.items() if not k.startswith("4.")])
+    assert lines[-1].startswith(f"total (8 tensors, 6 unique)               {unique.numel()}")
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    n=st.integers(0, 300),
+    dtype=st.sampled_from([torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int16, torch.bool]),
+    scale=st.sampled_from([1e-6, 1.0, 1e3, 1e6]),
+    offset=st.sampled_from([0.0, 5.0, -1e4]),
+    specials=st.lists(st.sampled_from([0.0, float("nan"), float("inf"), -float("inf")]), max_size=5),
+    chunk=st.integers(1, 64),
+    seed=st.integers(0, 2**16),
+)
+def test_fuzzed_chunked_stats_match_torch(
+    n: int, dtype: torch.dtype, scale: float, offset: float, specials: list[float], chunk: int, seed: int
+) -> None:
+    """Any chunking of any values gives the whole-tensor answer (Chan merges are exact enough)."""
+    base = torch.randn(n, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)) * scale + offset
+    if dtype.is_floating_point:
+        for i, value in enumerate(specials[:n]):
+            base[(i * 31) % n] = value
+    t = base.to(dtype) if dtype is not torch.bool else base > offset
+    flat = as_numpy(t)
+    acc = stats_module.Accumulator()
+    for start in range(0, n, chunk):
+        acc.add(flat[start : start + chunk])
+    want = torch_stats(t)
+    got = acc.result()
+    for key, expected in want.items():
+        if isinstance(expected, float):
+            # Absolute rounding grows with the values' magnitude (|offset|), not their spread.
+            tolerance = 1e-13 * (abs(offset) + scale)
+            assert math.isclose(got[key], expected, rel_tol=1e-9, abs_tol=tolerance), (key, got[key], expected)
+        else:
+            assert got[key] == expected, key

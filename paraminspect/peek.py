@@ -1,0 +1,90 @@
+"""A few elements of a tensor, decoded with the standard library alone.
+
+``get`` usually prints at most a thousand numbers (torch's print threshold),
+often only the 36 corners of a huge matrix. Importing numpy for that costs
+more than everything else ``get`` does (~0.1 s of a ~0.2 s run), so those
+values are read here with ``mmap`` + ``struct``: only the pages holding them
+are touched. Whole tensors, JSON/CSV and statistics still go through numpy
+(tensors.py); tests hold both decoders to torch, bit for bit.
+"""
+
+from __future__ import annotations
+
+import itertools
+import mmap
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from paraminspect.model import TensorRef
+from paraminspect.tensors import ensure_in_file
+
+# struct codes per dtype; float8_e4m3fn & co. (no IEEE layout) are left to numpy.
+_CODES = {
+    "bool": "?",
+    "uint8": "B",
+    "int8": "b",
+    "int16": "h",
+    "uint16": "H",
+    "int32": "i",
+    "uint32": "I",
+    "int64": "q",
+    "uint64": "Q",
+    "float16": "e",
+    "float32": "f",
+    "float64": "d",
+    "complex64": "ff",
+    "complex128": "dd",
+    "bfloat16": "H",  # the top half of a float32
+    "float8_e5m2": "B",  # the top half of a float16
+}
+
+_F32 = struct.Struct("<f")
+_F16 = struct.Struct("<e")
+
+
+def _bfloat16(bits: int) -> float:
+    value: float = _F32.unpack((bits << 16).to_bytes(4, "little"))[0]
+    return value
+
+
+def _float8_e5m2(bits: int) -> float:
+    value: float = _F16.unpack((bits << 8).to_bytes(2, "little"))[0]
+    return value
+
+
+_WIDEN: dict[str, Callable[[int], float]] = {"bfloat16": _bfloat16, "float8_e5m2": _float8_e5m2}
+
+
+def can_peek(ref: TensorRef) -> bool:
+    return ref.dtype.name in _CODES
+
+
+def read_shown(ref: TensorRef, indices: list[list[int]]) -> Any:
+    """``tensor[np.ix_(*indices)]`` as nested lists of Python numbers (floats widened exactly)."""
+    name = ref.dtype.name
+    layout = struct.Struct((">" if ref.storage.byteorder == "big" else "<") + _CODES[name])
+    itemsize = ref.dtype.itemsize
+    ensure_in_file(ref)
+    begin = ref.byte_range()[0]
+    widen = _WIDEN.get(name)
+    flat: list[Any] = []
+    with open(ref.storage.path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as view:
+        for position in itertools.product(*indices):
+            offset = begin + sum(i * s for i, s in zip(position, ref.strides, strict=True)) * itemsize
+            parts = layout.unpack_from(view, offset)
+            if len(parts) == 2:
+                flat.append(complex(*parts))
+            elif widen is not None:
+                flat.append(widen(parts[0]))
+            else:
+                flat.append(parts[0])
+    return _nest(flat, [len(axis) for axis in indices])
+
+
+def _nest(flat: list[Any], shape: list[int]) -> Any:
+    if not shape:
+        return flat[0]
+    for n in reversed(shape[1:]):
+        flat = [flat[i : i + n] for i in range(0, len(flat), n)]
+    return flat
