@@ -509,16 +509,14 @@ def rename_command(
     """Rename tensors: OLD=NEW prefix replacements, --strip-prefix, --add-prefix."""
     from paraminspect import edit
     from paraminspect.errors import UsageError
+    from paraminspect.names import NameMap, PrefixRule
 
-    pairs = []
-    for mapping in mappings or []:
-        old, sep, new = mapping.partition("=")
-        if not sep or not old:
-            raise UsageError(f"expected OLD=NEW, got {mapping!r}")
-        pairs.append((old, new))
-    if not pairs and not strip_prefix and not add_prefix:
+    mapping = NameMap.from_options(strip_prefix or [], mappings or [])
+    if add_prefix:
+        mapping += NameMap([PrefixRule("", add_prefix)])
+    if not mapping:
         raise UsageError("nothing to rename: give OLD=NEW, --strip-prefix or --add-prefix")
-    plan = edit.plan_rename(open_checkpoint(file), pairs, strip_prefix or [], add_prefix)
+    plan = edit.plan_rename(open_checkpoint(file), mapping)
     return _write_plan(plan, output, in_place, force, dry_run, drop_unknown, fmt)
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from paraminspect.dtypes import DType
 from paraminspect.errors import SelectionError, UsageError
 from paraminspect.model import Checkpoint, Opaque, TensorRef, Value
+from paraminspect.names import NameMap
 from paraminspect.select import Selector
 
 if TYPE_CHECKING:
@@ -123,32 +124,12 @@ def _require_matches(ckpt: Checkpoint, selector: Selector, names: Iterable[str])
 # ---- structural edits: rename, drop, extract --------------------------------------
 
 
-def rename_function(pairs: list[tuple[str, str]], strip: list[str], add: str | None) -> Callable[[str], str]:
-    """Compose OLD=NEW prefix replacements, --strip-prefix and --add-prefix into one mapping."""
-
-    def apply(name: str) -> str:
-        for prefix in strip:
-            if name.startswith(prefix):
-                name = name[len(prefix) :]
-                break
-        for old, new in pairs:
-            if name == old or name.startswith(old):
-                name = new + name[len(old) :]
-                break
-        return (add or "") + name
-
-    return apply
-
-
-def plan_rename(ckpt: Checkpoint, pairs: list[tuple[str, str]], strip: list[str], add: str | None) -> Plan:
+def plan_rename(ckpt: Checkpoint, mapping: NameMap) -> Plan:
+    """Rename by whole-component prefix rules (the same ``NameMap`` diff and check use)."""
     names = list(ckpt.entries)
-    for old, _ in pairs:
-        if not any(n.startswith(old) for n in names):
-            raise SelectionError(f"no name starts with {old!r}", ckpt.path)
-    for prefix in strip:
-        if not any(n.startswith(prefix) for n in names):
-            raise SelectionError(f"no name starts with {prefix!r}", ckpt.path)
-    mapping = rename_function(pairs, strip, add)
+    for rule in mapping.rules:
+        if rule.old and not any(rule.apply(n) != n for n in names):
+            raise SelectionError(f"no name starts with {rule.old!r}", ckpt.path)
     base = Plan.unchanged(ckpt, "rename")
     plan = Plan(ckpt, "rename", {}, {}, rename=mapping)
     for name, item in base.items.items():

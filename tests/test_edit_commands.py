@@ -111,6 +111,13 @@ def test_rename_strip_prefix_ddp(tmp_path: Path) -> None:
     assert torch.equal(fresh[0].weight, mlp[0].weight)
 
 
+def test_rename_prefixes_match_whole_name_parts(tmp_path: Path) -> None:
+    torch.save({"enc.w": torch.zeros(1), "encoder.w": torch.ones(1)}, tmp_path / "m.pt")
+    result = run_cli("rename", tmp_path / "m.pt", "enc=inner", "--add-prefix", "model.", "-o", tmp_path / "o.pt")
+    assert result.code == 0
+    assert list(torch.load(tmp_path / "o.pt", weights_only=True)) == ["model.inner.w", "model.encoder.w"]
+
+
 def test_rename_collision_is_refused(tmp_path: Path) -> None:
     result = run_cli("rename", SAMPLES / "mlp.pt", "0.=2.", "-o", tmp_path / "o.pt")
     assert result.code == 2 and "would both be named" in result.err

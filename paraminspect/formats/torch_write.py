@@ -212,10 +212,15 @@ def _renamed_metadata(metadata: Mapping[Any, Any], prefix: str, plan: Plan) -> A
         if not isinstance(key, str):
             renamed.setdefault(key, value)
             continue
-        full = plan.rename(f"{prefix}{key}." if key else prefix)
-        if full.startswith(prefix):
-            renamed.setdefault(full[len(prefix) :].removesuffix("."), value)
+        # Rename a stand-in for a tensor inside the module; what precedes it is the
+        # module's new path ("" when a stripped wrapper collapses into the root).
+        full = plan.rename(f"{prefix}{key}.{_PROBE}" if key else f"{prefix}{_PROBE}")
+        if full.startswith(prefix) and full.endswith(_PROBE):
+            renamed.setdefault(full[len(prefix) : -len(_PROBE)].removesuffix("."), value)
     return renamed
+
+
+_PROBE = "\0"  # cannot occur in a real module path
 
 
 def write(plan: Plan, out: BinaryIO) -> dict[str, int]:
