@@ -6,6 +6,7 @@ that imports typer.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from paraminspect import __version__, render, shapes, tree
+from paraminspect import __version__, limits, render, shapes, tree
 from paraminspect.errors import EXIT_ERROR, EXIT_OK, ParamInspectError, SelectionError
 from paraminspect.formats import open_checkpoint
 from paraminspect.model import Checkpoint
@@ -61,13 +62,41 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+_LIMIT_HELP = "Limits against hostile files"
+_DEFAULT = limits.DEFAULT_LIMITS
+
+
 @app.callback()
 def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
+    max_entries: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Most names (tensors and other leaves) a file may expand to.", rich_help_panel=_LIMIT_HELP
+        ),
+    ] = _DEFAULT.max_entries,
+    max_depth: Annotated[
+        int, typer.Option(min=1, help="Deepest nesting of the saved object.", rich_help_panel=_LIMIT_HELP)
+    ] = _DEFAULT.max_depth,
+    max_pickle_bytes: Annotated[
+        int, typer.Option(min=1, help="Largest pickle (data.pkl) read into memory.", rich_help_panel=_LIMIT_HELP)
+    ] = _DEFAULT.max_pickle_bytes,
+    max_numel: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Most elements all tensors of a file may claim in total.", rich_help_panel=_LIMIT_HELP
+        ),
+    ] = _DEFAULT.max_numel,
 ) -> None:
     """Inspect, compare and edit saved model checkpoints without torch."""
+    # Global options, so every command (and every file a command opens) gets them.
+    limits.set_current(
+        limits.Limits(
+            max_entries=max_entries, max_depth=max_depth, max_pickle_bytes=max_pickle_bytes, max_numel=max_numel
+        )
+    )
 
 
 @app.command("tree")
@@ -105,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; map every expected failure to one stderr line and an exit code."""
     command = typer.main.get_command(app)
     try:
-        result = command.main(args=argv, prog_name="paraminspect", standalone_mode=False)
+        # A fresh context: limits set by the global options do not outlive this call.
+        context = contextvars.copy_context()
+        result = context.run(command.main, args=argv, prog_name="paraminspect", standalone_mode=False)
         sys.stdout.flush()
         return result if isinstance(result, int) else EXIT_OK
     except ParamInspectError as exc:

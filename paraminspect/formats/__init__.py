@@ -5,21 +5,33 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from paraminspect import limits as _limits
 from paraminspect.errors import CheckpointError
 from paraminspect.formats.safetensors import looks_like_safetensors, read_safetensors
 from paraminspect.formats.torchzip import MAGIC as ZIP_MAGIC
 from paraminspect.formats.torchzip import read_torch_zip
-from paraminspect.limits import DEFAULT_LIMITS, Limits
+from paraminspect.limits import Limits
 from paraminspect.model import Checkpoint
 
 
-def open_checkpoint(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> Checkpoint:
+def open_checkpoint(path: str | os.PathLike[str], *, limits: Limits | None = None) -> Checkpoint:
     """Read a checkpoint's structure (names, dtypes, shapes, where bytes live).
 
     No tensor data is read and nothing from the file is imported or executed.
     Raises :class:`~paraminspect.errors.CheckpointError` for anything unreadable.
+    ``limits`` defaults to the ones in force (:func:`paraminspect.limits.current`).
     """
-    target = Path(path)
+    limits = limits or _limits.current()
+    ckpt = _read(Path(path), limits)
+    try:
+        _limits.enforce(ckpt, limits)
+    except CheckpointError as exc:
+        exc.source = exc.source or str(path)
+        raise
+    return ckpt
+
+
+def _read(target: Path, limits: Limits) -> Checkpoint:
     try:
         with open(target, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
