@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from paraminspect import __version__, limits, render, shapes, tree
+from paraminspect import __version__, limits, render, scan, shapes, tree
 from paraminspect.errors import EXIT_ERROR, EXIT_OK, ParamInspectError, SelectionError
 from paraminspect.formats import open_checkpoint
 from paraminspect.model import Checkpoint
@@ -128,6 +128,32 @@ def shapes_command(
     table = shapes.report(ckpt, _selector(ckpt, patterns, regex), sort=sort)
     render.write(render.format_table(table, fmt))
     return EXIT_OK
+
+
+# --- scan (issue 7) ---------------------------------------------------------
+
+
+@app.command("scan")
+def scan_command(
+    files: Annotated[list[Path], typer.Argument(help="Checkpoint files to analyse (nothing in them is run).")],
+    unsafe_only: Annotated[
+        bool, typer.Option("--unsafe-only", help="List only references outside the allow-list.")
+    ] = False,
+    fmt: FormatOpt = OutputFormat.table,
+) -> int:
+    """List every pickle global and persistent id each file references, and which are allowed.
+
+    Exit 1 if any file references a global outside the allow-list, 2 if a file cannot be read.
+    """
+    result = scan.report(files, unsafe_only=unsafe_only)
+    render.write(render.format_table(result.table, fmt))
+    for item in result.scans:
+        if item.error is not None:
+            render.write_message(f"paraminspect: error: {item.error}")
+    if result.unsafe_files:
+        count = f"{result.unsafe_files} of {len(files)} file(s)"
+        render.write_message(f"paraminspect: scan: {count} reference globals outside the allow-list")
+    return result.exit_code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -86,12 +86,18 @@ class ZipRecords:
         return self._fh.read(size)
 
 
-def read_torch_zip(path: Path, fh: BinaryIO, size: int, limits: Limits) -> Checkpoint:
+def open_archive(path: Path, fh: BinaryIO, size: int) -> ZipRecords:
+    """The records of a torch.save archive (shared with ``scan``), refusing other zips."""
     records = ZipRecords(path, fh, size)
     if "constants.pkl" in records or records.has_folder("code/") or "model.json" in records:
         raise CheckpointError("this is a TorchScript archive (torch.jit.save), not a torch.save checkpoint")
     if "data.pkl" not in records:
         raise CheckpointError(f"zip archive has no {records.top}/data.pkl: not a torch.save checkpoint")
+    return records
+
+
+def read_torch_zip(path: Path, fh: BinaryIO, size: int, limits: Limits) -> Checkpoint:
+    records = open_archive(path, fh, size)
     byteorder = "little"
     if "byteorder" in records:
         byteorder = records.read("byteorder", 16).decode("ascii", "replace").strip()
