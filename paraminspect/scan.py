@@ -24,7 +24,7 @@ from paraminspect.errors import EXIT_DIFFERENT, EXIT_ERROR, EXIT_OK, CheckpointE
 from paraminspect.formats import open_checkpoint
 from paraminspect.formats.safetensors import looks_like_safetensors, read_safetensors
 from paraminspect.formats.torchzip import MAGIC as ZIP_MAGIC
-from paraminspect.formats.torchzip import open_archive
+from paraminspect.formats.torchzip import max_records, open_archive
 from paraminspect.limits import Limits
 from paraminspect.picklescan import UNSAFE, Reference, scan_pickle
 from paraminspect.report import Column, Kind, Table
@@ -46,7 +46,7 @@ Sniffer = Callable[[Path, bytes], bool]
 
 def _torch_zip(path: Path, limits: Limits) -> list[PickleSource]:
     with open(path, "rb") as fh:
-        records = open_archive(path, fh, os.fstat(fh.fileno()).st_size)
+        records = open_archive(path, fh, os.fstat(fh.fileno()).st_size, max_records(limits))
         data = records.read("data.pkl", limits.max_pickle_bytes)
     return [PickleSource(f"{records.top}/data.pkl", data, frozenset({"storage"}))]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import io
 import pickle
+import struct
 import zipfile
 from pathlib import Path
 
@@ -131,3 +132,30 @@ def test_build_cannot_move_a_checked_tensor(tmp_path: Path) -> None:
         z.writestr("archive/data/0", b"\0" * 8)
     with pytest.raises(CheckpointError, match="pickle tries to modify a TensorRef"):
         open_checkpoint(path)
+
+
+def many_records_zip(path: Path, count: int) -> Path:
+    """A zip64 archive whose central directory lists ``count`` empty records (no payloads)."""
+    first = b"archive/data.pkl"
+    local = b"PK\x03\x04" + struct.pack("<HHHHHIIIHH", 20, 0, 0, 0, 0, 0, 0, 0, len(first), 0) + first
+    directory = bytearray()
+    for i in range(count):
+        name = first if i == 0 else f"archive/data/{i}".encode()
+        directory += b"PK\x01\x02" + struct.pack("<HHHHHHIIIHHHHHII", 20, 20, 0, 0, 0, 0, 0, 0, 0, len(name), *[0] * 6)
+        directory += name
+    start = len(local)
+    end64 = b"PK\x06\x06" + struct.pack("<QHHIIQQQQ", 44, 45, 45, 0, 0, count, count, len(directory), start)
+    locator = b"PK\x06\x07" + struct.pack("<IQI", 0, start + len(directory), 1)
+    end = b"PK\x05\x06" + struct.pack("<HHHHIIH", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    path.write_bytes(local + directory + end64 + locator + end)
+    return path
+
+
+def test_zip_record_count_is_checked_before_zipfile_reads_the_directory(tmp_path: Path) -> None:
+    path = many_records_zip(tmp_path / "many.pt", 2000)
+    for command in ("shapes", "scan"):
+        result = run_cli("--max-entries", "100", command, path)
+        assert result.code == 2
+        assert "zip archive lists 2,000 records, over the 116 limit (use --max-entries to raise it)" in result.err
+    # Under the limit zipfile parses it and the usual checks apply (data.pkl is empty).
+    assert "malformed pickle data (EOFError: Ran out of input)" in run_cli("shapes", path).err
