@@ -143,6 +143,8 @@ def scan_pickle(
             if name in _STRING_OPS:
                 stack.append(arg)
             elif name in _PUT_OPS or name == "MEMOIZE":
+                if name != "MEMOIZE" and not 0 <= int(arg or 0) <= len(data):  # see safepickle.check_memo
+                    raise CheckpointError(f"malformed pickle: memo slot {arg!r} at byte {position} is out of range")
                 if not stack or stack[-1] is _MARK:
                     raise CheckpointError(f"malformed pickle: nothing to memoize at byte {position}")
                 memo[len(memo) if name == "MEMOIZE" else int(arg or 0)] = stack[-1]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import io
 import pickle
+import pickletools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -204,8 +205,29 @@ class SafeUnpickler(pickle.Unpickler):
         return self._load_persistent(pid)
 
 
+_MEMO_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+
+
+def check_memo(data: bytes) -> None:
+    """Refuse memo slots a real pickler could not have written.
+
+    CPython's C unpickler stores the memo in an array sized by the largest
+    index seen: ``LONG_BINPUT 1175087203`` (5 bytes) makes it allocate and
+    zero ~9 GB. Picklers number slots from 0 upward, one per PUT, so a slot
+    beyond the pickle's length is hostile. One pass of ``pickletools.genops``
+    (~0.5 us an opcode) finds them before the C unpickler runs.
+    """
+    try:
+        for op, arg, pos in pickletools.genops(data):
+            if op.name in _MEMO_PUTS and (type(arg) is not int or not 0 <= arg <= len(data)):
+                raise CheckpointError(f"malformed pickle: memo slot {arg!r} at byte {pos} is out of range")
+    except ValueError as exc:
+        raise CheckpointError(f"malformed pickle data ({exc})") from None
+
+
 def safe_loads(data: bytes, persistent_load: Callable[[Any], Any] | None = None) -> Any:
     """Unpickle ``data`` without importing or calling anything from it."""
+    check_memo(data)
     unpickler = SafeUnpickler(data, persistent_load)
     try:
         return unpickler.load()

@@ -173,6 +173,11 @@ def _storage_gigabytes(marker: Path) -> bytes:
     return b"\x80\x02ctorch\nFloatStorage\n\x8a\x05\x00\x00\x00\x00\x01\x85R."  # FloatStorage(2**32)
 
 
+def _memo_bomb(marker: Path) -> bytes:
+    # LONG_BINPUT 2**31-1: CPython's C unpickler would size its memo array to 2**32 slots (32 GiB).
+    return b"\x80\x02]r\xff\xff\xff\x7f."
+
+
 def _deep(marker: Path) -> bytes:
     n = 200_000
     return b"\x80\x02" + b"]" * n + b"a" * (n - 1) + b"."
@@ -446,6 +451,7 @@ def corpus() -> list[Case]:
             scan_code=0,
         ),
         # Structure.
+        Case("memo_index_bomb", _raw(_memo_bomb), ("tree",), 2, "memo slot 2147483647 at byte 3 is out of range"),
         Case("nesting_200000_deep", _raw(_deep), ("tree",), 2, "nesting deeper than 1000 levels", scan_code=0),
         Case("self_referencing_list", _raw(_self_ref), ("tree",), 0, "", scan_code=0),
         Case(

@@ -158,4 +158,4 @@ def test_zip_record_count_is_checked_before_zipfile_reads_the_directory(tmp_path
         assert result.code == 2
         assert "zip archive lists 2,000 records, over the 116 limit (use --max-entries to raise it)" in result.err
     # Under the limit zipfile parses it and the usual checks apply (data.pkl is empty).
-    assert "malformed pickle data (EOFError: Ran out of input)" in run_cli("shapes", path).err
+    assert "malformed pickle data (pickle exhausted before seeing STOP)" in run_cli("shapes", path).err
