@@ -159,3 +159,13 @@ def test_zip_record_count_is_checked_before_zipfile_reads_the_directory(tmp_path
         assert "zip archive lists 2,000 records, over the 116 limit (use --max-entries to raise it)" in result.err
     # Under the limit zipfile parses it and the usual checks apply (data.pkl is empty).
     assert "malformed pickle data (pickle exhausted before seeing STOP)" in run_cli("shapes", path).err
+
+
+def test_reading_a_view_too_big_for_memory_is_a_clean_error(tmp_path: Path) -> None:
+    from paraminspect.tensors import iter_chunks, read_array
+
+    torch.save({"x": torch.ones(1).expand(1 << 21, 1 << 21)}, tmp_path / "e.pt")  # 16 TiB as float32
+    ref = open_checkpoint(tmp_path / "e.pt").tensors["x"]
+    assert next(iter_chunks(ref, 4)).tolist() == [1.0] * 4  # chunked reading stays bounded
+    with pytest.raises(CheckpointError, match="tensor needs 17,592,186,044,416 bytes in memory"):
+        read_array(ref)
