@@ -11,6 +11,7 @@ from __future__ import annotations
 import copyreg
 import io
 import pickletools
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,64 +137,66 @@ def scan_pickle(
         stack.append(_Global())
 
     try:
-        for op, arg, pos in pickletools.genops(stream):
-            position = pos if pos is not None else 0
-            name = op.name
-            end = stream.tell()
-            if name in _STRING_OPS:
-                stack.append(arg)
-            elif name in _PUT_OPS or name == "MEMOIZE":
-                if name != "MEMOIZE" and not 0 <= int(arg or 0) <= len(data):  # see safepickle.check_memo
-                    raise CheckpointError(f"malformed pickle: memo slot {arg!r} at byte {position} is out of range")
-                if not stack or stack[-1] is _MARK:
-                    raise CheckpointError(f"malformed pickle: nothing to memoize at byte {position}")
-                memo[len(memo) if name == "MEMOIZE" else int(arg or 0)] = stack[-1]
-            elif name in _GET_OPS:
-                if arg not in memo:
-                    raise CheckpointError(
-                        f"malformed pickle: memo slot {arg} read before it is written (byte {position})"
-                    )
-                stack.append(memo[arg])
-            elif name == "DUP":
-                stack.append(stack[-1] if stack else pop(position))
-            elif name in ("GLOBAL", "INST"):
-                module, _, attr = str(arg).partition(" ")
-                if name == "INST":
-                    pop_mark(position)
-                add_global(".".join(canonical(module, attr)), name, position)
-            elif name == "STACK_GLOBAL":
-                attr, module = pop(position), pop(position)
-                if isinstance(module, str) and isinstance(attr, str):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # STRING args with bad escapes
+            for op, arg, pos in pickletools.genops(stream):
+                position = pos if pos is not None else 0
+                name = op.name
+                end = stream.tell()
+                if name in _STRING_OPS:
+                    stack.append(arg)
+                elif name in _PUT_OPS or name == "MEMOIZE":
+                    if name != "MEMOIZE" and not 0 <= int(arg or 0) <= len(data):  # see safepickle.check_memo
+                        raise CheckpointError(f"malformed pickle: memo slot {arg!r} at byte {position} is out of range")
+                    if not stack or stack[-1] is _MARK:
+                        raise CheckpointError(f"malformed pickle: nothing to memoize at byte {position}")
+                    memo[len(memo) if name == "MEMOIZE" else int(arg or 0)] = stack[-1]
+                elif name in _GET_OPS:
+                    if arg not in memo:
+                        raise CheckpointError(
+                            f"malformed pickle: memo slot {arg} read before it is written (byte {position})"
+                        )
+                    stack.append(memo[arg])
+                elif name == "DUP":
+                    stack.append(stack[-1] if stack else pop(position))
+                elif name in ("GLOBAL", "INST"):
+                    module, _, attr = str(arg).partition(" ")
+                    if name == "INST":
+                        pop_mark(position)
                     add_global(".".join(canonical(module, attr)), name, position)
-                else:  # a name computed at load time: cannot be checked, so never allowed
-                    refs.append(Reference("global", "<computed name>", name, position, UNSAFE))
-                    stack.append(_Global())
-            elif name in _EXT_OPS:
-                known = copyreg._inverted_registry.get(arg)  # type: ignore[attr-defined]
-                if known:
-                    add_global(".".join(canonical(*known)), name, position)
+                elif name == "STACK_GLOBAL":
+                    attr, module = pop(position), pop(position)
+                    if isinstance(module, str) and isinstance(attr, str):
+                        add_global(".".join(canonical(module, attr)), name, position)
+                    else:  # a name computed at load time: cannot be checked, so never allowed
+                        refs.append(Reference("global", "<computed name>", name, position, UNSAFE))
+                        stack.append(_Global())
+                elif name in _EXT_OPS:
+                    known = copyreg._inverted_registry.get(arg)  # type: ignore[attr-defined]
+                    if known:
+                        add_global(".".join(canonical(*known)), name, position)
+                    else:
+                        refs.append(Reference("global", f"<extension code {arg}>", name, position, UNSAFE))
+                        stack.append(_Global())
+                elif name in ("BINPERSID", "PERSID"):
+                    pid = pop(position) if name == "BINPERSID" else arg
+                    kind = _persistent_kind(pid)
+                    status = ALLOWED if kind in persistent_kinds else UNSAFE
+                    refs.append(Reference("persistent-id", kind, name, position, status))
+                    stack.append(_UNKNOWN)
+                elif name in ("TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "EMPTY_TUPLE"):
+                    if name == "TUPLE":
+                        items = pop_mark(position)
+                    else:
+                        items = [pop(position) for _ in range(len(op.stack_before))][::-1]
+                    # Keep tuples one level deep: enough for a persistent id, no deep structures.
+                    stack.append(tuple(i if isinstance(i, str | int) else _UNKNOWN for i in items))
+                elif name in ("BININT", "BININT1", "BININT2", "INT", "LONG1", "LONG4", "LONG"):
+                    stack.append(arg)
                 else:
-                    refs.append(Reference("global", f"<extension code {arg}>", name, position, UNSAFE))
-                    stack.append(_Global())
-            elif name in ("BINPERSID", "PERSID"):
-                pid = pop(position) if name == "BINPERSID" else arg
-                kind = _persistent_kind(pid)
-                status = ALLOWED if kind in persistent_kinds else UNSAFE
-                refs.append(Reference("persistent-id", kind, name, position, status))
-                stack.append(_UNKNOWN)
-            elif name in ("TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "EMPTY_TUPLE"):
-                if name == "TUPLE":
-                    items = pop_mark(position)
-                else:
-                    items = [pop(position) for _ in range(len(op.stack_before))][::-1]
-                # Keep tuples one level deep: enough for a persistent id, no deep structures.
-                stack.append(tuple(i if isinstance(i, str | int) else _UNKNOWN for i in items))
-            elif name in ("BININT", "BININT1", "BININT2", "INT", "LONG1", "LONG4", "LONG"):
-                stack.append(arg)
-            else:
-                _generic(op, stack, pop, pop_mark, position)
-            if name == "STOP":
-                break
+                    _generic(op, stack, pop, pop_mark, position)
+                if name == "STOP":
+                    break
     except CheckpointError:
         raise
     except (ValueError, EOFError, KeyError, IndexError, OverflowError, MemoryError) as exc:

@@ -13,6 +13,7 @@ import collections
 import io
 import pickle
 import pickletools
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -218,9 +219,11 @@ def check_memo(data: bytes) -> None:
     (~0.5 us an opcode) finds them before the C unpickler runs.
     """
     try:
-        for op, arg, pos in pickletools.genops(data):
-            if op.name in _MEMO_PUTS and (type(arg) is not int or not 0 <= arg <= len(data)):
-                raise CheckpointError(f"malformed pickle: memo slot {arg!r} at byte {pos} is out of range")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # STRING args with bad escapes: just data
+            for op, arg, pos in pickletools.genops(data):
+                if op.name in _MEMO_PUTS and (type(arg) is not int or not 0 <= arg <= len(data)):
+                    raise CheckpointError(f"malformed pickle: memo slot {arg!r} at byte {pos} is out of range")
     except ValueError as exc:
         raise CheckpointError(f"malformed pickle data ({exc})") from None
 
@@ -230,7 +233,9 @@ def safe_loads(data: bytes, persistent_load: Callable[[Any], Any] | None = None)
     check_memo(data)
     unpickler = SafeUnpickler(data, persistent_load)
     try:
-        return unpickler.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return unpickler.load()
     except ParamInspectError:
         raise
     except RecursionError:

@@ -222,6 +222,11 @@ def _set_encrypted(data: bytes) -> bytes:
     return bytes(out)
 
 
+def _future_zip_version(data: bytes) -> bytes:
+    at = data.index(b"PK\x01\x02")  # central directory: "version needed to extract" = 6.4
+    return data[: at + 6] + bytes([64]) + data[at + 7 :]
+
+
 def _compressed(path: Path, marker: Path) -> None:
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("archive/data.pkl", pickle.dumps({"a": 1}, protocol=2))
@@ -378,6 +383,13 @@ def corpus() -> list[Case]:
             ("tree", "scan"),
             2,
             "encrypted",
+        ),
+        Case(
+            "zip_version_6_4",
+            _patched(_raw(lambda m: pickle.dumps({"a": 1}, protocol=2)), _future_zip_version),
+            ("tree", "scan"),
+            2,
+            "not a readable zip archive (zip file version 6.4)",
         ),
         Case("compressed_records", _compressed, ("tree", "scan"), 2, "compressed"),
         Case("deflate_bomb", _deflate_bomb, ("tree",), 2, "compressed", scan_code=0),

@@ -39,7 +39,16 @@ class ZipRecords:
                 )
         try:
             infos = zipfile.ZipFile(fh).infolist()
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, struct.error) as exc:
+        except (
+            zipfile.BadZipFile,
+            zipfile.LargeZipFile,
+            NotImplementedError,  # e.g. "zip file version 6.4" (found by fuzzing)
+            OSError,
+            ValueError,
+            EOFError,
+            OverflowError,
+            struct.error,
+        ) as exc:
             raise CheckpointError(f"not a readable zip archive ({exc})") from None
         if not infos:
             raise CheckpointError("empty zip archive, not a torch checkpoint")
