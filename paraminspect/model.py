@@ -110,6 +110,12 @@ class Opaque:
     def __setstate__(self, state: Any) -> None:
         self.state = state
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # A pickle calling what a placeholder call returned (getattr(...)(...) chains).
+        from paraminspect.errors import CheckpointError
+
+        raise CheckpointError(f"pickle calls the result of {self.qualname}, which is not an allowed function")
+
     def __str__(self) -> str:
         return f"<object {self.qualname}>"
 

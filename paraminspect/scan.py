@@ -178,11 +178,11 @@ def report(paths: list[Path], *, unsafe_only: bool = False, limits: Limits | Non
             for f in scan.findings
         ]
         error = None if scan.error is None else scan.error.message
+        shown = [r for r in refs if r["status"] == UNSAFE] if unsafe_only else refs
         files.append(
-            {"file": str(scan.path), "format": scan.format, "status": scan.status, "error": error, "references": refs}
+            {"file": str(scan.path), "format": scan.format, "status": scan.status, "error": error, "references": shown}
         )
         base = {"file": str(scan.path)}
-        shown = [r for r in refs if r["status"] == UNSAFE] if unsafe_only else refs
         for ref in shown:
             rows.append({**base, **ref, "opcode": ",".join(ref["opcodes"]), "position": ref["positions"][0]})
         if scan.error is not None:

@@ -347,7 +347,9 @@ def corpus() -> list[Case]:
             **scan_unsafe,
         ),
         Case("inst_os_system", _raw(_inst), ("tree",), 0, "", **scan_unsafe),
-        Case("getattr_chain", _raw(_getattr_chain), ("tree",), 2, "malformed pickle data", **scan_unsafe),
+        Case(
+            "getattr_chain", _raw(_getattr_chain), ("tree",), 2, "calls the result of builtins.getattr", **scan_unsafe
+        ),
         Case("newobj_build_setstate", _raw(_newobj_build), ("tree",), 0, "", **scan_unsafe),
         Case("ext_codes", _raw(_ext_codes), ("tree",), 2, "unregistered extension code", **scan_unsafe),
         Case(

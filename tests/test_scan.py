@@ -201,3 +201,10 @@ def test_malformed_pickles_are_unreadable(tmp_path: Path, data: bytes, reason: s
     assert result.code == 2
     (line,) = result.err.splitlines()
     assert line.startswith(f"paraminspect: error: {path}: malformed pickle") and reason in line, line
+
+
+def test_unsafe_only_filters_json_references_too() -> None:
+    result = run_cli("scan", "--unsafe-only", "-f", "json", SAMPLES / "trainer_checkpoint.pt", SAMPLES / "mlp.pt")
+    doc = json.loads(result.out)
+    assert [[r["name"] for r in f["references"]] for f in doc["files"]] == [["argparse.Namespace"], []]
+    assert [f["status"] for f in doc["files"]] == ["unsafe", "clean"]
