@@ -50,7 +50,9 @@ def dag_bomb() -> Path:
 
 
 def memo_bomb() -> Path:
-    return _zip(CACHE / "memo_bomb.pt", b"\x80\x02]r\xff\xff\xff\x3f.")  # LONG_BINPUT 2**30-1: 8 GiB memo
+    return _zip(
+        CACHE / "memo_bomb.pt", b"\x80\x02]r\xff\xff\xff\x3f."
+    )  # LONG_BINPUT 2**30-1: C unpickler would zero 16 GiB
 
 
 def torch_scan(path: Path) -> list[str]:
@@ -73,7 +75,7 @@ def main() -> None:
         ("torch get_unsafe_globals_in_checkpoint (20k tensors)", torch_scan(many)),
         ("paraminspect shapes (20k tensors)", [PARAMINSPECT, "shapes", str(many)]),
         ("paraminspect tree (DAG bomb, 2^64 paths)", [PARAMINSPECT, "tree", str(dag_bomb())]),
-        ("paraminspect tree (memo bomb, 8 GiB memo)", [PARAMINSPECT, "tree", str(memo_bomb())]),
+        ("paraminspect tree (memo bomb, 16 GiB memo)", [PARAMINSPECT, "tree", str(memo_bomb())]),
         ("paraminspect scan (memo bomb)", [PARAMINSPECT, "scan", str(memo_bomb())]),
     ]
     rows = []
