@@ -258,6 +258,7 @@ def measure(obj: Any, *, max_depth: int = MAX_DEPTH, max_entries: int = MAX_ENTR
         key = id(item)
         children = _children(item)
         if not children:
+            check_value(item)
             continue
         if done:
             on_path.discard(key)
@@ -290,13 +291,47 @@ def measure(obj: Any, *, max_depth: int = MAX_DEPTH, max_entries: int = MAX_ENTR
 _BRANCHES = (Mapping, list, tuple, TensorRef, Opaque)
 
 
+MAX_VALUE_NESTING = 100
+
+
+def check_value(value: Any) -> None:
+    """Refuse a leaf value (or mapping key) nested past :data:`MAX_VALUE_NESTING`.
+
+    Containers holding tensors are walked iteratively, but a leaf is printed
+    with ``str()``, which recurses in C: a 100,000-deep frozenset, tuple key or
+    ``slice(slice(...))`` would end in RecursionError. Real leaves (betas,
+    shapes, a loss history) nest one or two levels.
+    """
+    from paraminspect.errors import LimitExceeded
+
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str | bytes | int | float | bool) or item is None:
+            continue
+        if depth >= MAX_VALUE_NESTING:
+            raise LimitExceeded(f"a value nests deeper than {MAX_VALUE_NESTING} levels")
+        if isinstance(item, list | tuple | set | frozenset):
+            stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, Mapping):
+            stack.extend((child, depth + 1) for pair in item.items() for child in pair)
+        elif isinstance(item, slice):
+            stack.extend((child, depth + 1) for child in (item.start, item.stop, item.step))
+
+
+def _key(key: Any) -> str:
+    if not isinstance(key, str):
+        check_value(key)
+    return str(key)
+
+
 def _children(item: Any) -> list[tuple[str, Any]] | None:
     if isinstance(item, Mapping):
-        return [(str(k), v) for k, v in item.items()]
+        return [(_key(k), v) for k, v in item.items()]
     if isinstance(item, list | tuple) and any(isinstance(v, _BRANCHES) for v in item):
         return [(str(i), v) for i, v in enumerate(item)]
     if isinstance(item, Opaque) and isinstance(item.state, Mapping) and item.state:
-        return [(str(k), v) for k, v in item.state.items()]
+        return [(_key(k), v) for k, v in item.state.items()]
     return None
 
 

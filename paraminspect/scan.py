@@ -80,6 +80,7 @@ class FileScan:
     format: str | None = None
     findings: list[Finding] = field(default_factory=list)
     error: CheckpointError | None = None
+    pickles: int = 0  # how many pickles were analysed
 
     @property
     def status(self) -> str:
@@ -98,6 +99,7 @@ def scan_file(path: Path, limits: Limits | None = None) -> FileScan:
         for source in sources:
             start = 0
             for _ in range(source.pickles):
+                result.pickles += 1
                 refs, start = scan_pickle(source.data, start=start, persistent_kinds=source.persistent_kinds)
                 for ref in refs:
                     key = (source.record, ref.kind, ref.name, ref.status)
@@ -188,7 +190,7 @@ def report(paths: list[Path], *, unsafe_only: bool = False, limits: Limits | Non
         if scan.error is not None:
             rows.append({**base, "kind": "error", "name": error, "status": "error"})
         elif not shown:
-            none = "(no unsafe references)" if refs else "(no pickle data)"
+            none = "(no unsafe references)" if refs else "(no pickle data)" if scan.pickles == 0 else "(no references)"
             rows.append({**base, "record": "", "kind": "", "name": none, "status": scan.status})
     summary = {
         "files": len(scans),

@@ -2,152 +2,52 @@
 
 Each :class:`Case` names a file, the commands to point at it and what must
 happen: the exit code and a phrase of the one stderr line. Pickles that try to
-run code aim at ``MARKER``; the test asserts it never appears.
+run code aim at the marker path they are given; the test asserts it never appears.
 """
 
 from __future__ import annotations
 
-import collections
 import io
-import json
 import os
 import pickle
 import struct
 import tarfile
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-
-@dataclass(frozen=True)
-class Case:
-    id: str
-    build: Callable[[Path, Path], None]  # (file to write, marker path)
-    commands: tuple[str, ...]  # each run as `paraminspect <command> FILE`
-    code: int  # expected exit code for every command (scan may differ: scan_code)
-    reason: str  # phrase the stderr line must contain ("" when exit 0)
-    scan_code: int | None = None  # None: same as ``code``
-    scan_reason: str = ""
-
-
-# ---------------------------------------------------------------- helpers
-
-
-def torch_zip(path: Path, pkl: bytes, extra: dict[str, bytes] | None = None, top: str = "archive/") -> None:
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
-        z.writestr(f"{top}data.pkl", pkl)
-        z.writestr(f"{top}byteorder", "little")
-        z.writestr(f"{top}version", "3\n")
-        for name, data in (extra or {}).items():
-            z.writestr(f"{top}{name}", data)
-
-
-def safetensors_file(
-    path: Path, header: dict[str, object] | bytes, data: bytes = b"", length: int | None = None
-) -> None:
-    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
-    path.write_bytes(struct.pack("<Q", len(raw) if length is None else length) + raw + data)
-
-
-class _Storage:
-    """Pickled as the persistent id of torch storage ``0`` with ``numel`` floats."""
-
-    def __init__(self, numel: int) -> None:
-        self.numel = numel
-
-
-class _Tensor:
-    def __init__(self, storage: _Storage, offset: int, size: tuple[int, ...], stride: tuple[int, ...]) -> None:
-        self.args = (storage, offset, size, stride, False, collections.OrderedDict())
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return torch._utils._rebuild_tensor_v2, self.args
-
-
-def tensor_file(path: Path, numel: int, offset: int, size: tuple[int, ...], stride: tuple[int, ...]) -> None:
-    pkl = tensor_pickle(numel, offset, size, stride)
-    torch_zip(path, pkl, {"data/0": b"\0" * min(4 * numel, 4096)})
-
-
-def tensor_pickle(numel: int, offset: int, size: tuple[int, ...], stride: tuple[int, ...]) -> bytes:
-    """A state dict {'t': tensor} over float storage '0' with the given geometry."""
-    storage = _Storage(numel)
-
-    class Pickler(pickle.Pickler):
-        def persistent_id(self, obj: object) -> object:
-            return ("storage", torch.FloatStorage, "0", "cpu", obj.numel) if isinstance(obj, _Storage) else None
-
-    buffer = io.BytesIO()
-    Pickler(buffer, protocol=2).dump({"t": _Tensor(storage, offset, size, stride)})
-    return buffer.getvalue()
-
-
-class _Call:
-    """Pickles as ``func(*args)``, however dangerous ``func`` is."""
-
-    def __init__(self, func: object, *args: object) -> None:
-        self.func, self.args = func, args
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return self.func, self.args
-
-
-def _touch(marker: Path) -> str:
-    return f"touch {marker}"
-
-
-def _saved(obj_for: Callable[[Path], object], protocol: int = 2) -> Callable[[Path, Path], None]:
-    return lambda path, marker: torch_zip(path, pickle.dumps(obj_for(marker), protocol=protocol))
-
-
-def _raw(make: Callable[[Path], bytes]) -> Callable[[Path, Path], None]:
-    return lambda path, marker: torch_zip(path, make(marker))
-
-
-def _from_sample(
-    edit: Callable[[zipfile.ZipInfo, bytes], list[tuple[zipfile.ZipInfo | str, bytes]]],
-) -> Callable[[Path, Path], None]:
-    """Copy a real torch.save file record by record, letting ``edit`` rewrite each one."""
-
-    def build(path: Path, marker: Path) -> None:
-        source = path.with_suffix(".src.pt")
-        torch.save({"w": torch.arange(6.0).reshape(2, 3), "b": torch.ones(2)}, source)
-        with zipfile.ZipFile(source) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as dst:
-            for info in src.infolist():
-                for target, data in edit(info, src.read(info)):
-                    dst.writestr(target, data)
-        source.unlink()
-
-    return build
-
-
-def _patched(build: Callable[[Path, Path], None], patch: Callable[[bytes], bytes]) -> Callable[[Path, Path], None]:
-    def run(path: Path, marker: Path) -> None:
-        build(path, marker)
-        path.write_bytes(patch(path.read_bytes()))
-
-    return run
-
+from tests.hostile_build import (
+    Call,
+    Case,
+    from_sample,
+    patched,
+    raw,
+    saved,
+    tensor_file,
+    tensor_pickle,
+    torch_zip,
+    touch,
+)
+from tests.hostile_safetensors import SAFETENSORS_JSON_QUIRKS, SAFETENSORS_OFFICIAL
 
 # ---------------------------------------------------------------- pickles that try to run code
 
 
 def _getattr_chain(marker: Path) -> bytes:
     # getattr(__import__('os'), 'system')('touch MARKER'), spelled in protocol-0 opcodes.
-    cmd = _touch(marker).encode()
+    cmd = touch(marker).encode()
     return b"cbuiltins\ngetattr\n(cbuiltins\n__import__\n(S'os'\ntRS'system'\ntR(S'" + cmd + b"'\ntR."
 
 
 def _inst(marker: Path) -> bytes:
-    return b"(S'" + _touch(marker).encode() + b"'\nios\nsystem\n."
+    return b"(S'" + touch(marker).encode() + b"'\nios\nsystem\n."
 
 
 def _newobj_build(marker: Path) -> bytes:
     # An object whose __setstate__ is set to os.system by one BUILD, then "called" by a second.
-    cmd = _touch(marker).encode()
+    cmd = touch(marker).encode()
     return (
         b"\x80\x02cargparse\nNamespace\n)\x81N}X\x0c\x00\x00\x00__setstate__cos\nsystem\ns\x86b"
         + b"X"
@@ -183,6 +83,17 @@ def _deep(marker: Path) -> bytes:
     return b"\x80\x02" + b"]" * n + b"a" * (n - 1) + b"."
 
 
+def _deep_values(kind: str) -> Callable[[Path], bytes]:
+    """100,000-deep nesting inside one leaf value or key, which str() would recurse through."""
+    n = 100_000
+    bodies = {
+        "frozenset": b"\x80\x04}X\x01\x00\x00\x00a" + b"(" * n + b"\x91" * n + b"s.",
+        "tuple_key": b"\x80\x02}N" + b"\x85" * n + b"K\x01s.",
+        "slice": b"\x80\x02}X\x01\x00\x00\x00a" + b"cbuiltins\nslice\n" * n + b"N" + b"\x85R" * n + b"s.",
+    }
+    return lambda marker: bodies[kind]
+
+
 def _self_ref(marker: Path) -> bytes:
     return b"\x80\x02}X\x01\x00\x00\x00x]q\x00h\x00as."  # {'x': l} with l = [l]
 
@@ -204,7 +115,7 @@ def _duplicate(path: Path, marker: Path) -> None:
         warnings.simplefilter("ignore")  # zipfile warns about the duplicate name: that is the point
         with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
             z.writestr("archive/data.pkl", pickle.dumps({"a": 1}, protocol=2))
-            z.writestr("archive/data.pkl", pickle.dumps({"a": _Call(os.system, _touch(marker))}, protocol=2))
+            z.writestr("archive/data.pkl", pickle.dumps({"a": Call(os.system, touch(marker))}, protocol=2))
 
 
 def _rename_local(data: bytes) -> bytes:
@@ -257,7 +168,7 @@ def _legacy_tar(path: Path, marker: Path) -> None:
     # The pre-1.0 torch format: a tar of 'sys_info', 'pickle', 'storages', 'tensors'.
     with tarfile.open(path, "w") as tar:
         for name in ("sys_info", "pickle", "storages", "tensors"):
-            payload = pickle.dumps(_Call(os.system, _touch(marker)), protocol=2)
+            payload = pickle.dumps(Call(os.system, touch(marker)), protocol=2)
             info = tarfile.TarInfo(name)
             info.size = len(payload)
             tar.addfile(info, io.BytesIO(payload))
@@ -278,53 +189,6 @@ def _record(name: str, value: bytes) -> Callable[[zipfile.ZipInfo, bytes], list[
     return edit
 
 
-# ---------------------------------------------------------------- safetensors
-
-F32_4 = {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}
-
-
-def _st(
-    header: dict[str, object] | bytes, data: bytes = b"\0" * 4, length: int | None = None
-) -> Callable[[Path, Path], None]:
-    return lambda path, marker: safetensors_file(path, header, data, length)
-
-
-# Defects the official loader refuses (each also checked against safe_open in test_hostile.py).
-SAFETENSORS_OFFICIAL = {
-    "st_header_over_100mb": (_st(b"{}", b"", length=100_000_001), "over the 100,000,000-byte limit"),
-    "st_header_past_eof": (_st({"a": F32_4}, b"\0" * 4, length=10_000), "runs past the end of the file"),
-    "st_bad_utf8": (_st(b'{"\xff": 1}'), "not valid UTF-8"),
-    "st_bad_json": (_st(b'{"a": {"dtype": "F32",'), "not valid JSON"),
-    "st_unknown_dtype": (_st({"a": {**F32_4, "dtype": "X9"}}), "unknown dtype"),
-    "st_negative_dim": (_st({"a": {**F32_4, "shape": [-1]}}), "not a list of non-negative integers"),
-    "st_metadata_not_string": (_st({"__metadata__": {"k": 1}, "a": F32_4}), "__metadata__ must map strings"),
-    "st_gap": (_st({"a": {**F32_4, "data_offsets": [4, 8]}}, b"\0" * 8), "leaves a gap at byte 0"),
-    "st_overlap": (
-        _st({"a": {**F32_4, "shape": [2], "data_offsets": [0, 8]}, "b": {**F32_4, "data_offsets": [4, 8]}}, b"\0" * 8),
-        "overlaps the previous tensor",
-    ),
-    "st_same_range_twice": (_st({"a": F32_4, "b": F32_4}), "overlaps the previous tensor"),
-    "st_size_mismatch": (_st({"a": {**F32_4, "shape": [3]}}), "needs 12 bytes but data_offsets span 4"),
-    "st_overflowing_shape": (
-        _st({"a": {**F32_4, "shape": [2**62, 2**62, 16]}}),
-        "data_offsets span 4",
-    ),
-    "st_trailing_bytes": (_st({"a": F32_4}, b"\0" * 12), "trailing bytes"),
-    "st_truncated": (_st({"a": {**F32_4, "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 8), "truncated"),
-}
-
-# Accepted quietly by Python's json but not by a careful reader.
-SAFETENSORS_JSON_QUIRKS = {
-    "st_duplicate_key": (_st(b'{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, "a": {}}'), "twice"),
-    "st_nan_dim": (_st(b'{"a": {"dtype": "F32", "shape": [NaN], "data_offsets": [0, 4]}}'), "NaN"),
-    "st_true_dim": (_st(b'{"a": {"dtype": "F32", "shape": [true], "data_offsets": [0, 4]}}'), "non-negative integers"),
-    "st_float_dim": (_st(b'{"a": {"dtype": "F32", "shape": [1.0], "data_offsets": [0, 4]}}'), "non-negative integers"),
-    "st_huge_float": (_st(b'{"a": {"dtype": "F32", "shape": [1e400], "data_offsets": [0, 4]}}'), "non-negative int"),
-    "st_huge_int": (_st(b'{"a": {"dtype": "F32", "shape": [' + b"9" * 5000 + b'], "data_offsets": [0, 4]}}'), "header"),
-    "st_deep_nesting": (_st(b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"), "safetensors header"),
-}
-
-
 def corpus() -> list[Case]:
     """Every hostile file with the outcome each command must have."""
     scan_unsafe = {"scan_code": 1, "scan_reason": "reference globals outside the allow-list"}
@@ -332,7 +196,7 @@ def corpus() -> list[Case]:
         # Pickles reaching for code: shown as inert placeholders (or refused), flagged by scan.
         Case(
             "global_os_system",
-            _saved(lambda m: {"x": _Call(os.system, _touch(m))}),
+            saved(lambda m: {"x": Call(os.system, touch(m))}),
             ("tree", "shapes"),
             0,
             "",
@@ -340,28 +204,26 @@ def corpus() -> list[Case]:
         ),
         Case(
             "stack_global_eval",
-            _saved(lambda m: {"x": _Call(eval, f"open({str(m)!r}, 'w')")}, 4),
+            saved(lambda m: {"x": Call(eval, f"open({str(m)!r}, 'w')")}, 4),
             ("tree",),
             0,
             "",
             **scan_unsafe,
         ),
-        Case("inst_os_system", _raw(_inst), ("tree",), 0, "", **scan_unsafe),
-        Case(
-            "getattr_chain", _raw(_getattr_chain), ("tree",), 2, "calls the result of builtins.getattr", **scan_unsafe
-        ),
-        Case("newobj_build_setstate", _raw(_newobj_build), ("tree",), 0, "", **scan_unsafe),
-        Case("ext_codes", _raw(_ext_codes), ("tree",), 2, "unregistered extension code", **scan_unsafe),
+        Case("inst_os_system", raw(_inst), ("tree",), 0, "", **scan_unsafe),
+        Case("getattr_chain", raw(_getattr_chain), ("tree",), 2, "calls the result of builtins.getattr", **scan_unsafe),
+        Case("newobj_build_setstate", raw(_newobj_build), ("tree",), 0, "", **scan_unsafe),
+        Case("ext_codes", raw(_ext_codes), ("tree",), 2, "unregistered extension code", **scan_unsafe),
         Case(
             "persistent_id_not_storage",
-            _raw(_persistent_not_storage),
+            raw(_persistent_not_storage),
             ("tree",),
             2,
             "persistent id is not a storage",
             **scan_unsafe,
         ),
-        Case("bytearray_2gib", _raw(_bytearray_gigabytes), ("tree",), 0, "", **scan_unsafe),
-        Case("storage_call_16gib", _raw(_storage_gigabytes), ("tree",), 2, "malformed pickle data", scan_code=0),
+        Case("bytearray_2gib", raw(_bytearray_gigabytes), ("tree",), 0, "", **scan_unsafe),
+        Case("storage_call_16gib", raw(_storage_gigabytes), ("tree",), 2, "malformed pickle data", scan_code=0),
         Case(
             "huge_storage_numel",
             lambda p, m: tensor_file(p, 1 << 40, 0, (4,), (1,)),
@@ -374,31 +236,31 @@ def corpus() -> list[Case]:
         Case("duplicate_entries", _duplicate, ("tree", "scan"), 2, "appears twice"),
         Case(
             "local_name_mismatch",
-            _patched(_raw(lambda m: pickle.dumps({"a": 1}, protocol=2)), _rename_local),
+            patched(raw(lambda m: pickle.dumps({"a": 1}, protocol=2)), _rename_local),
             ("tree", "scan"),
             2,
             "differs between local header",
         ),
         Case(
             "encryption_bit",
-            _patched(_raw(lambda m: pickle.dumps({"a": 1}, protocol=2)), _set_encrypted),
+            patched(raw(lambda m: pickle.dumps({"a": 1}, protocol=2)), _set_encrypted),
             ("tree", "scan"),
             2,
             "encrypted",
         ),
         Case(
             "zip_version_6_4",
-            _patched(_raw(lambda m: pickle.dumps({"a": 1}, protocol=2)), _future_zip_version),
+            patched(raw(lambda m: pickle.dumps({"a": 1}, protocol=2)), _future_zip_version),
             ("tree", "scan"),
             2,
             "not a readable zip archive (zip file version 6.4)",
         ),
         Case("compressed_records", _compressed, ("tree", "scan"), 2, "compressed"),
         Case("deflate_bomb", _deflate_bomb, ("tree",), 2, "compressed", scan_code=0),
-        Case("missing_storage_record", _from_sample(_drop_storage), ("tree",), 2, "has no record", scan_code=0),
+        Case("missing_storage_record", from_sample(_drop_storage), ("tree",), 2, "has no record", scan_code=0),
         Case(
             "record_shorter_than_storage",
-            _from_sample(_short_storage),
+            from_sample(_short_storage),
             ("tree",),
             2,
             "but its record holds 5",
@@ -409,7 +271,7 @@ def corpus() -> list[Case]:
         Case("legacy_tar_format", _legacy_tar, ("tree", "scan"), 2, "not a recognised checkpoint"),
         Case(
             "byteorder_garbage",
-            _from_sample(_record("byteorder", b"middle")),
+            from_sample(_record("byteorder", b"middle")),
             ("tree",),
             2,
             "unknown byteorder record 'middle'",
@@ -417,7 +279,7 @@ def corpus() -> list[Case]:
         ),
         Case(
             "version_from_the_future",
-            _from_sample(_record("version", b"99\n")),
+            from_sample(_record("version", b"99\n")),
             ("tree",),
             2,
             "version '99' is newer",
@@ -465,12 +327,23 @@ def corpus() -> list[Case]:
             scan_code=0,
         ),
         # Structure.
-        Case("memo_index_bomb", _raw(_memo_bomb), ("tree",), 2, "memo slot 2147483647 at byte 3 is out of range"),
-        Case("nesting_200000_deep", _raw(_deep), ("tree",), 2, "nesting deeper than 1000 levels", scan_code=0),
-        Case("self_referencing_list", _raw(_self_ref), ("tree",), 0, "", scan_code=0),
+        Case("memo_index_bomb", raw(_memo_bomb), ("tree",), 2, "memo slot 2147483647 at byte 3 is out of range"),
+        Case("nesting_200000_deep", raw(_deep), ("tree",), 2, "nesting deeper than 1000 levels", scan_code=0),
+        *(
+            Case(
+                f"deep_{kind}_value",
+                raw(_deep_values(kind)),
+                ("tree", "shapes"),
+                2,
+                "nests deeper than 100",
+                scan_code=0,
+            )
+            for kind in ("frozenset", "tuple_key", "slice")
+        ),
+        Case("self_referencing_list", raw(_self_ref), ("tree",), 0, "", scan_code=0),
         Case(
             "dag_bomb_2_pow_64",
-            _raw(_dag),
+            raw(_dag),
             ("tree", "shapes"),
             2,
             "expands to more than 1,000,000 entries",

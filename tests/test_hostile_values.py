@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 from paraminspect import open_checkpoint
 from paraminspect.tensors import iter_chunks, read_array
 from tests.conftest import run_cli, run_script
-from tests.hostile_corpus import SAFETENSORS_JSON_QUIRKS, SAFETENSORS_OFFICIAL
+from tests.hostile_safetensors import SAFETENSORS_JSON_QUIRKS, SAFETENSORS_OFFICIAL
 
 BIG_ENDIAN_DTYPES = {
     "f32": torch.float32,
