@@ -81,7 +81,12 @@ def _root(
         int, typer.Option(min=1, help="Deepest nesting of the saved object.", rich_help_panel=_LIMIT_HELP)
     ] = _DEFAULT.max_depth,
     max_pickle_bytes: Annotated[
-        int, typer.Option(min=1, help="Largest pickle (data.pkl) read into memory.", rich_help_panel=_LIMIT_HELP)
+        int,
+        typer.Option(
+            min=1,
+            help="Largest pickle (data.pkl) read, and most memory its objects may take (estimated).",
+            rich_help_panel=_LIMIT_HELP,
+        ),
     ] = _DEFAULT.max_pickle_bytes,
     max_numel: Annotated[
         int,

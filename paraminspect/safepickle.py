@@ -12,7 +12,6 @@ from __future__ import annotations
 import collections
 import io
 import pickle
-import pickletools
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from paraminspect import dtypes
 from paraminspect.dtypes import DType
 from paraminspect.errors import CheckpointError, ParamInspectError
 from paraminspect.model import Opaque, Sealed, StorageRef, TensorRef, opaque_class
+from paraminspect.pickleguard import precheck
 
 INT64_MAX = (1 << 63) - 1
 
@@ -206,31 +206,9 @@ class SafeUnpickler(pickle.Unpickler):
         return self._load_persistent(pid)
 
 
-_MEMO_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
-
-
-def check_memo(data: bytes) -> None:
-    """Refuse memo slots a real pickler could not have written.
-
-    CPython's C unpickler stores the memo in an array sized by the largest
-    index seen: ``LONG_BINPUT 1175087203`` (5 bytes) makes it allocate and
-    zero ~9 GB. Picklers number slots from 0 upward, one per PUT, so a slot
-    beyond the pickle's length is hostile. One pass of ``pickletools.genops``
-    (~0.5 us an opcode) finds them before the C unpickler runs.
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # STRING args with bad escapes: just data
-            for op, arg, pos in pickletools.genops(data):
-                if op.name in _MEMO_PUTS and (type(arg) is not int or not 0 <= arg <= len(data)):
-                    raise CheckpointError(f"malformed pickle: memo slot {arg!r} at byte {pos} is out of range")
-    except ValueError as exc:
-        raise CheckpointError(f"malformed pickle data ({exc})") from None
-
-
 def safe_loads(data: bytes, persistent_load: Callable[[Any], Any] | None = None) -> Any:
     """Unpickle ``data`` without importing or calling anything from it."""
-    check_memo(data)
+    precheck(data)
     unpickler = SafeUnpickler(data, persistent_load)
     try:
         with warnings.catch_warnings():

@@ -78,6 +78,11 @@ def _memo_bomb(marker: Path) -> bytes:
     return b"\x80\x02]r\xff\xff\xff\x7f."
 
 
+def _set_bomb(marker: Path) -> bytes:
+    # 4.7 million EMPTY_SETs: 4.7 MB of pickle, over 1 GiB of sets once unpickled.
+    return b"\x80\x04(" + b"\x8f" * 4_700_000 + b"l."
+
+
 def _deep(marker: Path) -> bytes:
     n = 200_000
     return b"\x80\x02" + b"]" * n + b"a" * (n - 1) + b"."
@@ -328,6 +333,7 @@ def corpus() -> list[Case]:
         ),
         # Structure.
         Case("memo_index_bomb", raw(_memo_bomb), ("tree",), 2, "memo slot 2147483647 at byte 3 is out of range"),
+        Case("set_bomb", raw(_set_bomb), ("tree",), 2, "pickle would build more than 1,073,741,824 bytes", scan_code=0),
         Case("nesting_200000_deep", raw(_deep), ("tree",), 2, "nesting deeper than 1000 levels", scan_code=0),
         *(
             Case(

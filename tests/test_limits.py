@@ -169,3 +169,11 @@ def test_reading_a_view_too_big_for_memory_is_a_clean_error(tmp_path: Path) -> N
     assert next(iter_chunks(ref, 4)).tolist() == [1.0] * 4  # chunked reading stays bounded
     with pytest.raises(CheckpointError, match="tensor needs 17,592,186,044,416 bytes in memory"):
         read_array(ref)
+
+
+def test_pickle_memory_estimate_refuses_cheap_bytes_that_build_big_objects(tmp_path: Path) -> None:
+    bomb = zip_with_pickle(tmp_path / "sets.pt", b"\x80\x04(" + b"\x8f" * 100_000 + b"l.")  # ~23 MB of sets
+    result = run_cli("--max-pickle-bytes", "10000000", "shapes", bomb)
+    assert result.code == 2
+    assert "pickle would build more than 10,000,000 bytes of objects (use --max-pickle-bytes" in result.err
+    assert run_cli("--max-pickle-bytes", "30000000", "shapes", bomb).code == 0
