@@ -177,3 +177,10 @@ def test_pickle_memory_estimate_refuses_cheap_bytes_that_build_big_objects(tmp_p
     assert result.code == 2
     assert "pickle would build more than 10,000,000 bytes of objects (use --max-pickle-bytes" in result.err
     assert run_cli("--max-pickle-bytes", "30000000", "shapes", bomb).code == 0
+
+
+def test_limits_passed_to_open_checkpoint_reach_the_pickle_precheck(tmp_path: Path) -> None:
+    bomb = zip_with_pickle(tmp_path / "sets.pt", b"\x80\x04(" + b"\x8f" * 100_000 + b"l.")
+    with pytest.raises(LimitExceeded, match="more than 10,000,000 bytes of objects"):
+        open_checkpoint(bomb, limits=Limits(max_pickle_bytes=10_000_000))
+    open_checkpoint(bomb)

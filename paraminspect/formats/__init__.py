@@ -22,7 +22,8 @@ def open_checkpoint(path: str | os.PathLike[str], *, limits: Limits | None = Non
     ``limits`` defaults to the ones in force (:func:`paraminspect.limits.current`).
     """
     limits = limits or _limits.current()
-    ckpt = _read(Path(path), limits)
+    with _limits.using(limits):  # so checks deep in the readers (pickleguard) see the same limits
+        ckpt = _read(Path(path), limits)
     try:
         _limits.enforce(ckpt, limits)
     except CheckpointError as exc:
