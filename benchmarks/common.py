@@ -45,7 +45,9 @@ print(time.perf_counter() - start, usage.ru_maxrss, os.waitstatus_to_exitcode(st
 """
 
 
-def run_timed(label: str, argv: list[str], repeat: int = 5, warmup: int = 1) -> Measurement:
+def run_timed(
+    label: str, argv: list[str], repeat: int = 5, warmup: int = 1, ok_codes: tuple[int, ...] = (0, 1)
+) -> Measurement:
     """Median wall time and max peak RSS of ``argv`` run ``repeat`` times (after warm-up)."""
     times: list[float] = []
     cpu: list[float] = []
@@ -53,7 +55,7 @@ def run_timed(label: str, argv: list[str], repeat: int = 5, warmup: int = 1) -> 
     for i in range(warmup + repeat):
         proc = subprocess.run([PYTHON, "-S", "-c", _LAUNCHER, *argv], capture_output=True, text=True, check=False)
         elapsed, rss_kib, code, cpu_s = proc.stdout.split()
-        if int(code) not in (0, 1):
+        if int(code) not in ok_codes:
             raise SystemExit(f"{label}: {' '.join(argv)} failed ({code}): {proc.stderr}")
         if i >= warmup:
             times.append(float(elapsed))
@@ -70,7 +72,8 @@ def _write_pair(stem: str, big_shape: tuple[int, int], count: int) -> dict[str, 
     """A state dict of ``count`` fp32 matrices plus small tensors, saved in both formats."""
     pt, st = CACHE / f"{stem}.pt", CACHE / f"{stem}.safetensors"
     if pt.exists() and st.exists():
-        # Cached: no need to pay seconds (and ~200 MiB) for importing torch.
+        # Before importing torch: children forked from a process that imported it
+        # inherit its ~200 MiB peak RSS, which would then show in every measurement.
         return {"pt": pt, "safetensors": st}
     import torch
     from safetensors.torch import save_file

@@ -6,6 +6,7 @@ that imports typer.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import os
 import sys
@@ -19,10 +20,12 @@ from paraminspect import (
     check,
     compare,
     diff,
+    limits,
     modules,
     printing,
     render,
     roots,
+    scan,
     shapes,
     sizes,
     stats,
@@ -118,13 +121,46 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+_LIMIT_HELP = "Limits against hostile files"
+_DEFAULT = limits.DEFAULT_LIMITS
+
+
 @app.callback()
 def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
+    max_entries: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Most names (tensors and other leaves) a file may expand to.", rich_help_panel=_LIMIT_HELP
+        ),
+    ] = _DEFAULT.max_entries,
+    max_depth: Annotated[
+        int, typer.Option(min=1, help="Deepest nesting of the saved object.", rich_help_panel=_LIMIT_HELP)
+    ] = _DEFAULT.max_depth,
+    max_pickle_bytes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Largest pickle (data.pkl) read, and most memory its objects may take (estimated).",
+            rich_help_panel=_LIMIT_HELP,
+        ),
+    ] = _DEFAULT.max_pickle_bytes,
+    max_numel: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Most elements all tensors of a file may claim in total.", rich_help_panel=_LIMIT_HELP
+        ),
+    ] = _DEFAULT.max_numel,
 ) -> None:
     """Inspect, compare and edit saved model checkpoints without torch."""
+    # Global options, so every command (and every file a command opens) gets them.
+    limits.set_current(
+        limits.Limits(
+            max_entries=max_entries, max_depth=max_depth, max_pickle_bytes=max_pickle_bytes, max_numel=max_numel
+        )
+    )
 
 
 @app.command("tree")
@@ -607,11 +643,39 @@ def convert_command(
     return _write_plan(plan, output, False, force, dry_run, drop_unknown, fmt)
 
 
+# --- scan (issue 7) ---------------------------------------------------------
+
+
+@app.command("scan")
+def scan_command(
+    files: Annotated[list[Path], typer.Argument(help="Checkpoint files to analyse (nothing in them is run).")],
+    unsafe_only: Annotated[
+        bool, typer.Option("--unsafe-only", help="List only references outside the allow-list.")
+    ] = False,
+    fmt: FormatOpt = OutputFormat.table,
+) -> int:
+    """List every pickle global and persistent id each file references, and which are allowed.
+
+    Exit 1 if any file references a global outside the allow-list, 2 if a file cannot be read.
+    """
+    result = scan.report(files, unsafe_only=unsafe_only)
+    render.write(render.format_table(result.table, fmt))
+    for item in result.scans:
+        if item.error is not None:
+            render.write_message(f"paraminspect: error: {item.error}")
+    if result.unsafe_files:
+        count = f"{result.unsafe_files} of {len(files)} file(s)"
+        render.write_message(f"paraminspect: scan: {count} reference globals outside the allow-list")
+    return result.exit_code
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; map every expected failure to one stderr line and an exit code."""
     command = typer.main.get_command(app)
     try:
-        result = command.main(args=argv, prog_name="paraminspect", standalone_mode=False)
+        # A fresh context: limits set by the global options do not outlive this call.
+        context = contextvars.copy_context()
+        result = context.run(command.main, args=argv, prog_name="paraminspect", standalone_mode=False)
         sys.stdout.flush()
         return result if isinstance(result, int) else EXIT_OK
     except ParamInspectError as exc:
@@ -619,6 +683,12 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
         return 130
+    except BrokenPipeError:
+        # The reader went away (| head): that is success. Point stdout at devnull
+        # so the interpreter's final flush does not complain.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     except Exception as exc:
         # Usage errors from the argument parser (click's, or the copy typer
         # vendors in newer releases) carry these two attributes.
@@ -626,12 +696,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         render.write_message(f"paraminspect: error: {exc.format_message()} (see 'paraminspect --help')")
         return EXIT_ERROR
-    except BrokenPipeError:
-        # The reader went away (| head): that is success. Point stdout at devnull
-        # so the interpreter's final flush does not complain.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_OK
 
 
 def run() -> None:

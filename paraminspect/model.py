@@ -10,15 +10,34 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from paraminspect.dtypes import DType
 
 
+class Sealed:
+    """Mixin for frozen dataclasses an unpickler hands out: pickle's BUILD opcode
+    writes straight into an object's ``__dict__`` (frozen or not) unless it has
+    ``__setstate__``, so a hostile pickle could rewrite a checked tensor's
+    offset or a storage's file path after the checks ran. This refuses BUILD;
+    ``__reduce__`` rebuilds through the constructor so copy/pickle still work.
+    """
+
+    __slots__ = ()
+
+    def __setstate__(self, state: Any) -> None:
+        from paraminspect.errors import CheckpointError
+
+        raise CheckpointError(f"pickle tries to modify a {type(self).__name__} after it was built")
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return type(self), tuple(getattr(self, f.name) for f in fields(self))  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
-class StorageRef:
+class StorageRef(Sealed):
     """A run of raw bytes inside a file: one torch storage or one safetensors range."""
 
     path: Path
@@ -34,7 +53,7 @@ class StorageRef:
 
 
 @dataclass(frozen=True)
-class TensorRef:
+class TensorRef(Sealed):
     """A tensor's metadata: dtype, shape, strides (in elements), and its storage.
 
     A tensor saved in pieces (a DCP tensor sharded across ranks) has ``chunks``:
@@ -111,6 +130,12 @@ class Opaque:
 
     def __setstate__(self, state: Any) -> None:
         self.state = state
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # A pickle calling what a placeholder call returned (getattr(...)(...) chains).
+        from paraminspect.errors import CheckpointError
+
+        raise CheckpointError(f"pickle calls the result of {self.qualname}, which is not an allowed function")
 
     def __str__(self) -> str:
         return f"<object {self.qualname}>"
@@ -226,45 +251,84 @@ def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 MAX_DEPTH = 1000
-MAX_ENTRIES = 10_000_000
+MAX_ENTRIES = 1_000_000
 
 
 def flatten(obj: Any, *, max_depth: int = MAX_DEPTH, max_entries: int = MAX_ENTRIES) -> Iterator[tuple[str, Entry]]:
     """Walk a decoded object graph and yield (dotted name, entry) leaves in order.
 
-    Mapping keys are joined with ``.``; list items by position. The walk is
-    iterative with explicit limits, so hostile depth, cycles and shared-reference
-    "DAG bombs" end in a clear error instead of a crash or an endless walk. An
-    object placeholder with state yields itself, then what its state holds.
+    Mapping keys are joined with ``.``; list items by position. A container
+    reached twice (shared, not cyclic) is listed under both names, as torch
+    would load it; cycles end in a ``<cycle>`` placeholder. Before walking,
+    :func:`measure` sizes the graph without expanding it, so depth and a
+    shared-reference "DAG bomb" (2^64 names from a few hundred bytes) fail at
+    once with a clear error instead of after minutes and gigabytes.
     """
-    from paraminspect.errors import LimitExceeded
-
-    count = 0
+    measure(obj, max_depth=max_depth, max_entries=max_entries)
     active: set[int] = set()  # containers on the current path, to spot cycles
-    stack: list[tuple[str, Any, int] | int] = [("", obj, 0)]
+    stack: list[tuple[str, Any] | int] = [("", obj)]
     while stack:
         top = stack.pop()
         if isinstance(top, int):
             active.discard(top)
             continue
-        name, item, depth = top
+        name, item = top
         children = _children(item)
         if isinstance(item, Opaque) or not children:
-            count += 1
-            if count > max_entries:
-                raise LimitExceeded(f"more than {max_entries:,} entries (use --max-entries to raise the limit)")
             yield name, item if isinstance(item, TensorRef) else Value(_leaf_value(item))
             if not children:
                 continue
         if id(item) in active:
             yield name, Value(opaque_class("<cycle>")())
             continue
-        if depth >= max_depth:
-            raise LimitExceeded(f"object nesting deeper than {max_depth} levels")
         active.add(id(item))
         stack.append(id(item))
         for key, child in reversed(children):
-            stack.append((f"{name}.{key}" if name else key, child, depth + 1))
+            stack.append((f"{name}.{key}" if name else key, child))
+
+
+def measure(obj: Any, *, max_depth: int = MAX_DEPTH, max_entries: int = MAX_ENTRIES) -> tuple[int, int]:
+    """(entries, depth) :func:`flatten` would produce, in time linear in distinct objects.
+
+    Each container is sized once and its size reused wherever it is shared.
+    Raises :class:`~paraminspect.errors.LimitExceeded` past either limit.
+    """
+    from paraminspect.errors import LimitExceeded
+
+    sizes: dict[int, tuple[int, int]] = {}  # id -> (entries, height)
+    on_path: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(obj, False)]
+    while stack:
+        item, done = stack.pop()
+        key = id(item)
+        children = _children(item)
+        if not children:
+            check_value(item)
+            continue
+        if done:
+            on_path.discard(key)
+            entries = 1 if isinstance(item, Opaque) else 0
+            height = 0
+            for _, child in children:
+                # Leaves, cycles back to an ancestor, and childless containers count one.
+                child_entries, child_height = sizes.get(id(child), (1, 0))
+                entries += child_entries
+                height = max(height, child_height)
+            if entries > max_entries:
+                raise LimitExceeded(
+                    f"the saved object expands to more than {max_entries:,} entries"
+                    " (use --max-entries to raise the limit)"
+                )
+            sizes[key] = (entries, height + 1)
+            continue
+        if key in sizes or key in on_path:
+            continue  # shared: sized already; or a cycle: one placeholder entry
+        if len(on_path) >= max_depth:
+            raise LimitExceeded(f"object nesting deeper than {max_depth} levels (use --max-depth to raise the limit)")
+        on_path.add(key)
+        stack.append((item, True))
+        stack.extend((child, False) for _, child in children)
+    return sizes.get(id(obj), (1, 0))
 
 
 # A sequence is expanded into numbered children only when it holds one of these;
@@ -272,13 +336,47 @@ def flatten(obj: Any, *, max_depth: int = MAX_DEPTH, max_entries: int = MAX_ENTR
 _BRANCHES = (Mapping, list, tuple, TensorRef, Opaque)
 
 
+MAX_VALUE_NESTING = 100
+
+
+def check_value(value: Any) -> None:
+    """Refuse a leaf value (or mapping key) nested past :data:`MAX_VALUE_NESTING`.
+
+    Containers holding tensors are walked iteratively, but a leaf is printed
+    with ``str()``, which recurses in C: a 100,000-deep frozenset, tuple key or
+    ``slice(slice(...))`` would end in RecursionError. Real leaves (betas,
+    shapes, a loss history) nest one or two levels.
+    """
+    from paraminspect.errors import LimitExceeded
+
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str | bytes | int | float | bool) or item is None:
+            continue
+        if depth >= MAX_VALUE_NESTING:
+            raise LimitExceeded(f"a value nests deeper than {MAX_VALUE_NESTING} levels")
+        if isinstance(item, list | tuple | set | frozenset):
+            stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, Mapping):
+            stack.extend((child, depth + 1) for pair in item.items() for child in pair)
+        elif isinstance(item, slice):
+            stack.extend((child, depth + 1) for child in (item.start, item.stop, item.step))
+
+
+def _key(key: Any) -> str:
+    if not isinstance(key, str):
+        check_value(key)
+    return str(key)
+
+
 def _children(item: Any) -> list[tuple[str, Any]] | None:
     if isinstance(item, Mapping):
-        return [(str(k), v) for k, v in item.items()]
+        return [(_key(k), v) for k, v in item.items()]
     if isinstance(item, list | tuple) and any(isinstance(v, _BRANCHES) for v in item):
         return [(str(i), v) for i, v in enumerate(item)]
     if isinstance(item, Opaque) and isinstance(item.state, Mapping) and item.state:
-        return [(str(k), v) for k, v in item.state.items()]
+        return [(_key(k), v) for k, v in item.state.items()]
     return None
 
 

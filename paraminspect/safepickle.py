@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import io
 import pickle
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -19,18 +20,21 @@ from typing import Any, BinaryIO
 from paraminspect import dtypes
 from paraminspect.dtypes import DType
 from paraminspect.errors import CheckpointError, ParamInspectError
-from paraminspect.model import Opaque, StorageRef, TensorRef, opaque_class
+from paraminspect.model import Opaque, Sealed, StorageRef, TensorRef, opaque_class
+from paraminspect.pickleguard import precheck, read_one
+
+INT64_MAX = (1 << 63) - 1
 
 
 @dataclass(frozen=True)
-class StorageType:
+class StorageType(Sealed):
     """Stand-in for ``torch.FloatStorage`` & co; ``dtype`` is None for UntypedStorage."""
 
     dtype: DType | None
 
 
 @dataclass(frozen=True)
-class TorchDType:
+class TorchDType(Sealed):
     """Stand-in for a pickled ``torch.float16`` (a value, e.g. in an AMP config)."""
 
     dtype: DType
@@ -40,7 +44,7 @@ class TorchDType:
 
 
 @dataclass(frozen=True)
-class TorchDevice:
+class TorchDevice(Sealed):
     """Stand-in for a pickled ``torch.device``."""
 
     spec: str
@@ -53,19 +57,29 @@ def _check_ints(what: str, items: Any, *, minimum: int | None = 0) -> tuple[int,
     if not isinstance(items, tuple | list) or not all(type(i) is int for i in items):
         raise CheckpointError(f"tensor {what} is not a tuple of integers")
     if minimum is not None and any(i < minimum for i in items):
-        raise CheckpointError(f"tensor {what} has a negative entry: {tuple(items)}")
+        raise CheckpointError(f"tensor {what} has a negative entry: {_short(items)}")
+    if any(abs(i) > INT64_MAX for i in items):
+        raise CheckpointError(f"tensor {what} has an entry that does not fit in 64 bits")
     return tuple(items)
+
+
+def _short(items: Any) -> str:
+    # str() of a huge int raises ValueError past 4300 digits; keep messages short anyway.
+    text = ", ".join(str(i) if abs(i) <= INT64_MAX else "<huge>" for i in items)
+    return f"({text[:200]})"
 
 
 def make_tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any, dtype: DType) -> TensorRef:
     """Build and bounds-check a TensorRef the way torch's ``_rebuild_tensor`` would."""
     if not isinstance(storage, StorageRef):
         raise CheckpointError("tensor storage is not a storage record")
+    if not isinstance(dtype, DType):
+        raise CheckpointError("tensor dtype is not a known dtype")
     shape = _check_ints("size", size)
     strides = _check_ints("stride", stride)
     if len(strides) != len(shape):
         raise CheckpointError(f"tensor stride {strides} does not match size {shape}")
-    if type(offset) is not int or offset < 0:
+    if type(offset) is not int or not 0 <= offset <= INT64_MAX:
         raise CheckpointError(f"tensor storage offset {offset!r} is not a non-negative integer")
     ref = TensorRef(dtype, shape, strides, storage, offset, bool(requires_grad))
     if ref.numel:
@@ -100,7 +114,8 @@ def _rebuild_parameter(data: Any, requires_grad: Any, *_: Any) -> Any:
 
 def _rebuild_from_type_v2(func: Any, new_type: Any, args: Any, state: Any) -> Any:
     # func is whatever find_class returned, i.e. one of our stand-ins or a placeholder.
-    if func in (_rebuild_v2, _rebuild_v3, _rebuild_parameter) and isinstance(args, tuple):
+    rebuilds = (_rebuild_v2, _rebuild_v3, _rebuild_parameter)
+    if isinstance(func, StandIn) and func.func in rebuilds and isinstance(args, tuple):
         return func(*args)
     return opaque_class("torch._tensor._rebuild_from_type_v2")(func, new_type, args, state)
 
@@ -178,24 +193,41 @@ DCP_RECORDS: dict[tuple[str, str], type[Record]] = {
     for name in names
 }
 
+
+class StandIn(Sealed):
+    """A stand-in function as find_class hands it out. Wrapped because BUILD on
+    a bare function could set its ``__defaults__`` for the whole process."""
+
+    __slots__ = ("func",)
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self.func = func
+
+    def __call__(self, *args: Any) -> Any:
+        return self.func(*args)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return StandIn, (self.func,)
+
+
 SAFE_GLOBALS: dict[tuple[str, str], Any] = {
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_v2,
-    ("torch._utils", "_rebuild_tensor_v3"): _rebuild_v3,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
-    ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
-    ("torch", "Size"): _size,
-    ("torch", "device"): _device,
+    ("torch._utils", "_rebuild_tensor_v2"): StandIn(_rebuild_v2),
+    ("torch._utils", "_rebuild_tensor_v3"): StandIn(_rebuild_v3),
+    ("torch._utils", "_rebuild_parameter"): StandIn(_rebuild_parameter),
+    ("torch._utils", "_rebuild_parameter_with_state"): StandIn(_rebuild_parameter),
+    ("torch._tensor", "_rebuild_from_type_v2"): StandIn(_rebuild_from_type_v2),
+    ("torch", "Size"): StandIn(_size),
+    ("torch", "device"): StandIn(_device),
     ("torch.storage", "UntypedStorage"): StorageType(None),
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
     ("builtins", "complex"): complex,
     ("builtins", "slice"): slice,
-    ("_codecs", "encode"): _codecs_encode,
-    ("copyreg", "_reconstructor"): _reconstructor,
-    ("torch.serialization", "_get_layout"): _layout,
-    (_DCP_METADATA, "_MEM_FORMAT_ENCODING"): _enum_value,
+    ("_codecs", "encode"): StandIn(_codecs_encode),
+    ("copyreg", "_reconstructor"): StandIn(_reconstructor),
+    ("torch.serialization", "_get_layout"): StandIn(_layout),
+    (_DCP_METADATA, "_MEM_FORMAT_ENCODING"): StandIn(_enum_value),
 }
 SAFE_GLOBALS.update(DCP_RECORDS)
 SAFE_GLOBALS.update({("torch", name): StorageType(d) for name, d in dtypes.BY_STORAGE.items()})
@@ -203,6 +235,11 @@ SAFE_GLOBALS.update({("torch", name): TorchDType(d) for name, d in dtypes.BY_NAM
 
 # Python 2 module names that pickle maps for us unless find_class is overridden.
 _PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
+
+
+def canonical(module: str, name: str) -> tuple[str, str]:
+    """The (module, name) a global resolves to, as find_class sees it; shared with ``scan``."""
+    return _PY2_MODULES.get(module, module), name
 
 
 class SafeUnpickler(pickle.Unpickler):
@@ -216,7 +253,7 @@ class SafeUnpickler(pickle.Unpickler):
         self.globals_seen: list[str] = []
 
     def find_class(self, module: str, name: str) -> Any:
-        module = _PY2_MODULES.get(module, module)
+        module, name = canonical(module, name)
         qualname = f"{module}.{name}"
         self.globals_seen.append(qualname)
         found = SAFE_GLOBALS.get((module, name))
@@ -230,9 +267,14 @@ class SafeUnpickler(pickle.Unpickler):
 
 def safe_loads(data: bytes | BinaryIO, persistent_load: Callable[[Any], Any] | None = None) -> Any:
     """Unpickle ``data`` without importing or calling anything from it."""
+    if not isinstance(data, bytes):  # a stream: take exactly its next pickle
+        data = read_one(data)
+    precheck(data)
     unpickler = SafeUnpickler(data, persistent_load)
     try:
-        return unpickler.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return unpickler.load()
     except ParamInspectError:
         raise
     except RecursionError:

@@ -94,6 +94,16 @@ def _storage_view(ref: TensorRef) -> np.ndarray:
 
 def read_array(ref: TensorRef) -> np.ndarray:
     """The whole tensor as a new native-endian numpy array of its shape."""
+    try:
+        return _read_array(ref)
+    except MemoryError:
+        # A zero-stride view can claim terabytes over a one-element storage.
+        raise CheckpointError(
+            f"tensor needs {ref.nbytes:,} bytes in memory, more than is available", ref.storage.path
+        ) from None
+
+
+def _read_array(ref: TensorRef) -> np.ndarray:
     import numpy as np
 
     numpy_dtype(ref)  # refuse undecodable dtypes before touching the file

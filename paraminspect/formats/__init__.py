@@ -14,8 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from paraminspect import limits as _limits
 from paraminspect.errors import CheckpointError, LimitExceeded
-from paraminspect.limits import DEFAULT_LIMITS, Limits
+from paraminspect.limits import Limits
 from paraminspect.model import Checkpoint
 
 # Sniffing needs only these constants; each reader module is imported when its
@@ -29,13 +30,25 @@ SINGLE_NAMES = ("model.safetensors", "pytorch_model.bin")
 CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 
 
-def open_checkpoint(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> Checkpoint:
+def open_checkpoint(path: str | os.PathLike[str], *, limits: Limits | None = None) -> Checkpoint:
     """Read a checkpoint's structure (names, dtypes, shapes, where bytes live).
 
     No tensor data is read and nothing from the file is imported or executed.
     Raises :class:`~paraminspect.errors.CheckpointError` for anything unreadable.
+    ``limits`` defaults to the ones in force (:func:`paraminspect.limits.current`).
     """
-    target = Path(path)
+    limits = limits or _limits.current()
+    with _limits.using(limits):  # so checks deep in the readers (pickleguard) see the same limits
+        ckpt = _read(Path(path), limits)
+    try:
+        _limits.enforce(ckpt, limits)
+    except CheckpointError as exc:
+        exc.source = exc.source or str(path)
+        raise
+    return ckpt
+
+
+def _read(target: Path, limits: Limits) -> Checkpoint:
     try:
         if target.is_dir():
             return _open_directory(target, limits)
@@ -82,14 +95,14 @@ def _with_source(read: Callable[[], Checkpoint], source: Path) -> Checkpoint:
         raise CheckpointError(f"cannot read ({exc.strerror or exc})", source) from None
 
 
-def _looks_like_safetensors(head: bytes) -> bool:
+def looks_like_safetensors(head: bytes) -> bool:
     """An 8-byte little-endian header length, then the JSON header's opening brace."""
     return len(head) >= 9 and head[8:9] == b"{"
 
 
 def _fits_safetensors(head: bytes, size: int) -> bool:
     length: int = struct.unpack("<Q", head[:8])[0]
-    return _looks_like_safetensors(head) and length + 8 <= size
+    return looks_like_safetensors(head) and length + 8 <= size
 
 
 def _open_file(target: Path, limits: Limits, *, whole: bool) -> Checkpoint:
@@ -126,7 +139,7 @@ def _dispatch(target: Path, fh: BinaryIO, head: bytes, size: int, limits: Limits
         return read_torch_zip(target, fh, size, limits)
     if legacy.looks_like_legacy(head):
         return legacy.read_legacy(target, fh, size, limits)
-    if _looks_like_safetensors(head) and (_fits_safetensors(head, size) or not sharded.looks_like_index(head)):
+    if looks_like_safetensors(head) and (_fits_safetensors(head, size) or not sharded.looks_like_index(head)):
         from paraminspect.formats.safetensors import read_safetensors
 
         return read_safetensors(target, fh, size, limits)

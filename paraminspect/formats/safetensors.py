@@ -35,6 +35,21 @@ def _no_constants(token: str) -> Any:
     raise CheckpointError(f"safetensors header contains {token}, which is not valid JSON")
 
 
+def check_header_size(raw: bytes, limits: Limits) -> None:
+    """Bound what json will build before it builds it.
+
+    Python's json turns 30 MB of ``[{},{},...]`` into 800 MiB of dicts. A real
+    header has one object and two short lists per tensor, so count brackets
+    and commas (at C speed) against the entry limit first.
+    """
+    containers = raw.count(b"{") + raw.count(b"[")
+    if containers > 3 * limits.max_entries + 64 or raw.count(b",") > 16 * limits.max_entries + 1024:
+        raise LimitExceeded(
+            f"safetensors header holds more values than {limits.max_entries:,} tensors would need"
+            " (use --max-entries to raise the limit)"
+        )
+
+
 def parse_header(raw: bytes) -> dict[str, Any]:
     """Decode the JSON header, refusing what Python's json would accept quietly."""
     try:
@@ -96,7 +111,9 @@ def read_safetensors(path: Path, fh: BinaryIO, size: int, limits: Limits) -> Che
         raise CheckpointError(
             f"safetensors header length {header_len:,} runs past the end of the file ({size:,} bytes)"
         )
-    header = parse_header(fh.read(header_len))
+    raw = fh.read(header_len)
+    check_header_size(raw, limits)
+    header = parse_header(raw)
     metadata = header.pop(METADATA_KEY, None)
     metadata = {} if metadata is None else metadata
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):

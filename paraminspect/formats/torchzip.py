@@ -26,13 +26,29 @@ SUPPORTED_VERSION = 3  # the ``version`` record torch 2.x writes
 class ZipRecords:
     """The records of a torch archive, checked for the tricks a hostile zip can play."""
 
-    def __init__(self, path: Path, fh: BinaryIO, size: int) -> None:
+    def __init__(self, path: Path, fh: BinaryIO, size: int, max_records: int | None = None) -> None:
         self.path = path
         self._fh = fh
         self._size = size
+        if max_records is not None:
+            claimed = count_records(fh, size)
+            if claimed is not None and claimed > max_records:
+                raise LimitExceeded(
+                    f"zip archive lists {claimed:,} records, over the {max_records:,} limit"
+                    " (use --max-entries to raise it)"
+                )
         try:
             infos = zipfile.ZipFile(fh).infolist()
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, struct.error) as exc:
+        except (
+            zipfile.BadZipFile,
+            zipfile.LargeZipFile,
+            NotImplementedError,  # e.g. "zip file version 6.4" (found by fuzzing)
+            OSError,
+            ValueError,
+            EOFError,
+            OverflowError,
+            struct.error,
+        ) as exc:
             raise CheckpointError(f"not a readable zip archive ({exc})") from None
         if not infos:
             raise CheckpointError("empty zip archive, not a torch checkpoint")
@@ -86,12 +102,46 @@ class ZipRecords:
         return self._fh.read(size)
 
 
-def read_torch_zip(path: Path, fh: BinaryIO, size: int, limits: Limits) -> Checkpoint:
-    records = ZipRecords(path, fh, size)
+def count_records(fh: BinaryIO, size: int) -> int | None:
+    """The record count the end-of-central-directory claims, read before ``zipfile``
+    builds an object per record (~550 bytes each: a 60 MB hostile file made
+    of empty records would otherwise cost half a gigabyte). None if not found."""
+    tail_size = min(size, 22 + 65535)
+    fh.seek(size - tail_size)
+    tail = fh.read(tail_size)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + 22 > len(tail):
+        return None
+    count, cd_size = struct.unpack_from("<H2xI", tail, at + 10)
+    if count != 0xFFFF and cd_size != 0xFFFFFFFF:
+        return int(count)
+    if at < 20 or tail[at - 20 : at - 16] != b"PK\x06\x07":
+        return None
+    (z64_offset,) = struct.unpack_from("<Q", tail, at - 20 + 8)
+    fh.seek(z64_offset)
+    record = fh.read(56)
+    if len(record) < 56 or record[:4] != b"PK\x06\x06":
+        return None
+    return int(struct.unpack_from("<Q", record, 32)[0])
+
+
+def open_archive(path: Path, fh: BinaryIO, size: int, max_records: int | None = None) -> ZipRecords:
+    """The records of a torch.save archive (shared with ``scan``), refusing other zips."""
+    records = ZipRecords(path, fh, size, max_records)
     if "constants.pkl" in records or records.has_folder("code/") or "model.json" in records:
         raise CheckpointError("this is a TorchScript archive (torch.jit.save), not a torch.save checkpoint")
     if "data.pkl" not in records:
         raise CheckpointError(f"zip archive has no {records.top}/data.pkl: not a torch.save checkpoint")
+    return records
+
+
+def max_records(limits: Limits) -> int:
+    """Records a torch archive may have: one per storage (at most one per entry) plus metadata."""
+    return limits.max_entries + 16
+
+
+def read_torch_zip(path: Path, fh: BinaryIO, size: int, limits: Limits) -> Checkpoint:
+    records = open_archive(path, fh, size, max_records(limits))
     byteorder = "little"
     if "byteorder" in records:
         byteorder = records.read("byteorder", 16).decode("ascii", "replace").strip()
