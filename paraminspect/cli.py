@@ -15,23 +15,9 @@ from typing import Annotated
 
 import typer
 
-from paraminspect import (
-    __version__,
-    check,
-    compare,
-    diff,
-    limits,
-    modules,
-    printing,
-    render,
-    roots,
-    scan,
-    shapes,
-    sizes,
-    stats,
-    tree,
-    values,
-)
+# Only what every command needs is imported here; each command imports its own
+# modules, so `shapes` does not pay for diff, scan or value printing at start-up.
+from paraminspect import __version__, compare, limits, render, roots, tree
 from paraminspect.errors import EXIT_DIFFERENT, EXIT_ERROR, EXIT_OK, ParamInspectError, SelectionError, UsageError
 from paraminspect.formats import open_checkpoint
 from paraminspect.model import Checkpoint
@@ -178,6 +164,8 @@ def tree_command(
     ] = False,
 ) -> int:
     """Show the name hierarchy with per-subtree parameter counts and sizes."""
+    from paraminspect import modules
+
     # The whole object by default; --modules is a view of the model, so it picks the state dict.
     ckpt = _load_state_dict(file, root, auto=show_modules)
     if show_modules:
@@ -211,6 +199,8 @@ def shapes_command(
     ] = None,
 ) -> int:
     """List every tensor: name, dtype, shape, element count and bytes, with a total."""
+    from paraminspect import shapes, sizes
+
     # --by-prefix answers "what fills this file", so it sees the optimizer too.
     ckpt = _load_state_dict(file, root, auto=by_prefix is None)
     if by_prefix is not None:
@@ -242,6 +232,8 @@ def get_command(
     root: RootOpt = None,
 ) -> int:
     """Print values the way torch prints them (JSON/CSV: every value, exact)."""
+    from paraminspect import printing, values
+
     # Names are explicit, so the whole file is in reach unless --root narrows it.
     ckpt = _load_state_dict(file, root, auto=False)
     resolved = _selector(ckpt, names, regex).patterns  # index form resolved; unknown names fail here
@@ -268,6 +260,8 @@ def stats_command(
     root: RootOpt = None,
 ) -> int:
     """Per tensor: min, max, mean, std (n-1), mean |x|, L2 norm, NaN/Inf/zero counts; and a total."""
+    from paraminspect import stats
+
     ckpt = _load_state_dict(file, root)
     table = stats.report(ckpt, _selector(ckpt, patterns, regex), by_prefix=by_prefix, sort=sort)
     for name in table.document["skipped"]:
@@ -343,6 +337,8 @@ def diff_command(
     fmt: FormatOpt = OutputFormat.table,
 ) -> int:
     """Compare two checkpoints name by name: exit 0 if equal, 1 if anything differs, 2 on error."""
+    from paraminspect import diff
+
     a, b = _load_all(
         [(file_a, root if root_a is None else root_a), (file_b, root if root_b is None else root_b)], quiet
     )
@@ -385,6 +381,8 @@ def check_command(
     fmt: FormatOpt = OutputFormat.table,
 ) -> int:
     """Check a checkpoint against an expected structure: exit 0 if it holds, 1 on drift, 2 on error."""
+    from paraminspect import check
+
     budget = check.parse_count(max_params) if max_params is not None else None
     spec = check.load_spec(expect)
     (ckpt,) = _load_all([(file, root)], quiet)
@@ -658,6 +656,8 @@ def scan_command(
 
     Exit 1 if any file references a global outside the allow-list, 2 if a file cannot be read.
     """
+    from paraminspect import scan
+
     result = scan.report(files, unsafe_only=unsafe_only)
     render.write(render.format_table(result.table, fmt))
     for item in result.scans:

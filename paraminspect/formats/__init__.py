@@ -131,12 +131,12 @@ def _open_file(target: Path, limits: Limits, *, whole: bool) -> Checkpoint:
 
 
 def _dispatch(target: Path, fh: BinaryIO, head: bytes, size: int, limits: Limits, *, whole: bool) -> Checkpoint:
-    from paraminspect.formats import legacy, sharded
-
     if head.startswith(ZIP_MAGIC):
         from paraminspect.formats.torchzip import read_torch_zip
 
         return read_torch_zip(target, fh, size, limits)
+    from paraminspect.formats import legacy, sharded
+
     if legacy.looks_like_legacy(head):
         return legacy.read_legacy(target, fh, size, limits)
     if looks_like_safetensors(head) and (_fits_safetensors(head, size) or not sharded.looks_like_index(head)):
