@@ -4,8 +4,6 @@ No format logic and no output formatting lives here; this is the only module
 that imports typer.
 """
 
-from __future__ import annotations
-
 import contextvars
 import math
 import os

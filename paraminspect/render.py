@@ -142,23 +142,46 @@ def format_table(table: Table, fmt: OutputFormat) -> str:
         for row in table.rows:
             writer.writerow([_cell(c, row.get(c.key), human=False) for c in table.columns])
         return buffer.getvalue()
-    from tabulate import tabulate  # imported here: JSON and CSV output never pay for it
-
     columns = [c for c in table.columns if not c.optional or any(row.get(c.key) for row in table.rows)]
     body = [[_cell(c, row.get(c.key), human=True) for c in columns] for row in table.rows]
     if table.total is not None:
         body.append([_cell(c, table.total.get(c.key), human=True) for c in columns])
-    align = ["right" if _numeric(c) else "left" for c in columns]
-    style = "github" if fmt is OutputFormat.markdown else "simple"
+    right = [_numeric(c) for c in columns]
     headers = [c.title for c in columns]
-    if not body:
-        return tabulate([], headers=headers, tablefmt=style) + "\n"
-    text = tabulate(body, headers=headers, tablefmt=style, colalign=align, disable_numparse=True)
-    if table.total is not None and fmt is OutputFormat.table:
-        lines = text.split("\n")
+    if fmt is OutputFormat.markdown:
+        return "\n".join(_markdown_lines(headers, body, right)) + "\n"
+    lines = _aligned_lines(headers, body, right)
+    if table.total is not None and body:
         lines.insert(len(lines) - 1, lines[1])  # a rule above the total row
-        text = "\n".join(lines)
-    return text + "\n"
+    return "\n".join(lines) + "\n"
+
+
+def _widths(headers: list[str], body: list[list[str]]) -> list[int]:
+    # Two spare columns beside each title keep narrow number columns readable.
+    return [max(len(h) + 2, *(len(row[i]) for row in body)) for i, h in enumerate(headers)]
+
+
+def _pad(cells: list[str], widths: list[int], right: list[bool]) -> list[str]:
+    return [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right, strict=True)]
+
+
+def _aligned_lines(headers: list[str], body: list[list[str]], right: list[bool]) -> list[str]:
+    """Columns two spaces apart under a dashed rule; numbers right-aligned."""
+    widths = _widths(headers, body)
+    rows = [headers, ["-" * w for w in widths], *body]
+    return ["  ".join(_pad(row, widths, right)).rstrip() for row in rows]
+
+
+def _markdown_lines(headers: list[str], body: list[list[str]], right: list[bool]) -> list[str]:
+    """A GitHub table; ``|`` inside a cell is escaped so names cannot break the layout."""
+    body = [[cell.replace("|", "\\|") for cell in row] for row in body]
+    widths = _widths(headers, body)
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return [
+        "| " + " | ".join(_pad(headers, widths, right)) + " |",
+        rule,
+        *("| " + " | ".join(_pad(row, widths, right)) + " |" for row in body),
+    ]
 
 
 def format_verdict(verdict: Verdict, fmt: OutputFormat) -> str:

@@ -58,3 +58,15 @@ def test_table_has_a_rule_above_the_total() -> None:
 
 def test_csv_has_exact_numbers() -> None:
     assert format_table(TABLE, OutputFormat.csv) == "name,v,n\nx,nan,2048\ny,-inf,1\n"
+
+
+def test_markdown_escapes_pipes_in_cells() -> None:
+    table = Table([Column("name", "name", Kind.NAME), Column("n", "bytes", Kind.BYTES)], [{"name": "a|b", "n": 3}])
+    assert format_table(table, OutputFormat.markdown) == (
+        "| name   |   bytes |\n|--------|---------|\n| a\\|b   |     3 B |\n"
+    )
+
+
+def test_empty_table_keeps_its_header() -> None:
+    table = Table([Column("name", "name", Kind.NAME)], [])
+    assert format_table(table, OutputFormat.table) == "name\n------\n"
