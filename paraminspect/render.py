@@ -158,7 +158,7 @@ def format_table(table: Table, fmt: OutputFormat) -> str:
 
 def _widths(headers: list[str], body: list[list[str]]) -> list[int]:
     # Two spare columns beside each title keep narrow number columns readable.
-    return [max(len(h) + 2, *(len(row[i]) for row in body)) for i, h in enumerate(headers)]
+    return [max([len(h) + 2, *(len(row[i]) for row in body)]) for i, h in enumerate(headers)]
 
 
 def _pad(cells: list[str], widths: list[int], right: list[bool]) -> list[str]:
