@@ -1,0 +1,141 @@
+"""The typer app, the options every command shares (declared once, sqlite-utils
+style), the global limit options, and helpers for loading and selecting.
+
+Commands import their own core modules when they run, so `shapes` does not pay
+at start-up for diff, scan or value printing.
+"""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from paraminspect import __version__, limits, render, roots, tree
+from paraminspect.errors import SelectionError
+from paraminspect.formats import open_checkpoint
+from paraminspect.model import Checkpoint
+from paraminspect.render import OutputFormat
+from paraminspect.select import Selector, is_index_form, resolve_index_form, suggestions
+
+app = typer.Typer(
+    name="paraminspect",
+    help="Inspect, compare and edit saved model checkpoints (.pt/.pth/.bin and .safetensors) without torch.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# One declaration of each shared option, used by every command (sqlite-utils style).
+FileArg = Annotated[
+    Path,
+    typer.Argument(
+        help="Checkpoint file (.pt/.pth/.bin/.ckpt/.safetensors, detected by content), "
+        "a sharded model's *.index.json or directory, or a DCP directory."
+    ),
+]
+PatternsArg = Annotated[
+    list[str] | None,
+    typer.Argument(help="Names to select: globs ('*.weight'), exact names or subtree prefixes ('0.block 1')."),
+]
+FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")]
+RegexOpt = Annotated[bool, typer.Option("--regex", "-e", help="Treat PATTERNs as regular expressions.")]
+SortOpt = Annotated[
+    bool, typer.Option("--sort", help="Natural sort (layers.2 before layers.10) instead of file order.")
+]
+
+
+# --root: shared by every command that works on a state dict. To adopt it, add
+# ``root: RootOpt = None`` to the command and load with ``_load_state_dict(file, root)``.
+RootOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--root",
+        metavar="KEY",
+        help="Work on the state dict under this dotted key (e.g. state_dict, model). "
+        "Default: the one obvious state dict, if there is exactly one. --root '' uses the whole file.",
+    ),
+]
+
+
+def _load_state_dict(path: Path, root: str | None, *, auto: bool = True) -> Checkpoint:
+    """Open a file and cut out the state dict commands should work on (noted on stderr)."""
+    ckpt, note = roots.select(open_checkpoint(path), root, auto=auto)
+    if note:
+        render.write_message(f"paraminspect: note: {ckpt.path}: {note}")
+    return ckpt
+
+
+def _selector(ckpt: Checkpoint, patterns: list[str] | None, regex: bool) -> Selector:
+    """Build a selector and fail (exit 2) when a pattern matches nothing at all.
+
+    Index-form patterns (``[0][1][0].bias``) are first resolved to the dotted
+    name they denote; an unmatched pattern is reported with the closest names.
+    """
+    given = list(patterns or [])
+    resolved = given if regex else [_resolve(ckpt, p) for p in given]
+    selector = Selector(resolved, regex=regex)
+    missing = selector.unmatched(ckpt.entries)
+    if missing:
+        pattern = given[resolved.index(missing[0])]
+        close = [] if regex else suggestions(missing[0], ckpt.entries)
+        hint = "; did you mean " + " or ".join(repr(c) for c in close) + "?" if close else ""
+        raise SelectionError(f"no name matches {pattern!r}{hint}", ckpt.path)
+    return selector
+
+
+def _resolve(ckpt: Checkpoint, pattern: str) -> str:
+    if not is_index_form(pattern):
+        return pattern
+    try:
+        return resolve_index_form(pattern, tree.ordered_names(ckpt))
+    except SelectionError as exc:
+        raise SelectionError(exc.message, ckpt.path) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        render.write(f"paraminspect {__version__}\n")
+        raise typer.Exit()
+
+
+_LIMIT_HELP = "Limits against hostile files"
+_DEFAULT = limits.DEFAULT_LIMITS
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+    max_entries: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Most names (tensors and other leaves) a file may expand to.", rich_help_panel=_LIMIT_HELP
+        ),
+    ] = _DEFAULT.max_entries,
+    max_depth: Annotated[
+        int, typer.Option(min=1, help="Deepest nesting of the saved object.", rich_help_panel=_LIMIT_HELP)
+    ] = _DEFAULT.max_depth,
+    max_pickle_bytes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Largest pickle (data.pkl) read, and most memory its objects may take (estimated).",
+            rich_help_panel=_LIMIT_HELP,
+        ),
+    ] = _DEFAULT.max_pickle_bytes,
+    max_numel: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Most elements all tensors of a file may claim in total.", rich_help_panel=_LIMIT_HELP
+        ),
+    ] = _DEFAULT.max_numel,
+) -> None:
+    """Inspect, compare and edit saved model checkpoints without torch."""
+    # Global options, so every command (and every file a command opens) gets them.
+    limits.set_current(
+        limits.Limits(
+            max_entries=max_entries, max_depth=max_depth, max_pickle_bytes=max_pickle_bytes, max_numel=max_numel
+        )
+    )

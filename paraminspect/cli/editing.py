@@ -1,0 +1,258 @@
+"""Edit commands: set, init, rename, drop, extract, cast, convert."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from paraminspect import render
+from paraminspect.cli.app import (
+    FileArg,
+    FormatOpt,
+    PatternsArg,
+    RegexOpt,
+    _selector,
+    app,
+)
+from paraminspect.errors import EXIT_OK, SelectionError, UsageError
+from paraminspect.formats import open_checkpoint
+from paraminspect.names import NameMap
+from paraminspect.render import OutputFormat
+from paraminspect.select import Selector
+
+# ---- edit commands: set, init, rename, drop, extract, cast, convert ----------------
+# Each builds an edit plan (edit.py) and hands it to save.save, which writes
+# atomically and verifies; the summary goes to stderr (JSON to stdout). Their
+# modules are imported inside the functions: read-only commands never load them.
+
+OutputOpt = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Write here; the suffix picks the format (.safetensors, .pt).")
+]
+InPlaceOpt = Annotated[bool, typer.Option("--in-place", help="Replace the input file (atomically).")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", "-n", help="Show what would change; write nothing.")]
+DropUnknownOpt = Annotated[
+    bool, typer.Option("--drop-unknown", help="Leave out placeholder objects that cannot be written back.")
+]
+UntieOpt = Annotated[
+    bool, typer.Option("--untie", help="Edit the selected names even if that breaks a tie with unselected ones.")
+]
+
+
+def _write_plan(
+    plan: object, output: Path | None, in_place: bool, force: bool, dry_run: bool, drop_unknown: bool, fmt: OutputFormat
+) -> int:
+    from paraminspect import edit, save
+
+    assert isinstance(plan, edit.Plan)
+    report = save.save(plan, output, in_place=in_place, force=force, dry_run=dry_run, drop_unknown=drop_unknown)
+    render.write_edit(report.document, fmt)
+    return EXIT_OK
+
+
+@app.command("set", context_settings={"ignore_unknown_options": True})  # lets VALUE be -1.5
+def set_command(
+    file: FileArg,
+    name: Annotated[str, typer.Argument(help="Exact tensor name.")],
+    value: Annotated[
+        str, typer.Argument(help="A number (0, -1.5, nan), a JSON list of the tensor's shape, or a .npy file.")
+    ],
+    output: OutputOpt = None,
+    in_place: InPlaceOpt = False,
+    force: ForceOpt = False,
+    dry_run: DryRunOpt = False,
+    drop_unknown: DropUnknownOpt = False,
+    untie: UntieOpt = False,
+    fmt: FormatOpt = OutputFormat.table,
+) -> int:
+    """Fill one tensor with a scalar or with values of its exact shape."""
+    from paraminspect import edit, fill
+    from paraminspect.model import TensorRef
+
+    ckpt = open_checkpoint(file)
+    if not isinstance(ckpt.entries.get(name), TensorRef):
+        raise SelectionError(f"no tensor named {name!r}", ckpt.path)
+    array = fill.parse_value(value)
+    detail = f"from {value}" if value.endswith(".npy") else f"= {value if len(value) <= 40 else value[:37] + '...'}"
+    plan = edit.plan_new_values(ckpt, "set", [name], lambda _n, _r: array, detail, untie=untie)
+    return _write_plan(plan, output, in_place, force, dry_run, drop_unknown, fmt)
+
+
+@app.command("init")
+def init_command(
+    file: FileArg,
+    patterns: Annotated[list[str], typer.Argument(help="Tensors to initialise (globs, names, subtrees).")],
+    scheme: Annotated[
+        str,
+        typer.Option(
+            "--scheme",
+            "-s",
+            help="zeros, ones, constant, normal, uniform, xavier_uniform, xavier_normal, "
+            "kaiming_uniform, kaiming_normal",
+        ),
+    ],
+    value: Annotated[float, typer.Option("--value", help="constant: the value.")] = 0.0,
+    mean: Annotated[float, typer.Option("--mean", help="normal: mean.")] = 0.0,
+    std: Annotated[float, typer.Option("--std", help="normal: standard deviation.")] = 1.0,
+    low: Annotated[float, typer.Option("--low", help="uniform: lower bound.")] = 0.0,
+    high: Annotated[float, typer.Option("--high", help="uniform: upper bound.")] = 1.0,
+    gain: Annotated[float | None, typer.Option("--gain", help="xavier/kaiming: override the gain.")] = None,
+    mode: Annotated[str, typer.Option("--mode", help="kaiming: fan_in or fan_out.")] = "fan_in",
+    nonlinearity: Annotated[
+        str, typer.Option("--nonlinearity", help="kaiming: as torch.nn.init.calculate_gain.")
+    ] = "leaky_relu",
+    a: Annotated[float, typer.Option("--a", help="kaiming: negative slope of leaky_relu.")] = 0.0,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed for reproducible random schemes.")] = None,
+    output: OutputOpt = None,
+    in_place: InPlaceOpt = False,
+    force: ForceOpt = False,
+    dry_run: DryRunOpt = False,
+    drop_unknown: DropUnknownOpt = False,
+    untie: UntieOpt = False,
+    regex: RegexOpt = False,
+    fmt: FormatOpt = OutputFormat.table,
+) -> int:
+    """Re-initialise tensors with a torch.nn.init scheme (xavier, kaiming, normal, ...)."""
+    import numpy as np
+
+    from paraminspect import edit, initializers
+    from paraminspect.model import TensorRef
+
+    spec = initializers.Scheme(scheme, value, mean, std, low, high, gain, mode, nonlinearity, a)
+    ckpt = open_checkpoint(file)
+    selector = _selector(ckpt, patterns, regex)
+    tensors = ckpt.tensors
+    selected = selector.filter(tensors)
+    names = selected
+    if spec.name in initializers.RANDOM_SCHEMES:
+        names = [n for n in selected if edit.is_floating(tensors[n].dtype)]
+    if not names:
+        raise SelectionError("the selection holds no tensors this scheme can fill", ckpt.path)
+    rng = np.random.default_rng(seed)
+
+    def make(name: str, ref: TensorRef) -> np.ndarray:
+        try:
+            return initializers.generate(spec, ref.shape, rng)
+        except UsageError as exc:
+            raise UsageError(f"tensor {name!r}: {exc.message}", ckpt.path) from None
+
+    plan = edit.plan_new_values(ckpt, "init", names, make, spec.describe(), untie=untie)
+    chosen = set(names)
+    for name in selected:
+        if name not in chosen:
+            plan.change("skipped", name, f"{tensors[name].dtype.name} is not floating point")
+    return _write_plan(plan, output, in_place, force, dry_run, drop_unknown, fmt)
+
+
+@app.command("rename")
+def rename_command(
+    file: FileArg,
+    mappings: Annotated[list[str] | None, typer.Argument(help="OLD=NEW: replace the name prefix OLD with NEW.")] = None,
+    strip_prefix: Annotated[
+        list[str] | None, typer.Option("--strip-prefix", help="Remove this prefix (e.g. module.).")
+    ] = None,
+    add_prefix: Annotated[str | None, typer.Option("--add-prefix", help="Put this prefix before every name.")] = None,
+    output: OutputOpt = None,
+    in_place: InPlaceOpt = False,
+    force: ForceOpt = False,
+    dry_run: DryRunOpt = False,
+    drop_unknown: DropUnknownOpt = False,
+    fmt: FormatOpt = OutputFormat.table,
+) -> int:
+    """Rename tensors: OLD=NEW prefix replacements, --strip-prefix, --add-prefix."""
+    from paraminspect import edit
+    from paraminspect.names import PrefixRule
+
+    mapping = NameMap.from_options(strip_prefix or [], mappings or [])
+    if add_prefix:
+        mapping += NameMap([PrefixRule("", add_prefix)])
+    if not mapping:
+        raise UsageError("nothing to rename: give OLD=NEW, --strip-prefix or --add-prefix")
+    plan = edit.plan_rename(open_checkpoint(file), mapping)
+    return _write_plan(plan, output, in_place, force, dry_run, drop_unknown, fmt)
+
+
+@app.command("drop")
+def drop_command(
+    file: FileArg,
+    patterns: Annotated[list[str], typer.Argument(help="Names to remove (globs, names, subtrees).")],
+    output: OutputOpt = None,
+    in_place: InPlaceOpt = False,
+    force: ForceOpt = False,
+    dry_run: DryRunOpt = False,
+    drop_unknown: DropUnknownOpt = False,
+    regex: RegexOpt = False,
+    fmt: FormatOpt = OutputFormat.table,
+) -> int:
+    """Remove tensors (and other entries) whose names match."""
+    from paraminspect import edit
+
+    ckpt = open_checkpoint(file)
+    plan = edit.plan_drop(ckpt, Selector(patterns, regex=regex))
+    return _write_plan(plan, output, in_place, force, dry_run, drop_unknown, fmt)
+
+
+@app.command("extract")
+def extract_command(
+    file: FileArg,
+    patterns: Annotated[list[str], typer.Argument(help="Names to keep (globs, names, subtrees).")],
+    reroot: Annotated[
+        bool, typer.Option("--reroot", help="Strip the one selected subtree's prefix from names.")
+    ] = False,
+    output: OutputOpt = None,
+    in_place: InPlaceOpt = False,
+    force: ForceOpt = False,
+    dry_run: DryRunOpt = False,
+    drop_unknown: DropUnknownOpt = False,
+    regex: RegexOpt = False,
+    fmt: FormatOpt = OutputFormat.table,
+) -> int:
+    """Keep only the matching names (a subtree, optionally re-rooted)."""
+    from paraminspect import edit
+
+    ckpt = open_checkpoint(file)
+    plan = edit.plan_extract(ckpt, Selector(patterns, regex=regex), reroot=reroot)
+    return _write_plan(plan, output, in_place, force, dry_run, drop_unknown, fmt)
+
+
+@app.command("cast")
+def cast_command(
+    file: FileArg,
+    patterns: PatternsArg = None,
+    dtype: Annotated[str, typer.Option("--dtype", "-t", help="Target dtype: float16, bfloat16, float32, ...")] = "",
+    output: OutputOpt = None,
+    in_place: InPlaceOpt = False,
+    force: ForceOpt = False,
+    dry_run: DryRunOpt = False,
+    drop_unknown: DropUnknownOpt = False,
+    untie: UntieOpt = False,
+    regex: RegexOpt = False,
+    fmt: FormatOpt = OutputFormat.table,
+) -> int:
+    """Convert floating-point tensors to another dtype (integer/bool tensors are left alone)."""
+    from paraminspect import dtypes, edit
+
+    target = dtypes.lookup(dtype) if dtype else None
+    if target is None:
+        raise UsageError(f"--dtype {dtype!r} is not a known dtype" if dtype else "--dtype is required")
+    if not edit.is_floating(target):
+        raise UsageError(f"--dtype {target.name} is not a floating-point type")
+    ckpt = open_checkpoint(file)
+    plan = edit.plan_cast(ckpt, Selector(patterns or [], regex=regex), target, untie=untie)
+    return _write_plan(plan, output, in_place, force, dry_run, drop_unknown, fmt)
+
+
+@app.command("convert")
+def convert_command(
+    file: FileArg,
+    output: Annotated[Path, typer.Argument(help="Output file; its suffix picks the format.")],
+    force: ForceOpt = False,
+    dry_run: DryRunOpt = False,
+    drop_unknown: DropUnknownOpt = False,
+    fmt: FormatOpt = OutputFormat.table,
+) -> int:
+    """Convert between .pt and .safetensors (ties and, for .pt, non-tensor entries kept)."""
+    from paraminspect import edit
+
+    plan = edit.Plan.unchanged(open_checkpoint(file), "convert")
+    return _write_plan(plan, output, False, force, dry_run, drop_unknown, fmt)
