@@ -17,7 +17,7 @@ from typing import Any
 from paraminspect.dtypes import DType
 from paraminspect.errors import CheckpointError
 from paraminspect.formats import open_checkpoint
-from paraminspect.model import TensorRef
+from paraminspect.model import Checkpoint, TensorRef
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,8 @@ def verify_written(
         ckpt = open_checkpoint(path)
     except CheckpointError as exc:
         raise CheckpointError(f"written file failed verification: {exc.message}", where) from None
+    if ckpt.format == "safetensors":
+        _official_check(path, ckpt, where)
     found = ckpt.tensors
     missing = [n for n in expected if n not in found]
     extra = [n for n in found if n not in expected]
@@ -82,3 +84,18 @@ def verify_written(
         if written.keys() != values.keys() or any(repr(written[n]) != repr(v) for n, v in values.items()):
             changed = sorted(n for n in written.keys() | values.keys() if repr(written.get(n)) != repr(values.get(n)))
             raise CheckpointError(f"written file failed verification: non-tensor entries differ: {changed[:3]}", where)
+
+
+def _official_check(path: Path, ours: Checkpoint, where: Path) -> None:
+    """A written safetensors file must also open with the official library (the
+    reference every other tool uses), with the same names, dtypes and shapes."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            official = {n: (f.get_slice(n).get_dtype(), tuple(f.get_slice(n).get_shape())) for n in f.keys()}  # noqa: SIM118
+    except SafetensorError as exc:
+        raise CheckpointError(f"written file failed verification: safetensors refuses it ({exc})", where) from None
+    stored = {n: (r.dtype.safetensors, r.shape) for n, r in ours.tensors.items() if n not in ours.aliases}
+    if official != stored:
+        raise CheckpointError("written file failed verification: safetensors reads it differently", where)

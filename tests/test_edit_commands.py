@@ -339,3 +339,16 @@ def test_dry_run_reports_what_cannot_be_stored(tmp_path: Path) -> None:
     assert result.code == 2
     assert "'z' is complex128, which safetensors cannot store" in result.err
     assert not (tmp_path / "c.safetensors").exists()
+
+
+def test_safetensors_output_must_satisfy_the_official_library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import safetensors
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise safetensors.SafetensorError("refused for the test")
+
+    monkeypatch.setattr(safetensors, "safe_open", refuse)
+    result = run_cli("convert", SAMPLES / "mlp.pt", tmp_path / "m.safetensors")
+    assert result.code == 2
+    assert "safetensors refuses it (refused for the test)" in result.err
+    assert list(tmp_path.iterdir()) == []  # nothing left behind
