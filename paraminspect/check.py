@@ -18,7 +18,7 @@ from typing import Any
 
 from paraminspect import dtypes
 from paraminspect.diff import Side, mapped_names
-from paraminspect.errors import CheckpointError, SelectionError, UsageError
+from paraminspect.errors import CheckpointError, SelectionError, UsageError, reading
 from paraminspect.model import Checkpoint, TensorRef
 from paraminspect.names import NameMap
 from paraminspect.report import Column, Kind, Table, Verdict
@@ -58,15 +58,8 @@ def _canonical_dtype(text: str) -> str:
 
 def load_spec(path: Path) -> dict[str, Expected]:
     """Read and validate a spec file; any problem is a one-line error about the spec."""
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_SPEC_BYTES + 1)
-    except FileNotFoundError:
-        raise CheckpointError("no such file", path) from None
-    except IsADirectoryError:
-        raise CheckpointError("is a directory, not a spec file", path) from None
-    except OSError as exc:
-        raise CheckpointError(f"cannot read ({exc.strerror or exc})", path) from None
+    with reading(path, "spec file"), open(path, "rb") as fh:
+        raw = fh.read(MAX_SPEC_BYTES + 1)
     if len(raw) > MAX_SPEC_BYTES:
         raise CheckpointError(f"spec is larger than {MAX_SPEC_BYTES >> 20} MiB", path)
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 EXIT_OK = 0
@@ -41,3 +43,18 @@ class SelectionError(ParamInspectError):
 
 class UsageError(ParamInspectError):
     """The command line asks for something that cannot be done."""
+
+
+@contextmanager
+def reading(path: str | Path, kind: str = "checkpoint file") -> Iterator[None]:
+    """Turn the OS errors of opening and reading ``path`` into one-line errors."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise CheckpointError("no such file", path) from None
+    except IsADirectoryError:
+        raise CheckpointError(f"is a directory, not a {kind}", path) from None
+    except PermissionError:
+        raise CheckpointError("permission denied", path) from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read ({exc.strerror or exc})", path) from None

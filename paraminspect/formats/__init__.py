@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from paraminspect import limits as _limits
-from paraminspect.errors import CheckpointError, LimitExceeded
+from paraminspect.errors import CheckpointError, LimitExceeded, reading
 from paraminspect.limits import Limits
 from paraminspect.model import Checkpoint
 
@@ -108,26 +108,17 @@ def _fits_safetensors(head: bytes, size: int) -> bool:
 def _open_file(target: Path, limits: Limits, *, whole: bool) -> Checkpoint:
     """One file. ``whole`` allows files that stand for a multi-file checkpoint
     (an index, a DCP .metadata); shards are opened with ``whole=False``."""
-    try:
-        with open(target, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            if size == 0:
-                raise CheckpointError("file is empty", target)
-            head = fh.read(SNIFF_BYTES)
-            fh.seek(0)
-            try:
-                return _dispatch(target, fh, head, size, limits, whole=whole)
-            except CheckpointError as exc:
-                exc.source = exc.source or str(target)
-                raise
-    except FileNotFoundError:
-        raise CheckpointError("no such file", target) from None
-    except IsADirectoryError:
-        raise CheckpointError("is a directory, not a checkpoint file", target) from None
-    except PermissionError:
-        raise CheckpointError("permission denied", target) from None
-    except OSError as exc:
-        raise CheckpointError(f"cannot read ({exc.strerror or exc})", target) from None
+    with reading(target), open(target, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0:
+            raise CheckpointError("file is empty", target)
+        head = fh.read(SNIFF_BYTES)
+        fh.seek(0)
+        try:
+            return _dispatch(target, fh, head, size, limits, whole=whole)
+        except CheckpointError as exc:
+            exc.source = exc.source or str(target)
+            raise
 
 
 def _dispatch(target: Path, fh: BinaryIO, head: bytes, size: int, limits: Limits, *, whole: bool) -> Checkpoint:
