@@ -201,6 +201,8 @@ def _readable(sources: Iterable[PickleSource]) -> Iterator[PickleSource]:
 
 def _extract(path: Path, limits: Limits) -> tuple[str, Iterable[PickleSource]]:
     target = resolve_directory(path) if path.is_dir() else path
+    if target.name == METADATA_NAME and target.parent == path:  # a DCP directory, however .metadata starts
+        return "dcp", _dcp(target, limits)
     found = _extract_file(target, limits, SOURCES)
     if found is not None:
         return found
