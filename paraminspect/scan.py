@@ -108,6 +108,7 @@ def _dcp(path: Path, limits: Limits) -> Iterator[PickleSource]:
     yield PickleSource(path.name, dcp.read_metadata_bytes(path.parent, limits))
     items = dcp.Items(path.parent, limits)
     try:
+        # As many items as the reader opens; .metadata's size limit bounds them.
         for location in dcp.item_locations(dcp.read_metadata(path.parent, limits)):
             relative, begin, length = location
             what = f"item at byte {begin} of {relative!r}"
