@@ -28,13 +28,10 @@ from paraminspect.formats import (
     METADATA_NAME,
     SNIFF_BYTES,
     ZIP_MAGIC,
-    dcp,
     fits_safetensors,
-    legacy,
     looks_like_safetensors,
     open_checkpoint,
     resolve_directory,
-    sharded,
 )
 from paraminspect.formats.safetensors import read_safetensors
 from paraminspect.formats.torchzip import max_records, open_archive
@@ -69,7 +66,13 @@ def _torch_zip(path: Path, limits: Limits) -> list[PickleSource]:
         return [_zip_pickle(path, fh, os.fstat(fh.fileno()).st_size, limits)]
 
 
+# The legacy, sharded and DCP readers are imported when their format is met, as
+# open_checkpoint does, so scanning a torch zip does not pay for them.
+
+
 def _legacy(path: Path, limits: Limits) -> list[PickleSource]:
+    from paraminspect.formats import legacy
+
     # Offsets in the joined pickles are file offsets; the storage bytes after them hold no pickle.
     with open(path, "rb") as fh:
         return [PickleSource("(file)", legacy.raw_pickles(fh), frozenset({"storage"}), len(legacy.PICKLES))]
@@ -85,6 +88,8 @@ def _safetensors(path: Path, limits: Limits) -> list[PickleSource]:
 def _sharded(path: Path, limits: Limits) -> Iterator[PickleSource]:
     """Each shard by its own format; records are prefixed with the shard's file name.
     Every shard is located (inside the directory, existing) before any is read."""
+    from paraminspect.formats import sharded
+
     with open(path, "rb") as fh:
         weight_map, _ = sharded.parse_index(sharded.read_index_bytes(fh, os.fstat(fh.fileno()).st_size, limits))
     shards = [
@@ -105,6 +110,8 @@ def _sharded(path: Path, limits: Limits) -> Iterator[PickleSource]:
 def _dcp(path: Path, limits: Limits) -> Iterator[PickleSource]:
     """``.metadata`` first (so its globals are reported even if it is no usable DCP
     metadata), then the ``data.pkl`` of each item it locates in the .distcp files."""
+    from paraminspect.formats import dcp
+
     yield PickleSource(path.name, dcp.read_metadata_bytes(path.parent, limits))
     items = dcp.Items(path.parent, limits)
     try:
@@ -121,13 +128,21 @@ def _dcp(path: Path, limits: Limits) -> Iterator[PickleSource]:
         items.close()
 
 
+def _is_legacy(_path: Path, head: bytes) -> bool:
+    from paraminspect.formats import legacy
+
+    return legacy.looks_like_legacy(head)
+
+
 def _is_index(path: Path, head: bytes) -> bool:
     # As open_checkpoint decides: JSON, unless it is also a safetensors header that fits the file.
+    from paraminspect.formats import sharded
+
     return sharded.looks_like_index(head) and not fits_safetensors(head, path.stat().st_size)
 
 
 _TORCH_ZIP: Source = ("torch-zip", lambda _path, head: head.startswith(ZIP_MAGIC), _torch_zip)
-_LEGACY: Source = ("torch-legacy", lambda _path, head: legacy.looks_like_legacy(head), _legacy)
+_LEGACY: Source = ("torch-legacy", _is_legacy, _legacy)
 _SAFETENSORS: Source = ("safetensors", lambda _path, head: looks_like_safetensors(head), _safetensors)
 # Tried in order, as open_checkpoint tries them (an index before safetensors: see _is_index).
 SOURCES: list[Source] = [
