@@ -15,6 +15,7 @@ import pickle
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import PurePath, PurePosixPath, PureWindowsPath
 from typing import Any, BinaryIO
 
 from paraminspect import dtypes
@@ -175,6 +176,18 @@ def _enum_value(value: Any) -> Any:
     return value
 
 
+def _path_of(flavour: type[PurePath]) -> Callable[..., str]:
+    """A pickled ``pathlib`` path (DCP's ``StorageMeta.checkpoint_id``) as its text;
+    building a pure path from strings touches no file."""
+
+    def build(*parts: Any) -> str:
+        if not all(isinstance(part, str) for part in parts):
+            raise CheckpointError("pickled path has parts that are not strings")
+        return str(flavour(*parts))
+
+    return build
+
+
 _DCP_METADATA = "torch.distributed.checkpoint.metadata"
 DCP_RECORDS: dict[tuple[str, str], type[Record]] = {
     (module, name): _record_class(f"{module}.{name}")
@@ -230,6 +243,13 @@ SAFE_GLOBALS: dict[tuple[str, str], Any] = {
     (_DCP_METADATA, "_MEM_FORMAT_ENCODING"): StandIn(_enum_value),
 }
 SAFE_GLOBALS.update(DCP_RECORDS)
+SAFE_GLOBALS.update(
+    {
+        ("pathlib", f"{kind}{system}Path"): StandIn(_path_of(PurePosixPath if system == "Posix" else PureWindowsPath))
+        for kind in ("", "Pure")
+        for system in ("Posix", "Windows")
+    }
+)
 SAFE_GLOBALS.update({("torch", name): StorageType(d) for name, d in dtypes.BY_STORAGE.items()})
 SAFE_GLOBALS.update({("torch", name): TorchDType(d) for name, d in dtypes.BY_NAME.items()})
 

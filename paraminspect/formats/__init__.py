@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from paraminspect import limits as _limits
-from paraminspect.errors import CheckpointError, LimitExceeded, reading
+from paraminspect.errors import CheckpointError, reading
 from paraminspect.limits import Limits
 from paraminspect.model import Checkpoint
 
@@ -59,15 +59,24 @@ def _read(target: Path, limits: Limits) -> Checkpoint:
 
 
 def _open_directory(directory: Path, limits: Limits) -> Checkpoint:
+    chosen = resolve_directory(directory)
+    if chosen.name == METADATA_NAME:
+        from paraminspect.formats.dcp import read_dcp
+
+        return _with_source(lambda: read_dcp(directory, limits), directory)
+    return _open_file(chosen, limits, whole=True)
+
+
+def resolve_directory(directory: Path) -> Path:
+    """The file a directory stands for: its index, its DCP ``.metadata``, or its one
+    checkpoint file (shared with ``scan``, so both pick the same file)."""
     try:
         names = sorted(p.name for p in directory.iterdir())
     except OSError as exc:
         raise CheckpointError(f"cannot list directory ({exc.strerror or exc})", directory) from None
     chosen = next((n for n in INDEX_NAMES if n in names), None)
     if chosen is None and METADATA_NAME in names:
-        from paraminspect.formats.dcp import read_dcp
-
-        return _with_source(lambda: read_dcp(directory, limits), directory)
+        return directory / METADATA_NAME
     chosen = chosen or next((n for n in SINGLE_NAMES if n in names), None)
     if chosen is None:
         # Another naming scheme (diffusion_pytorch_model..., a lone model.pt): only if unambiguous.
@@ -82,7 +91,7 @@ def _open_directory(directory: Path, limits: Limits) -> Checkpoint:
                 f"a DCP {METADATA_NAME})",
                 directory,
             )
-    return _open_file(directory / chosen, limits, whole=True)
+    return directory / chosen
 
 
 def _with_source(read: Callable[[], Checkpoint], source: Path) -> Checkpoint:
@@ -100,7 +109,8 @@ def looks_like_safetensors(head: bytes) -> bool:
     return len(head) >= 9 and head[8:9] == b"{"
 
 
-def _fits_safetensors(head: bytes, size: int) -> bool:
+def fits_safetensors(head: bytes, size: int) -> bool:
+    """A safetensors head whose header length fits the file (an index JSON's rarely does)."""
     length: int = struct.unpack("<Q", head[:8])[0]
     return looks_like_safetensors(head) and length + 8 <= size
 
@@ -130,14 +140,17 @@ def _dispatch(target: Path, fh: BinaryIO, head: bytes, size: int, limits: Limits
 
     if legacy.looks_like_legacy(head):
         return legacy.read_legacy(target, fh, size, limits)
-    if looks_like_safetensors(head) and (_fits_safetensors(head, size) or not sharded.looks_like_index(head)):
+    if looks_like_safetensors(head) and (fits_safetensors(head, size) or not sharded.looks_like_index(head)):
         from paraminspect.formats.safetensors import read_safetensors
 
         return read_safetensors(target, fh, size, limits)
     if whole and sharded.looks_like_index(head):
-        if size > limits.max_header_bytes:
-            raise LimitExceeded(f"index file is {size:,} bytes, over the {limits.max_header_bytes:,}-byte limit")
-        return sharded.read_index(target, fh.read(), limits, lambda shard, lim: _open_file(shard, lim, whole=False))
+        return sharded.read_index(
+            target,
+            sharded.read_index_bytes(fh, size, limits),
+            limits,
+            lambda shard, lim: _open_file(shard, lim, whole=False),
+        )
     if whole and target.name == METADATA_NAME and head.startswith(b"\x80"):
         from paraminspect.formats.dcp import read_dcp
 

@@ -91,14 +91,20 @@ def _locations(meta: Record) -> dict[tuple[str, tuple[int, ...] | None], Locatio
     return found
 
 
-class _Items:
+def item_locations(meta: Record) -> list[Location]:
+    """Every stored item the metadata references, once each, in its order (for ``scan``)."""
+    return list(dict.fromkeys(_locations(meta).values()))
+
+
+class Items:
     """Opens the torch.save zips inside the .distcp files, one file handle per file."""
 
     def __init__(self, directory: Path, limits: Limits) -> None:
         self.directory, self.limits = directory, limits
         self._files: dict[str, tuple[Path, io.BufferedReader, int]] = {}
 
-    def open(self, what: str, location: Location) -> Checkpoint:
+    def window(self, what: str, location: Location) -> tuple[Path, BinaryIO]:
+        """The data file holding an item, and a stream over just the item's bytes."""
         relative, begin, length = location
         if relative not in self._files:
             file = shard_path(self.directory, relative)
@@ -110,8 +116,12 @@ class _Items:
         file, fh, size = self._files[relative]
         if begin < 0 or length <= 0 or begin + length > size:
             raise CheckpointError(f"{what}: bytes [{begin}, {begin + length}) lie outside {relative!r} ({size} bytes)")
+        return file, io.BufferedReader(_Window(fh, begin, length))
+
+    def open(self, what: str, location: Location) -> Checkpoint:
+        relative, begin, length = location
+        file, window = self.window(what, location)
         try:
-            window = io.BufferedReader(_Window(fh, begin, length))
             return read_torch_zip(file, window, length, self.limits)
         except CheckpointError as exc:
             raise CheckpointError(f"{what} in {relative!r} at byte {begin}: {exc.message}") from None
@@ -121,20 +131,35 @@ class _Items:
             fh.close()
 
 
-def read_dcp(directory: Path, limits: Limits) -> Checkpoint:
-    """Read a DCP directory's ``.metadata`` and locate every item (no tensor data read)."""
+def read_metadata_bytes(directory: Path, limits: Limits) -> bytes:
+    """The raw ``.metadata`` pickle, within the pickle-size limit (``scan`` reads it so)."""
     meta_path = directory / METADATA_NAME
     size = meta_path.stat().st_size
     if size > limits.max_pickle_bytes:
         raise LimitExceeded(f"{METADATA_NAME} is {size:,} bytes, over the {limits.max_pickle_bytes:,}-byte limit")
-    meta = safe_loads(meta_path.read_bytes())
-    if _kind(meta) != "Metadata" or not isinstance(meta.field("state_dict_metadata"), dict):
+    return meta_path.read_bytes()
+
+
+def read_metadata(directory: Path, limits: Limits) -> Record:
+    """The directory's ``.metadata``, unpickled through the allow-list and checked."""
+    meta = safe_loads(read_metadata_bytes(directory, limits))
+    if (
+        not isinstance(meta, Record)
+        or _kind(meta) != "Metadata"
+        or not isinstance(meta.field("state_dict_metadata"), dict)
+    ):
         raise CheckpointError(f"{METADATA_NAME} is not torch.distributed.checkpoint metadata")
+    return meta
+
+
+def read_dcp(directory: Path, limits: Limits) -> Checkpoint:
+    """Read a DCP directory's ``.metadata`` and locate every item (no tensor data read)."""
+    meta = read_metadata(directory, limits)
     items_meta: dict[Any, Any] = meta.field("state_dict_metadata")
     if len(items_meta) > limits.max_entries:
         raise LimitExceeded(f"more than {limits.max_entries:,} items")
     locations = _locations(meta)
-    items = _Items(directory, limits)
+    items = Items(directory, limits)
     entries: dict[str, Entry] = {}
     try:
         for fqn, item in items_meta.items():
@@ -173,7 +198,7 @@ def _properties(fqn: str, item: Record) -> tuple[Any, bool]:
 
 
 def _tensor(
-    fqn: str, item: Record, locations: dict[tuple[str, tuple[int, ...] | None], Location], items: _Items
+    fqn: str, item: Record, locations: dict[tuple[str, tuple[int, ...] | None], Location], items: Items
 ) -> TensorRef:
     dtype, requires_grad = _properties(fqn, item)
     shape = _ints(item.field("size"), f"{fqn!r} size")

@@ -19,6 +19,7 @@ from paraminspect import dtypes
 from paraminspect.errors import CheckpointError, LimitExceeded
 from paraminspect.limits import Limits
 from paraminspect.model import Checkpoint, StorageRef, flatten
+from paraminspect.pickleguard import read_one
 from paraminspect.safepickle import StorageType, safe_loads
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
@@ -27,6 +28,8 @@ PROTOCOL_VERSION = 1001
 # the PROTO opcode (and, from protocol 4, an 8-byte FRAME header).
 MAGIC = b"\x8a\x0a" + MAGIC_NUMBER.to_bytes(10, "little")
 _ITEM_SIZES = {1, 2, 4, 8, 16}
+# The pickles at the start of the file, in order; storage records follow them.
+PICKLES = ("magic number", "protocol version", "sys info", "object", "storage keys")
 
 
 def looks_like_legacy(head: bytes) -> bool:
@@ -34,6 +37,13 @@ def looks_like_legacy(head: bytes) -> bool:
     if len(head) < 2 or head[0] != 0x80 or not 2 <= head[1] <= 5:
         return False
     return head[2:].startswith(MAGIC) or (head[2:3] == b"\x95" and head[11:].startswith(MAGIC))
+
+
+def raw_pickles(fh: BinaryIO) -> bytes:
+    """The file's leading pickles as raw bytes, for ``scan``: found by walking
+    opcodes, never unpickled; byte offsets in the result are file offsets."""
+    fh.seek(0)
+    return b"".join(read_one(fh) for _ in PICKLES)
 
 
 def _storage_facts(pid: Any) -> tuple[str, dtypes.DType, int]:

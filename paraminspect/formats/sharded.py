@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import Any, BinaryIO
 
 from paraminspect.errors import CheckpointError, LimitExceeded
 from paraminspect.limits import Limits
@@ -80,15 +80,36 @@ def shard_path(directory: Path, name: str) -> Path:
     return candidate
 
 
-def read_index(path: Path, raw: bytes, limits: Limits, open_shard: Opener) -> Checkpoint:
-    """Merge the shards an index names into one checkpoint (headers only)."""
-    weight_map, metadata = parse_index(raw)
-    directory = path.parent
+def read_index_bytes(fh: BinaryIO, size: int, limits: Limits) -> bytes:
+    """The whole index file, if it is within the header-size limit."""
+    if size > limits.max_header_bytes:
+        raise LimitExceeded(f"index file is {size:,} bytes, over the {limits.max_header_bytes:,}-byte limit")
+    return fh.read()
+
+
+def group_by_shard(weight_map: dict[str, str], limits: Limits) -> dict[str, list[str]]:
+    """Shard file name -> the tensor names the index puts in it, in first-use order."""
     by_shard: dict[str, list[str]] = {}
     for name, shard in weight_map.items():
         by_shard.setdefault(shard, []).append(name)
     if len(weight_map) > limits.max_entries:
         raise LimitExceeded(f"index lists more than {limits.max_entries:,} tensors")
+    return by_shard
+
+
+def locate_shard(index: Path, shard: str, names: list[str]) -> Path:
+    """A shard's file, inside the index's directory and existing (shared with ``scan``)."""
+    file = shard_path(index.parent, shard)
+    if not file.is_file():
+        more = f" and {len(names) - 1} more" if len(names) > 1 else ""
+        raise CheckpointError(f"shard {shard!r} (holding {names[0]!r}{more}) does not exist", index)
+    return file
+
+
+def read_index(path: Path, raw: bytes, limits: Limits, open_shard: Opener) -> Checkpoint:
+    """Merge the shards an index names into one checkpoint (headers only)."""
+    weight_map, metadata = parse_index(raw)
+    by_shard = group_by_shard(weight_map, limits)
 
     entries: dict[str, Entry] = {}
     extras: dict[str, Entry] = {}
@@ -96,10 +117,7 @@ def read_index(path: Path, raw: bytes, limits: Limits, open_shard: Opener) -> Ch
     formats: set[str] = set()
     opened: dict[str, Checkpoint] = {}
     for shard, names in by_shard.items():
-        file = shard_path(directory, shard)
-        if not file.is_file():
-            more = f" and {len(names) - 1} more" if len(names) > 1 else ""
-            raise CheckpointError(f"shard {shard!r} (holding {names[0]!r}{more}) does not exist", path)
+        file = locate_shard(path, shard, names)
         try:
             part = open_shard(file, limits)
         except CheckpointError as exc:
