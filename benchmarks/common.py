@@ -38,7 +38,10 @@ pid = os.fork()
 if pid == 0:
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 1)
-    os.execv(sys.argv[1], sys.argv[1:])
+    try:
+        os.execvp(sys.argv[1], sys.argv[1:])
+    finally:
+        os._exit(127)  # exec failed: never let the child carry on as the launcher
 _, status, usage = os.wait4(pid, 0)
 cpu = usage.ru_utime + usage.ru_stime
 print(time.perf_counter() - start, usage.ru_maxrss, os.waitstatus_to_exitcode(status), cpu)
@@ -55,7 +58,7 @@ def run_timed(
     for i in range(warmup + repeat):
         proc = subprocess.run([PYTHON, "-S", "-c", _LAUNCHER, *argv], capture_output=True, text=True, check=False)
         elapsed, rss_kib, code, cpu_s = proc.stdout.split()
-        if int(code) not in ok_codes:
+        if int(code) == 127 or int(code) not in ok_codes:
             raise SystemExit(f"{label}: {' '.join(argv)} failed ({code}): {proc.stderr}")
         if i >= warmup:
             times.append(float(elapsed))
