@@ -89,14 +89,6 @@ def build(directory: Path) -> Path:
     return directory
 
 
-def _without_official_check(argv: list[str]) -> list[str]:
-    code = (
-        "import sys, paraminspect.formats.safetensors as s; s._official_check = lambda path: None; "
-        "from paraminspect.cli import main; sys.exit(main(sys.argv[1:]))"
-    )
-    return [PYTHON, "-c", code, *argv]
-
-
 def main() -> None:
     directory = build(WORKDIR)
     files = list(directory.iterdir())
@@ -113,7 +105,6 @@ def main() -> None:
         (run_timed("paraminspect shapes DIR", [PARAMINSPECT, "shapes", target]), "<= 0.6 s, <= 64 MiB"),
         (run_timed("paraminspect shapes --by-prefix 2", [PARAMINSPECT, "shapes", target, "--by-prefix", "2"]), ""),
         (run_timed("paraminspect shapes -f json", [PARAMINSPECT, "shapes", target, "-f", "json"]), ""),
-        (run_timed("tree, safe_open check skipped", _without_official_check(["tree", target])), "for comparison"),
         (run_timed("paraminspect shapes mlp.safetensors", [PARAMINSPECT, "shapes", str(MLP)]), "CLI start-up floor"),
         (run_timed("python -c pass (interpreter)", [PYTHON, "-c", "pass"]), "floor"),
     ]
