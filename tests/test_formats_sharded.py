@@ -169,7 +169,7 @@ def test_broken_shard_is_reported_through_the_index(tmp_path: Path) -> None:
         ('{"metadata": {}}', "without a 'weight_map'"),
         ('{"weight_map": {"a": 3}}', "must map tensor names to shard file names"),
         ('{"weight_map": {}}', "is empty"),
-        ('{"weight_map": {"a": "x", "a": "y"}}', "lists 'a' twice"),
+        ('{"weight_map": {"a": "x", "a": "y"}}', "has the key 'a' twice"),
         ('{"weight_map": ', "not valid JSON"),
     ],
 )

@@ -16,19 +16,11 @@ from typing import Any, BinaryIO
 
 from paraminspect import dtypes
 from paraminspect.errors import CheckpointError, LimitExceeded
+from paraminspect.formats.strictjson import unique_keys
 from paraminspect.limits import Limits
 from paraminspect.model import Checkpoint, Entry, StorageRef, TensorRef, contiguous_strides
 
 METADATA_KEY = "__metadata__"
-
-
-def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise CheckpointError(f"safetensors header has the key {key!r} twice")
-        result[key] = value
-    return result
 
 
 def _no_constants(token: str) -> Any:
@@ -57,7 +49,7 @@ def parse_header(raw: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise CheckpointError(f"safetensors header is not valid UTF-8 (byte {exc.start})") from None
     try:
-        header = json.loads(text, object_pairs_hook=_strict_object, parse_constant=_no_constants)
+        header = json.loads(text, object_pairs_hook=unique_keys("safetensors header"), parse_constant=_no_constants)
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"safetensors header is not valid JSON ({exc.msg} at char {exc.pos})") from None
     except RecursionError:

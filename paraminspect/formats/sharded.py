@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from paraminspect.errors import CheckpointError, LimitExceeded
+from paraminspect.formats.strictjson import unique_keys
 from paraminspect.limits import Limits
 from paraminspect.model import Checkpoint, Entry
 
@@ -26,19 +27,10 @@ def looks_like_index(head: bytes) -> bool:
     return head.lstrip(b" \t\r\n\xef\xbb\xbf")[:1] == b"{"
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise CheckpointError(f"index lists {key!r} twice")
-        result[key] = value
-    return result
-
-
 def parse_index(raw: bytes) -> tuple[dict[str, str], dict[str, str]]:
     """The index's weight map (name -> shard file) and its metadata, as strings."""
     try:
-        doc = json.loads(raw.decode("utf-8-sig"), object_pairs_hook=_unique_keys)
+        doc = json.loads(raw.decode("utf-8-sig"), object_pairs_hook=unique_keys("index"))
     except UnicodeDecodeError as exc:
         raise CheckpointError(f"index is not valid UTF-8 (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
