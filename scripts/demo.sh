@@ -3,10 +3,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-pi=.venv/bin/paraminspect
-run() { printf '\n$ paraminspect %s\n' "$*"; "$pi" "$@"; }
-run tree sample_models/rgnet.pt
+pi=$PWD/.venv/bin/paraminspect
+run() {
+  printf '\n$ paraminspect %s\n' "$*"
+  local status=0
+  "$pi" "$@" || status=$?
+  [ "$status" -eq 0 ] || printf '[exit %s]\n' "$status"
+}
+run tree sample_models/rgnet.pt --depth 3
+run tree sample_models/rgnet.pt --modules
 run shapes sample_models/tied.pt
-run tree sample_models/tied.safetensors
 run tree sample_models/trainer_checkpoint.pt --depth 2
-run shapes sample_models/mlp.safetensors --format json
+run get sample_models/rgnet.pt '[0][1][0].bias'
+run stats sample_models/mlp.pt
+run diff sample_models/tied.pt sample_models/tied.safetensors
+run scan sample_models/trainer_checkpoint.pt --unsafe-only
+# Edits write to a scratch directory, never into sample_models/.
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+run set sample_models/mlp.pt 2.bias 0 -o "$scratch/mlp0.pt"
+run diff sample_models/mlp.pt "$scratch/mlp0.pt"
+run convert sample_models/tied.pt "$scratch/tied.safetensors"
