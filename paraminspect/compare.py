@@ -2,7 +2,8 @@
 
 Memory is bounded by the chunk size, never by the tensor. When both tensors are
 stored contiguously with the same byte order, their raw bytes are compared
-first (a memcmp, no decoding); only sub-chunks whose bytes differ are decoded.
+first (a memcmp, no decoding); only sub-chunks whose bytes differ are decoded,
+and a few differing elements without numpy (see :mod:`paraminspect.sparse`).
 Decoded values then decide: -0.0 equals 0.0 and NaNs with different payloads
 are both NaN, although their bytes differ.
 
