@@ -266,7 +266,7 @@ class Comparer:
                         self._few_left = 0  # many differ: numpy from now on
                     for start in range(0, len(raw_a), sub):
                         part_a, part_b = raw_a[start : start + sub], raw_b[start : start + sub]
-                        if part_a != part_b:  # element-wise, but allocation-free and rare
+                        if not buf_a.startswith(part_b, start):  # memcmp (raw_a is a prefix of buf_a)
                             acc.add(first + start // itemsize, decode_bytes(a, part_a), decode_bytes(b, part_b))
                 first += len(raw_a) // itemsize
             return acc.stats
