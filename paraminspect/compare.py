@@ -2,7 +2,8 @@
 
 Memory is bounded by the chunk size, never by the tensor. When both tensors are
 stored contiguously with the same byte order, their raw bytes are compared
-first (a memcmp, no decoding); only sub-chunks whose bytes differ are decoded.
+first (a memcmp, no decoding); only sub-chunks whose bytes differ are decoded,
+and a few differing elements without numpy (see :mod:`paraminspect.sparse`).
 Decoded values then decide: -0.0 equals 0.0 and NaNs with different payloads
 are both NaN, although their bytes differ.
 
@@ -14,10 +15,12 @@ floating-point rounding would otherwise hide a changed step counter).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from paraminspect.model import TensorRef
+from paraminspect.sparse import SliceSummary, decoder, differing_offsets, summarize
 from paraminspect.tensors import DEFAULT_CHUNK_ELEMENTS, decode_bytes, iter_chunks, iter_raw_chunks
 
 if TYPE_CHECKING:
@@ -28,6 +31,10 @@ if TYPE_CHECKING:
 # CPU than 8 MiB); a differing step is decoded a quarter-million elements at a time.
 RAW_CHUNK_BYTES = 2 << 20
 DECODE_ELEMENTS = DEFAULT_CHUNK_ELEMENTS // 4
+
+# Differing elements a Comparer decodes without numpy (see sparse.py) before it
+# imports numpy for good: ~1 us each in pure Python, against ~65 ms for the import.
+FEW_ELEMENTS = 4096
 
 DEFAULT_ATOL = 1e-8
 DEFAULT_RTOL = 1e-5
@@ -105,6 +112,7 @@ class _Accumulator:
 
     def __init__(self, ref: TensorRef, tolerance: Tolerance, workspace: _Workspace) -> None:
         self.shape = ref.shape
+        self.itemsize = ref.dtype.itemsize
         self.kind = _kind(ref)
         self.tolerance = tolerance
         self.workspace = workspace
@@ -150,25 +158,33 @@ class _Accumulator:
                 close[odd] = same
                 diff[odd[same]] = 0
                 rel[odd[same]] = 0
-        assert self.stats.differing is not None
-        self.stats.differing += int(close.size - np.count_nonzero(close))
-
         nan_at = np.flatnonzero(np.isnan(diff)) if not finite.all() else np.empty(0, np.intp)
         at = int(nan_at[0]) if len(nan_at) else int(np.argmax(diff))
-        largest = float(diff[at])
-        if largest != 0 and _larger(largest, float(self.stats.max_abs)):
-            self.stats.max_abs = largest
-            self.stats.index = [int(i) for i in np.unravel_index(first + at, self.shape)] if self.shape else []
-            self.stats.a_value, self.stats.b_value = self._scalar(a[at]), self._scalar(b[at])
-            if self.kind == "int":  # exact, even past float64's 2**53
-                self.stats.max_abs = abs(int(a[at]) - int(b[at]))
         if len(nan_at):
             top_rel = math.nan
         else:
             with np.errstate(all="ignore"):
                 top_rel = float(np.nanmax(rel, initial=0.0))
-        if _larger(top_rel, self.stats.max_rel):
-            self.stats.max_rel = top_rel
+        differing = int(close.size - np.count_nonzero(close))
+        self.merge(SliceSummary(differing, float(diff[at]), first + at, a[at], b[at], top_rel))
+
+    def add_few(self, items: list[tuple[int, Any, Any]]) -> None:
+        """Fold in the elements of one slice whose bytes differ, as (flat index,
+        a, b) Python numbers: same result as :meth:`add` on the whole slice."""
+        self.merge(summarize(items, self.kind, self.tolerance.atol, self.tolerance.rtol))
+
+    def merge(self, part: SliceSummary) -> None:
+        """Fold one slice's summary into the totals (shared by both paths, so they agree)."""
+        assert self.stats.differing is not None
+        self.stats.differing += part.differing
+        if part.largest != 0 and _larger(part.largest, float(self.stats.max_abs)):
+            self.stats.max_abs = part.largest
+            self.stats.index = _unravel(part.at, self.shape)
+            self.stats.a_value, self.stats.b_value = self._scalar(part.a_value), self._scalar(part.b_value)
+            if self.kind == "int":  # exact, even past float64's 2**53
+                self.stats.max_abs = abs(int(part.a_value) - int(part.b_value))
+        if _larger(part.top_rel, self.stats.max_rel):
+            self.stats.max_rel = part.top_rel
 
     def _scalar(self, value: Any) -> Any:
         if self.kind == "bool":
@@ -178,6 +194,15 @@ class _Accumulator:
         if self.kind == "complex":
             return complex(value)
         return float(value)
+
+
+def _unravel(flat: int, shape: tuple[int, ...]) -> list[int]:
+    """``np.unravel_index`` for one C-order position."""
+    index = []
+    for size in reversed(shape):
+        flat, i = divmod(flat, size)
+        index.append(i)
+    return index[::-1]
 
 
 def bytes_comparable(a: TensorRef, b: TensorRef) -> bool:
@@ -207,6 +232,7 @@ class Comparer:
         self.tolerance = tolerance or Tolerance()
         self._buffers: tuple[bytearray, bytearray] | None = None
         self._workspace = _Workspace()
+        self._few_left = FEW_ELEMENTS  # budget of the numpy-free path, shared by all pairs
 
     def _raw_buffers(self) -> tuple[bytearray, bytearray]:
         if self._buffers is None:
@@ -225,13 +251,22 @@ class Comparer:
             sub = DECODE_ELEMENTS * itemsize
             first = 0
             buf_a, buf_b = self._raw_buffers()
+            decode = decoder(a, acc.kind, self.tolerance.equal_nan)
             for raw_a, raw_b in zip(iter_raw_chunks(a, buf_a), iter_raw_chunks(b, buf_b), strict=True):
                 if not _same_bytes(raw_a, raw_b):
                     if a.dtype.numpy is None:  # cannot decode: all we know is that bytes differ
                         return ValueStats(differing=None)
+                    if decode is not None and self._few_left > 0:
+                        offsets = differing_offsets(buf_a, raw_b, len(raw_a), itemsize, self._few_left)
+                        if offsets is not None:
+                            self._few_left -= len(offsets)
+                            self._add_few(acc, first, offsets, raw_a, raw_b, decode)
+                            first += len(raw_a) // itemsize
+                            continue
+                        self._few_left = 0  # many differ: numpy from now on
                     for start in range(0, len(raw_a), sub):
                         part_a, part_b = raw_a[start : start + sub], raw_b[start : start + sub]
-                        if part_a != part_b:  # element-wise, but allocation-free and rare
+                        if not buf_a.startswith(part_b, start):  # memcmp (raw_a is a prefix of buf_a)
                             acc.add(first + start // itemsize, decode_bytes(a, part_a), decode_bytes(b, part_b))
                 first += len(raw_a) // itemsize
             return acc.stats
@@ -243,6 +278,26 @@ class Comparer:
                 acc.add(first, chunk_a, chunk_b)
             first += len(chunk_a)
         return acc.stats
+
+    @staticmethod
+    def _add_few(
+        acc: _Accumulator,
+        first: int,
+        offsets: list[int],
+        raw_a: memoryview,
+        raw_b: memoryview,
+        decode: Callable[[Any, int], Any],
+    ) -> None:
+        """Decode the differing elements at ``offsets`` and fold them in, grouped
+        by the slices the numpy path would decode, so both give the same result."""
+        itemsize = acc.itemsize
+        sub = DECODE_ELEMENTS * itemsize
+        group: list[tuple[int, Any, Any]] = []
+        for n, offset in enumerate(offsets):
+            group.append((first + offset // itemsize, decode(raw_a, offset), decode(raw_b, offset)))
+            if n + 1 == len(offsets) or offsets[n + 1] // sub != offset // sub:
+                acc.add_few(group)
+                group = []
 
 
 def compare_tensors(a: TensorRef, b: TensorRef, tolerance: Tolerance | None = None) -> ValueStats:

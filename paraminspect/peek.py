@@ -60,6 +60,20 @@ def can_peek(ref: TensorRef) -> bool:
     return ref.dtype.name in _CODES
 
 
+def element_decoder(ref: TensorRef) -> Callable[[Any, int], Any] | None:
+    """A function (buffer, byte offset) -> one real element as a Python number
+    (floats widened exactly), or None for complex and dtypes struct cannot decode."""
+    name = ref.dtype.name
+    code = _CODES.get(name)
+    if code is None or len(code) != 1:
+        return None
+    unpack = struct.Struct((">" if ref.storage.byteorder == "big" else "<") + code).unpack_from
+    widen = _WIDEN.get(name)
+    if widen is None:
+        return lambda buffer, offset: unpack(buffer, offset)[0]
+    return lambda buffer, offset: widen(unpack(buffer, offset)[0])
+
+
 def read_shown(ref: TensorRef, indices: list[list[int]]) -> Any:
     """``tensor[np.ix_(*indices)]`` as nested lists of Python numbers (floats widened exactly)."""
     name = ref.dtype.name
