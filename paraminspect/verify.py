@@ -52,8 +52,30 @@ def verify_written(
         ckpt = open_checkpoint(path)
     except CheckpointError as exc:
         raise CheckpointError(f"written file failed verification: {exc.message}", where) from None
-    if ckpt.format == "safetensors":
-        _official_check(path, ckpt, where)
+    # The official library's check runs alongside ours (it mostly waits on its own
+    # parsing); its verdict is still reported first, as when it ran before ours.
+    with ThreadPoolExecutor(max_workers=1) as side:
+        official = side.submit(_official_check, path, ckpt, where) if ckpt.format == "safetensors" else None
+        try:
+            _check_tensors(ckpt, expected, where)
+        except CheckpointError:
+            if official is not None:
+                official.result()
+            raise
+        if official is not None:
+            official.result()
+    if aliases is not None and ckpt.aliases != aliases:
+        raise CheckpointError("written file failed verification: tied-name metadata differs", where)
+    if values is not None:
+        written = {name: entry.value for name, entry in ckpt.values.items()}
+        # repr: NaN equals itself, 1 differs from True; containers compare element by element.
+        if written.keys() != values.keys() or any(repr(written[n]) != repr(v) for n, v in values.items()):
+            changed = sorted(n for n in written.keys() | values.keys() if repr(written.get(n)) != repr(values.get(n)))
+            raise CheckpointError(f"written file failed verification: non-tensor entries differ: {changed[:3]}", where)
+
+
+def _check_tensors(ckpt: Checkpoint, expected: dict[str, Expected], where: Path) -> None:
+    """Names, dtypes and shapes as expected, and every checked tensor's bytes as read back have its CRC."""
     found = ckpt.tensors
     missing = [n for n in expected if n not in found]
     extra = [n for n in found if n not in expected]
@@ -76,14 +98,6 @@ def verify_written(
     for name, want in expected.items():
         if want.crc is not None and crcs[found[name].identity] != want.crc:
             raise CheckpointError(f"written file failed verification: checksum of {name!r} differs", where)
-    if aliases is not None and ckpt.aliases != aliases:
-        raise CheckpointError("written file failed verification: tied-name metadata differs", where)
-    if values is not None:
-        written = {name: entry.value for name, entry in ckpt.values.items()}
-        # repr: NaN equals itself, 1 differs from True; containers compare element by element.
-        if written.keys() != values.keys() or any(repr(written[n]) != repr(v) for n, v in values.items()):
-            changed = sorted(n for n in written.keys() | values.keys() if repr(written.get(n)) != repr(values.get(n)))
-            raise CheckpointError(f"written file failed verification: non-tensor entries differ: {changed[:3]}", where)
 
 
 def _official_check(path: Path, ours: Checkpoint, where: Path) -> None:
