@@ -38,7 +38,10 @@ pid = os.fork()
 if pid == 0:
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 1)
-    os.execv(sys.argv[1], sys.argv[1:])
+    try:
+        os.execvp(sys.argv[1], sys.argv[1:])  # PATH lookup: contenders such as cp are given by name
+    finally:
+        os._exit(127)  # exec failed: never let a 0-second non-run pass as a measurement
 _, status, usage = os.wait4(pid, 0)
 cpu = usage.ru_utime + usage.ru_stime
 print(time.perf_counter() - start, usage.ru_maxrss, os.waitstatus_to_exitcode(status), cpu)

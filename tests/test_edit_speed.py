@@ -94,12 +94,12 @@ def test_zero_recorded_crc_means_unknown(tmp_path: Path) -> None:
 def test_writeback_hints_cover_every_written_byte_in_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[int, int, int, int]] = []
     monkeypatch.setitem(writeback._call, "fn", lambda *args: calls.append(args) or 0)
-    wb = writeback.Writeback(7, step=100)
-    for pos in range(0, 250, 50):
-        wb.wrote(pos, 50)
-    wb.wrote(1000, 10)  # not contiguous: what came before is handed over first
-    wb.flush()
-    wb.flush()  # nothing new: no call
+    with writeback.Writeback(7, step=100) as wb:
+        for pos in range(0, 250, 50):
+            wb.wrote(pos, 50)
+        wb.wrote(1000, 10)  # not contiguous: what came before is handed over first
+        wb.flush()
+        wb.flush()  # nothing new: no call
     assert calls == [(7, 0, 100, 2), (7, 100, 100, 2), (7, 200, 50, 2), (7, 1000, 10, 2)]
 
 

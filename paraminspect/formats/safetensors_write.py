@@ -165,9 +165,11 @@ def write(layout: Layout, out: BinaryIO) -> dict[str, int]:
                 crcs[item.name] = _write_encoded(item, fd, pos, writeback)
                 pos += item.end - item.begin
         writeback.flush()
+        writeback.close()
         crcs.update({name: future.result() for name, future in pending.items()})
     finally:
-        # On Ctrl-C or an error, checksums not yet started are cancelled, not run.
+        # On Ctrl-C or an error, checksums and hints not yet started are cancelled, not run.
+        writeback.close(cancel=True)
         pool.shutdown(wait=True, cancel_futures=True)
         for src in sources.values():
             os.close(src)
