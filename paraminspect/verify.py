@@ -8,6 +8,8 @@ anything, so a failed check leaves the original in place.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -98,6 +100,23 @@ def _check_tensors(ckpt: Checkpoint, expected: dict[str, Expected], where: Path)
     for name, want in expected.items():
         if want.crc is not None and crcs[found[name].identity] != want.crc:
             raise CheckpointError(f"written file failed verification: checksum of {name!r} differs", where)
+
+
+def warm_official_check() -> threading.Thread:
+    """Import the official library (and the numpy it loads) on a helper thread.
+
+    Started while the kernel copies the data (the copying thread holds no GIL),
+    so the ~0.1 s of imports is not paid later, during verification.
+    """
+    thread = threading.Thread(target=_import_official, name="warm-safetensors", daemon=True)
+    thread.start()
+    return thread
+
+
+def _import_official() -> None:
+    with contextlib.suppress(ImportError):
+        import numpy  # noqa: F401  # safe_open(framework="numpy") imports it
+        import safetensors  # noqa: F401
 
 
 def _official_check(path: Path, ours: Checkpoint, where: Path) -> None:

@@ -130,3 +130,15 @@ def test_official_verdict_still_reported_first(tmp_path: Path, monkeypatch: pyte
     assert result.code == 2
     assert "safetensors refuses it (test)" in result.err
     assert sorted(os.listdir(tmp_path)) == ["m.pt"]
+
+
+def test_warming_the_official_check_imports_it_without_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from paraminspect.verify import warm_official_check; warm_official_check().join(); "
+        "print('safetensors' in sys.modules, 'numpy' in sys.modules, 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out == "True True False\n"
