@@ -67,6 +67,26 @@ def run_timed(
     return Measurement(label, statistics.median(times), peak, statistics.median(cpu))
 
 
+def run_interleaved(contenders: list[tuple[str, list[str]]], repeat: int = 5, warmup: int = 1) -> list[Measurement]:
+    """Like :func:`run_timed` for several commands, run round-robin (one run of each per round),
+    so a burst of load from other users of the machine hits every contender alike."""
+    runs: dict[str, list[Measurement]] = {label: [] for label, _ in contenders}
+    for i in range(warmup + repeat):
+        for label, argv in contenders:
+            m = run_timed(label, argv, repeat=1, warmup=0)
+            if i >= warmup:
+                runs[label].append(m)
+    return [
+        Measurement(
+            label,
+            statistics.median(m.median_s for m in ms),
+            max(m.peak_rss_mib for m in ms),
+            statistics.median(m.median_cpu_s for m in ms),
+        )
+        for label, ms in runs.items()
+    ]
+
+
 def python_script(code: str) -> list[str]:
     return [PYTHON, "-c", code]
 
