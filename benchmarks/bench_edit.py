@@ -4,6 +4,7 @@ rename/drop/extract of the safetensors file against `cp` of the same file
 (and `cp` + `sync`, since every paraminspect write is fsynced); convert of the
 .pt file to safetensors against torch.load + safetensors.torch.save_file.
 Every edit also re-opens and checksums its output before replacing anything.
+Contenders run round-robin; the table gives median wall and CPU (user + system) seconds.
 
     .venv/bin/python benchmarks/bench_edit.py [--repeat N]
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import CACHE, HERE, PARAMINSPECT, PYTHON, Measurement, markdown_table, python_script, run_timed
+from common import CACHE, HERE, PARAMINSPECT, PYTHON, Measurement, markdown_table, python_script, run_interleaved
 
 
 def main() -> None:
@@ -29,37 +30,43 @@ def main() -> None:
     setup = f"import sys; sys.path.insert(0, {str(HERE)!r}); from common import big_checkpoints; big_checkpoints()"
     subprocess.run([PYTHON, "-c", setup], check=True)
     st, pt = CACHE / "big_1g.safetensors", CACHE / "big_1g.pt"
-    out = st.parent / "bench_out.safetensors"
-    out_cp = st.parent / "bench_cp.safetensors"
+    # Each contender overwrites its own previous output, as `cp` does: replacing a
+    # 1 GiB file costs more than replacing extract's small one, so no output is shared.
+    outs = {k: st.parent / f"bench_{k}.safetensors" for k in ("cp", "cp_sync", "rename", "drop", "extract", "convert")}
+    out_cp = outs["cp"]
     r = args.repeat
-    edits = [
-        run_timed("cp", ["cp", str(st), str(out_cp)], repeat=r),
-        run_timed("cp + sync", ["sh", "-c", f"cp '{st}' '{out_cp}' && sync '{out_cp}'"], repeat=r),
-        run_timed(
-            "paraminspect rename --add-prefix m.",
-            [PARAMINSPECT, "rename", str(st), "--add-prefix", "m.", "-o", str(out), "--force"],
-            repeat=r,
-        ),
-        run_timed(
-            "paraminspect drop 'layers.0.*'",
-            [PARAMINSPECT, "drop", str(st), "layers.0.*", "-o", str(out), "--force"],
-            repeat=r,
-        ),
-        run_timed(
-            "paraminspect extract 'layers.1*'",
-            [PARAMINSPECT, "extract", str(st), "layers.1*", "-o", str(out), "--force"],
-            repeat=r,
-        ),
-    ]
+    # Round-robin: on a shared machine, load bursts then hit every contender alike.
+    edits = run_interleaved(
+        [
+            ("cp", ["cp", str(st), str(out_cp)]),
+            ("cp + sync", ["sh", "-c", f"cp '{st}' '{outs['cp_sync']}' && sync '{outs['cp_sync']}'"]),
+            (
+                "paraminspect rename --add-prefix m.",
+                [PARAMINSPECT, "rename", str(st), "--add-prefix", "m.", "-o", str(outs["rename"]), "--force"],
+            ),
+            (
+                "paraminspect drop 'layers.0.*'",
+                [PARAMINSPECT, "drop", str(st), "layers.0.*", "-o", str(outs["drop"]), "--force"],
+            ),
+            (
+                "paraminspect extract 'layers.1*'",
+                [PARAMINSPECT, "extract", str(st), "layers.1*", "-o", str(outs["extract"]), "--force"],
+            ),
+        ],
+        repeat=r,
+    )
     baseline = (
         "import sys, torch; from safetensors.torch import save_file; "
         "save_file(torch.load(sys.argv[1], weights_only=True), sys.argv[2])"
     )
-    converts = [
-        run_timed("torch.load + save_file", [*python_script(baseline), str(pt), str(out)], repeat=r),
-        run_timed("paraminspect convert", [PARAMINSPECT, "convert", str(pt), str(out), "--force"], repeat=r),
-    ]
-    for path in (out, out_cp):
+    converts = run_interleaved(
+        [
+            ("torch.load + save_file", [*python_script(baseline), str(pt), str(outs["convert"])]),
+            ("paraminspect convert", [PARAMINSPECT, "convert", str(pt), str(outs["convert"]), "--force"]),
+        ],
+        repeat=r,
+    )
+    for path in outs.values():
         path.unlink(missing_ok=True)
     print(table(edits, "cp", "x cp"))
     print()
@@ -71,8 +78,8 @@ def table(rows: list[Measurement], base_label: str, ratio_title: str) -> str:
     body = []
     for m in rows:
         ratio = m.median_s / base.median_s if ratio_title.startswith("x") else base.median_s / m.median_s
-        body.append([m.label, f"{m.median_s:.2f}", f"{ratio:.2f}", f"{m.peak_rss_mib:.0f}"])
-    return markdown_table(["command", "median s", ratio_title, "peak RSS MiB"], body)
+        body.append([m.label, f"{m.median_s:.2f}", f"{ratio:.2f}", f"{m.median_cpu_s:.2f}", f"{m.peak_rss_mib:.0f}"])
+    return markdown_table(["command", "median s", ratio_title, "CPU s", "peak RSS MiB"], body)
 
 
 if __name__ == "__main__":

@@ -39,9 +39,9 @@ if pid == 0:
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 1)
     try:
-        os.execvp(sys.argv[1], sys.argv[1:])
+        os.execvp(sys.argv[1], sys.argv[1:])  # PATH lookup: contenders such as cp are given by name
     finally:
-        os._exit(127)  # exec failed: never let the child carry on as the launcher
+        os._exit(127)  # exec failed: never let a 0-second non-run pass as a measurement
 _, status, usage = os.wait4(pid, 0)
 cpu = usage.ru_utime + usage.ru_stime
 print(time.perf_counter() - start, usage.ru_maxrss, os.waitstatus_to_exitcode(status), cpu)
@@ -65,6 +65,26 @@ def run_timed(
             cpu.append(float(cpu_s))
             peak = max(peak, int(rss_kib) / 1024)  # Linux reports KiB
     return Measurement(label, statistics.median(times), peak, statistics.median(cpu))
+
+
+def run_interleaved(contenders: list[tuple[str, list[str]]], repeat: int = 5, warmup: int = 1) -> list[Measurement]:
+    """Like :func:`run_timed` for several commands, run round-robin (one run of each per round),
+    so a burst of load from other users of the machine hits every contender alike."""
+    runs: dict[str, list[Measurement]] = {label: [] for label, _ in contenders}
+    for i in range(warmup + repeat):
+        for label, argv in contenders:
+            m = run_timed(label, argv, repeat=1, warmup=0)
+            if i >= warmup:
+                runs[label].append(m)
+    return [
+        Measurement(
+            label,
+            statistics.median(m.median_s for m in ms),
+            max(m.peak_rss_mib for m in ms),
+            statistics.median(m.median_cpu_s for m in ms),
+        )
+        for label, ms in runs.items()
+    ]
 
 
 def python_script(code: str) -> list[str]:

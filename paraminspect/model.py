@@ -46,6 +46,9 @@ class StorageRef(Sealed):
     nbytes: int
     dtype: DType
     byteorder: str = "little"
+    # CRC-32 the file records for exactly these ``nbytes`` (a torch zip record's);
+    # lets a writer skip re-reading the source to checksum it. compare=False: not identity.
+    recorded_crc: int | None = field(default=None, compare=False)
 
     @property
     def numel(self) -> int:

@@ -31,6 +31,7 @@ from paraminspect.edit import Cast, Keep, NewData, Source, identity
 from paraminspect.errors import UsageError
 from paraminspect.formats.safetensors import METADATA_KEY
 from paraminspect.model import TensorRef
+from paraminspect.writeback import Writeback
 
 if TYPE_CHECKING:
     import numpy as np
@@ -131,13 +132,16 @@ def write(layout: Layout, out: BinaryIO) -> dict[str, int]:
 
     Unchanged tensors are copied by the kernel (``copy_file_range``) while a
     second thread checksums the same source bytes, so the copy never passes
-    through Python and the checksum costs no extra wall time. Everything else
-    is encoded in chunks and written with ``pwrite``.
+    through Python. A tensor that is a whole torch zip record takes the CRC-32
+    the archive records for it instead: the source is then not read at all,
+    and verification still checks the written bytes against it. Everything
+    else is encoded in chunks and written with ``pwrite``.
     """
     out.flush()
     fd = out.fileno()
     pos = out.tell()
     pos += _pwrite_all(fd, layout.header, pos)
+    writeback = Writeback(fd)
     crcs: dict[str, int] = {}
     sources: dict[Path, int] = {}
     pool = ThreadPoolExecutor(max_workers=1)
@@ -150,15 +154,22 @@ def write(layout: Layout, out: BinaryIO) -> dict[str, int]:
                 src = sources.get(ref.storage.path)
                 if src is None:
                     src = sources[ref.storage.path] = os.open(ref.storage.path, os.O_RDONLY)
-                pending[item.name] = pool.submit(range_crc, src, begin, end)
-                copy_range(src, begin, end, fd, pos)
+                recorded = recorded_crc(ref)
+                if recorded is None:
+                    pending[item.name] = pool.submit(range_crc, src, begin, end)
+                else:
+                    crcs[item.name] = recorded
+                copy_range(src, begin, end, fd, pos, writeback)
                 pos += end - begin
             else:
-                crcs[item.name] = _write_encoded(item, fd, pos)
+                crcs[item.name] = _write_encoded(item, fd, pos, writeback)
                 pos += item.end - item.begin
+        writeback.flush()
+        writeback.close()
         crcs.update({name: future.result() for name, future in pending.items()})
     finally:
-        # On Ctrl-C or an error, checksums not yet started are cancelled, not run.
+        # On Ctrl-C or an error, checksums and hints not yet started are cancelled, not run.
+        writeback.close(cancel=True)
         pool.shutdown(wait=True, cancel_futures=True)
         for src in sources.values():
             os.close(src)
@@ -166,13 +177,16 @@ def write(layout: Layout, out: BinaryIO) -> dict[str, int]:
     return crcs
 
 
-def _write_encoded(item: Stored, fd: int, pos: int) -> int:
+def _write_encoded(item: Stored, fd: int, pos: int, writeback: Writeback | None = None) -> int:
     """Write a tensor that needs encoding (new values, casts, strided or big-endian); return its CRC."""
     crc = 0
     written = 0
     for chunk in source_bytes(item.source, item.dtype):
         crc = zlib.crc32(chunk, crc)
-        written += _pwrite_all(fd, chunk, pos + written)
+        n = _pwrite_all(fd, chunk, pos + written)
+        if writeback is not None:
+            writeback.wrote(pos + written, n)
+        written += n
     if written != item.end - item.begin:
         raise UsageError(f"tensor {item.name!r}: wrote {written} bytes, expected {item.end - item.begin}")
     return crc
@@ -190,7 +204,7 @@ _KERNEL_COPY = {"ok": hasattr(os, "copy_file_range")}
 _COPY_STEP = 64 << 20  # bounded steps keep Ctrl-C responsive
 
 
-def copy_range(src: int, begin: int, end: int, dst: int, pos: int) -> None:
+def copy_range(src: int, begin: int, end: int, dst: int, pos: int, writeback: Writeback | None = None) -> None:
     """Copy src[begin:end] to dst at ``pos``: in the kernel where possible, else in bounded chunks."""
     done = 0
     total = end - begin
@@ -204,6 +218,8 @@ def copy_range(src: int, begin: int, end: int, dst: int, pos: int) -> None:
             break
         if n == 0:
             raise UsageError("source tensor data ends early (file changed while writing?)")
+        if writeback is not None:
+            writeback.wrote(pos + done, n)
         done += n
     buffer = bytearray(min(CHUNK_BYTES, max(total - done, 1)))
     while done < total:
@@ -211,6 +227,8 @@ def copy_range(src: int, begin: int, end: int, dst: int, pos: int) -> None:
         if n == 0:
             raise UsageError("source tensor data ends early (file changed while writing?)")
         _pwrite_all(dst, memoryview(buffer)[:n], pos + done)
+        if writeback is not None:
+            writeback.wrote(pos + done, n)
         done += n
 
 
@@ -236,6 +254,15 @@ def range_crc(fd: int, begin: int, end: int) -> int:
         crc = zlib.crc32(view[:n], crc)
         pos += n
     return crc
+
+
+def recorded_crc(ref: TensorRef) -> int | None:
+    """The source file's own CRC-32 of exactly this tensor's bytes, if it records one."""
+    storage = ref.storage
+    begin, end = ref.byte_range()
+    if storage.recorded_crc is None or begin != storage.offset or end - begin != storage.nbytes:
+        return None
+    return storage.recorded_crc
 
 
 def _raw_copy_possible(ref: TensorRef) -> bool:

@@ -94,6 +94,11 @@ class ZipRecords:
             raise CheckpointError(f"zip record {info.filename!r} runs past the end of the file (truncated?)")
         return start, info.file_size
 
+    def recorded_crc(self, name: str) -> int | None:
+        """The record's CRC-32 from the zip directory; None when 0 (torch may skip computing it)."""
+        info = self._infos.get(name)
+        return info.CRC if info is not None and info.CRC else None
+
     def read(self, name: str, limit: int) -> bytes:
         start, size = self.locate(name)
         if size > limit:
@@ -168,7 +173,8 @@ def read_torch_zip(path: Path, fh: BinaryIO, size: int, limits: Limits) -> Check
         nbytes = dtype.nbytes(numel)
         if nbytes > record_size:
             raise CheckpointError(f"storage {key!r} needs {nbytes:,} bytes but its record holds {record_size:,}")
-        storage = StorageRef(path, key, offset, nbytes, dtype, byteorder)
+        crc = records.recorded_crc(f"data/{key}") if nbytes == record_size else None
+        storage = StorageRef(path, key, offset, nbytes, dtype, byteorder, crc)
         storages[key] = storage
         return storage
 
