@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from paraminspect.model import TensorRef
 from paraminspect.sparse import SliceSummary, decoder, differing_offsets, summarize
 from paraminspect.tensors import DEFAULT_CHUNK_ELEMENTS, decode_bytes, iter_chunks, iter_raw_chunks
+from paraminspect.tolerance import Tolerance
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,18 +36,6 @@ DECODE_ELEMENTS = DEFAULT_CHUNK_ELEMENTS // 4
 # Differing elements a Comparer decodes without numpy (see sparse.py) before it
 # imports numpy for good: ~1 us each in pure Python, against ~65 ms for the import.
 FEW_ELEMENTS = 4096
-
-DEFAULT_ATOL = 1e-8
-DEFAULT_RTOL = 1e-5
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """allclose's parameters; ``Tolerance(0, 0)`` compares exactly."""
-
-    atol: float = DEFAULT_ATOL
-    rtol: float = DEFAULT_RTOL
-    equal_nan: bool = True  # NaN at the same position counts as equal
 
 
 @dataclass

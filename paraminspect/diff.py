@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from paraminspect.compare import Comparer, Tolerance, ValueStats
+from paraminspect.compare import Comparer, ValueStats
 from paraminspect.errors import SelectionError
 from paraminspect.model import Checkpoint, Entry, Opaque, TensorRef, Value
 from paraminspect.names import NameMap
 from paraminspect.report import Column, Kind, Table, Verdict
 from paraminspect.select import Selector
+from paraminspect.tolerance import Tolerance
 from paraminspect.tree import ordered_names
 
 

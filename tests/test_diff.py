@@ -11,9 +11,10 @@ import torch
 from safetensors.torch import save_file
 
 from paraminspect import compare, open_checkpoint, tensors
-from paraminspect.compare import Tolerance, compare_tensors
+from paraminspect.compare import compare_tensors
 from paraminspect.diff import Status
 from paraminspect.diff import compare as diff_rows
+from paraminspect.tolerance import Tolerance
 from tests.conftest import SAMPLES, Result, run_cli, run_script
 
 

@@ -19,7 +19,8 @@ import pytest
 import torch
 
 from paraminspect import compare, open_checkpoint, sparse
-from paraminspect.compare import Comparer, Tolerance, ValueStats
+from paraminspect.compare import Comparer, ValueStats
+from paraminspect.tolerance import Tolerance
 
 DTYPES = [
     torch.bool,

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from paraminspect import compare, render, roots
+from paraminspect import render, roots
 from paraminspect.cli.app import (
     FileArg,
     FormatOpt,
@@ -21,6 +21,7 @@ from paraminspect.model import Checkpoint
 from paraminspect.names import NameMap
 from paraminspect.render import OutputFormat
 from paraminspect.select import Selector
+from paraminspect.tolerance import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
 
 StripOpt = Annotated[
     list[str] | None,
@@ -58,10 +59,8 @@ def diff_command(
     patterns: PatternsArg = None,
     atol: Annotated[
         float, typer.Option("--atol", min=0.0, help="Absolute tolerance: equal if |a-b| <= atol + rtol*|b|.")
-    ] = compare.DEFAULT_ATOL,
-    rtol: Annotated[float, typer.Option("--rtol", min=0.0, help="Relative tolerance (see --atol).")] = (
-        compare.DEFAULT_RTOL
-    ),
+    ] = DEFAULT_ATOL,
+    rtol: Annotated[float, typer.Option("--rtol", min=0.0, help="Relative tolerance (see --atol).")] = (DEFAULT_RTOL),
     equal_nan: Annotated[
         bool,
         typer.Option("--equal-nan/--no-equal-nan", help="Whether NaN equals NaN at the same position."),
@@ -95,7 +94,7 @@ def diff_command(
     both = NameMap.from_options(strip or [], rename or [])
     map_a = both + NameMap.from_options(rename=rename_a or [])
     map_b = both + NameMap.from_options(rename=rename_b or [])
-    tolerance = compare.Tolerance(atol, rtol, equal_nan)
+    tolerance = Tolerance(atol, rtol, equal_nan)
     selector = Selector(patterns or [], regex=regex)
     rows = diff.compare(
         a, b, tolerance=tolerance, selector=selector, map_a=map_a, map_b=map_b, structure=structure, sort=sort
