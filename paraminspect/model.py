@@ -225,10 +225,6 @@ class Checkpoint:
     def values(self) -> dict[str, Value]:
         return {k: v for k, v in self.entries.items() if isinstance(v, Value)}
 
-    def opaque_objects(self) -> dict[str, Opaque]:
-        """Every placeholder object, by the name where it sits."""
-        return {k: v.value for k, v in self.entries.items() if isinstance(v, Value) and isinstance(v.value, Opaque)}
-
     def tied_groups(self) -> dict[str, str]:
         """Map each alias name to the first name (in file order) sharing its tensor."""
         first: dict[tuple[object, ...], str] = {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from paraminspect.errors import CheckpointError
 from paraminspect.model import TensorRef
@@ -45,7 +45,9 @@ def _native(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def _check_in_file(ref: TensorRef) -> None:
+def ensure_in_file(ref: TensorRef) -> None:
+    """Fail now if the tensor's bytes lie past the end of its file (a truncated
+    download), so reads and streamed output never stop half-way with an error."""
     begin, end = ref.byte_range()
     size = os.path.getsize(ref.storage.path)
     if end > size:
@@ -55,15 +57,13 @@ def _check_in_file(ref: TensorRef) -> None:
         )
 
 
-def _read_contiguous(ref: TensorRef, first: int, count: int) -> np.ndarray:
-    """Elements [first, first+count) of a contiguous tensor, read straight from the file."""
+def _read_contiguous(fh: BinaryIO, ref: TensorRef, first: int, count: int) -> np.ndarray:
+    """Elements [first, first+count) of a contiguous tensor, read from ``fh`` (its file)."""
     import numpy as np
 
     dtype = numpy_dtype(ref)
-    begin = ref.byte_range()[0] + first * dtype.itemsize
-    with open(ref.storage.path, "rb") as fh:
-        fh.seek(begin)
-        raw = fh.read(count * dtype.itemsize)
+    fh.seek(ref.byte_range()[0] + first * dtype.itemsize)
+    raw = fh.read(count * dtype.itemsize)
     if len(raw) != count * dtype.itemsize:
         raise CheckpointError("tensor data is truncated", ref.storage.path)
     return _native(np.frombuffer(raw, dtype=dtype))
@@ -113,9 +113,10 @@ def _read_array(ref: TensorRef) -> np.ndarray:
         from paraminspect.chunked import read_chunked
 
         return read_chunked(ref)
-    _check_in_file(ref)
+    ensure_in_file(ref)
     if ref.is_contiguous:
-        return _read_contiguous(ref, 0, ref.numel).reshape(ref.shape)
+        with open(ref.storage.path, "rb") as fh:
+            return _read_contiguous(fh, ref, 0, ref.numel).reshape(ref.shape)
     return _native(np.array(_storage_view(ref)))
 
 
@@ -132,10 +133,11 @@ def iter_chunks(ref: TensorRef, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) ->
 
         yield from iter_chunked(ref, chunk_elements)
         return
-    _check_in_file(ref)
+    ensure_in_file(ref)
     if ref.is_contiguous:
-        for first in range(0, ref.numel, chunk_elements):
-            yield _read_contiguous(ref, first, min(chunk_elements, ref.numel - first))
+        with open(ref.storage.path, "rb") as fh:
+            for first in range(0, ref.numel, chunk_elements):
+                yield _read_contiguous(fh, ref, first, min(chunk_elements, ref.numel - first))
         return
     span = _span_map(ref)
     for first in range(0, ref.numel, chunk_elements):
@@ -157,7 +159,7 @@ def read_indices(ref: TensorRef, indices: list[list[int]]) -> np.ndarray:
     numpy_dtype(ref)
     if ref.numel == 0 or not indices:
         return read_array(ref)
-    _check_in_file(ref)
+    ensure_in_file(ref)
     return _native(np.array(_storage_view(ref)[np.ix_(*indices)]))
 
 
@@ -179,7 +181,7 @@ def iter_raw_chunks(ref: TensorRef, buffer: bytearray) -> Iterator[memoryview]:
     step = len(buffer) - len(buffer) % itemsize
     if step <= 0:
         raise ValueError("buffer smaller than one element")
-    _check_in_file(ref)
+    ensure_in_file(ref)
     begin = ref.byte_range()[0]
     view = memoryview(buffer)
     with open(ref.storage.path, "rb", buffering=0) as fh:
@@ -202,9 +204,3 @@ def decode_bytes(ref: TensorRef, raw: bytes | bytearray | memoryview) -> np.ndar
     import numpy as np
 
     return _native(np.frombuffer(raw, dtype=numpy_dtype(ref)))
-
-
-def ensure_in_file(ref: TensorRef) -> None:
-    """Fail now if the tensor's bytes lie past the end of its file (a truncated
-    download), so streamed output never stops half-way with an error."""
-    _check_in_file(ref)

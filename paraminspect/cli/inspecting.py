@@ -138,8 +138,9 @@ def stats_command(
 
     ckpt = _load_state_dict(file, root)
     table = stats.report(ckpt, _selector(ckpt, patterns, regex), by_prefix=by_prefix, sort=sort)
+    tensors = ckpt.tensors
     for name in table.document["skipped"]:
-        render.write_message(f"paraminspect: warning: {name}: cannot decode {ckpt.tensors[name].dtype} values; skipped")
+        render.write_message(f"paraminspect: warning: {name}: cannot decode {tensors[name].dtype} values; skipped")
     render.write(render.format_table(table, fmt))
     return EXIT_OK
 
