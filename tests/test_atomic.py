@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,12 +39,12 @@ def test_exception_mid_write_leaves_original_and_no_temp(
     real = safetensors_write.copy_range
     calls = 0
 
-    def failing(*args: int) -> None:
+    def failing(*args: int, **kwargs: Any) -> int:
         nonlocal calls
         calls += 1
         if calls == 5:
             raise error(28, "No space left on device") if error is OSError else error()
-        real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(safetensors_write, "copy_range", failing)
     result = run_cli("rename", work / "m.safetensors", "0.=zero.", "--in-place")
@@ -75,13 +76,13 @@ def test_failed_verification_leaves_original(work: Path, monkeypatch: pytest.Mon
 
 
 SLOW_WRITER = """
-import sys, time
+import os, sys, time
 from paraminspect.formats import safetensors_write
 real = safetensors_write.copy_range
-def slow(*args):
-    print("chunk", flush=True)
+def slow(*args, **kwargs):
+    os.write(1, b"chunk\\n")  # one write: two copy threads print at once
     time.sleep(0.2)
-    real(*args)
+    return real(*args, **kwargs)
 safetensors_write.copy_range = slow
 from paraminspect.cli import main
 sys.exit(main(sys.argv[1:]))

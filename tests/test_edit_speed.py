@@ -6,6 +6,7 @@ import os
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -45,13 +46,14 @@ def test_torch_zip_storages_carry_the_zip_crc(tmp_path: Path) -> None:
 def test_convert_uses_recorded_crc_only_for_whole_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     state = save_pt(tmp_path / "m.pt")
     checked: list[tuple[int, int]] = []
-    real = safetensors_write.range_crc
+    real = safetensors_write.copy_range
 
-    def counting(fd: int, begin: int, end: int) -> int:
-        checked.append((begin, end))
-        return real(fd, begin, end)
+    def counting(src: int, begin: int, end: int, *args: Any, checksum: bool = False, **kwargs: Any) -> int:
+        if checksum:
+            checked.append((begin, end))
+        return real(src, begin, end, *args, checksum=checksum, **kwargs)
 
-    monkeypatch.setattr(safetensors_write, "range_crc", counting)
+    monkeypatch.setattr(safetensors_write, "copy_range", counting)
     result = run_cli("convert", tmp_path / "m.pt", tmp_path / "m.safetensors")
     assert result.code == 0, result.err
     ckpt = open_checkpoint(tmp_path / "m.pt")
@@ -95,11 +97,13 @@ def test_writeback_hints_cover_every_written_byte_in_steps(tmp_path: Path, monke
     calls: list[tuple[int, int, int, int]] = []
     monkeypatch.setitem(writeback._call, "fn", lambda *args: calls.append(args) or 0)
     with writeback.Writeback(7, step=100) as wb:
-        for pos in range(0, 250, 50):
-            wb.wrote(pos, 50)
-        wb.wrote(1000, 10)  # not contiguous: what came before is handed over first
-        wb.flush()
-        wb.flush()  # nothing new: no call
+        first, second = wb.stream(0), wb.stream(1000)
+        for _ in range(5):
+            first.wrote(50)
+        second.wrote(10)  # another writer's run is tracked on its own
+        first.flush()
+        second.flush()
+        first.flush()  # nothing new: no call
     assert calls == [(7, 0, 100, 2), (7, 100, 100, 2), (7, 200, 50, 2), (7, 1000, 10, 2)]
 
 

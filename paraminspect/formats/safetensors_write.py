@@ -12,15 +12,15 @@ turns back into aliases.
 
 from __future__ import annotations
 
-import errno
 import json
 import math
 import os
 import struct
 import sys
+import threading
 import zlib
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -31,7 +31,7 @@ from paraminspect.edit import Cast, Keep, NewData, Source, identity
 from paraminspect.errors import UsageError
 from paraminspect.formats.safetensors import METADATA_KEY
 from paraminspect.model import TensorRef
-from paraminspect.writeback import Writeback
+from paraminspect.writeback import Stream, Writeback
 
 if TYPE_CHECKING:
     import numpy as np
@@ -130,63 +130,68 @@ def plan_layout(tensors: dict[str, Source], metadata: dict[str, str]) -> Layout:
 def write(layout: Layout, out: BinaryIO) -> dict[str, int]:
     """Write the file; return the CRC-32 of each stored tensor's bytes.
 
-    Unchanged tensors are copied by the kernel (``copy_file_range``) while a
-    second thread checksums the same source bytes, so the copy never passes
-    through Python. A tensor that is a whole torch zip record takes the CRC-32
-    the archive records for it instead: the source is then not read at all,
-    and verification still checks the written bytes against it. Everything
-    else is encoded in chunks and written with ``pwrite``.
+    Unchanged tensors are copied byte for byte by ``COPY_THREADS`` worker
+    threads, each checksumming what passes through its buffer, so the source
+    is read once. A tensor that is a whole torch zip record takes the CRC-32
+    the archive records for it instead; verification still checks the written
+    bytes against it. Tensors that need encoding are written meanwhile on the
+    calling thread.
     """
     out.flush()
     fd = out.fileno()
-    pos = out.tell()
-    pos += _pwrite_all(fd, layout.header, pos)
-    writeback = Writeback(fd)
+    start = out.tell()
+    base = start + _pwrite_all(fd, layout.header, start)
     crcs: dict[str, int] = {}
     sources: dict[Path, int] = {}
-    pool = ThreadPoolExecutor(max_workers=1)
+    stop = threading.Event()
+    copies: dict[str, Future[int]] = {}
+    writeback = Writeback(fd)
+    pool = ThreadPoolExecutor(max_workers=COPY_THREADS, thread_name_prefix="copy")
     try:
-        pending = {}
+        encoded = []
         for item in layout.stored:
-            if isinstance(item.source, Keep) and _raw_copy_possible(item.source.ref):
-                ref = item.source.ref
-                begin, end = ref.byte_range()
-                src = sources.get(ref.storage.path)
-                if src is None:
-                    src = sources[ref.storage.path] = os.open(ref.storage.path, os.O_RDONLY)
-                recorded = recorded_crc(ref)
-                if recorded is None:
-                    pending[item.name] = pool.submit(range_crc, src, begin, end)
-                else:
-                    crcs[item.name] = recorded
-                copy_range(src, begin, end, fd, pos, writeback)
-                pos += end - begin
-            else:
-                crcs[item.name] = _write_encoded(item, fd, pos, writeback)
-                pos += item.end - item.begin
-        writeback.flush()
+            if not (isinstance(item.source, Keep) and _raw_copy_possible(item.source.ref)):
+                encoded.append(item)
+                continue
+            ref = item.source.ref
+            src = sources.get(ref.storage.path)
+            if src is None:
+                src = sources[ref.storage.path] = os.open(ref.storage.path, os.O_RDONLY)
+            recorded = recorded_crc(ref)
+            if recorded is not None:
+                crcs[item.name] = recorded
+            job = (src, *ref.byte_range(), fd, base + item.begin, writeback.stream(base + item.begin))
+            copies[item.name] = pool.submit(copy_range, *job, checksum=recorded is None, stop=stop)
+        for item in encoded:
+            crcs[item.name] = _write_encoded(item, fd, base + item.begin, writeback)
+        for name, future in copies.items():
+            crc = future.result()
+            crcs.setdefault(name, crc)
         writeback.close()
-        crcs.update({name: future.result() for name, future in pending.items()})
     finally:
-        # On Ctrl-C or an error, checksums and hints not yet started are cancelled, not run.
-        writeback.close(cancel=True)
+        # On Ctrl-C or an error, copies stop at their next chunk and hints not yet started are dropped.
+        stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
+        writeback.close(cancel=True)
         for src in sources.values():
             os.close(src)
-    out.seek(pos)
-    return crcs
+    out.seek(base + (layout.stored[-1].end if layout.stored else 0))
+    return {item.name: crcs[item.name] for item in layout.stored}
 
 
 def _write_encoded(item: Stored, fd: int, pos: int, writeback: Writeback | None = None) -> int:
     """Write a tensor that needs encoding (new values, casts, strided or big-endian); return its CRC."""
     crc = 0
     written = 0
+    stream = writeback.stream(pos) if writeback is not None else None
     for chunk in source_bytes(item.source, item.dtype):
         crc = zlib.crc32(chunk, crc)
         n = _pwrite_all(fd, chunk, pos + written)
-        if writeback is not None:
-            writeback.wrote(pos + written, n)
+        if stream is not None:
+            stream.wrote(n)
         written += n
+    if stream is not None:
+        stream.flush()
     if written != item.end - item.begin:
         raise UsageError(f"tensor {item.name!r}: wrote {written} bytes, expected {item.end - item.begin}")
     return crc
@@ -200,36 +205,51 @@ def _pwrite_all(fd: int, data: bytes | memoryview, pos: int) -> int:
     return done
 
 
-_KERNEL_COPY = {"ok": hasattr(os, "copy_file_range")}
-_COPY_STEP = 64 << 20  # bounded steps keep Ctrl-C responsive
+# Two threads: measured 0.20 s against 0.30 s for one (1 GiB, page cache, 2 cores).
+COPY_THREADS = 2
 
 
-def copy_range(src: int, begin: int, end: int, dst: int, pos: int, writeback: Writeback | None = None) -> None:
-    """Copy src[begin:end] to dst at ``pos``: in the kernel where possible, else in bounded chunks."""
-    done = 0
+class Stopped(Exception):
+    """A copy abandoned because the write as a whole failed or was interrupted."""
+
+
+def copy_range(
+    src: int,
+    begin: int,
+    end: int,
+    dst: int,
+    pos: int,
+    stream: Stream | None = None,
+    *,
+    checksum: bool = False,
+    stop: threading.Event | None = None,
+) -> int:
+    """Copy src[begin:end] to dst at ``pos`` in bounded chunks; return the CRC-32 (0 unless ``checksum``).
+
+    A plain read/write loop, not ``copy_file_range``: on ext4 the kernel's
+    splice copy measured 0.42 s per GiB against 0.30 s for this loop, and the
+    loop yields the checksum without reading the source a second time.
+    """
     total = end - begin
-    while done < total and _KERNEL_COPY["ok"]:
-        try:
-            n = os.copy_file_range(src, dst, min(_COPY_STEP, total - done), begin + done, pos + done)
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF):
-                raise
-            _KERNEL_COPY["ok"] = False
-            break
-        if n == 0:
-            raise UsageError("source tensor data ends early (file changed while writing?)")
-        if writeback is not None:
-            writeback.wrote(pos + done, n)
-        done += n
-    buffer = bytearray(min(CHUNK_BYTES, max(total - done, 1)))
+    buffer = bytearray(min(CHUNK_BYTES, max(total, 1)))
+    view = memoryview(buffer)
+    crc = 0
+    done = 0
     while done < total:
-        n = _pread_into(src, memoryview(buffer)[: min(len(buffer), total - done)], begin + done)
+        if stop is not None and stop.is_set():
+            raise Stopped
+        n = _pread_into(src, view[: min(len(buffer), total - done)], begin + done)
         if n == 0:
             raise UsageError("source tensor data ends early (file changed while writing?)")
-        _pwrite_all(dst, memoryview(buffer)[:n], pos + done)
-        if writeback is not None:
-            writeback.wrote(pos + done, n)
+        if checksum:
+            crc = zlib.crc32(view[:n], crc)
+        _pwrite_all(dst, view[:n], pos + done)
+        if stream is not None:
+            stream.wrote(n)
         done += n
+    if stream is not None:
+        stream.flush()
+    return crc
 
 
 def _pread_into(fd: int, view: memoryview, pos: int) -> int:
@@ -239,21 +259,6 @@ def _pread_into(fd: int, view: memoryview, pos: int) -> int:
     data = os.pread(fd, len(view), pos)
     view[: len(data)] = data
     return len(data)
-
-
-def range_crc(fd: int, begin: int, end: int) -> int:
-    """CRC-32 of bytes [begin, end) of an open file, read in bounded chunks (releases the GIL)."""
-    buffer = bytearray(min(CHUNK_BYTES, max(end - begin, 1)))
-    view = memoryview(buffer)
-    crc = 0
-    pos = begin
-    while pos < end:
-        n = _pread_into(fd, view[: min(len(buffer), end - pos)], pos)
-        if n == 0:
-            raise UsageError("tensor data ends early (truncated?)")
-        crc = zlib.crc32(view[:n], crc)
-        pos += n
-    return crc
 
 
 def recorded_crc(ref: TensorRef) -> int | None:
