@@ -112,11 +112,12 @@ def _dcp(path: Path, limits: Limits) -> Iterator[PickleSource]:
     metadata), then the ``data.pkl`` of each item it locates in the .distcp files."""
     from paraminspect.formats import dcp
 
-    yield PickleSource(path.name, dcp.read_metadata_bytes(path.parent, limits))
+    raw = dcp.read_metadata_bytes(path.parent, limits)
+    yield PickleSource(path.name, raw)
     items = dcp.Items(path.parent, limits)
     try:
         # As many items as the reader opens; .metadata's size limit bounds them.
-        for location in dcp.item_locations(dcp.read_metadata(path.parent, limits)):
+        for location in dcp.item_locations(dcp.parse_metadata(raw)):
             relative, begin, length = location
             what = f"item at byte {begin} of {relative!r}"
             file, window = items.window(what, location)

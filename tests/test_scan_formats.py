@@ -198,6 +198,21 @@ def test_two_rank_dcp_scans_clean_including_its_checkpoint_path() -> None:
     assert scan_file(TWO_RANKS).pickles == 1 + 8
 
 
+def test_dcp_metadata_is_read_once_so_the_scanned_bytes_are_the_parsed_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    from paraminspect.formats import dcp
+
+    reads: list[Path] = []
+    real = dcp.read_metadata_bytes
+
+    def counting(directory: Path, current: limits.Limits) -> bytes:
+        reads.append(directory)
+        return real(directory, current)
+
+    monkeypatch.setattr(dcp, "read_metadata_bytes", counting)
+    assert scan_file(TWO_RANKS).pickles == 1 + 8
+    assert reads == [TWO_RANKS]
+
+
 @pytest.fixture(scope="module")
 def unsafe_dcp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch.distributed.checkpoint as dcp

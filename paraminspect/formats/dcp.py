@@ -142,7 +142,12 @@ def read_metadata_bytes(directory: Path, limits: Limits) -> bytes:
 
 def read_metadata(directory: Path, limits: Limits) -> Record:
     """The directory's ``.metadata``, unpickled through the allow-list and checked."""
-    meta = safe_loads(read_metadata_bytes(directory, limits))
+    return parse_metadata(read_metadata_bytes(directory, limits))
+
+
+def parse_metadata(raw: bytes) -> Record:
+    """``.metadata`` bytes unpickled through the allow-list and checked (``scan`` reads the bytes once)."""
+    meta = safe_loads(raw)
     if (
         not isinstance(meta, Record)
         or _kind(meta) != "Metadata"
