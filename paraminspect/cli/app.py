@@ -73,7 +73,7 @@ def _selector(ckpt: Checkpoint, patterns: list[str] | None, regex: bool) -> Sele
     name they denote; an unmatched pattern is reported with the closest names.
     """
     given = list(patterns or [])
-    resolved = given if regex else [_resolve(ckpt, p) for p in given]
+    resolved = resolved_patterns(given, regex, ckpt)
     selector = Selector(resolved, regex=regex)
     missing = selector.unmatched(ckpt.entries)
     if missing:
@@ -91,6 +91,29 @@ def _resolve(ckpt: Checkpoint, pattern: str) -> str:
         return resolve_index_form(pattern, tree.ordered_names(ckpt))
     except SelectionError as exc:
         raise SelectionError(exc.message, ckpt.path) from None
+
+
+def resolved_patterns(patterns: list[str] | None, regex: bool, *ckpts: Checkpoint) -> list[str]:
+    """Patterns with each index form (``[0][1][0].bias``) replaced by the dotted name it denotes.
+
+    Resolved in the first checkpoint whose structure has that path (``diff``: A, then B);
+    when none has it, the first one's error is raised.
+    """
+    given = list(patterns or [])
+    if regex:
+        return given
+    resolved = []
+    for pattern in given:
+        errors: list[SelectionError] = []
+        for ckpt in ckpts:
+            try:
+                resolved.append(_resolve(ckpt, pattern))
+                break
+            except SelectionError as exc:
+                errors.append(exc)
+        else:
+            raise errors[0]
+    return resolved
 
 
 def _version(value: bool) -> None:

@@ -14,6 +14,7 @@ from paraminspect.cli.app import (
     RootOpt,
     SortOpt,
     app,
+    resolved_patterns,
 )
 from paraminspect.errors import EXIT_DIFFERENT, EXIT_OK
 from paraminspect.formats import open_checkpoint
@@ -95,7 +96,7 @@ def diff_command(
     map_a = both + NameMap.from_options(rename=rename_a or [])
     map_b = both + NameMap.from_options(rename=rename_b or [])
     tolerance = Tolerance(atol, rtol, equal_nan)
-    selector = Selector(patterns or [], regex=regex)
+    selector = Selector(resolved_patterns(patterns, regex, a, b), regex=regex)
     rows = diff.compare(
         a, b, tolerance=tolerance, selector=selector, map_a=map_a, map_b=map_b, structure=structure, sort=sort
     )
@@ -139,7 +140,7 @@ def check_command(
         ckpt,
         spec,
         expect,
-        selector=Selector(patterns or [], regex=regex),
+        selector=Selector(resolved_patterns(patterns, regex, ckpt), regex=regex),
         name_map=NameMap.from_options(strip or [], rename or []),
         allow_extra=allow_extra,
         max_params=budget,
