@@ -111,6 +111,15 @@ def _equal_exact(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     out &= signed.astype(np.uint64) == unsigned  # a negative wraps, but is already False
 
 
+def _exact_hidden(a: np.ndarray, b: np.ndarray, diff: np.ndarray, close: np.ndarray) -> None:
+    """Unequal 64-bit integers that float64 rounds to the same number (past 2**53)
+    get their exact difference, so a differing element never shows as 0 apart."""
+    import numpy as np
+
+    for i in np.flatnonzero(~close & (diff == 0)).tolist():
+        diff[i] = abs(int(a[i]) - int(b[i]))
+
+
 def _larger(value: float, than: float) -> bool:
     """Order for "largest difference": NaN beats everything, ties keep the first."""
     if math.isnan(than):
@@ -177,6 +186,8 @@ class _Accumulator:
                 np.absolute(b, out=scale, dtype=np.float64)
                 if self.kind in ("int", "bool"):
                     _equal_exact(a, b, close)  # exact: float64 cannot tell int64s apart past 2**53
+                    if max(a.dtype.itemsize, b.dtype.itemsize) == 8:
+                        _exact_hidden(a, b, diff, close)
                 else:
                     np.multiply(scale, rtol, out=rel)
                     rel += atol

@@ -311,3 +311,22 @@ def test_installed_script(tmp_path: Path) -> None:
     assert (entry["status"], entry["differing"]) == ("dtype_changed", 0)
     expected = (torch.tensor([0.1, 0.2, 0.3]).double() - torch.tensor([0.1, 0.2, 0.3]).bfloat16().double()).abs()
     assert entry["max_abs_diff"] == expected.max().item()
+
+
+@pytest.mark.parametrize("few", [0, 4096], ids=["numpy-path", "few-elements-path"])
+def test_integers_that_float64_rounds_together_still_show_their_difference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, few: int
+) -> None:
+    """2**53 + 1 against 2**53 is 0 apart in float64: differing must come with a
+    non-zero max abs diff and its index, across dtypes and within one dtype alike."""
+    monkeypatch.setattr(compare, "FEW_ELEMENTS", few)
+    a = torch.tensor([5, 2**53 + 1, 2**62 + 3, 0], dtype=torch.int64)
+    torch.save({"s": a, "c": a}, tmp_path / "a.pt")
+    same = torch.tensor([5, 2**53, 2**62, 0], dtype=torch.int64)
+    save_file({"s": same, "c": same.to(torch.uint64)}, tmp_path / "b.safetensors")
+    rows = diff_rows(open_checkpoint(tmp_path / "a.pt"), open_checkpoint(tmp_path / "b.safetensors"))
+    assert [(r.name, r.status) for r in rows] == [("s", Status.VALUES), ("c", Status.DTYPE)]
+    for row in rows:
+        assert row.stats is not None
+        assert (row.stats.differing, row.stats.index, row.stats.max_abs) == (2, [2], 3)
+        assert (row.stats.a_value, row.stats.b_value) == (2**62 + 3, 2**62)
