@@ -48,7 +48,7 @@ def _oracle(a: torch.Tensor, b: torch.Tensor, tol: Tolerance) -> dict[str, objec
     }
 
 
-@pytest.mark.parametrize("low", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("low", [torch.bfloat16, torch.float16, torch.float8_e4m3fn, torch.float8_e5m2], ids=str)
 @pytest.mark.parametrize("layout", ["contiguous", "transposed"])
 def test_fp32_against_its_cast_matches_torch(tmp_path: Path, low: torch.dtype, layout: str) -> None:
     """The common use: `cast --dtype bfloat16`, then diff the original against the cast."""
