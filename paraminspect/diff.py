@@ -124,13 +124,13 @@ def comparable(obj: Any, equal_nan: bool = True) -> Any:
     return (type(obj).__name__, str(obj))
 
 
-def _classify(a: Entry, b: Entry, tolerance: Tolerance, structure: bool) -> tuple[Status, bool]:
+def _classify(a: Entry, b: Entry, tolerance: Tolerance, structure: bool, cast_values: bool) -> tuple[Status, bool]:
     """Status from metadata alone, and whether tensor values still need comparing."""
     if isinstance(a, TensorRef) != isinstance(b, TensorRef):
         return Status.DTYPE, False
     if isinstance(a, TensorRef) and isinstance(b, TensorRef):
         if a.dtype != b.dtype:  # fp32 vs its bf16 cast: still worth knowing how far values moved
-            return Status.DTYPE, not structure and cast_comparable(a, b)
+            return Status.DTYPE, cast_values and not structure and cast_comparable(a, b)
         if a.shape != b.shape:
             return Status.SHAPE, False
         return Status.EQUAL, not structure
@@ -157,10 +157,14 @@ def compare(
     map_b: NameMap | None = None,
     structure: bool = False,
     sort: bool = False,
+    cast_values: bool = True,
 ) -> list[Row]:
     """Pair the (mapped, selected) names of A and B and classify every one.
 
     Patterns select by mapped name or by either file's original name.
+    ``cast_values=False`` skips the values of dtype-changed pairs: their status
+    does not depend on them, so a caller that shows no statistics (``--quiet``)
+    need not read them.
     Order: A's names in A's order, then names only in B in B's order. A tied
     tensor pair compared once is not read again for its other names.
     """
@@ -194,7 +198,7 @@ def compare(
             status = Status.ONLY_B if ea is None else Status.ONLY_A
             rows.append(Row(name, status, a_name, b_name, side_a, side_b))
             continue
-        status, read_values = _classify(ea, eb, tolerance, structure)
+        status, read_values = _classify(ea, eb, tolerance, structure, cast_values)
         stats = None
         if read_values:
             assert isinstance(ea, TensorRef) and isinstance(eb, TensorRef)

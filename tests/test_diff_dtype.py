@@ -330,3 +330,18 @@ def test_integers_that_float64_rounds_together_still_show_their_difference(
         assert row.stats is not None
         assert (row.stats.differing, row.stats.index, row.stats.max_abs) == (2, [2], 3)
         assert (row.stats.a_value, row.stats.b_value) == (2**62 + 3, 2**62)
+
+
+def test_quiet_reads_no_values_of_a_cast(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--quiet shows no statistics and a dtype change fixes the exit code: nothing to read."""
+    torch.save({"w": torch.ones(100)}, tmp_path / "a.pt")
+    save_file({"w": torch.ones(100, dtype=torch.bfloat16)}, tmp_path / "b.safetensors")
+
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("tensor data was read")
+
+    monkeypatch.setattr(Comparer, "compare", refuse)
+    result = run_cli("diff", tmp_path / "a.pt", tmp_path / "b.safetensors", "-q")
+    assert (result.code, result.out, result.err) == (1, "", "")
+    with pytest.raises(AssertionError, match="tensor data was read"):  # the trap is live without -q
+        run_cli("diff", tmp_path / "a.pt", tmp_path / "b.safetensors")
