@@ -116,8 +116,12 @@ def _exact_hidden(a: np.ndarray, b: np.ndarray, diff: np.ndarray, close: np.ndar
     get their exact difference, so a differing element never shows as 0 apart."""
     import numpy as np
 
-    for i in np.flatnonzero(~close & (diff == 0)).tolist():
-        diff[i] = abs(int(a[i]) - int(b[i]))
+    hidden = np.flatnonzero(~close & (diff == 0))
+    if len(hidden):
+        # Equal in float64 means same sign and |a - b| < 2**12: of the two residues
+        # of a - b modulo 2**64, the smaller one is |a - b|.
+        d = a[hidden].astype(np.uint64) - b[hidden].astype(np.uint64)
+        diff[hidden] = np.minimum(d, np.negative(d))
 
 
 def _larger(value: float, than: float) -> bool:
