@@ -1,4 +1,4 @@
-"""Element-wise comparison of two tensors of the same dtype and shape, streamed.
+"""Element-wise comparison of two tensors of the same shape, streamed.
 
 Memory is bounded by the chunk size, never by the tensor. When both tensors are
 stored contiguously with the same byte order, their raw bytes are compared
@@ -10,6 +10,11 @@ are both NaN, although their bytes differ.
 The tolerance rule is numpy's/torch's ``allclose``: |a - b| <= atol + rtol * |b|.
 Integer and bool tensors are always compared exactly (a tolerance meant for
 floating-point rounding would otherwise hide a changed step counter).
+
+Tensors of different numeric dtypes (fp32 against its bf16 cast) are compared
+too, to show how far a cast moved the values: there are no equal bytes to skip,
+so every chunk is decoded and each ufunc converts both sides to float64 (exact
+integer equality when neither side is a float, the same rule as above).
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ class ValueStats:
 
 
 def _kind(ref: TensorRef) -> str:
+    """bool, int, float or complex: which comparison rule and Python type apply."""
     name = ref.dtype.name
     if name == "bool":
         return "bool"
@@ -67,6 +73,55 @@ def _kind(ref: TensorRef) -> str:
     if name.startswith(("float", "bfloat")):
         return "float"
     return "int"
+
+
+def _pair_kind(a: TensorRef, b: TensorRef) -> str:
+    """The rule for a pair: a float on either side makes it a float comparison
+    (with the tolerance); int against bool stays exact."""
+    kinds = {_kind(a), _kind(b)}
+    if len(kinds) == 1:
+        return kinds.pop()
+    return "float" if "float" in kinds else "int"
+
+
+def _numeric(ref: TensorRef) -> bool:
+    """Decodable as numbers (``bits8``/``bits16`` decode as uint, but are raw bits)."""
+    return ref.dtype.numpy is not None and not ref.dtype.name.startswith("bits")
+
+
+def cast_comparable(a: TensorRef, b: TensorRef) -> bool:
+    """True when two tensors of different dtypes can have their values compared:
+    same shape, both decodable as numbers, complex only against complex."""
+    if a.dtype == b.dtype or a.shape != b.shape or not (_numeric(a) and _numeric(b)):
+        return False
+    return (_kind(a) == "complex") == (_kind(b) == "complex")
+
+
+def _equal_exact(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """``a == b`` for integer/bool arrays, exactly. numpy < 2 compares uint64 with a
+    signed type through float64 (wrong past 2**53), so that pair is compared as
+    uint64 with the sign checked apart."""
+    import numpy as np
+
+    if a.dtype == b.dtype or np.result_type(a.dtype, b.dtype).kind != "f":
+        np.equal(a, b, out=out)
+        return
+    signed, unsigned = (a, b) if a.dtype.kind == "i" else (b, a)
+    np.greater_equal(signed, 0, out=out)
+    out &= signed.astype(np.uint64) == unsigned  # a negative wraps, but is already False
+
+
+def _exact_hidden(a: np.ndarray, b: np.ndarray, diff: np.ndarray, close: np.ndarray) -> None:
+    """Unequal 64-bit integers that float64 rounds to the same number (past 2**53)
+    get their exact difference, so a differing element never shows as 0 apart."""
+    import numpy as np
+
+    hidden = np.flatnonzero(~close & (diff == 0))
+    if len(hidden):
+        # Equal in float64 means same sign and |a - b| < 2**12: of the two residues
+        # of a - b modulo 2**64, the smaller one is |a - b|.
+        d = a[hidden].astype(np.uint64) - b[hidden].astype(np.uint64)
+        diff[hidden] = np.minimum(d, np.negative(d))
 
 
 def _larger(value: float, than: float) -> bool:
@@ -97,12 +152,17 @@ class _Workspace:
 
 
 class _Accumulator:
-    """Running totals over the chunks of one tensor pair."""
+    """Running totals over the chunks of one tensor pair (``other``: B, when its
+    dtype differs from A's)."""
 
-    def __init__(self, ref: TensorRef, tolerance: Tolerance, workspace: _Workspace) -> None:
+    def __init__(
+        self, ref: TensorRef, tolerance: Tolerance, workspace: _Workspace, other: TensorRef | None = None
+    ) -> None:
+        other = other or ref
         self.shape = ref.shape
         self.itemsize = ref.dtype.itemsize
-        self.kind = _kind(ref)
+        self.kind = _pair_kind(ref, other)
+        self.sides = (_kind(ref), _kind(other))  # each value is reported in its own type
         self.tolerance = tolerance
         self.workspace = workspace
         self.stats = ValueStats()
@@ -129,7 +189,9 @@ class _Accumulator:
                 np.absolute(diff, out=diff)
                 np.absolute(b, out=scale, dtype=np.float64)
                 if self.kind in ("int", "bool"):
-                    np.equal(a, b, out=close)  # exact: float64 cannot tell int64s apart past 2**53
+                    _equal_exact(a, b, close)  # exact: float64 cannot tell int64s apart past 2**53
+                    if max(a.dtype.itemsize, b.dtype.itemsize) == 8:
+                        _exact_hidden(a, b, diff, close)
                 else:
                     np.multiply(scale, rtol, out=rel)
                     rel += atol
@@ -169,20 +231,22 @@ class _Accumulator:
         if part.largest != 0 and _larger(part.largest, float(self.stats.max_abs)):
             self.stats.max_abs = part.largest
             self.stats.index = _unravel(part.at, self.shape)
-            self.stats.a_value, self.stats.b_value = self._scalar(part.a_value), self._scalar(part.b_value)
+            self.stats.a_value = _scalar(part.a_value, self.sides[0])
+            self.stats.b_value = _scalar(part.b_value, self.sides[1])
             if self.kind == "int":  # exact, even past float64's 2**53
                 self.stats.max_abs = abs(int(part.a_value) - int(part.b_value))
         if _larger(part.top_rel, self.stats.max_rel):
             self.stats.max_rel = part.top_rel
 
-    def _scalar(self, value: Any) -> Any:
-        if self.kind == "bool":
-            return bool(value)
-        if self.kind == "int":
-            return int(value)
-        if self.kind == "complex":
-            return complex(value)
-        return float(value)
+
+def _scalar(value: Any, kind: str) -> Any:
+    if kind == "bool":
+        return bool(value)
+    if kind == "int":
+        return int(value)
+    if kind == "complex":
+        return complex(value)
+    return float(value)
 
 
 def _unravel(flat: int, shape: tuple[int, ...]) -> list[int]:
@@ -229,10 +293,12 @@ class Comparer:
         return self._buffers
 
     def compare(self, a: TensorRef, b: TensorRef) -> ValueStats:
-        """Compare the values of two tensors with equal dtype and shape, chunk by chunk."""
-        if a.dtype != b.dtype or a.shape != b.shape:
-            raise ValueError("compare needs equal dtypes and shapes")
-        acc = _Accumulator(a, self.tolerance, self._workspace)
+        """Compare the values of two tensors of equal shape, chunk by chunk: equal
+        dtypes, or different ones that :func:`cast_comparable` accepts."""
+        cast = a.dtype != b.dtype
+        if a.shape != b.shape or (cast and not cast_comparable(a, b)):
+            raise ValueError("compare needs equal shapes and equal or numeric dtypes")
+        acc = _Accumulator(a, self.tolerance, self._workspace, b)
         if a.numel == 0:
             return acc.stats
         if bytes_comparable(a, b):
@@ -263,7 +329,7 @@ class Comparer:
         for chunk_a, chunk_b in zip(iter_chunks(a, DECODE_ELEMENTS), iter_chunks(b, DECODE_ELEMENTS), strict=True):
             if len(chunk_a) != len(chunk_b):  # iter_chunks promises exact sizes; never pair misaligned runs
                 raise ValueError("chunk sizes of equal-shape tensors disagree")
-            if chunk_a.tobytes() != chunk_b.tobytes():
+            if cast or chunk_a.tobytes() != chunk_b.tobytes():  # across dtypes, bytes say nothing
                 acc.add(first, chunk_a, chunk_b)
             first += len(chunk_a)
         return acc.stats

@@ -2,8 +2,10 @@
 
 Classes, checked in this order: only in A, only in B, dtype changed (for a
 non-tensor leaf: its type, or tensor vs value), shape changed, values changed,
-equal. Values are compared only when dtype and shape agree, streamed chunk by
-chunk (see :mod:`paraminspect.compare`); ``structure=True`` reads no tensor data.
+equal. Values are compared when the shapes agree and the dtypes agree or are
+both numeric (a dtype-changed pair then stays "dtype changed" but shows how far
+its values moved), streamed chunk by chunk (see :mod:`paraminspect.compare`);
+``structure=True`` reads no tensor data.
 Names are mapped (prefix rules) and selected before they are paired up.
 """
 
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from paraminspect.compare import Comparer, ValueStats
+from paraminspect.compare import Comparer, ValueStats, cast_comparable
 from paraminspect.errors import SelectionError
 from paraminspect.model import Checkpoint, Entry, Opaque, TensorRef, Value
 from paraminspect.names import NameMap
@@ -122,13 +124,13 @@ def comparable(obj: Any, equal_nan: bool = True) -> Any:
     return (type(obj).__name__, str(obj))
 
 
-def _classify(a: Entry, b: Entry, tolerance: Tolerance, structure: bool) -> tuple[Status, bool]:
+def _classify(a: Entry, b: Entry, tolerance: Tolerance, structure: bool, cast_values: bool) -> tuple[Status, bool]:
     """Status from metadata alone, and whether tensor values still need comparing."""
     if isinstance(a, TensorRef) != isinstance(b, TensorRef):
         return Status.DTYPE, False
     if isinstance(a, TensorRef) and isinstance(b, TensorRef):
-        if a.dtype != b.dtype:
-            return Status.DTYPE, False
+        if a.dtype != b.dtype:  # fp32 vs its bf16 cast: still worth knowing how far values moved
+            return Status.DTYPE, cast_values and not structure and cast_comparable(a, b)
         if a.shape != b.shape:
             return Status.SHAPE, False
         return Status.EQUAL, not structure
@@ -155,10 +157,14 @@ def compare(
     map_b: NameMap | None = None,
     structure: bool = False,
     sort: bool = False,
+    cast_values: bool = True,
 ) -> list[Row]:
     """Pair the (mapped, selected) names of A and B and classify every one.
 
     Patterns select by mapped name or by either file's original name.
+    ``cast_values=False`` skips the values of dtype-changed pairs: their status
+    does not depend on them, so a caller that shows no statistics (``--quiet``)
+    need not read them.
     Order: A's names in A's order, then names only in B in B's order. A tied
     tensor pair compared once is not read again for its other names.
     """
@@ -192,7 +198,7 @@ def compare(
             status = Status.ONLY_B if ea is None else Status.ONLY_A
             rows.append(Row(name, status, a_name, b_name, side_a, side_b))
             continue
-        status, read_values = _classify(ea, eb, tolerance, structure)
+        status, read_values = _classify(ea, eb, tolerance, structure, cast_values)
         stats = None
         if read_values:
             assert isinstance(ea, TensorRef) and isinstance(eb, TensorRef)
@@ -200,7 +206,7 @@ def compare(
             stats = done.get(key)
             if stats is None:
                 stats = done[key] = comparer.compare(ea, eb)
-            if stats.differing != 0:
+            if status is Status.EQUAL and stats.differing != 0:  # a dtype change stays one
                 status = Status.VALUES
         rows.append(Row(name, status, a_name, b_name, side_a, side_b, stats))
     return rows

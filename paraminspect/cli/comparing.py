@@ -98,7 +98,15 @@ def diff_command(
     tolerance = Tolerance(atol, rtol, equal_nan)
     selector = Selector(resolved_patterns(patterns, regex, a, b), regex=regex)
     rows = diff.compare(
-        a, b, tolerance=tolerance, selector=selector, map_a=map_a, map_b=map_b, structure=structure, sort=sort
+        a,
+        b,
+        tolerance=tolerance,
+        selector=selector,
+        map_a=map_a,
+        map_b=map_b,
+        structure=structure,
+        sort=sort,
+        cast_values=not quiet,  # a dtype change decides the exit code without its values
     )
     verdict = diff.report(a, b, rows, tolerance=tolerance, structure=structure, show_all=show_all)
     if not quiet:
