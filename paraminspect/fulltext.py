@@ -173,7 +173,7 @@ def _body_pieces(
     yield _PREFIX + "[" * ndim
     position = 0
     # Whole rows per chunk where they fit, so that rows rarely straddle chunks.
-    for chunk in read_chunks(max(1, TEXT_CHUNK // row) * row):
+    for chunk in read_chunks(TEXT_CHUNK // row * row or TEXT_CHUNK):
         values = python_values(chunk, dtype_name)
         parts: list[str] = []
         start = 0
