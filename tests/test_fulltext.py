@@ -231,3 +231,24 @@ def test_broken_pipe_is_success_and_torch_is_never_imported(tmp_path: Path) -> N
     )
     check = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60)
     assert check.returncode == 0, check.stderr
+
+
+def test_every_reader_feeds_the_streamed_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DCP pieces (reassembled slab by slab), legacy torch.save and sharded safetensors."""
+    from tests.test_formats_dcp import TWO_RANKS, _model_state
+
+    monkeypatch.setattr(fulltext, "SCAN_CHUNK", 5)
+    monkeypatch.setattr(fulltext, "TEXT_CHUNK", 7)
+    for name, t in _model_state().items():
+        result = run_cli("get", TWO_RANKS, name, "--full")
+        header = f"{name}  {str(t.dtype)[6:]} [{', '.join(map(str, t.shape))}]"
+        assert result.out == f"{header}\n{torch_full(t)}\n", name
+    sd = {"a.w": torch.randn(40, 50, generator=torch.Generator().manual_seed(9)), "c": torch.arange(7)}
+    torch.save(sd, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    save_file({"a.w": sd["a.w"]}, tmp_path / "s1.safetensors")
+    save_file({"c": sd["c"]}, tmp_path / "s2.safetensors")
+    index = '{"metadata": {}, "weight_map": {"a.w": "s1.safetensors", "c": "s2.safetensors"}}'
+    (tmp_path / "model.safetensors.index.json").write_text(index)
+    expected = f"a.w  float32 [40, 50]\n{torch_full(sd['a.w'])}\n\nc  int64 [7]\n{torch_full(sd['c'])}\n"
+    for path in (tmp_path / "legacy.pt", tmp_path / "model.safetensors.index.json"):
+        assert run_cli("get", path, "a.w", "c", "--full").out == expected, path
