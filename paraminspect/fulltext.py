@@ -41,13 +41,15 @@ _PREFIX = "tensor("
 class _Deciders:
     """The few values of a stream of real numbers that decide printing._Cells' layout.
 
-    For floats _Cells looks at the finite non-zero values: their smallest and
-    largest magnitude (scientific or not), whether all are whole, and the
-    widest text. Text width grows with the magnitude on each side of zero
-    (fixed, ``3.``) or with distance from 10^0 (scientific: a third exponent
-    digit), so per sign the smallest and the largest value hold the widest;
-    one non-whole value, if any, settles "whole". Integers and bool: the
-    smallest and largest value hold the widest text.
+    For floats _Cells looks at the finite non-zero values only: their smallest
+    and largest magnitude (scientific or not), whether all are whole numbers,
+    and the widest text. On each side of zero, text never narrows as the
+    magnitude grows in fixed and ``3.`` notation, and in scientific notation
+    widens only at both ends (a third exponent digit), so the smallest and
+    largest magnitude of each sign include the widest text. One value that is
+    not whole, if any, settles "whole"; being one of the values, it moves
+    neither the extremes nor the width. Integers and bool: the minimum and
+    maximum hold the widest text.
     """
 
     def __init__(self, floating: bool) -> None:
