@@ -24,6 +24,8 @@ from paraminspect.printing import (
     _kind,
     _with_suffixes,
     python_values,
+    shown_indices,
+    summarises,
     tensor_text,
 )
 
@@ -110,22 +112,45 @@ def _layout_values(read_chunks: Callable[[int], Iterator[np.ndarray]], kind: str
     return [complex(v, 0.0) for v in real.values()] + [complex(0.0, v) for v in imag.values()]
 
 
+def _shown_values(
+    read_chunks: Callable[[int], Iterator[np.ndarray]], shape: tuple[int, ...], options: PrintOptions
+) -> np.ndarray:
+    """The elements a summarised print shows, picked from the stream (one pass).
+
+    The CLI reads those straight from the file instead; this keeps a streamed
+    report right whatever print options a library caller renders it with.
+    """
+    import numpy as np
+
+    indices = shown_indices(shape, options) or [list(range(n)) for n in shape]
+    wanted = np.ravel_multi_index(np.ix_(*indices), shape).reshape(-1)  # ascending: C order
+    picked = []
+    start = 0
+    for chunk in read_chunks(SCAN_CHUNK):
+        low, high = np.searchsorted(wanted, [start, start + chunk.size])
+        picked.append(chunk[wanted[low:high] - start])
+        start += chunk.size
+    return np.concatenate(picked).reshape([len(axis) for axis in indices])
+
+
 def text_pieces(
     read_chunks: Callable[[int], Iterator[np.ndarray]],
     shape: Sequence[int],
     dtype_name: str,
     options: PrintOptions,
 ) -> Iterator[str]:
-    """``str(tensor)`` with every value shown, piece by piece.
+    """``str(tensor)`` piece by piece: every value with ``--full``'s infinite threshold.
 
     ``read_chunks(n)`` yields the elements in C order, ``n`` at a time
     (tensors.iter_chunks); it is called twice (two passes). Joined, the
-    pieces equal ``printing.tensor_text`` of the whole tensor with
-    ``threshold=math.inf``.
+    pieces equal ``printing.tensor_text`` of the whole tensor.
     """
     shape = tuple(shape)
     if math.prod(shape) == 0:
         yield tensor_text([], dtype_name, options, shape)  # no values needed
+        return
+    if shape and summarises(shape, options):  # a finite threshold: only the corners are shown
+        yield tensor_text(_shown_values(read_chunks, shape, options), dtype_name, options, shape)
         return
     kind = _kind(dtype_name)
     cell, width = _element_formatter(_layout_values(read_chunks, kind), 1, kind, options.precision)

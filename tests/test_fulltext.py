@@ -18,8 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
 
-from paraminspect import fulltext, printing, tensors, values
+from paraminspect import fulltext, open_checkpoint, printing, tensors, values
 from paraminspect.printing import PrintOptions, tensor_text
+from paraminspect.render import Colours, OutputFormat, format_values
 from tests.conftest import run_cli
 from tests.test_formats_torchzip import DTYPES
 from tests.test_printing import _cases, as_numpy
@@ -84,6 +85,31 @@ def test_streamed_text_equals_torch_and_the_in_memory_formatter(
     expected = torch_full(t)
     assert tensor_text(as_numpy(t), str(t.dtype)[6:], FULL) == expected
     assert streamed(t) == expected
+
+
+@pytest.mark.parametrize("threshold", [5, 1000])
+def test_a_finite_threshold_shows_the_corners_picked_from_the_stream(
+    monkeypatch: pytest.MonkeyPatch, threshold: int
+) -> None:
+    """A library caller may render a streamed report with summarising options."""
+    monkeypatch.setattr(fulltext, "SCAN_CHUNK", 7)
+    options = PrintOptions(threshold=threshold)
+    for t in _ALL:
+        with torch._tensor_str.printoptions(threshold=threshold):
+            assert streamed(t, options) == str(t), t.shape
+
+
+def test_streamed_and_read_reports_render_alike(tmp_path: Path) -> None:
+    g = torch.Generator().manual_seed(4)
+    torch.save({"w": torch.randn(300, 40, generator=g).t(), "b": torch.randn(7, generator=g)}, tmp_path / "m.pt")
+    ckpt = open_checkpoint(tmp_path / "m.pt")
+    for options in (PrintOptions(), FULL):
+        read = values.report(ckpt, ["w", "b"], options, every_value=options is FULL)
+        streaming = values.report(ckpt, ["w", "b"], options, stream=True)
+        assert streaming.entries[0].array is None and streaming.entries[0].chunks is not None
+        for fmt in (OutputFormat.table, OutputFormat.markdown):
+            text = "".join(format_values(streaming, fmt, Colours(sys.stdout)))
+            assert text == "".join(format_values(read, fmt, Colours(sys.stdout))), (options, fmt)
 
 
 @pytest.mark.parametrize("precision", [0, 2, 8])
