@@ -115,6 +115,13 @@ class _Cells:
             text = f"{value:.{self.precision}f}"
         return text.rjust(self.width)
 
+    def spec(self) -> str | None:
+        """A format spec giving exactly ``self(value)``, where one exists (fixed and
+        scientific floats): fulltext.py then formats a whole row in one call."""
+        if not self.floating or (self.whole and not self.sci):
+            return None  # bool's True/False and the whole-number "3." have no spec
+        return f"{self.width}.{self.precision}{'e' if self.sci else 'f'}"
+
 
 def _flat(values: Any, ndim: int) -> list[Any]:
     if ndim == 0:

@@ -24,6 +24,7 @@ from paraminspect.report import (
     Table,
     TreeLine,
     TreeReport,
+    ValueEntry,
     ValuesReport,
     Verdict,
 )
@@ -260,6 +261,9 @@ def format_values(report: ValuesReport, fmt: OutputFormat, colours: Colours) -> 
     from paraminspect import printing
 
     for number, entry in enumerate(report.entries):
+        if entry.dtype is not None and entry.array is None and entry.chunks is not None:
+            yield from _full_text_entry(report, entry, fmt, colours, number)
+            continue
         if entry.dtype is None:
             detail = safe_text(str(entry.type_name))
             body = value_text(entry.value)
@@ -273,6 +277,26 @@ def format_values(report: ValuesReport, fmt: OutputFormat, colours: Colours) -> 
             yield f"{separator}`{safe_text(entry.name)}` {detail}\n\n```\n{body}\n```\n"
         else:
             yield f"{separator}{colours.bold(safe_text(entry.name))}  {colours.dim(detail)}\n{body}\n"
+
+
+def _full_text_entry(
+    report: ValuesReport, entry: ValueEntry, fmt: OutputFormat, colours: Colours, number: int
+) -> Iterator[str]:
+    """``get --full`` text of one tensor, written as it is formatted (fulltext.py):
+    holding the text, or the values as Python numbers, would not fit memory."""
+    from paraminspect import fulltext
+
+    assert entry.chunks is not None and entry.dtype is not None
+    detail = f"{entry.dtype} {shape_text(entry.shape)}"
+    if entry.tied_to:
+        detail += f"  (tied to {safe_text(entry.tied_to)})"
+    separator = "\n" if number else ""
+    if fmt is OutputFormat.markdown:
+        yield f"{separator}`{safe_text(entry.name)}` {detail}\n\n```\n"
+    else:
+        yield f"{separator}{colours.bold(safe_text(entry.name))}  {colours.dim(detail)}\n"
+    yield from fulltext.text_pieces(entry.chunks, entry.shape or [], entry.dtype, report.options)
+    yield "\n```\n" if fmt is OutputFormat.markdown else "\n"
 
 
 def _values_json(report: ValuesReport) -> Iterator[str]:

@@ -70,7 +70,7 @@ class ValueEntry:
 
     ``array`` holds the whole tensor, or only the corners a summarised print
     shows when ``complete`` is False (the renderer needs nothing more); for
-    JSON/CSV, ``chunks`` streams every value instead.
+    JSON/CSV and the ``--full`` text, ``chunks`` streams every value instead.
     """
 
     name: str
@@ -78,7 +78,7 @@ class ValueEntry:
     shape: list[int] | None = None
     array: Any = None  # values to print: numpy array, or nested lists of Python numbers
     complete: bool = True
-    # Every value, for JSON/CSV: chunks(n) yields the elements in C order, n at a time.
+    # Every value, for JSON/CSV/--full: chunks(n) yields the elements in C order, n at a time.
     chunks: Callable[[int], Iterator[Any]] | None = None
     type_name: str | None = None  # non-tensor leaf: its Python type
     value: Any = None

@@ -39,7 +39,8 @@ def report(
     stream: bool = False,
 ) -> ValuesReport:
     """Decode ``names`` for printing: only what the print shows, or ``every_value``
-    (``--full``); with ``stream`` (JSON/CSV) values are read later, chunk by chunk."""
+    (``--full``); with ``stream`` (JSON/CSV, and the CLI's ``--full`` text) values
+    are read later, chunk by chunk."""
     tied = ckpt.tied_groups()
     entries: list[ValueEntry] = []
     for name in names:

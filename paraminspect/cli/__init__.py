@@ -38,7 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
         return 130
-    except BrokenPipeError:
+    except (BrokenPipeError, SystemExit) as exc:
+        # typer turns a pipe closed while a command writes (streamed output:
+        # get --full, JSON/CSV) into exit 1; here it is success like any other.
+        if isinstance(exc, SystemExit) and not isinstance(exc.__context__, BrokenPipeError):
+            raise
         # The reader went away (| head): that is success. Point stdout at devnull
         # so the interpreter's final flush does not complain.
         devnull = os.open(os.devnull, os.O_WRONLY)

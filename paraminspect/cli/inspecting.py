@@ -112,7 +112,8 @@ def get_command(
     ckpt = _load_state_dict(file, root, auto=False)
     resolved = _selector(ckpt, names, regex).patterns  # index form resolved; unknown names fail here
     options = printing.PrintOptions(precision=precision, threshold=math.inf if full else 1000)
-    stream = fmt in (OutputFormat.json, OutputFormat.csv)  # every value, read chunk by chunk
+    # Every value, read chunk by chunk: JSON/CSV always, the text form with --full.
+    stream = fmt in (OutputFormat.json, OutputFormat.csv) or full
     names = values.selected_names(ckpt, resolved, regex=regex)
     report = values.report(ckpt, names, options, every_value=full, stream=stream)
     for piece in render.format_values(report, fmt, render.Colours(sys.stdout)):
