@@ -19,8 +19,11 @@ integer equality when neither side is a float, the same rule as above).
 
 from __future__ import annotations
 
+import contextvars
 import math
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -358,3 +361,32 @@ class Comparer:
 def compare_tensors(a: TensorRef, b: TensorRef, tolerance: Tolerance | None = None) -> ValueStats:
     """Compare one pair of tensors (see :class:`Comparer` for many pairs)."""
     return Comparer(tolerance).compare(a, b)
+
+
+# Pairs compared at once. Reading (preadv) and numpy's loops release the GIL:
+# two threads took the 1 GiB one-element diff's comparing from 0.19 s to 0.12 s.
+COMPARE_THREADS = 2
+
+
+def compare_pairs(pairs: Sequence[tuple[TensorRef, TensorRef]], tolerance: Tolerance) -> list[ValueStats]:
+    """:meth:`Comparer.compare` for every pair, on ``COMPARE_THREADS`` threads
+    (one Comparer, so one set of buffers, each); results in the pairs' order."""
+    if len(pairs) <= 1 or COMPARE_THREADS <= 1:
+        comparer = Comparer(tolerance)
+        return [comparer.compare(a, b) for a, b in pairs]
+    local = threading.local()
+
+    def one(a: TensorRef, b: TensorRef) -> ValueStats:
+        comparer = getattr(local, "comparer", None)
+        if comparer is None:
+            comparer = local.comparer = Comparer(tolerance)
+        return comparer.compare(a, b)
+
+    pool = ThreadPoolExecutor(max_workers=COMPARE_THREADS, thread_name_prefix="compare")
+    try:
+        # Each task runs in a copy of the caller's context (the --max-* limits live in one).
+        futures = [pool.submit(contextvars.copy_context().run, one, a, b) for a, b in pairs]
+        return [future.result() for future in futures]
+    finally:
+        # On an error or Ctrl-C, pairs not yet started are dropped.
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from paraminspect.compare import Comparer, ValueStats, cast_comparable
+from paraminspect.compare import ValueStats, cast_comparable, compare_pairs
 from paraminspect.errors import SelectionError
 from paraminspect.model import Checkpoint, Entry, Opaque, TensorRef, Value
 from paraminspect.names import NameMap
@@ -186,8 +186,8 @@ def compare(
             for n in order
             if selector.matches(n) or any(selector.matches(o) for o in _own_names(n, names_a, names_b, full_a, full_b))
         ]
-    comparer = Comparer(tolerance)
-    done: dict[tuple[tuple[object, ...], tuple[object, ...]], ValueStats] = {}
+    pairs: dict[tuple[tuple[object, ...], tuple[object, ...]], tuple[TensorRef, TensorRef]] = {}
+    waiting: list[tuple[Row, tuple[tuple[object, ...], tuple[object, ...]]]] = []
     rows: list[Row] = []
     for name in order:
         ea = a.entries[names_a[name]] if name in names_a else None
@@ -199,16 +199,17 @@ def compare(
             rows.append(Row(name, status, a_name, b_name, side_a, side_b))
             continue
         status, read_values = _classify(ea, eb, tolerance, structure, cast_values)
-        stats = None
+        rows.append(Row(name, status, a_name, b_name, side_a, side_b))
         if read_values:
             assert isinstance(ea, TensorRef) and isinstance(eb, TensorRef)
-            key = (ea.identity, eb.identity)
-            stats = done.get(key)
-            if stats is None:
-                stats = done[key] = comparer.compare(ea, eb)
-            if status is Status.EQUAL and stats.differing != 0:  # a dtype change stays one
-                status = Status.VALUES
-        rows.append(Row(name, status, a_name, b_name, side_a, side_b, stats))
+            key = (ea.identity, eb.identity)  # a tied pair is read once
+            pairs.setdefault(key, (ea, eb))
+            waiting.append((rows[-1], key))
+    found = dict(zip(pairs, compare_pairs(list(pairs.values()), tolerance), strict=True))
+    for row, key in waiting:
+        row.stats = found[key]
+        if row.status is Status.EQUAL and row.stats.differing != 0:  # a dtype change stays one
+            row.status = Status.VALUES
     return rows
 
 
