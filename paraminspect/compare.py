@@ -19,15 +19,14 @@ integer equality when neither side is a float, the same rule as above).
 
 from __future__ import annotations
 
-import contextvars
 import math
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from paraminspect.model import TensorRef
+from paraminspect.parallel import ordered_map
 from paraminspect.sparse import SliceSummary, decoder, differing_offsets, summarize
 from paraminspect.tensors import DEFAULT_CHUNK_ELEMENTS, decode_bytes, iter_chunks, iter_raw_chunks
 from paraminspect.tolerance import Tolerance
@@ -363,30 +362,16 @@ def compare_tensors(a: TensorRef, b: TensorRef, tolerance: Tolerance | None = No
     return Comparer(tolerance).compare(a, b)
 
 
-# Pairs compared at once. Reading (preadv) and numpy's loops release the GIL:
-# two threads took the 1 GiB one-element diff's comparing from 0.19 s to 0.12 s.
-COMPARE_THREADS = 2
-
-
 def compare_pairs(pairs: Sequence[tuple[TensorRef, TensorRef]], tolerance: Tolerance) -> list[ValueStats]:
-    """:meth:`Comparer.compare` for every pair, on ``COMPARE_THREADS`` threads
-    (one Comparer, so one set of buffers, each); results in the pairs' order."""
-    if len(pairs) <= 1 or COMPARE_THREADS <= 1:
-        comparer = Comparer(tolerance)
-        return [comparer.compare(a, b) for a, b in pairs]
+    """:meth:`Comparer.compare` for every pair, several pairs at a time
+    (:mod:`paraminspect.parallel`), one Comparer and so one set of buffers per
+    thread; results in the pairs' order."""
     local = threading.local()
 
-    def one(a: TensorRef, b: TensorRef) -> ValueStats:
+    def one(pair: tuple[TensorRef, TensorRef]) -> ValueStats:
         comparer = getattr(local, "comparer", None)
         if comparer is None:
             comparer = local.comparer = Comparer(tolerance)
-        return comparer.compare(a, b)
+        return comparer.compare(*pair)
 
-    pool = ThreadPoolExecutor(max_workers=COMPARE_THREADS, thread_name_prefix="compare")
-    try:
-        # Each task runs in a copy of the caller's context (the --max-* limits live in one).
-        futures = [pool.submit(contextvars.copy_context().run, one, a, b) for a, b in pairs]
-        return [future.result() for future in futures]
-    finally:
-        # On an error or Ctrl-C, pairs not yet started are dropped.
-        pool.shutdown(wait=True, cancel_futures=True)
+    return ordered_map(one, pairs)

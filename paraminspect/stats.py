@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from paraminspect.model import Checkpoint, TensorRef
+from paraminspect.parallel import ordered_map
 from paraminspect.report import Column, Kind, Table
 from paraminspect.select import Selector
 from paraminspect.tensors import DEFAULT_CHUNK_ELEMENTS, iter_chunks
@@ -202,16 +203,18 @@ def report(
     if selector:
         names = selector.filter(names)
     tied = ckpt.tied_groups()
-    done: dict[tuple[object, ...], Accumulator] = {}
     rows: list[dict[str, Any]] = []
     skipped: list[str] = []
+    unique = {tensors[n].identity: tensors[n] for n in names if tensors[n].dtype.numpy is not None}
+    # A tied alias is read once; tensors are read two at a time (parallel.py).
+    done = dict(
+        zip(unique, ordered_map(lambda ref: tensor_stats(ref, chunk_elements), list(unique.values())), strict=True)
+    )
     for name in names:
         ref = tensors[name]
         if ref.dtype.numpy is None:
             skipped.append(name)
             continue
-        if ref.identity not in done:  # a tied alias is read once
-            done[ref.identity] = tensor_stats(ref, chunk_elements)
         row = {"name": name, "dtype": ref.dtype.name, "shape": list(ref.shape), "tied_to": tied.get(name)}
         rows.append(row | done[ref.identity].result())
     total = _combine(done.values())

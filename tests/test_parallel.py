@@ -1,4 +1,4 @@
-"""Tensor pairs compared on several threads: same results, order, errors and context as one."""
+"""Work spread over threads (diff, stats): same results, order, errors and context as one thread."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from paraminspect import compare, limits, open_checkpoint
+from paraminspect import limits, open_checkpoint, parallel
 from paraminspect.compare import Comparer, ValueStats, compare_pairs
 from paraminspect.model import TensorRef
 from paraminspect.tolerance import Tolerance
@@ -34,7 +34,7 @@ def _files(tmp_path: Path) -> tuple[Path, Path]:
 def test_threads_give_the_one_thread_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = _files(tmp_path)
     many = run_cli("diff", a, b, "--format", "json", "--all")
-    monkeypatch.setattr(compare, "COMPARE_THREADS", 1)
+    monkeypatch.setattr(parallel, "THREADS", 1)
     one = run_cli("diff", a, b, "--format", "json", "--all")
     assert (many.code, many.err) == (one.code, one.err) == (1, "")
     assert many.out == one.out
@@ -87,3 +87,24 @@ def test_workers_see_the_callers_limits(tmp_path: Path, monkeypatch: pytest.Monk
     with limits.using(mine):
         compare_pairs(pairs, Tolerance())
     assert seen == [mine] * 4
+
+
+def test_stats_on_threads_equal_one_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a, _ = _files(tmp_path)
+    many = run_cli("stats", a, "--format", "json")
+    monkeypatch.setattr(parallel, "THREADS", 1)
+    one = run_cli("stats", a, "--format", "json")
+    assert (many.code, many.err) == (one.code, one.err) == (0, "")
+    assert many.out == one.out
+    doc = json.loads(many.out)
+    assert [t["name"] for t in doc["tensors"]] == [*(f"t{i}" for i in range(12)), "ints", "tied"]
+    assert doc["total"]["unique"] == 13  # the tied alias read once
+
+
+def test_ordered_map_keeps_order_whatever_finishes_first() -> None:
+    def slow_first(n: int) -> int:
+        time.sleep(0.05 if n == 0 else 0)
+        return n * n
+
+    assert parallel.ordered_map(slow_first, range(6)) == [0, 1, 4, 9, 16, 25]
+    assert parallel.ordered_map(slow_first, [], threads=4) == []
