@@ -20,6 +20,7 @@ from paraminspect.dtypes import DType
 from paraminspect.errors import CheckpointError
 from paraminspect.formats import open_checkpoint
 from paraminspect.model import Checkpoint, TensorRef
+from paraminspect.parallel import ordered_map
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,7 @@ def _check_tensors(ckpt: Checkpoint, expected: dict[str, Expected], where: Path)
         if want.crc is not None:
             to_check.setdefault(ref.identity, ref)
     # Reading and zlib.crc32 both release the GIL: two threads halve the wall time.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        crcs = dict(zip(to_check, pool.map(tensor_crc, to_check.values()), strict=True))
+    crcs = dict(zip(to_check, ordered_map(tensor_crc, list(to_check.values())), strict=True))
     for name, want in expected.items():
         if want.crc is not None and crcs[found[name].identity] != want.crc:
             raise CheckpointError(f"written file failed verification: checksum of {name!r} differs", where)
