@@ -50,7 +50,6 @@ class TorchBuilder:
         self._storages: dict[tuple[Path, str], torch.Tensor] = {}
         self._maps: dict[Path, Any] = {}
         self._tensors: dict[object, torch.Tensor] = {}
-        self.crcs: dict[object, int] = {}  # identity -> CRC-32 of the values given to torch
 
     def torch_dtype(self, name: str, dtype_name: str) -> Any:
         found = getattr(self.torch, dtype_name, None)
@@ -101,8 +100,13 @@ class TorchBuilder:
             result = self.torch.from_numpy(flat.copy()).view(self.torch_dtype(name, source.dtype.name))
             result = result.reshape(source.shape)
         self._tensors[key] = result
-        self.crcs[key] = self._crc(result)
         return result
+
+    def checksums(self) -> dict[object, int]:
+        """CRC-32 of every tensor built so far (identity -> CRC), two at a time (parallel.py)."""
+        from paraminspect.parallel import ordered_map
+
+        return dict(zip(self._tensors, ordered_map(self._crc, list(self._tensors.values())), strict=True))
 
     def _crc(self, tensor: torch.Tensor) -> int:
         """CRC-32 of the values handed to torch.save, in the verifier's byte order."""
@@ -228,7 +232,8 @@ def write(plan: Plan, out: BinaryIO) -> dict[str, int]:
     builder = TorchBuilder(plan)
     try:
         obj = build_object(plan, builder)
+        crcs = builder.checksums()  # of the values handed to torch, checked against the file later
         builder.torch.save(obj, out)
     except (RuntimeError, TypeError, ValueError) as exc:  # torch reports its refusals as these
         raise UsageError(f"torch could not write the result ({type(exc).__name__}: {exc})") from None
-    return {name: builder.crcs[identity(source)] for name, source in plan.tensors.items()}
+    return {name: crcs[identity(source)] for name, source in plan.tensors.items()}
