@@ -24,3 +24,5 @@ trap 'rm -rf "$scratch"' EXIT
 run set sample_models/mlp.pt 2.bias 0 -o "$scratch/mlp0.pt"
 run diff sample_models/mlp.pt "$scratch/mlp0.pt"
 run convert sample_models/tied.pt "$scratch/tied.safetensors"
+run cast sample_models/mlp.pt --dtype bfloat16 -o "$scratch/mlp_bf16.safetensors"
+run diff sample_models/mlp.pt "$scratch/mlp_bf16.safetensors"
