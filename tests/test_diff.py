@@ -273,16 +273,7 @@ def test_structure_reads_no_tensor_data(tmp_path: Path, monkeypatch: pytest.Monk
     b = _save(tmp_path / "b.pt", {"w": torch.ones(1000), "v": torch.ones(4), "e": 2})
     assert run_cli("diff", a, b, "-q").code == 1
 
-    def refuse(*_: object, **__: object) -> None:
-        raise AssertionError("tensor data was read")
-
-    for module, names in (
-        (tensors, ("iter_raw_chunks", "iter_chunks", "read_array", "decode_bytes")),
-        (compare, ("iter_raw_chunks", "iter_chunks", "decode_bytes")),
-    ):
-        for name in names:
-            monkeypatch.setattr(module, name, refuse)
-    monkeypatch.setattr(compare.Comparer, "compare", refuse)
+    refuse_data_reads(monkeypatch)
     code, doc = _json(a, b, "--structure")
     assert code == 1 and doc["structure_only"] is True
     assert {e["name"]: e["status"] for e in doc["entries"]} == {"w": "equal", "v": "shape_changed", "e": "equal"}
@@ -476,3 +467,18 @@ def test_control_characters_in_names_are_escaped(tmp_path: Path) -> None:
     assert "w\\x1b[31m\\nred" in result.out
     code, doc = _json(a, b)
     assert code == 1 and doc["entries"][0]["name"] == evil  # JSON carries the exact name
+
+
+def refuse_data_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every way of reading tensor data fail the test."""
+
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("tensor data was read")
+
+    for module, names in (
+        (tensors, ("iter_raw_chunks", "iter_chunks", "read_array", "decode_bytes")),
+        (compare, ("iter_raw_chunks", "iter_chunks", "decode_bytes")),
+    ):
+        for name in names:
+            monkeypatch.setattr(module, name, refuse)
+    monkeypatch.setattr(compare.Comparer, "compare", refuse)

@@ -12,12 +12,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from paraminspect import compare, open_checkpoint, tensors
+from paraminspect import compare, open_checkpoint
 from paraminspect.compare import Comparer, cast_comparable, compare_tensors
 from paraminspect.diff import Status
 from paraminspect.diff import compare as diff_rows
 from paraminspect.tolerance import Tolerance
 from tests.conftest import run_cli, run_script
+from tests.test_diff import refuse_data_reads
 
 
 def _json(*args: str | Path) -> tuple[int, dict]:  # type: ignore[type-arg]
@@ -236,16 +237,7 @@ def test_structure_reads_no_data_of_a_cast(tmp_path: Path, monkeypatch: pytest.M
     torch.save({"w": torch.ones(100), "n": torch.arange(3)}, tmp_path / "a.pt")
     save_file({"w": torch.ones(100, dtype=torch.bfloat16), "n": torch.arange(3, dtype=torch.int32)}, tmp_path / "b.st")
 
-    def refuse(*_: object, **__: object) -> None:
-        raise AssertionError("tensor data was read")
-
-    for module, names in (
-        (tensors, ("iter_raw_chunks", "iter_chunks", "read_array", "decode_bytes")),
-        (compare, ("iter_raw_chunks", "iter_chunks", "decode_bytes")),
-    ):
-        for name in names:
-            monkeypatch.setattr(module, name, refuse)
-    monkeypatch.setattr(Comparer, "compare", refuse)
+    refuse_data_reads(monkeypatch)
     code, doc = _json(tmp_path / "a.pt", tmp_path / "b.st", "--structure")
     assert code == 1 and doc["counts"]["dtype_changed"] == 2
     assert all(e["differing"] is None and e["max_abs_diff"] is None for e in doc["entries"])

@@ -23,7 +23,7 @@ from paraminspect.printing import PrintOptions, tensor_text
 from paraminspect.render import Colours, OutputFormat, format_values
 from tests.conftest import run_cli
 from tests.test_formats_torchzip import DTYPES
-from tests.test_printing import _cases, as_numpy
+from tests.test_printing import _cases, as_numpy, random_tensor
 
 FULL = PrintOptions(threshold=math.inf)
 
@@ -142,14 +142,7 @@ def test_fuzzed_streamed_text_matches_torch(
     chunks: tuple[int, int],
     seed: int,
 ) -> None:
-    g = torch.Generator().manual_seed(seed)
-    base = torch.randn(tuple(dims), dtype=torch.float64, generator=g) * scale
-    flat = base.reshape(-1)
-    for i, value in enumerate(specials[: flat.numel()]):
-        flat[(i * 7919) % flat.numel()] = value
-    if dtype is torch.int32:
-        base = torch.nan_to_num(base, posinf=7, neginf=-7).clamp(-(2**31), 2**31 - 1)
-    t = base.to(dtype) if not dtype.is_complex else torch.complex(base, base * 0.5).to(dtype)
+    t = random_tensor(dims, dtype, scale, specials, seed)
     saved = fulltext.SCAN_CHUNK, fulltext.TEXT_CHUNK
     fulltext.SCAN_CHUNK, fulltext.TEXT_CHUNK = chunks
     try:

@@ -132,6 +132,18 @@ _FUZZ_DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64, tor
 _SPECIALS = [0.0, -0.0, float("nan"), float("inf"), -float("inf"), 1e-7, 1e9, 12345.0, -3.0, 0.5]
 
 
+def random_tensor(dims: list[int], dtype: torch.dtype, scale: float, specials: list[float], seed: int) -> torch.Tensor:
+    """A fuzz case: normal values times ``scale``, a few ``specials`` spread through it, in ``dtype``."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(tuple(dims), dtype=torch.float64, generator=g) * scale
+    flat = base.reshape(-1)
+    for i, value in enumerate(specials[: flat.numel()]):
+        flat[(i * 7919) % flat.numel()] = value
+    if dtype is torch.int32:
+        base = torch.nan_to_num(base, posinf=7, neginf=-7).clamp(-(2**31), 2**31 - 1)
+    return base.to(dtype) if not dtype.is_complex else torch.complex(base, base * 0.5).to(dtype)
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     dims=st.lists(st.integers(0, 12), min_size=0, max_size=4),
@@ -152,14 +164,7 @@ def test_fuzzed_text_matches_torch(
     seed: int,
 ) -> None:
     """Random shapes, magnitudes, special values and options: still exactly str(tensor)."""
-    g = torch.Generator().manual_seed(seed)
-    base = torch.randn(tuple(dims), dtype=torch.float64, generator=g) * scale
-    flat = base.reshape(-1)
-    for i, value in enumerate(specials[: flat.numel()]):
-        flat[(i * 7919) % flat.numel()] = value
-    if dtype is torch.int32:
-        base = torch.nan_to_num(base, posinf=7, neginf=-7).clamp(-(2**31), 2**31 - 1)
-    t = base.to(dtype) if not dtype.is_complex else torch.complex(base, base * 0.5).to(dtype)
+    t = random_tensor(dims, dtype, scale, specials, seed)
     with torch._tensor_str.printoptions(precision=precision, threshold=threshold):
         expected = str(t)
     got = tensor_text(as_numpy(t), str(dtype)[6:], PrintOptions(precision=precision, threshold=threshold))
