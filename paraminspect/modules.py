@@ -24,7 +24,7 @@ from typing import Any
 from paraminspect.errors import LimitExceeded
 from paraminspect.model import Checkpoint, TensorRef
 from paraminspect.report import Column, Kind, ModuleLine, ModuleReport, Table
-from paraminspect.tree import Node, build, ordered_names
+from paraminspect.tree import Node, build, tensor_names
 
 _EMBEDDING = {"wte", "wpe", "embedding", "embeddings"}
 _LINEAR = {"proj", "linear", "fc", "head", "dense", "query", "key", "value", "gate", "up", "down", "out"}
@@ -225,8 +225,7 @@ def _fold(children: list[Module]) -> list[Module]:
 
 def report(ckpt: Checkpoint, *, sort: bool = False) -> ModuleReport:
     """Everything ``tree --modules`` shows, for every output format."""
-    tensors = ckpt.tensors
-    names = [n for n in ordered_names(ckpt, sort=sort) if n in tensors]
+    names = tensor_names(ckpt, sort=sort)
     root = build(ckpt, names)
     try:
         top = infer(root, gather_evidence(list(_leaf_groups(root))))

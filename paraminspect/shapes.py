@@ -7,7 +7,7 @@ from typing import Any
 from paraminspect.model import Checkpoint
 from paraminspect.report import Column, Kind, Table
 from paraminspect.select import Selector
-from paraminspect.tree import ordered_names
+from paraminspect.tree import tensor_names
 
 COLUMNS = [
     Column("name", "name", Kind.NAME),
@@ -22,9 +22,7 @@ COLUMNS = [
 def report(ckpt: Checkpoint, selector: Selector | None = None, *, sort: bool = False) -> Table:
     """Rows for every selected tensor; the total counts tied tensors once."""
     tensors = ckpt.tensors
-    names = [n for n in ordered_names(ckpt, sort=sort) if n in tensors]
-    if selector:
-        names = selector.filter(names)
+    names = tensor_names(ckpt, selector, sort=sort)
     tied = ckpt.tied_groups()
     rows: list[dict[str, Any]] = []
     seen: set[tuple[object, ...]] = set()

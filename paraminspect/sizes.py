@@ -12,7 +12,7 @@ from typing import Any
 from paraminspect.model import Checkpoint
 from paraminspect.report import Column, Kind, Table
 from paraminspect.select import Selector
-from paraminspect.tree import ordered_names
+from paraminspect.tree import tensor_names
 
 COLUMNS = [
     Column("prefix", "prefix", Kind.NAME),
@@ -55,9 +55,7 @@ def _mix(dtypes: dict[str, list[int]], nbytes: int) -> str:
 def report(ckpt: Checkpoint, selector: Selector | None, depth: int, *, sort: bool = False) -> Table:
     """One row per prefix of ``depth`` name parts, in order of first appearance."""
     tensors = ckpt.tensors
-    names = [n for n in ordered_names(ckpt, sort=sort) if n in tensors]
-    if selector:
-        names = selector.filter(names)
+    names = tensor_names(ckpt, selector, sort=sort)
     groups: dict[str, _Sum] = {}
     total = _Sum()
     for name in names:

@@ -28,7 +28,7 @@ from paraminspect.parallel import ordered_map
 from paraminspect.report import Column, Kind, Table
 from paraminspect.select import Selector
 from paraminspect.tensors import DEFAULT_CHUNK_ELEMENTS, iter_chunks
-from paraminspect.tree import ordered_names
+from paraminspect.tree import tensor_names
 
 if TYPE_CHECKING:
     import numpy as np
@@ -199,9 +199,7 @@ def report(
     listed in ``document["skipped"]`` instead of failing the whole command.
     """
     tensors = ckpt.tensors
-    names = [n for n in ordered_names(ckpt, sort=sort) if n in tensors]
-    if selector:
-        names = selector.filter(names)
+    names = tensor_names(ckpt, selector, sort=sort)
     tied = ckpt.tied_groups()
     rows: list[dict[str, Any]] = []
     skipped: list[str] = []

@@ -29,6 +29,13 @@ def ordered_names(ckpt: Checkpoint, *, sort: bool = False) -> list[str]:
     return sorted(names, key=natural_key) if sort or not ckpt.ordered else names
 
 
+def tensor_names(ckpt: Checkpoint, selector: Selector | None = None, *, sort: bool = False) -> list[str]:
+    """The tensors' names in display order, narrowed to ``selector``'s matches when given."""
+    tensors = ckpt.tensors
+    names = [n for n in ordered_names(ckpt, sort=sort) if n in tensors]
+    return selector.filter(names) if selector else names
+
+
 def build(ckpt: Checkpoint, names: list[str]) -> Node:
     """Insert ``names`` (already ordered) into a tree and total each subtree.
 

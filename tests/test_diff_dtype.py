@@ -18,17 +18,7 @@ from paraminspect.diff import Status
 from paraminspect.diff import compare as diff_rows
 from paraminspect.tolerance import Tolerance
 from tests.conftest import run_cli, run_script
-from tests.test_diff import refuse_data_reads
-
-
-def _json(*args: str | Path) -> tuple[int, dict]:  # type: ignore[type-arg]
-    result = run_cli("diff", *args, "--format", "json")
-    assert result.err == ""
-    return result.code, json.loads(result.out)
-
-
-def _entries(document: dict) -> dict[str, dict]:  # type: ignore[type-arg]
-    return {e["name"]: e for e in document["entries"]}
+from tests.test_diff import _by_name, _json, refuse_data_reads
 
 
 def _oracle(a: torch.Tensor, b: torch.Tensor, tol: Tolerance) -> dict[str, object]:
@@ -65,7 +55,7 @@ def test_fp32_against_its_cast_matches_torch(tmp_path: Path, low: torch.dtype, l
         code, doc = _json(
             tmp_path / "a.pt", tmp_path / "b.safetensors", "--atol", str(tol.atol), "--rtol", str(tol.rtol)
         )
-        w_entry = _entries(doc)["w"]
+        w_entry = _by_name(doc)["w"]
         assert code == 1 and w_entry["status"] == "dtype_changed" and doc["counts"]["dtype_changed"] == 1
         expected = _oracle(w, cast, tol)
         assert {k: w_entry[k] for k in expected} == expected
@@ -77,7 +67,7 @@ def test_equal_integers_of_another_width_differ_in_dtype_only(tmp_path: Path) ->
     torch.save({"n": torch.tensor(values, dtype=torch.int32)}, tmp_path / "a.pt")
     save_file({"n": torch.tensor(values, dtype=torch.int64)}, tmp_path / "b.safetensors")
     code, doc = _json(tmp_path / "a.pt", tmp_path / "b.safetensors")
-    n = _entries(doc)["n"]
+    n = _by_name(doc)["n"]
     assert code == 1 and doc["same"] is False
     assert (n["status"], n["differing"], n["max_abs_diff"], n["max_rel_diff"], n["index"]) == (
         "dtype_changed",
@@ -96,7 +86,7 @@ def test_integers_compare_exactly_past_float64_precision(tmp_path: Path) -> None
     torch.save({"i": torch.tensor(a, dtype=torch.int64)}, tmp_path / "a.pt")
     save_file({"i": torch.tensor(b, dtype=torch.uint64)}, tmp_path / "b.safetensors")
     code, doc = _json(tmp_path / "a.pt", tmp_path / "b.safetensors", "--atol", "100", "--rtol", "1")
-    i = _entries(doc)["i"]
+    i = _by_name(doc)["i"]
     assert code == 1 and i["status"] == "dtype_changed"
     assert i["differing"] == 2  # exact although a tolerance was given: both sides are integers
     assert (i["index"], i["a_value"], i["b_value"], i["max_abs_diff"]) == ([1], -1, 2**64 - 1, 2**64)
@@ -122,7 +112,7 @@ def test_changed_element_reports_its_index_and_both_values(tmp_path: Path) -> No
     torch.save({"c": a}, tmp_path / "a.pt")
     torch.save({"c": b}, tmp_path / "b.pt")
     code, doc = _json(tmp_path / "a.pt", tmp_path / "b.pt")
-    c = _entries(doc)["c"]
+    c = _by_name(doc)["c"]
     assert code == 1 and c["status"] == "dtype_changed"
     assert (c["differing"], c["index"], c["max_abs_diff"]) == (1, [2, 3], 0.5)
     assert c["a_value"] == 15 and isinstance(c["a_value"], int)
@@ -189,7 +179,7 @@ def test_overflow_in_the_cast_is_an_infinite_difference(tmp_path: Path) -> None:
     torch.save({"x": torch.tensor([65504.0, 70000.0, math.inf])}, tmp_path / "a.pt")
     torch.save({"x": torch.tensor([65504.0, 70000.0, math.inf]).to(torch.float16)}, tmp_path / "b.pt")
     code, doc = _json(tmp_path / "a.pt", tmp_path / "b.pt")
-    x = _entries(doc)["x"]
+    x = _by_name(doc)["x"]
     assert code == 1 and x["status"] == "dtype_changed"
     # 70000 overflows float16 to inf; inf against inf is equal, as in torch.isclose
     assert (x["differing"], x["max_abs_diff"], x["index"], x["a_value"], x["b_value"]) == (
@@ -258,7 +248,7 @@ def test_uncomparable_pairs_keep_empty_statistics(tmp_path: Path) -> None:
     )
     save_file({"x": torch.zeros(8), "z": torch.zeros(8), "s": torch.zeros(2, 2, dtype=torch.float16)}, tmp_path / "b")
     code, doc = _json(tmp_path / "a.pt", tmp_path / "b")
-    entries = _entries(doc)
+    entries = _by_name(doc)
     assert code == 1 and entries["x"]["status"] == "equal"
     for name, status in (("z", "dtype_changed"), ("s", "dtype_changed")):
         assert entries[name]["status"] == status
@@ -269,7 +259,7 @@ def test_uncomparable_pairs_keep_empty_statistics(tmp_path: Path) -> None:
     assert not cast_comparable(f4, f8) and not cast_comparable(f8, f4)
     assert cast_comparable(f8, u8)
     code, doc = _json(tmp_path / "f4.safetensors", tmp_path / "f8.safetensors")
-    assert code == 1 and _entries(doc)["x"]["status"] == "dtype_changed" and _entries(doc)["x"]["differing"] is None
+    assert code == 1 and _by_name(doc)["x"]["status"] == "dtype_changed" and _by_name(doc)["x"]["differing"] is None
     with pytest.raises(ValueError, match="equal shapes"):
         compare_tensors(f4, f8)
 
@@ -283,7 +273,7 @@ def test_complex_against_complex_and_bool_against_int(tmp_path: Path) -> None:
     ints = torch.tensor([1, 0, 1, 3], dtype=torch.uint8)
     torch.save({"z": z64, "m": ints, "f": torch.tensor([1.0, 0.0, 1.0, 1e-9])}, tmp_path / "b.pt")
     code, doc = _json(tmp_path / "a.pt", tmp_path / "b.pt")
-    entries = _entries(doc)
+    entries = _by_name(doc)
     assert code == 1 and {e["status"] for e in doc["entries"]} == {"dtype_changed"}
     assert (entries["z"]["differing"], entries["z"]["index"], entries["z"]["max_abs_diff"]) == (1, [1], 1.0)
     # bool against uint8: exact, each value in its own type
