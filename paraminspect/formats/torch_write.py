@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from paraminspect.casting import cast_array
 from paraminspect.dtypes import DType
-from paraminspect.edit import Cast, Keep, NewData, Plan, Source, identity
+from paraminspect.edit import Keep, NewData, Plan, Source, identity
 from paraminspect.errors import UsageError
 from paraminspect.model import GraphPath, Opaque, StorageRef, TensorRef, Value, _children, leaf_names
 from paraminspect.safepickle import StorageType, TorchDevice, TorchDType
@@ -88,7 +88,7 @@ class TorchBuilder:
         found = self._tensors.get(key)
         if found is not None:
             return found
-        if isinstance(source, Keep):
+        if isinstance(source, Keep) and not source.ref.chunks:  # pieces (DCP ranks) are assembled below
             ref = source.ref
             dtype = self.torch_dtype(name, ref.dtype.name)
             storage = self._storage(ref.storage, ref.dtype)
@@ -117,13 +117,15 @@ class TorchBuilder:
         return zlib.crc32(data.view(self.torch.uint8).numpy().data) if data.numel() else 0
 
 
-def _array(source: NewData | Cast) -> Any:
+def _array(source: Source) -> Any:
     import numpy as np
 
     from paraminspect.tensors import numpy_dtype, read_array
 
     if isinstance(source, NewData):
         return np.ascontiguousarray(source.array)
+    if isinstance(source, Keep):
+        return np.ascontiguousarray(read_array(source.ref))
     from dataclasses import replace
 
     target = numpy_dtype(replace(source.ref, dtype=source.dtype)).newbyteorder("=")
