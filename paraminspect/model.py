@@ -9,7 +9,7 @@ No tensor bytes are held here; they are read on demand from ``StorageRef``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,15 @@ class StorageRef(Sealed):
     def numel(self) -> int:
         return self.nbytes * 8 // self.dtype.bits
 
+    @property
+    def identity(self) -> tuple[object, ...]:
+        """Where the storage's bytes are: file, absolute first byte, length.
+
+        Not the key: a DCP ``.distcp`` holds many small torch.save zips, each
+        calling its storage "0", so keys repeat across unrelated storages.
+        """
+        return (self.path, self.offset, self.nbytes)
+
 
 @dataclass(frozen=True)
 class TensorRef(Sealed):
@@ -90,8 +99,20 @@ class TensorRef(Sealed):
 
     @property
     def identity(self) -> tuple[object, ...]:
-        """Two names with equal identity are the same tensor (tied weights)."""
-        return (self.storage.path, self.storage.key, self.storage_offset, self.shape, self.strides)
+        """Two names with equal identity are one tensor (tied weights): their elements
+        are the same bytes of the same file, read the same way (absolute first byte,
+        dtype, shape, strides). Everything that decides what reading the tensor
+        returns is in it, so a cache keyed by identity never mixes two tensors up.
+
+        An empty tensor has no bytes to share; it is one with another only when both
+        name the same storage record (two empty safetensors entries share an offset).
+        """
+        if self.chunks:
+            return ("chunks", self.dtype, self.shape, tuple((c.offsets, c.ref.identity) for c in self.chunks))
+        storage = self.storage
+        begin = storage.offset + self.storage_offset * self.dtype.itemsize
+        record = (storage.key, storage.offset) if self.numel == 0 else ()
+        return (storage.path, begin, self.dtype, self.shape, self.strides, storage.byteorder, *record)
 
     def byte_range(self) -> tuple[int, int]:
         """Absolute [begin, end) of the bytes this tensor's elements span in its file."""
@@ -261,29 +282,80 @@ def flatten(obj: Any, *, max_depth: int = MAX_DEPTH, max_entries: int = MAX_ENTR
     would load it; cycles end in a ``<cycle>`` placeholder. Before walking,
     :func:`measure` sizes the graph without expanding it, so depth and a
     shared-reference "DAG bomb" (2^64 names from a few hundred bytes) fail at
-    once with a clear error instead of after minutes and gigabytes.
+    once with a clear error instead of after minutes and gigabytes. Paths that
+    join to one name keep distinct names (:func:`distinct_names`).
     """
     measure(obj, max_depth=max_depth, max_entries=max_entries)
+    leaves = [(name, entry) for _, name, entry in _walk(obj, track=False)]
+    return zip(distinct_names(name for name, _ in leaves), (entry for _, entry in leaves), strict=True)
+
+
+GraphPath = tuple[Any, ...]  # () for the root, else (parent's path, position among its children)
+
+
+def leaf_names(obj: Any) -> dict[GraphPath, str]:
+    """Each leaf's path in the graph -> the name :func:`flatten` gives it. A writer
+    rebuilding the graph finds every leaf's name by where it is, so two leaves whose
+    keys join to one dotted name keep their own names and are never swapped."""
+    leaves = list(_walk(obj, track=True))
+    paths = [path for path, _, _ in leaves if path is not None]
+    return dict(zip(paths, distinct_names(name for _, name, _ in leaves), strict=True))
+
+
+COLLISION_MARK = "~"
+
+
+def distinct_names(names: Iterable[str]) -> list[str]:
+    """The names with every repeat respelled so each is distinct and addressable.
+
+    Different paths can join to one dotted name (``{"x": {"y": a}, "x.y": b}``,
+    keys ``1`` and ``"1"``). The first in file order keeps the name; each later
+    one becomes ``name~1``, ``name~2``, ... skipping spellings the file already
+    uses, so a name that occurs once is never changed (docs/formats.md).
+    """
+    given = list(names)
+    taken = set(given)
+    if len(taken) == len(given):
+        return given
+    seen: set[str] = set()
+    counters: dict[str, int] = {}
+    result: list[str] = []
+    for name in given:
+        spelled = name
+        if name in seen:
+            n = counters.get(name, 0)
+            while spelled in taken:
+                n += 1
+                spelled = f"{name}{COLLISION_MARK}{n}"
+            counters[name] = n
+            taken.add(spelled)
+        seen.add(spelled)
+        result.append(spelled)
+    return result
+
+
+def _walk(obj: Any, *, track: bool) -> Iterator[tuple[GraphPath | None, str, Entry]]:
     active: set[int] = set()  # containers on the current path, to spot cycles
-    stack: list[tuple[str, Any] | int] = [("", obj)]
+    stack: list[tuple[GraphPath | None, str, Any] | int] = [(() if track else None, "", obj)]
     while stack:
         top = stack.pop()
         if isinstance(top, int):
             active.discard(top)
             continue
-        name, item = top
+        path, name, item = top
         children = _children(item)
         if isinstance(item, Opaque) or not children:
-            yield name, item if isinstance(item, TensorRef) else Value(_leaf_value(item))
+            yield path, name, item if isinstance(item, TensorRef) else Value(_leaf_value(item))
             if not children:
                 continue
         if id(item) in active:
-            yield name, Value(opaque_class("<cycle>")())
+            yield path, name, Value(opaque_class("<cycle>")())
             continue
         active.add(id(item))
         stack.append(id(item))
-        for key, child in reversed(children):
-            stack.append((f"{name}.{key}" if name else key, child))
+        for index in range(len(children) - 1, -1, -1):
+            key, child = children[index]
+            stack.append(((path, index) if track else None, f"{name}.{key}" if name else key, child))
 
 
 def measure(obj: Any, *, max_depth: int = MAX_DEPTH, max_entries: int = MAX_ENTRIES) -> tuple[int, int]:

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from paraminspect.atomic import AtomicFile, check_output
-from paraminspect.edit import Plan, identity
+from paraminspect.edit import Keep, Plan, Source, identity
 from paraminspect.errors import UsageError
 from paraminspect.model import Value
-from paraminspect.verify import Expected, verify_written
+from paraminspect.verify import expected_tensors, verify_written
 
 if TYPE_CHECKING:
     from paraminspect.formats.safetensors_write import Layout
@@ -139,14 +139,28 @@ def _write(plan: Plan, layout: Layout | None, target: Path, label: Path, data_by
 
             warm_official_check()
             crcs = safetensors_write.write(layout, out.file)
-            expected = {n: Expected(s.dtype, s.shape, crcs.get(n)) for n, s in tensors.items()}
             aliases: dict[str, str] | None = layout.aliases
             values: dict[str, Any] | None = None
+            storages = None  # every stored name has its own byte range
         else:
             from paraminspect.formats import torch_write
 
             crcs = torch_write.write(plan, out.file)
-            expected = {n: Expected(s.dtype, s.shape, crcs[n]) for n, s in tensors.items()}
             aliases = None
             values = {n: i.value for n, i in plan.items.items() if isinstance(i, Value)}
-        out.commit(lambda path: verify_written(path, expected, aliases=aliases, values=values, label=label))
+            storages = {n: _storage_key(s) for n, s in tensors.items()}
+        expected = expected_tensors(plan, crcs, label)
+        ties = {n: identity(s) for n, s in tensors.items()}
+        out.commit(
+            lambda path: verify_written(
+                path, expected, aliases=aliases, values=values, label=label, ties=ties, storages=storages
+            )
+        )
+
+
+def _storage_key(source: Source) -> object:
+    """Which storage a name's tensor should sit on in a written .pt: an unchanged one
+    on its source's (views of one storage stay one), anything else on its own."""
+    if isinstance(source, Keep) and not source.ref.chunks and source.ref.storage.nbytes:
+        return source.ref.storage.identity
+    return identity(source)

@@ -11,16 +11,20 @@ from __future__ import annotations
 import contextlib
 import threading
 import zlib
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from paraminspect.dtypes import DType
 from paraminspect.errors import CheckpointError
 from paraminspect.formats import open_checkpoint
 from paraminspect.model import Checkpoint, TensorRef
 from paraminspect.parallel import ordered_map
+
+if TYPE_CHECKING:
+    from paraminspect.edit import Plan
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,64 @@ def tensor_crc(ref: TensorRef) -> int:
     return crc
 
 
+def expected_tensors(plan: Plan, crcs: dict[str, int], label: Path) -> dict[str, Expected]:
+    """What every written name must hold, each from that name's own source.
+
+    ``crcs`` are the writer's checksums: of a name's own byte range when it was
+    stored alone, of the values it produced for new or cast data. Names the
+    writer stores as one tensor are only as right as the grouping that joined
+    them, so each is read again through its own source byte range: they must all
+    hold the same bytes, and each unchanged one is expected to read back as its
+    own source, not as its group's.
+    """
+    from paraminspect.edit import Keep, NewData, identity
+
+    groups: dict[object, list[str]] = {}
+    tensors = plan.tensors
+    for name, source in tensors.items():
+        groups.setdefault(identity(source), []).append(name)
+    # New values have no source to read; every other shared source is read once per name.
+    shared = [names for names in groups.values() if len(names) > 1 and not isinstance(tensors[names[0]], NewData)]
+    own_refs = {name: _own_ref(plan, name) for names in shared for name in names}
+    own = dict(zip(own_refs, ordered_map(tensor_crc, list(own_refs.values())), strict=True))
+    for names in shared:
+        differing = [n for n in names if own[n] != own[names[0]]]
+        if differing:
+            raise CheckpointError(
+                f"written file failed verification: {names[0]!r} and {differing[0]!r} were stored as one "
+                "tensor but their source bytes differ",
+                label,
+            )
+    expected: dict[str, Expected] = {}
+    for names in groups.values():
+        written = next((crcs[n] for n in names if crcs.get(n) is not None), None)
+        for name in names:
+            source = tensors[name]
+            crc = own[name] if isinstance(source, Keep) and name in own else written
+            expected[name] = Expected(source.dtype, source.shape, crc)
+    return expected
+
+
+def _own_ref(plan: Plan, name: str) -> TensorRef:
+    """The input tensor an output name was made from (its own, not its tie group's)."""
+    from paraminspect.edit import NewData
+
+    entry = plan.ckpt.entries.get(plan.origin.get(name, ""))
+    if isinstance(entry, TensorRef):
+        return entry
+    source = plan.tensors[name]
+    assert not isinstance(source, NewData)
+    return source.ref
+
+
+def share_groups(keys: Mapping[str, object]) -> set[frozenset[str]]:
+    """The names that share a key, as sets (names alone in theirs are left out)."""
+    groups: dict[object, set[str]] = {}
+    for name, key in keys.items():
+        groups.setdefault(key, set()).add(name)
+    return {frozenset(g) for g in groups.values() if len(g) > 1}
+
+
 def verify_written(
     path: Path,
     expected: dict[str, Expected],
@@ -48,13 +110,21 @@ def verify_written(
     aliases: dict[str, str] | None = None,
     values: dict[str, Any] | None = None,
     label: Path | None = None,
+    ties: dict[str, object] | None = None,
+    storages: dict[str, object] | None = None,
 ) -> None:
-    """Raise :class:`CheckpointError` unless the file at ``path`` holds exactly ``expected``."""
+    """Raise :class:`CheckpointError` unless the file at ``path`` holds exactly ``expected``.
+
+    ``ties`` and ``storages`` give each name a key; names with equal keys, and only
+    those, must be one tensor (``ties``) or share one storage (``storages``) in the
+    written file, so bytes are shared only where the sources shared them.
+    """
     where = label or path
     try:
         ckpt = open_checkpoint(path)
     except CheckpointError as exc:
         raise CheckpointError(f"written file failed verification: {exc.message}", where) from None
+    _check_sharing(ckpt, ties, storages, where)
     # The official library's check runs alongside ours (it mostly waits on its own
     # parsing); its verdict is still reported first, as when it ran before ours.
     with ThreadPoolExecutor(max_workers=1) as side:
@@ -75,6 +145,22 @@ def verify_written(
         if written.keys() != values.keys() or any(repr(written[n]) != repr(v) for n, v in values.items()):
             changed = sorted(n for n in written.keys() | values.keys() if repr(written.get(n)) != repr(values.get(n)))
             raise CheckpointError(f"written file failed verification: non-tensor entries differ: {changed[:3]}", where)
+
+
+def _check_sharing(
+    ckpt: Checkpoint, ties: dict[str, object] | None, storages: dict[str, object] | None, where: Path
+) -> None:
+    found = ckpt.tensors
+    sharing: tuple[tuple[str, Mapping[str, object] | None, Mapping[str, object]], ...] = (
+        ("tied names", ties, {n: r.identity for n, r in found.items()}),
+        ("names sharing storage", storages, {n: r.storage.identity for n, r in found.items() if not r.chunks}),
+    )
+    for what, keys, written in sharing:
+        if keys is not None and share_groups(written) != share_groups(keys):
+            extra = sorted(share_groups(written) - share_groups(keys), key=sorted)
+            missing = sorted(share_groups(keys) - share_groups(written), key=sorted)
+            detail = f"{sorted(extra[0])} share bytes" if extra else f"{sorted(missing[0])} no longer share bytes"
+            raise CheckpointError(f"written file failed verification: {what} differ ({detail})", where)
 
 
 def _check_tensors(ckpt: Checkpoint, expected: dict[str, Expected], where: Path) -> None:

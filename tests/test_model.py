@@ -14,8 +14,10 @@ from paraminspect.model import Checkpoint, StorageRef, TensorRef, contiguous_str
 F32 = BY_NAME["float32"]
 
 
-def _ref(key: str, shape: tuple[int, ...] = (2,)) -> TensorRef:
-    storage = StorageRef(Path("x.pt"), key, 0, 4 * 8, F32)
+def _ref(key: str, shape: tuple[int, ...] = (2,), offset: int | None = None) -> TensorRef:
+    # Each storage key its own record, at its own place in the file (as in a real zip).
+    at = 64 * (int(key) + 1) if offset is None else offset
+    storage = StorageRef(Path("x.pt"), key, at, 4 * 8, F32)
     return TensorRef(F32, shape, contiguous_strides(shape), storage)
 
 

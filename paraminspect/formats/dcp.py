@@ -24,7 +24,16 @@ from paraminspect.formats import METADATA_NAME
 from paraminspect.formats.sharded import shard_path
 from paraminspect.formats.torchzip import read_torch_zip
 from paraminspect.limits import Limits
-from paraminspect.model import Checkpoint, Chunk, Entry, TensorRef, Value, contiguous_strides, opaque_class
+from paraminspect.model import (
+    Checkpoint,
+    Chunk,
+    Entry,
+    TensorRef,
+    Value,
+    contiguous_strides,
+    distinct_names,
+    opaque_class,
+)
 from paraminspect.safepickle import Record, TorchDType, safe_loads
 
 Location = tuple[str, int, int]  # relative path, offset, length
@@ -165,24 +174,28 @@ def read_dcp(directory: Path, limits: Limits) -> Checkpoint:
         raise LimitExceeded(f"more than {limits.max_entries:,} items")
     locations = _locations(meta)
     items = Items(directory, limits)
-    entries: dict[str, Entry] = {}
+    found: list[tuple[str, Entry]] = []
     try:
         for fqn, item in items_meta.items():
             if not isinstance(fqn, str):
                 raise CheckpointError("DCP metadata: an item name is not a string")
             kind = _kind(item)
             if kind == "TensorStorageMetadata":
-                entries[fqn] = _tensor(fqn, item, locations, items)
+                found.append((fqn, _tensor(fqn, item, locations, items)))
             elif kind == "BytesStorageMetadata":
                 location = locations.get((fqn, None))
                 if location is None:
                     raise CheckpointError(f"DCP item {fqn!r} has no storage record")
                 for name, entry in items.open(f"item {fqn!r}", location).entries.items():
-                    entries[f"{fqn}.{name}" if name else fqn] = entry
+                    # The item is a zip inside the .distcp: its offsets count from the item's start.
+                    rebased = _rebased(entry, location[1]) if isinstance(entry, TensorRef) else entry
+                    found.append((f"{fqn}.{name}" if name else fqn, rebased))
             else:
-                entries[fqn] = Value(opaque_class(f"dcp.{kind}")())
+                found.append((fqn, Value(opaque_class(f"dcp.{kind}")())))
     finally:
         items.close()
+    # An item "x.y" and an object item "x" holding "y" join to one name: keep both.
+    entries: dict[str, Entry] = dict(zip(distinct_names(n for n, _ in found), (e for _, e in found), strict=True))
     version = meta.field("version")
     metadata = {"dcp_version": str(version)} if isinstance(version, str) else {}
     return Checkpoint(path=directory, format="dcp", entries=entries, metadata=metadata, ordered=True)
@@ -226,9 +239,7 @@ def _tensor(
             raise CheckpointError(
                 f"DCP item {fqn!r}: chunk at {list(offsets)} is not a {dtype.name} tensor of shape {list(sizes)}"
             )
-        base = location[1]
-        piece = replace(piece, storage=replace(piece.storage, offset=piece.storage.offset + base))
-        chunks.append(Chunk(offsets, piece))
+        chunks.append(Chunk(offsets, _rebased(piece, location[1])))
     if sum(c.ref.numel for c in chunks) != math.prod(shape):
         raise CheckpointError(f"DCP item {fqn!r}: chunks do not add up to the tensor's {list(shape)}")
     if len(chunks) == 1:
@@ -241,3 +252,8 @@ def _tensor(
         requires_grad=requires_grad,
         chunks=tuple(chunks),
     )
+
+
+def _rebased(ref: TensorRef, base: int) -> TensorRef:
+    """``ref`` read from an item's zip, with its storage at its absolute offset in the file."""
+    return replace(ref, storage=replace(ref.storage, offset=ref.storage.offset + base))

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from paraminspect.casting import cast_array
 from paraminspect.dtypes import DType
-from paraminspect.edit import Cast, Keep, NewData, Plan, Source, identity
+from paraminspect.edit import Keep, NewData, Plan, Source, identity
 from paraminspect.errors import UsageError
-from paraminspect.model import Opaque, StorageRef, TensorRef, Value, _children
+from paraminspect.model import GraphPath, Opaque, StorageRef, TensorRef, Value, _children, leaf_names
 from paraminspect.safepickle import StorageType, TorchDevice, TorchDType
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class TorchBuilder:
     def __init__(self, plan: Plan) -> None:
         self.torch = import_torch()
         self.plan = plan
-        self._storages: dict[tuple[Path, str], torch.Tensor] = {}
+        self._storages: dict[tuple[object, ...], torch.Tensor] = {}
         self._maps: dict[Path, Any] = {}
         self._tensors: dict[object, torch.Tensor] = {}
 
@@ -58,7 +58,9 @@ class TorchBuilder:
         return found
 
     def _storage(self, storage: StorageRef, element: DType) -> torch.Tensor:
-        key = (storage.path, storage.key)
+        # One storage per byte range of the source (views of it share it); an empty
+        # one has no bytes to share, so each stays its own (not tied by accident).
+        key = storage.identity
         found = self._storages.get(key)
         if found is not None:
             return found
@@ -77,7 +79,8 @@ class TorchBuilder:
         if storage.byteorder != sys.byteorder and width > 1:
             raw = raw.view(f"V{width}")[:, None].view(np.uint8)[:, ::-1].copy().reshape(-1)
         base: torch.Tensor = self.torch.from_numpy(raw)
-        self._storages[key] = base
+        if storage.nbytes:
+            self._storages[key] = base
         return base
 
     def tensor(self, name: str, source: Source) -> torch.Tensor:
@@ -85,7 +88,7 @@ class TorchBuilder:
         found = self._tensors.get(key)
         if found is not None:
             return found
-        if isinstance(source, Keep):
+        if isinstance(source, Keep) and not source.ref.chunks:  # pieces (DCP ranks) are assembled below
             ref = source.ref
             dtype = self.torch_dtype(name, ref.dtype.name)
             storage = self._storage(ref.storage, ref.dtype)
@@ -114,13 +117,15 @@ class TorchBuilder:
         return zlib.crc32(data.view(self.torch.uint8).numpy().data) if data.numel() else 0
 
 
-def _array(source: NewData | Cast) -> Any:
+def _array(source: Source) -> Any:
     import numpy as np
 
     from paraminspect.tensors import numpy_dtype, read_array
 
     if isinstance(source, NewData):
         return np.ascontiguousarray(source.array)
+    if isinstance(source, Keep):
+        return np.ascontiguousarray(read_array(source.ref))
     from dataclasses import replace
 
     target = numpy_dtype(replace(source.ref, dtype=source.dtype)).newbyteorder("=")
@@ -158,22 +163,25 @@ def build_object(plan: Plan, builder: TorchBuilder) -> Any:
     if root is None or not isinstance(root, Mapping | list | tuple):
         return collections.OrderedDict((name, leaf(name)) for name in plan.items)
 
-    def rebuild(node: Any, path: str, moved: list[tuple[str, Any]]) -> Any:
+    names = leaf_names(root)  # by position: keys that join to one dotted name stay apart
+
+    def rebuild(node: Any, path: str, where: GraphPath, moved: list[tuple[str, Any]]) -> Any:
         children = _children(node)
         if isinstance(node, TensorRef | Opaque) or not children:
-            new = new_name.get(path)
+            name = names[where]
+            new = new_name.get(name)
             if new is None:
                 return _DROP
-            if new != path:
+            if new != name:
                 moved.append((new, leaf(new)))
                 return _DROP
             return leaf(new)
         kept: list[tuple[Any, Any]] = []
         keys = list(node.keys()) if isinstance(node, Mapping) else list(range(len(node)))
         prefix = f"{path}." if path else ""
-        for key in keys:
+        for index, key in enumerate(keys):
             local: list[tuple[str, Any]] = []
-            result = rebuild(node[key], f"{prefix}{key}", local)
+            result = rebuild(node[key], f"{prefix}{key}", (where, index), local)
             if result is not _DROP:
                 kept.append((key, result))
             # A renamed leaf lands in the deepest container its new name still fits, at its old position.
@@ -195,7 +203,7 @@ def build_object(plan: Plan, builder: TorchBuilder) -> Any:
 
     moved: list[tuple[str, Any]] = []
     try:
-        result = rebuild(root, "", moved)
+        result = rebuild(root, "", (), moved)
     except RecursionError:
         raise UsageError("object nesting too deep to rebuild") from None
     if moved:
