@@ -19,6 +19,7 @@ from paraminspect.atomic import AtomicFile, check_output
 from paraminspect.edit import Plan, identity
 from paraminspect.errors import UsageError
 from paraminspect.model import Value
+from paraminspect.report import plural
 from paraminspect.verify import Expected, verify_written
 
 if TYPE_CHECKING:
@@ -87,7 +88,10 @@ def save(
         plan.drop_unknown()
     skipped_values = [n for n, i in plan.items.items() if isinstance(i, Value)] if fmt == "safetensors" else []
     if skipped_values:
-        notes.append(f"{len(skipped_values)} non-tensor entries not stored (safetensors holds tensors only)")
+        notes.append(
+            plural(len(skipped_values), "non-tensor entry", "non-tensor entries")
+            + " not stored (safetensors holds tensors only)"
+        )
     tensors = plan.tensors
     if not tensors:
         raise UsageError("nothing to write: the result holds no tensors", ckpt.path)
