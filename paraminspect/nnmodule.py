@@ -42,3 +42,32 @@ def module_children(state: Mapping[Any, Any], key: Callable[[Any], str]) -> list
         *((key(k), v) for k, v in buffers.items() if v is not None and k not in transient),
         *((key(k), v) for k, v in modules.items() if v is not None),
     ]
+
+
+def module_paths(root: Any) -> list[tuple[str, str]]:
+    """(dotted path, class name) of each outermost pickled module in an object graph
+    ("" for the file itself): a ``.pt`` writer can hold only their state dicts.
+
+    Walked as :func:`paraminspect.model.flatten` walks (the same names); the graph
+    was sized by ``measure`` when it was read, so the walk is bounded.
+    """
+    from paraminspect.model import Opaque, _children  # lazily: model imports this module
+
+    found: list[tuple[str, str]] = []
+    on_path: set[int] = set()
+    stack: list[tuple[str, Any, bool]] = [("", root, False)]
+    while stack:
+        path, item, done = stack.pop()
+        if done:
+            on_path.discard(id(item))
+            continue
+        if isinstance(item, Opaque) and is_module_state(getattr(item, "state", None)):
+            found.append((path, item.qualname))
+            continue
+        children = _children(item)
+        if not children or id(item) in on_path:
+            continue
+        on_path.add(id(item))
+        stack.append((path, item, True))
+        stack.extend((f"{path}.{key}" if path else key, child, False) for key, child in reversed(children))
+    return found

@@ -278,7 +278,7 @@ def _tree_detail(info: dict[str, Any], colours: Colours) -> str:
     elif kind == "object":
         parts.append(colours.cyan(f"<object {safe_text(info['type'])}>"))
     if info.get("tensors"):
-        summary = f"{human_count(info['params'])} params, {human_bytes(info['bytes'])}"
+        summary = f"{_params(info['params'])}, {human_bytes(info['bytes'])}"
         if info.get("folded"):
             summary += f", {plural(info['tensors'], 'tensor')} folded"
         parts.append(colours.dim(f"({summary})"))
@@ -292,13 +292,17 @@ def format_tree(report: TreeReport, fmt: OutputFormat, colours: Colours) -> str:
     out = [
         colours.bold(safe_text(title["file"]))
         + f"  ({title['format']}: {plural(title['tensors'], 'tensor')}, "
-        + f"{human_count(title['params'])} params, {human_bytes(title['bytes'])})"
+        + f"{_params(title['params'])}, {human_bytes(title['bytes'])})"
     ]
     for line in report.lines:
         out.append(
             _tree_prefix(line) + colours.bold(safe_text(line.info["name"])) + "  " + _tree_detail(line.info, colours)
         )
     return "\n".join(s.rstrip() for s in out) + "\n"
+
+
+def _params(n: int) -> str:
+    return f"{human_count(n)} {'param' if n == 1 else 'params'}"
 
 
 def _tree_prefix(line: TreeLine) -> str:

@@ -105,6 +105,8 @@ def test_one_tensor_is_singular(tmp_path: Path) -> None:
     assert "total (1 tensor)" in run_cli("shapes", path).out
     assert "total (1 tensor)" in run_cli("stats", path).out
     tree = run_cli("tree", path, "--depth", "1").out
-    assert "torch-zip: 1 tensor," in tree and "1 tensor folded" in tree
+    assert "torch-zip: 1 tensor, 3 params," in tree and "1 tensor folded" in tree
     assert "tensors" not in tree
+    torch.save({"s": torch.zeros(())}, tmp_path / "scalar.pt")
+    assert "(torch-zip: 1 tensor, 1 param, 4 B)" in run_cli("tree", tmp_path / "scalar.pt").out
     assert "total (1 prefix)" in run_cli("shapes", path, "--by-prefix", "1").out

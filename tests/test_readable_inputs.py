@@ -54,6 +54,26 @@ def test_whole_module_reads_as_its_state_dict(tmp_path: Path) -> None:
     assert run_cli("diff", path, tmp_path / "sd.pt", "-q").code == 0
 
 
+def test_pt_output_of_a_whole_module_is_refused_or_its_state_dict(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = Net()
+    path, out = tmp_path / "whole.pt", tmp_path / "out.pt"
+    torch.save(model, path)
+    torch.save({"model": model, "head": torch.ones(2)}, tmp_path / "nested.pt")
+    for source, rule in ((path, "scale=factor"), (tmp_path / "nested.pt", "model.scale=model.factor")):
+        result = run_cli("rename", source, rule, "-o", out)
+        assert result.code == 2 and len(result.err.splitlines()) == 1 and "whole pickled modules" in result.err
+        assert not out.exists()
+    result = run_cli("rename", path, "scale=factor", "-o", out, "--drop-unknown")
+    assert result.code == 0, result.err
+    expected = {("factor" if k == "scale" else k): v for k, v in model.state_dict().items()}
+    written = torch.load(out, weights_only=True)  # a plain state dict now
+    assert list(written) == list(expected)
+    assert all(torch.equal(written[k], v) for k, v in expected.items())
+    result = run_cli("drop", tmp_path / "nested.pt", "head", "-o", out, "--force", "--drop-unknown")
+    assert result.code == 2 and "no tensors" in result.err  # the module is left out, nothing remains
+
+
 def test_extra_state_is_part_of_a_plain_state_dict(tmp_path: Path) -> None:
     class WithExtra(nn.Module):
         def __init__(self) -> None:
