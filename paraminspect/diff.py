@@ -2,9 +2,12 @@
 
 Classes, checked in this order: only in A, only in B, dtype changed (for a
 non-tensor leaf: its type, or tensor vs value), shape changed, values changed,
-equal. Values are compared when the shapes agree and the dtypes agree or are
-both numeric (a dtype-changed pair then stays "dtype changed" but shows how far
-its values moved), streamed chunk by chunk (see :mod:`paraminspect.compare`);
+equal. A name only in one file that is tied there to a name both hold (one save
+stores ``lm_head.weight`` tied to the embedding, the other leaves it out) says
+so, and with ``ties_equal`` is a tied alias, not a difference. Values are
+compared when the shapes agree and the dtypes agree or are both numeric (a
+dtype-changed pair then stays "dtype changed" but shows how far its values
+moved), streamed chunk by chunk (see :mod:`paraminspect.compare`);
 ``structure=True`` reads no tensor data.
 Names are mapped (prefix rules) and selected before they are paired up.
 """
@@ -34,6 +37,8 @@ class Status(str, Enum):
     SHAPE = "shape_changed"
     VALUES = "values_changed"
     EQUAL = "equal"
+    # Only in one file, and there tied to a name both files hold (``--ties-equal``).
+    TIED = "tied_alias"
 
 
 LABELS = {
@@ -43,6 +48,7 @@ LABELS = {
     Status.SHAPE: "shape changed",
     Status.VALUES: "values changed",
     Status.EQUAL: "equal",
+    Status.TIED: "tied alias",
 }
 
 _VALUE_TEXT_LIMIT = 60
@@ -93,6 +99,9 @@ class Row:
     a: Side | None
     b: Side | None
     stats: ValueStats | None = None  # set when values were compared
+    # Only in one file, where it is tied to this (mapped) name, which both files hold:
+    # one file stores a tie the other leaves out (lm_head.weight = embed_tokens.weight).
+    tied_to: str | None = None
 
 
 _NAN_KEY = ("<nan>",)
@@ -158,13 +167,16 @@ def compare(
     structure: bool = False,
     sort: bool = False,
     cast_values: bool = True,
+    ties_equal: bool = False,
 ) -> list[Row]:
     """Pair the (mapped, selected) names of A and B and classify every one.
 
     Patterns select by mapped name or by either file's original name.
     ``cast_values=False`` skips the values of dtype-changed pairs: their status
     does not depend on them, so a caller that shows no statistics (``--quiet``)
-    need not read them.
+    need not read them. A name only in one file but tied there to a name both
+    hold gets ``tied_to``; ``ties_equal`` counts such a row as no difference
+    (status ``tied_alias``): the data is the tied name's, compared on its own row.
     Order: A's names in A's order, then names only in B in B's order. A tied
     tensor pair compared once is not read again for its other names.
     """
@@ -189,6 +201,7 @@ def compare(
     pairs: dict[tuple[tuple[object, ...], tuple[object, ...]], tuple[TensorRef, TensorRef]] = {}
     waiting: list[tuple[Row, tuple[tuple[object, ...], tuple[object, ...]]]] = []
     rows: list[Row] = []
+    tie_groups: dict[int, tuple[dict[str, list[str]], dict[str, str]]] = {}
     for name in order:
         ea = a.entries[names_a[name]] if name in names_a else None
         eb = b.entries[names_b[name]] if name in names_b else None
@@ -196,7 +209,14 @@ def compare(
         side_a, side_b = (Side.of(ea) if ea is not None else None), (Side.of(eb) if eb is not None else None)
         if ea is None or eb is None:
             status = Status.ONLY_B if ea is None else Status.ONLY_A
-            rows.append(Row(name, status, a_name, b_name, side_a, side_b))
+            side = 0 if eb is None else 1
+            in_side = (names_a, names_b)[side]
+            if side not in tie_groups:  # only files with one-sided names pay for this
+                tie_groups[side] = (_tie_groups((a, b)[side]), {old: new for new, old in in_side.items()})
+            tied_to = _tied_in_both((a, b)[side], *tie_groups[side], in_side[name], names_a, names_b)
+            if tied_to is not None and ties_equal:
+                status = Status.TIED
+            rows.append(Row(name, status, a_name, b_name, side_a, side_b, tied_to=tied_to))
             continue
         status, read_values = _classify(ea, eb, tolerance, structure, cast_values)
         rows.append(Row(name, status, a_name, b_name, side_a, side_b))
@@ -211,6 +231,42 @@ def compare(
         if row.status is Status.EQUAL and row.stats.differing != 0:  # a dtype change stays one
             row.status = Status.VALUES
     return rows
+
+
+def _tied_in_both(
+    ckpt: Checkpoint,
+    tied: dict[str, list[str]],
+    mapped: dict[str, str],
+    name: str,
+    names_a: dict[str, str],
+    names_b: dict[str, str],
+) -> str | None:
+    """The mapped name of what tensor ``name`` (a name in ``ckpt``) is tied to that
+    both files hold, with the same dtype and shape; None if there is none.
+    ``tied``: each name's tie partners; ``mapped``: file name -> mapped name."""
+    entry = ckpt.entries[name]
+    if not isinstance(entry, TensorRef) or name not in tied:
+        return None
+    for other in tied.get(name, ()):
+        new = mapped.get(other)
+        partner = ckpt.entries.get(other)
+        if (
+            new is not None
+            and new in names_a
+            and new in names_b
+            and isinstance(partner, TensorRef)
+            and (partner.dtype, partner.shape) == (entry.dtype, entry.shape)
+        ):
+            return new
+    return None
+
+
+def _tie_groups(ckpt: Checkpoint) -> dict[str, list[str]]:
+    """Each tied name's partners, owner first."""
+    members: dict[str, list[str]] = {}
+    for alias, owner in ckpt.tied_groups().items():
+        members.setdefault(owner, [owner]).append(alias)
+    return {n: [m for m in group if m != n] for group in members.values() for n in group}
 
 
 def _in_file(ckpt: Checkpoint, name: str) -> str:
@@ -230,6 +286,7 @@ COLUMNS = [
     Column("max_abs_diff", "max abs diff", Kind.NUMBER),
     Column("max_rel_diff", "max rel diff", Kind.NUMBER),
     Column("index", "at", Kind.SHAPE),
+    Column("tied_to", "tied to", Kind.NAME, optional=True),
 ]
 
 
@@ -248,7 +305,15 @@ def _row_json(row: Row) -> dict[str, Any]:
         "index": stats.index if stats else None,
         "a_value": stats.a_value if stats else None,
         "b_value": stats.b_value if stats else None,
+        "tied_to": row.tied_to,
     }
+
+
+def _label(row: Row) -> str:
+    """The table's status: an only-in row tied to a name in both says so."""
+    if row.tied_to is not None and row.status in (Status.ONLY_A, Status.ONLY_B):
+        return f"tied in {'A' if row.status is Status.ONLY_A else 'B'}"
+    return LABELS[row.status]
 
 
 def report(
@@ -266,7 +331,7 @@ def report(
         counts[row.status] += 1
     entries = [_row_json(row) for row in rows]
     listed = [
-        {**entry, "status": LABELS[row.status], "a": row.a, "b": row.b}
+        {**entry, "status": _label(row), "a": row.a, "b": row.b}
         for row, entry in zip(rows, entries, strict=True)
         if show_all or row.status is not Status.EQUAL
     ]
@@ -275,9 +340,10 @@ def report(
         "b": {"file": str(b.path), "format": b.format, "root": b.selected},
         "structure_only": structure,
         "tolerance": {"atol": tolerance.atol, "rtol": tolerance.rtol, "equal_nan": tolerance.equal_nan},
-        "same": counts[Status.EQUAL] == len(rows),
+        "same": counts[Status.EQUAL] + counts[Status.TIED] == len(rows),
         "counts": {status.value: n for status, n in counts.items()},
         "entries": entries,
     }
     table = Table(COLUMNS, listed, None, document)
-    return Verdict(table, [(LABELS[s], n) for s, n in counts.items()], ok=bool(document["same"]))
+    shown = [(LABELS[s], n) for s, n in counts.items() if s is not Status.TIED or n]
+    return Verdict(table, shown, ok=bool(document["same"]))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from paraminspect.dtypes import DType
+from paraminspect.nnmodule import is_module_state, module_children
 
 
 class Sealed:
@@ -344,8 +345,11 @@ def _walk(obj: Any, *, track: bool) -> Iterator[tuple[GraphPath | None, str, Ent
             continue
         path, name, item = top
         children = _children(item)
-        if isinstance(item, Opaque) or not children:
-            yield path, name, item if isinstance(item, TensorRef) else Value(_leaf_value(item))
+        # A pickled nn.Module is named like its state dict: its tensors, no entry of its own.
+        module = isinstance(item, Opaque) and is_module_state(getattr(item, "state", None))
+        if (isinstance(item, Opaque) and not module) or not children:
+            if not module:
+                yield path, name, item if isinstance(item, TensorRef) else Value(_leaf_value(item))
             if not children:
                 continue
         if id(item) in active:
@@ -447,7 +451,8 @@ def _children(item: Any) -> list[tuple[str, Any]] | None:
     if isinstance(item, list | tuple) and any(isinstance(v, _BRANCHES) for v in item):
         return [(str(i), v) for i, v in enumerate(item)]
     if isinstance(item, Opaque) and isinstance(item.state, Mapping) and item.state:
-        return [(_key(k), v) for k, v in item.state.items()]
+        module = module_children(item.state, _key)  # torch.save(model): state-dict names
+        return module if module is not None else [(_key(k), v) for k, v in item.state.items()]
     return None
 
 

@@ -27,6 +27,7 @@ from paraminspect.report import (
     ValueEntry,
     ValuesReport,
     Verdict,
+    plural,
 )
 
 
@@ -38,7 +39,26 @@ class OutputFormat(str, Enum):
 
 
 def safe_text(text: str) -> str:
-    """Escape control characters (ANSI escapes, newlines) so names print as data."""
+    r"""Escape control characters (ANSI escapes, newlines) so names print as data.
+
+    The backslash is escaped too (``\\``), so the escaping can be undone: a real
+    ESC prints as ``\x1b`` and the four characters ``\x1b`` as ``\\x1b``; one
+    name cannot pass for another.
+    """
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(_escape_char(ch) for ch in text)
+
+
+def _escape_char(ch: str) -> str:
+    if ch == "\\":
+        return "\\\\"
+    return ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+
+
+def message_text(text: str) -> str:
+    """Escape control characters in a message for stderr; backslashes stay as they
+    are, because the names inside messages are quoted with ``repr`` (which escapes them)."""
     if text.isprintable():
         return text
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
@@ -87,11 +107,45 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
-def value_text(value: Any) -> str:
-    """A non-tensor leaf as one line of text."""
+SHORT_VALUE_CHARS = 80  # a value in a tree line is cut to this many characters
+SHORT_SEQUENCE_ITEMS = 8  # longer lists and tuples are summarised there (``[624 ints]``)
+
+
+def value_text(value: Any, *, short: bool = False) -> str:
+    """A non-tensor leaf as one line of text, laid out like ``str()``, escaped.
+
+    Strings are shown with ``repr`` (quotes, control characters and backslashes
+    escaped); other leaves with :func:`safe_text`. ``short`` (trees) summarises
+    long lists and tuples by count and kind and cuts the line at
+    :data:`SHORT_VALUE_CHARS` with ``…``; JSON, CSV and ``get`` show values whole.
+    """
+    text = _value_repr(value, short)
+    if short and len(text) > SHORT_VALUE_CHARS:
+        text = text[: SHORT_VALUE_CHARS - 1] + "…"
+    return text
+
+
+def _value_repr(value: Any, short: bool) -> str:
+    # Recursion is bounded: model.check_value refuses leaves nested past 100 levels.
     if isinstance(value, str):
-        return safe_text(repr(value))
+        return repr(value)
+    if type(value) in (list, tuple):
+        open_, close = ("[", "]") if isinstance(value, list) else ("(", ")")
+        if short and len(value) > SHORT_SEQUENCE_ITEMS:
+            return f"{open_}{len(value)} {_item_kind(value)}{close}"
+        inner = ", ".join(_value_repr(v, short) for v in value)
+        return f"{open_}{inner}{',' if len(value) == 1 and close == ')' else ''}{close}"
+    if type(value) is dict:
+        if short and len(value) > SHORT_SEQUENCE_ITEMS:
+            return f"{{{len(value)} items}}"
+        return "{" + ", ".join(f"{_value_repr(k, short)}: {_value_repr(v, short)}" for k, v in value.items()) + "}"
     return safe_text(str(value))
+
+
+def _item_kind(items: list[Any] | tuple[Any, ...]) -> str:
+    kinds = {bool if isinstance(v, bool) else type(v) for v in items}
+    names = {int: "ints", float: "floats", str: "strings", bool: "bools"}
+    return names.get(kinds.pop(), "items") if len(kinds) == 1 else "items"
 
 
 class Colours:
@@ -129,6 +183,22 @@ def _cell(column: Column, value: Any, *, human: bool) -> str:
     return safe_text(str(value))
 
 
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """Neutralise a text cell a spreadsheet would run as a formula, as OWASP advises:
+    prefix a single quote (``=HYPERLINK(...)`` is written ``'=HYPERLINK(...)``)."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def _csv_cell(column: Column, value: Any) -> str:
+    """A CSV cell: exact numbers as they are, every text cell escaped and made spreadsheet-safe."""
+    text = _cell(column, value, human=False)
+    return text if isinstance(value, int | float) and not isinstance(value, bool) else spreadsheet_safe(text)
+
+
 def _numeric(column: Column) -> bool:
     return column.kind in (Kind.COUNT, Kind.BYTES, Kind.NUMBER)
 
@@ -141,7 +211,7 @@ def format_table(table: Table, fmt: OutputFormat) -> str:
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow([c.key for c in table.columns])
         for row in table.rows:
-            writer.writerow([_cell(c, row.get(c.key), human=False) for c in table.columns])
+            writer.writerow([_csv_cell(c, row.get(c.key)) for c in table.columns])
         return buffer.getvalue()
     columns = [c for c in table.columns if not c.optional or any(row.get(c.key) for row in table.rows)]
     body = [[_cell(c, row.get(c.key), human=True) for c in columns] for row in table.rows]
@@ -204,13 +274,13 @@ def _tree_detail(info: dict[str, Any], colours: Colours) -> str:
         return colours.dim(text)
     parts = []
     if kind == "value":
-        parts.append(f"= {value_text(info['value'])}")
+        parts.append(f"= {value_text(info['value'], short=True)}")
     elif kind == "object":
         parts.append(colours.cyan(f"<object {safe_text(info['type'])}>"))
     if info.get("tensors"):
-        summary = f"{human_count(info['params'])} params, {human_bytes(info['bytes'])}"
+        summary = f"{_params(info['params'])}, {human_bytes(info['bytes'])}"
         if info.get("folded"):
-            summary += f", {info['tensors']} tensors folded"
+            summary += f", {plural(info['tensors'], 'tensor')} folded"
         parts.append(colours.dim(f"({summary})"))
     return "  ".join(parts)
 
@@ -221,14 +291,18 @@ def format_tree(report: TreeReport, fmt: OutputFormat, colours: Colours) -> str:
     title = report.title
     out = [
         colours.bold(safe_text(title["file"]))
-        + f"  ({title['format']}: {title['tensors']} tensors, "
-        + f"{human_count(title['params'])} params, {human_bytes(title['bytes'])})"
+        + f"  ({title['format']}: {plural(title['tensors'], 'tensor')}, "
+        + f"{_params(title['params'])}, {human_bytes(title['bytes'])})"
     ]
     for line in report.lines:
         out.append(
             _tree_prefix(line) + colours.bold(safe_text(line.info["name"])) + "  " + _tree_detail(line.info, colours)
         )
     return "\n".join(s.rstrip() for s in out) + "\n"
+
+
+def _params(n: int) -> str:
+    return f"{human_count(n)} {'param' if n == 1 else 'params'}"
 
 
 def _tree_prefix(line: TreeLine) -> str:
@@ -243,7 +317,7 @@ def write(text: str, stream: TextIO | None = None) -> None:
 
 def write_message(text: str) -> None:
     """Messages and warnings go to stderr, never mixed with data."""
-    sys.stderr.write(safe_text(text) + "\n")
+    sys.stderr.write(message_text(text) + "\n")
 
 
 def format_values(report: ValuesReport, fmt: OutputFormat, colours: Colours) -> Iterator[str]:
@@ -330,9 +404,12 @@ def _values_csv(report: ValuesReport, budget: int = 1 << 16) -> Iterator[str]:
 
     yield "name,index,value\n"
     for entry in report.entries:
-        name = _csv_field(safe_text(entry.name))
+        name = _csv_field(spreadsheet_safe(safe_text(entry.name)))
         if entry.dtype is None:
-            yield f"{name},,{_csv_field(str(_json_safe(entry.value)))}\n"
+            value = _json_safe(entry.value)
+            numeric = isinstance(entry.value, int | float) and not isinstance(entry.value, bool)
+            cell = str(value) if numeric else spreadsheet_safe(safe_text(str(value)))
+            yield f"{name},,{_csv_field(cell)}\n"
             continue
         assert entry.chunks is not None, "values.report(stream=True) sets chunks for CSV"
         indices = itertools.product(*(range(n) for n in entry.shape or []))
@@ -394,7 +471,7 @@ def format_edit_summary(doc: dict[str, Any]) -> str:
         lines.append("  (no tensor changed)")
     lines.extend(f"  note: {safe_text(note)}" for note in doc["notes"])
     what = (
-        f"{doc['format']}, {doc['tensors']} tensors"
+        f"{doc['format']}, {plural(doc['tensors'], 'tensor')}"
         + (f" ({doc['stored_tensors']} stored)" if doc["stored_tensors"] != doc["tensors"] else "")
         + f", {human_bytes(doc['file_bytes'] if doc['file_bytes'] is not None else doc['tensor_bytes'])}"
     )

@@ -10,6 +10,12 @@ from enum import Enum
 from typing import Any
 
 
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 tensor``, ``2 tensors`` (``many`` for irregular plurals): labels built here
+    and in commands' total rows read right for every count."""
+    return f"{n} {word if n == 1 else many or word + 's'}"
+
+
 class Kind(str, Enum):
     TEXT = "text"
     NAME = "name"  # a tensor name: escaped before printing

@@ -4,9 +4,10 @@ Trainer checkpoints hold more than a state dict: a Lightning ``.ckpt`` has
 ``state_dict`` beside ``optimizer_states`` and ``hyper_parameters``; hand-rolled
 ones look like ``{"model": ..., "optimizer": ..., "epoch": 3}``. Commands that
 compare or summarise parameters want just the state dict. A subtree counts as a
-state dict when every leaf under it is a tensor; optimizer state (a ``state``
-beside ``param_groups``) does not count. The choice is made only when exactly
-one such subtree exists: two (``model`` and ``ema``) are reported, never guessed.
+state dict when every leaf under it is a tensor (or a module's ``_extra_state``);
+optimizer state (a ``state`` beside ``param_groups``) does not count. The choice
+is made only when exactly one such subtree exists: two (``model`` and ``ema``)
+are reported, never guessed.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ MAX_AUTO_DEPTH = 3  # a state dict deeper than this is not "obvious"
 # Keys trainers use for the model's state dict; used only when no group is all
 # tensors (a module's ``_extra_state`` or a stray number breaks "pure").
 KNOWN_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network")
+# ``Module.state_dict()`` stores what ``get_extra_state()`` returns (any object) under
+# ``<module>._extra_state``: a state dict may hold these beside its tensors.
+EXTRA_STATE = "_extra_state"
 
 
 @dataclass
@@ -47,6 +51,8 @@ def state_dict_candidates(ckpt: Checkpoint) -> list[str]:
     stats: dict[str, _Prefix] = {"": _Prefix()}
     for name, entry in ckpt.entries.items():
         parts = name.split(".")
+        if EXTRA_STATE in parts:
+            continue  # a module's get_extra_state(): part of a state dict, neither tensor nor stray
         is_tensor = isinstance(entry, TensorRef)
         for depth in range(min(len(parts), MAX_AUTO_DEPTH + 1)):
             prefix = ".".join(parts[:depth])
@@ -110,5 +116,5 @@ def select(ckpt: Checkpoint, root: str | None, *, auto: bool = True) -> tuple[Ch
         return ckpt.subtree(choice.key), note
     if choice.ambiguous:
         listed = ", ".join(repr(c) for c in choice.candidates[:5])
-        return ckpt, f"several state dicts ({listed}); using the whole file, pick one with --root KEY"
+        return ckpt, f"several parts hold only tensors ({listed}); using the whole file, pick one with --root KEY"
     return ckpt, None

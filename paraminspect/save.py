@@ -19,6 +19,8 @@ from paraminspect.atomic import AtomicFile, check_output
 from paraminspect.edit import Keep, Plan, Source, identity
 from paraminspect.errors import UsageError
 from paraminspect.model import Value
+from paraminspect.nnmodule import module_paths
+from paraminspect.report import plural
 from paraminspect.verify import expected_tensors, verify_written
 
 if TYPE_CHECKING:
@@ -56,6 +58,30 @@ def _format_of_input(plan: Plan) -> str:
     raise UsageError(f"--in-place cannot write the {plan.ckpt.format} format; use -o OUT", plan.ckpt.path)
 
 
+def _whole_modules(plan: Plan, drop_unknown: bool, notes: list[str]) -> None:
+    """A pickled ``nn.Module`` (read by its state-dict names) cannot be written back as
+    a module: refuse, or with ``--drop-unknown`` write the file's state dict (a module
+    that is the whole file) and leave out modules nested in it, like other placeholders."""
+    modules = module_paths(plan.ckpt.root)
+    if not modules:
+        return
+    if not drop_unknown:
+        listed = ", ".join(f"{p or '(the file)'} <{q}>" for p, q in modules[:5])
+        raise UsageError(
+            f"holds whole pickled modules paraminspect cannot write back as modules ({listed}); "
+            "pass --drop-unknown to write the state dict (nested modules are left out)",
+            plan.ckpt.path,
+        )
+    for path, qualname in modules:
+        if not path:
+            notes.append(f"the input is a whole pickled module <{qualname}>: wrote its state dict")
+            continue
+        for name in [n for n in plan.items if n == path or n.startswith(path + ".")]:
+            plan.items.pop(name, None)
+            plan.origin.pop(name, None)
+            plan.change("dropped", name, f"inside pickled module <{qualname}> (--drop-unknown)")
+
+
 def save(
     plan: Plan,
     output: Path | None,
@@ -75,6 +101,8 @@ def save(
     notes: list[str] = []
     if plan.command == "convert":
         notes.append(f"converted {ckpt.format} to {fmt}")
+    if fmt == "torch":
+        _whole_modules(plan, drop_unknown, notes)
     opaque = plan.opaque()
     if opaque and fmt == "torch":
         if not drop_unknown:
@@ -87,7 +115,10 @@ def save(
         plan.drop_unknown()
     skipped_values = [n for n, i in plan.items.items() if isinstance(i, Value)] if fmt == "safetensors" else []
     if skipped_values:
-        notes.append(f"{len(skipped_values)} non-tensor entries not stored (safetensors holds tensors only)")
+        notes.append(
+            plural(len(skipped_values), "non-tensor entry", "non-tensor entries")
+            + " not stored (safetensors holds tensors only)"
+        )
     tensors = plan.tensors
     if not tensors:
         raise UsageError("nothing to write: the result holds no tensors", ckpt.path)

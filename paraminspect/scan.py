@@ -31,6 +31,7 @@ from paraminspect.formats import (
     fits_safetensors,
     looks_like_safetensors,
     open_checkpoint,
+    refuse_numpy_zip,
     resolve_directory,
 )
 from paraminspect.formats.safetensors import read_safetensors
@@ -63,7 +64,11 @@ def _zip_pickle(path: Path, fh: BinaryIO, size: int, limits: Limits, where: str 
 
 def _torch_zip(path: Path, limits: Limits) -> list[PickleSource]:
     with open(path, "rb") as fh:
-        return [_zip_pickle(path, fh, os.fstat(fh.fileno()).st_size, limits)]
+        try:
+            return [_zip_pickle(path, fh, os.fstat(fh.fileno()).st_size, limits)]
+        except CheckpointError:
+            refuse_numpy_zip(fh, path)  # an .npz: say so, not what is wrong with it as a torch zip
+            raise
 
 
 # The legacy, sharded and DCP readers are imported when their format is met, as

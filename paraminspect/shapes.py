@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from paraminspect.model import Checkpoint
-from paraminspect.report import Column, Kind, Table
+from paraminspect.report import Column, Kind, Table, plural
 from paraminspect.select import Selector
 from paraminspect.tree import tensor_names
 
@@ -45,6 +45,6 @@ def report(ckpt: Checkpoint, selector: Selector | None = None, *, sort: bool = F
             nbytes += ref.nbytes
     total = {"tensors": len(rows), "unique": len(seen), "numel": numel, "bytes": nbytes}
     document = {"file": str(ckpt.path), "format": ckpt.format, "root": ckpt.selected, "tensors": rows, "total": total}
-    label = f"total ({len(rows)} tensors" + (f", {len(seen)} unique)" if len(seen) != len(rows) else ")")
+    label = f"total ({plural(len(rows), 'tensor')}" + (f", {len(seen)} unique)" if len(seen) != len(rows) else ")")
     total_row = {"name": label, "numel": numel, "bytes": nbytes}
     return Table(COLUMNS, rows, total_row, document)

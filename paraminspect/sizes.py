@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from paraminspect.model import Checkpoint
-from paraminspect.report import Column, Kind, Table
+from paraminspect.report import Column, Kind, Table, plural
 from paraminspect.select import Selector
 from paraminspect.tree import tensor_names
 
@@ -87,7 +87,7 @@ def report(ckpt: Checkpoint, selector: Selector | None, depth: int, *, sort: boo
         "total": {**summary, "by_dtype": {k: {"params": p, "bytes": b} for k, (p, b) in total.dtypes.items()}},
     }
     total_row = {
-        "prefix": f"total ({len(rows)} prefixes)",
+        "prefix": f"total ({plural(len(rows), 'prefix', 'prefixes')})",
         "tensors": total.tensors,
         "params": total.params,
         "bytes": total.nbytes,

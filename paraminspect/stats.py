@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from paraminspect.model import Checkpoint, TensorRef
 from paraminspect.parallel import ordered_map
-from paraminspect.report import Column, Kind, Table
+from paraminspect.report import Column, Kind, Table, plural
 from paraminspect.select import Selector
 from paraminspect.tensors import DEFAULT_CHUNK_ELEMENTS, iter_chunks
 from paraminspect.tree import tensor_names
@@ -224,7 +224,7 @@ def report(
     else:
         document["tensors"] = rows
     document |= {"total": total_doc, "skipped": skipped}
-    label = f"total ({total_doc['tensors']} tensors" + (
+    label = f"total ({plural(total_doc['tensors'], 'tensor')}" + (
         f", {len(done)} unique)" if len(done) != total_doc["tensors"] else ")"
     )
     total_row = {"name": label} | total.result()

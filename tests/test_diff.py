@@ -74,6 +74,7 @@ def test_one_element_changed_by_1e7_caught_exactly_passed_with_tolerance(
         "shape_changed": 0,
         "values_changed": 1,
         "equal": 2,
+        "tied_alias": 0,
     }
     assert doc["same"] is False
 
@@ -379,7 +380,7 @@ def test_json_schema_is_fixed() -> None:
     assert doc["a"] == {"file": str(SAMPLES / "mlp.pt"), "format": "torch-zip", "root": ""}
     assert doc["tolerance"] == {"atol": 0.0, "rtol": 0.0, "equal_nan": True}
     keys = ["name", "status", "a_name", "b_name", "a", "b", "differing", "max_abs_diff", "max_rel_diff", "index"]
-    keys += ["a_value", "b_value"]
+    keys += ["a_value", "b_value", "tied_to"]
     for entry in doc["entries"]:
         assert list(entry) == keys
         assert entry["status"] in doc["counts"]

@@ -154,6 +154,7 @@ def test_json_entry_for_a_cast(tmp_path: Path) -> None:
         "shape_changed": 0,
         "values_changed": 0,
         "equal": 0,
+        "tied_alias": 0,
     }
     delta = float(a[1, 1].double() - a[1, 1].half().double())
     assert doc["entries"] == [
@@ -170,6 +171,7 @@ def test_json_entry_for_a_cast(tmp_path: Path) -> None:
             "index": [1, 1],
             "a_value": float(a[1, 1]),
             "b_value": 0.0999755859375,  # 0.1 in float16
+            "tied_to": None,
         }
     ]
     assert abs(delta) == pytest.approx(2.4415e-05, rel=1e-4)

@@ -201,7 +201,7 @@ def test_chunks_that_leave_a_gap_are_an_error_when_read() -> None:
 def test_tree_root_option_on_a_dcp_directory() -> None:
     result = run_cli("tree", TWO_RANKS, "--root", "model.proj")
     assert result.code == 0 and result.err == ""
-    assert result.out == f"{TWO_RANKS}  (dcp: 1 tensors, 28 params, 56 B)\n└── weight  bfloat16 [4, 7]\n"
+    assert result.out == f"{TWO_RANKS}  (dcp: 1 tensor, 28 params, 56 B)\n└── weight  bfloat16 [4, 7]\n"
 
 
 def test_new_readers_never_import_torch(tmp_path: Path) -> None:

@@ -137,7 +137,7 @@ def test_model_and_ema_are_not_guessed(tmp_path: Path) -> None:
     assert result.code == 0
     assert len(result.out.splitlines()) == 5
     assert result.err == (
-        f"paraminspect: note: {tmp_path / 'ema.pt'}: several state dicts ('model', 'ema'); "
+        f"paraminspect: note: {tmp_path / 'ema.pt'}: several parts hold only tensors ('model', 'ema'); "
         "using the whole file, pick one with --root KEY\n"
     )
 

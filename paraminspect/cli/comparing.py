@@ -81,6 +81,14 @@ def diff_command(
     root_a: Annotated[str | None, typer.Option("--root-a", metavar="KEY", help="Like --root, for A only.")] = None,
     root_b: Annotated[str | None, typer.Option("--root-b", metavar="KEY", help="Like --root, for B only.")] = None,
     show_all: Annotated[bool, typer.Option("--all", "-a", help="List equal names too (JSON always does).")] = False,
+    ties_equal: Annotated[
+        bool,
+        typer.Option(
+            "--ties-equal",
+            help="A name only in one file but tied there to a name both hold (lm_head.weight tied to the"
+            " embedding) is no difference.",
+        ),
+    ] = False,
     quiet: QuietOpt = False,
     sort: SortOpt = False,
     regex: RegexOpt = False,
@@ -107,6 +115,7 @@ def diff_command(
         structure=structure,
         sort=sort,
         cast_values=not quiet,  # a dtype change decides the exit code without its values
+        ties_equal=ties_equal,
     )
     verdict = diff.report(a, b, rows, tolerance=tolerance, structure=structure, show_all=show_all)
     if not quiet:

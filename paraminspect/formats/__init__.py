@@ -22,12 +22,14 @@ from paraminspect.model import Checkpoint
 # Sniffing needs only these constants; each reader module is imported when its
 # format is met, so a run pays only for the format it reads.
 ZIP_MAGIC = b"PK\x03\x04"
+NPY_MAGIC = b"\x93NUMPY"
 SNIFF_BYTES = 32  # enough for the legacy magic after a protocol 4/5 frame header
 METADATA_NAME = ".metadata"  # DCP
 INDEX_NAMES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 INDEX_SUFFIX = ".index.json"
 SINGLE_NAMES = ("model.safetensors", "pytorch_model.bin")
-CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+# Files a directory may hold as its checkpoint (".tar" covers torchvision-era ".pth.tar").
+CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".tar")
 
 
 def open_checkpoint(path: str | os.PathLike[str], *, limits: Limits | None = None) -> Checkpoint:
@@ -67,9 +69,10 @@ def _open_directory(directory: Path, limits: Limits) -> Checkpoint:
     return _open_file(chosen, limits, whole=True)
 
 
-def resolve_directory(directory: Path) -> Path:
+def resolve_directory(directory: Path, *, look_inside: bool = True) -> Path:
     """The file a directory stands for: its index, its DCP ``.metadata``, or its one
-    checkpoint file (shared with ``scan``, so both pick the same file)."""
+    checkpoint file (shared with ``scan``, so both pick the same file).
+    ``look_inside``: when there is none, list the subfolders that are checkpoints."""
     try:
         names = sorted(p.name for p in directory.iterdir())
     except OSError as exc:
@@ -84,14 +87,47 @@ def resolve_directory(directory: Path) -> Path:
         files = [n for n in names if n.endswith(CHECKPOINT_SUFFIXES) and (directory / n).is_file()]
         chosen = indexes[0] if len(indexes) == 1 else files[0] if not indexes and len(files) == 1 else None
         if chosen is None:
-            found = indexes or files
-            detail = f"several candidates ({', '.join(found[:4])}); name one" if found else "no checkpoint in it"
-            raise CheckpointError(
-                f"is a directory with {detail} (looked for {', '.join(INDEX_NAMES + SINGLE_NAMES)}, "
-                f"a DCP {METADATA_NAME})",
-                directory,
-            )
+            raise _not_one_checkpoint(directory, names, indexes or files, look_inside)
     return directory / chosen
+
+
+LISTED = 4  # candidates a "which one?" message names
+SUBFOLDERS_LOOKED_AT = 64  # bounds the listing a directory of many folders costs
+
+
+def _not_one_checkpoint(directory: Path, names: list[str], found: list[str], look_inside: bool) -> CheckpointError:
+    """The error for a directory that is not one checkpoint: what it holds that is one
+    (its files, else its subfolders: a diffusers pipeline's ``unet/``, ``vae/``), and
+    how to name one."""
+    in_subfolders = not found and look_inside
+    if in_subfolders:
+        found = [f"{n}/" for n in _checkpoint_subfolders(directory, names)]
+    if not found:
+        return CheckpointError(
+            f"is a directory with no checkpoint in it (looked for {', '.join(INDEX_NAMES + SINGLE_NAMES)}, "
+            f"a DCP {METADATA_NAME}, or one file or subfolder holding a checkpoint)",
+            directory,
+        )
+    listed = ", ".join(found[:LISTED]) + (f", ... {len(found)} in all" if len(found) > LISTED else "")
+    what = "a diffusers pipeline" if in_subfolders and "model_index.json" in names else "a directory"
+    example = directory / found[0].rstrip("/")
+    several = f"several candidates ({listed}); name one" if len(found) > 1 else f"one candidate ({listed}); name it"
+    return CheckpointError(f"is {what} with {several}, e.g. 'paraminspect shapes {example}'", directory)
+
+
+def _checkpoint_subfolders(directory: Path, names: list[str]) -> list[str]:
+    """Subfolders that would open as a checkpoint of their own (first few only)."""
+    found = []
+    for name in names[:SUBFOLDERS_LOOKED_AT]:
+        sub = directory / name
+        try:
+            if sub.is_symlink() or not sub.is_dir():
+                continue
+            resolve_directory(sub, look_inside=False)  # one level: never a walk of a deep tree
+        except (CheckpointError, OSError):
+            continue
+        found.append(name)
+    return found
 
 
 def _with_source(read: Callable[[], Checkpoint], source: Path) -> Checkpoint:
@@ -135,7 +171,11 @@ def _dispatch(target: Path, fh: BinaryIO, head: bytes, size: int, limits: Limits
     if head.startswith(ZIP_MAGIC):
         from paraminspect.formats.torchzip import read_torch_zip
 
-        return read_torch_zip(target, fh, size, limits)
+        try:
+            return read_torch_zip(target, fh, size, limits)
+        except CheckpointError:
+            refuse_numpy_zip(fh, target)
+            raise
     from paraminspect.formats import legacy, sharded
 
     if legacy.looks_like_legacy(head):
@@ -155,7 +195,21 @@ def _dispatch(target: Path, fh: BinaryIO, head: bytes, size: int, limits: Limits
         from paraminspect.formats.dcp import read_dcp
 
         return _with_source(lambda: read_dcp(target.parent, limits), target.parent)
+    if head.startswith(NPY_MAGIC):
+        raise CheckpointError("numpy .npy files are not supported yet", target)
     raise CheckpointError(
         "not a recognised checkpoint (expected torch.save, safetensors, a sharded *.index.json or a DCP directory)",
         target,
     )
+
+
+def refuse_numpy_zip(fh: BinaryIO, target: Path) -> None:
+    """Say plainly that a zip the torch reader refused is numpy's ``.npz`` (its first
+    record is a ``*.npy``, as ``numpy.savez`` writes), instead of the zip's defect."""
+    fh.seek(0)
+    header = fh.read(30)
+    if len(header) < 30 or not header.startswith(ZIP_MAGIC):
+        return
+    (length,) = struct.unpack("<H", header[26:28])
+    if fh.read(length).endswith(b".npy"):
+        raise CheckpointError("numpy .npz archives are not supported yet", target) from None
