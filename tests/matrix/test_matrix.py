@@ -166,8 +166,9 @@ def _storage_groups(tensors: Flat) -> list[set[str]]:
     return list(groups.values())
 
 
-def _written(case_path: Path, output: Path, expected: Flat, drop_unknown: bool, *args: str) -> Flat | None:
-    """Run an edit writing ``output``; None when the content cannot go there (and it refused)."""
+def _written(output: Path, expected: Flat, drop_unknown: bool, *args: str | Path) -> Flat | None:
+    """Run an edit writing ``output`` from a file whose reference is ``expected``; None when
+    the content cannot go there (and the edit refused, naming it)."""
     extra = ("--drop-unknown",) if drop_unknown else ()
     result = run_cli(*args, *extra)
     unwritable = sorted(n for n, t in expected.items() if t.dtype in NO_SAFETENSORS)
@@ -200,7 +201,7 @@ def test_convert(matrix: Matrix, case_id: str, target: str, tmp_path: Path) -> N
     case = matrix.case(case_id)
     expected = matrix.reference(case.path)
     output = tmp_path / f"out{target}"
-    written = _written(case.path, output, expected, case.drop_unknown, "convert", case.path, output)
+    written = _written(output, expected, case.drop_unknown, "convert", case.path, output)
     if written is not None:
         _same(written, expected)
 
@@ -215,7 +216,7 @@ def test_cast(matrix: Matrix, case_id: str, dtype: str, target: str, tmp_path: P
     expected = {n: t.to(getattr(torch, dtype)) if t.is_floating_point() else t for n, t in source.items()}
     output = tmp_path / f"out{target}"
     args = ("cast", case.path, "--dtype", dtype, "-o", output)
-    written = _written(case.path, output, source, case.drop_unknown, *args)
+    written = _written(output, source, case.drop_unknown, *args)
     if written is not None:
         _same(written, expected)
 
