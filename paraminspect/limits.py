@@ -43,10 +43,10 @@ class Limits:
     # Distinct globals a pickle may name: each non-allow-listed one becomes a
     # placeholder class (~1 KB). Real files name tens, Lightning ones hundreds.
     max_globals: int = 10_000
-    # Opcodes in one pickle: every pass over them (the guard, scan) is Python,
-    # ~0.5-1 us an opcode. A state dict takes ~30 a tensor, optimizer state ~45:
-    # 2M is ~60k tensors in one torch.save pickle.
-    max_pickle_opcodes: int = 2_000_000
+    # Opcodes in one pickle: every pass over them is Python (the guard ~0.5 us
+    # an opcode, scan's analysis ~1.5 us). A state dict takes ~30 a tensor,
+    # optimizer state ~45: 1M is ~30k tensors in one torch.save pickle.
+    max_pickle_opcodes: int = 1_000_000
     # Elements one statistic or comparison may walk beyond 4x what the view's
     # stored bytes hold. Broadcast dims (stride 0) are not walked at all (see
     # broadcast.py), so only overlapping strides meet this: 2^26 is ~2 s.
