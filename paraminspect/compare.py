@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from paraminspect import broadcast
 from paraminspect.model import TensorRef
 from paraminspect.parallel import ordered_map
 from paraminspect.sparse import SliceSummary, decoder, differing_offsets, summarize
@@ -300,6 +301,22 @@ class Comparer:
         cast = a.dtype != b.dtype
         if a.shape != b.shape or (cast and not cast_comparable(a, b)):
             raise ValueError("compare needs equal shapes and equal or numeric dtypes")
+        # Dimensions both views broadcast (stride 0) repeat the same pairs: compare
+        # one of each and scale the count (see broadcast.py); the rest is walked, bounded.
+        kept = broadcast.kept_dims(a, b)
+        (a_part, times), (b_part, _) = broadcast.reduce(a, kept), broadcast.reduce(b, kept)
+        broadcast.check_work(a_part, b_part)
+        if times == 1:
+            return self._compare(a, b)
+        stats = self._compare(a_part, b_part)
+        if stats.differing is not None:
+            stats.differing *= times
+        if stats.index is not None:
+            stats.index = broadcast.full_index(stats.index, kept, len(a.shape))
+        return stats
+
+    def _compare(self, a: TensorRef, b: TensorRef) -> ValueStats:
+        cast = a.dtype != b.dtype
         acc = _Accumulator(a, self.tolerance, self._workspace, b)
         if a.numel == 0:
             return acc.stats

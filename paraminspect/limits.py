@@ -26,17 +26,31 @@ class Limits:
 
     # safetensors' own loader refuses headers over 100 MB, so raising this buys nothing.
     max_header_bytes: int = 100_000_000
-    # data.pkl holds structure, not tensor bytes: real ones are KB to a few MB.
-    max_pickle_bytes: int = 1 << 30
+    # data.pkl holds structure, not tensor bytes: ~100 bytes a tensor, estimated
+    # at ~1.5 KB of objects (a 50k-tensor state dict: ~75 MB). 128 MiB read, or
+    # estimated to be built, keeps a hostile pickle near 256 MiB of memory.
+    max_pickle_bytes: int = 1 << 27
     # Nesting of the decoded object (dicts in lists in objects...); real files: < 20.
     max_depth: int = 1000
     # Names after flattening (tensors and other leaves), counted before walking,
-    # so shared references cannot multiply them unseen. Large LLM training
-    # checkpoints have ~10^5.
-    max_entries: int = 1_000_000
+    # so shared references cannot multiply them unseen. The largest released
+    # models have ~10^5 tensors (DeepSeek-V3: 91k); every entry costs ~1-2 KB
+    # and ~20-50 us on its way to a table or tree, so 200k keeps that bounded.
+    max_entries: int = 200_000
     # Total elements over all distinct tensors: 2^48 (~281 trillion) is far past
     # any real model yet stops zero-stride "views" claiming 2^80 elements.
     max_numel: int = 1 << 48
+    # Distinct globals a pickle may name: each non-allow-listed one becomes a
+    # placeholder class (~1 KB). Real files name tens, Lightning ones hundreds.
+    max_globals: int = 10_000
+    # Opcodes in one pickle: every pass over them is Python (the guard ~0.5 us
+    # an opcode, scan's analysis ~1.5 us). A state dict takes ~30 a tensor,
+    # optimizer state ~45: 1M is ~30k tensors in one torch.save pickle.
+    max_pickle_opcodes: int = 1_000_000
+    # Elements one statistic or comparison may walk beyond 4x what the view's
+    # stored bytes hold. Broadcast dims (stride 0) are not walked at all (see
+    # broadcast.py), so only overlapping strides meet this: 2^26 is ~2 s.
+    max_elements: int = 1 << 26
 
 
 DEFAULT_LIMITS = Limits()

@@ -169,13 +169,21 @@ class Opaque:
 
 
 _OPAQUE_CLASSES: dict[str, type[Opaque]] = {}
+_OPAQUE_CACHE_SIZE = 4096  # classes kept between files; a class is ~1 KB
 
 
 def opaque_class(qualname: str) -> type[Opaque]:
-    """The (cached) inert placeholder class for a global named ``qualname``."""
+    """The (cached) inert placeholder class for a global named ``qualname``.
+
+    A class, not an instance, because pickle's NEWOBJ insists on one. The cache
+    is bounded so a long-lived process reading many files does not grow with
+    every name it meets; placeholders compare by ``qualname``, never by class.
+    """
     cls = _OPAQUE_CLASSES.get(qualname)
     if cls is None:
-        cls = type("Opaque", (Opaque,), {"qualname": qualname})
+        if len(_OPAQUE_CLASSES) >= _OPAQUE_CACHE_SIZE:
+            _OPAQUE_CLASSES.clear()
+        cls = type("Opaque", (Opaque,), {"qualname": qualname, "__slots__": ()})
         _OPAQUE_CLASSES[qualname] = cls
     return cls
 

@@ -63,7 +63,11 @@ def walk(data: bytes | mmap.mmap, start: int = 0) -> Iterator[tuple[str, int, in
     decodes every string and number; positions are the same (tested).
     """
     at, end = start, len(data)
+    left = _limits.current().max_pickle_opcodes
     while at < end:
+        left -= 1
+        if left < 0:
+            raise too_many_opcodes()
         layout = _LAYOUT.get(data[at])
         if layout is None:
             raise CheckpointError(f"malformed pickle data (unknown opcode {data[at]:#04x} at byte {at})")
@@ -96,6 +100,12 @@ def walk(data: bytes | mmap.mmap, start: int = 0) -> Iterator[tuple[str, int, in
         if name == "STOP":
             return
     raise CheckpointError("malformed pickle data (pickle exhausted before seeing STOP)")
+
+
+def too_many_opcodes() -> LimitExceeded:
+    """The error for a pickle past the opcode limit (shared with ``scan``)."""
+    limit = _limits.current().max_pickle_opcodes
+    return LimitExceeded(f"pickle holds more than {limit:,} opcodes (use --max-pickle-opcodes to raise the limit)")
 
 
 def _decimal(line: bytes, pos: int) -> int:

@@ -227,9 +227,15 @@ def format_table(table: Table, fmt: OutputFormat) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Columns are padded to at most this width: a longer cell (a 100 MB tensor name)
+# sticks out of its own row instead of padding every other row to its length.
+MAX_COLUMN_WIDTH = 120
+
+
 def _widths(headers: list[str], body: list[list[str]]) -> list[int]:
     # Two spare columns beside each title keep narrow number columns readable.
-    return [max([len(h) + 2, *(len(row[i]) for row in body)]) for i, h in enumerate(headers)]
+    widths = [max([len(h) + 2, *(len(row[i]) for row in body)]) for i, h in enumerate(headers)]
+    return [min(w, max(MAX_COLUMN_WIDTH, len(h) + 2)) for w, h in zip(widths, headers, strict=True)]
 
 
 def _pad(cells: list[str], widths: list[int], right: list[bool]) -> list[str]:

@@ -19,8 +19,9 @@ from pathlib import PurePath, PurePosixPath, PureWindowsPath
 from typing import Any, BinaryIO
 
 from paraminspect import dtypes
+from paraminspect import limits as _limits
 from paraminspect.dtypes import DType
-from paraminspect.errors import CheckpointError, ParamInspectError
+from paraminspect.errors import CheckpointError, LimitExceeded, ParamInspectError
 from paraminspect.model import Opaque, Sealed, StorageRef, TensorRef, opaque_class
 from paraminspect.pickleguard import precheck, read_one
 
@@ -271,11 +272,19 @@ class SafeUnpickler(pickle.Unpickler):
         super().__init__(io.BytesIO(data) if isinstance(data, bytes) else data)
         self._load_persistent = persistent_load
         self.globals_seen: list[str] = []
+        self._distinct: set[str] = set()
+        self._max_globals = _limits.current().max_globals
 
     def find_class(self, module: str, name: str) -> Any:
         module, name = canonical(module, name)
         qualname = f"{module}.{name}"
         self.globals_seen.append(qualname)
+        self._distinct.add(qualname)
+        if len(self._distinct) > self._max_globals:
+            # Each unknown global costs a placeholder class: bound how many one file makes.
+            raise LimitExceeded(
+                f"pickle names more than {self._max_globals:,} distinct globals (use --max-globals to raise it)"
+            )
         found = SAFE_GLOBALS.get((module, name))
         return found if found is not None else opaque_class(qualname)
 

@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 
 from paraminspect import limits as _limits
 from paraminspect.errors import EXIT_DIFFERENT, EXIT_ERROR, EXIT_OK, CheckpointError
+from paraminspect.files import open_regular
 from paraminspect.formats import (
     METADATA_NAME,
     SNIFF_BYTES,
@@ -63,7 +64,7 @@ def _zip_pickle(path: Path, fh: BinaryIO, size: int, limits: Limits, where: str 
 
 
 def _torch_zip(path: Path, limits: Limits) -> list[PickleSource]:
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         try:
             return [_zip_pickle(path, fh, os.fstat(fh.fileno()).st_size, limits)]
         except CheckpointError:
@@ -79,13 +80,13 @@ def _legacy(path: Path, limits: Limits) -> list[PickleSource]:
     from paraminspect.formats import legacy
 
     # Offsets in the joined pickles are file offsets; the storage bytes after them hold no pickle.
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         return [PickleSource("(file)", legacy.raw_pickles(fh), frozenset({"storage"}), len(legacy.PICKLES))]
 
 
 def _safetensors(path: Path, limits: Limits) -> list[PickleSource]:
     # No pickle at all, but a file we call clean must at least be a valid file.
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         read_safetensors(path, fh, os.fstat(fh.fileno()).st_size, limits)
     return []
 
@@ -95,7 +96,7 @@ def _sharded(path: Path, limits: Limits) -> Iterator[PickleSource]:
     Every shard is located (inside the directory, existing) before any is read."""
     from paraminspect.formats import sharded
 
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         weight_map, _ = sharded.parse_index(sharded.read_index_bytes(fh, os.fstat(fh.fileno()).st_size, limits))
     shards = [
         (shard, sharded.locate_shard(path, shard, names))
@@ -235,7 +236,7 @@ def _extract(path: Path, limits: Limits) -> tuple[str, Iterable[PickleSource]]:
 def _extract_file(path: Path, limits: Limits, sources: list[Source]) -> tuple[str, Iterable[PickleSource]] | None:
     """The first source whose sniffer accepts ``path`` (None if none does, or it cannot be read)."""
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             head = fh.read(SNIFF_BYTES)
     except OSError:
         return None

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from paraminspect import broadcast
 from paraminspect.model import Checkpoint, TensorRef
 from paraminspect.parallel import ordered_map
 from paraminspect.report import Column, Kind, Table, plural
@@ -141,6 +142,15 @@ class Accumulator:
         self.minimum = min(self.minimum, other.minimum)
         self.maximum = max(self.maximum, other.maximum)
 
+    def repeat(self, times: int) -> None:
+        """Become the statistics of these values each repeated ``times`` times
+        (a broadcast view): min, max and mean stay, counts and sums scale."""
+        for name in ("numel", "finite", "ordered", "nan", "posinf", "neginf", "zeros"):
+            setattr(self, name, getattr(self, name) * times)
+        self.m2 *= times
+        self.sum_abs *= times
+        self.sum_sq *= times
+
     def result(self) -> dict[str, Any]:
         """The statistics as exact numbers; None where undefined."""
         return {
@@ -159,10 +169,17 @@ class Accumulator:
 
 
 def tensor_stats(ref: TensorRef, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) -> Accumulator:
-    """Statistics of one tensor, reading at most ``chunk_elements`` values at a time."""
+    """Statistics of one tensor, reading at most ``chunk_elements`` values at a time.
+
+    A broadcast view is walked over its distinct elements only (broadcast.py).
+    """
+    distinct, times = broadcast.distinct(ref)
+    broadcast.check_work(distinct)
     acc = Accumulator()
-    for chunk in iter_chunks(ref, chunk_elements):
+    for chunk in iter_chunks(distinct, chunk_elements):
         acc.add(chunk)
+    if times > 1:
+        acc.repeat(times)
     return acc
 
 

@@ -333,7 +333,15 @@ def corpus() -> list[Case]:
         ),
         # Structure.
         Case("memo_index_bomb", raw(_memo_bomb), ("tree",), 2, "memo slot 2147483647 at byte 3 is out of range"),
-        Case("set_bomb", raw(_set_bomb), ("tree",), 2, "pickle would build more than 1,073,741,824 bytes", scan_code=0),
+        Case(
+            "set_bomb",
+            raw(_set_bomb),
+            ("tree",),
+            2,
+            "pickle would build more than 134,217,728 bytes",
+            scan_code=2,
+            scan_reason="more than 1,000,000 opcodes",
+        ),
         Case("nesting_200000_deep", raw(_deep), ("tree",), 2, "nesting deeper than 1000 levels", scan_code=0),
         *(
             Case(
@@ -352,7 +360,7 @@ def corpus() -> list[Case]:
             raw(_dag),
             ("tree", "shapes"),
             2,
-            "expands to more than 1,000,000 entries",
+            "expands to more than 200,000 entries",
             scan_code=0,
         ),
     ]

@@ -70,6 +70,7 @@ def run_job(job: dict[str, Any], workdir: str) -> dict[str, Any]:
         "err": stderr.decode("utf-8", "replace"),
         "seconds": elapsed,
         "maxrss_mib": usage.ru_maxrss / 1024,
+        "cpu_seconds": usage.ru_utime + usage.ru_stime,
     }
 
 

@@ -16,6 +16,7 @@ from tests.hostile_corpus import Case, corpus
 
 CASES = corpus()
 MAX_SECONDS = 10.0
+HANG_SECONDS = 30.0
 MAX_RSS_MIB = 700.0
 
 
@@ -71,7 +72,9 @@ def test_hostile_file(outcomes: dict[str, Any], case: Case) -> None:
         if code == 2 and not scanning:
             assert result["out"] == "", where
         assert "\x1b" not in result["out"], where
-        assert result["seconds"] < MAX_SECONDS, where
+        # CPU time: on a shared machine, wall time measures the other jobs too.
+        assert result["cpu_seconds"] < MAX_SECONDS, where
+        assert result["seconds"] < HANG_SECONDS, where
         assert result["maxrss_mib"] < MAX_RSS_MIB, where
     assert not outcomes["marker"].exists()
     assert outcomes["torch"] is False

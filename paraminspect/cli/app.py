@@ -154,11 +154,35 @@ def _root(
             min=1, help="Most elements all tensors of a file may claim in total.", rich_help_panel=_LIMIT_HELP
         ),
     ] = _DEFAULT.max_numel,
+    max_globals: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Most distinct globals (classes, functions) a pickle may name.", rich_help_panel=_LIMIT_HELP
+        ),
+    ] = _DEFAULT.max_globals,
+    max_pickle_opcodes: Annotated[
+        int, typer.Option(min=1, help="Most opcodes one pickle may hold.", rich_help_panel=_LIMIT_HELP)
+    ] = _DEFAULT.max_pickle_opcodes,
+    max_elements: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Most elements stats or diff may walk for one tensor view beyond 4x its stored elements "
+            "(overlapping strides; broadcast views are walked over their stored elements).",
+            rich_help_panel=_LIMIT_HELP,
+        ),
+    ] = _DEFAULT.max_elements,
 ) -> None:
     """Inspect, compare and edit saved model checkpoints without torch."""
     # Global options, so every command (and every file a command opens) gets them.
     limits.set_current(
         limits.Limits(
-            max_entries=max_entries, max_depth=max_depth, max_pickle_bytes=max_pickle_bytes, max_numel=max_numel
+            max_entries=max_entries,
+            max_depth=max_depth,
+            max_pickle_bytes=max_pickle_bytes,
+            max_numel=max_numel,
+            max_globals=max_globals,
+            max_pickle_opcodes=max_pickle_opcodes,
+            max_elements=max_elements,
         )
     )

@@ -16,6 +16,7 @@ from typing import BinaryIO
 
 from paraminspect import limits as _limits
 from paraminspect.errors import CheckpointError, reading
+from paraminspect.files import open_regular
 from paraminspect.limits import Limits
 from paraminspect.model import Checkpoint
 
@@ -154,7 +155,7 @@ def fits_safetensors(head: bytes, size: int) -> bool:
 def _open_file(target: Path, limits: Limits, *, whole: bool) -> Checkpoint:
     """One file. ``whole`` allows files that stand for a multi-file checkpoint
     (an index, a DCP .metadata); shards are opened with ``whole=False``."""
-    with reading(target), open(target, "rb") as fh:
+    with reading(target), open_regular(target) as fh:
         size = os.fstat(fh.fileno()).st_size
         if size == 0:
             raise CheckpointError("file is empty", target)

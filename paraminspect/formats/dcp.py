@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from paraminspect.errors import CheckpointError, LimitExceeded
+from paraminspect.files import open_regular
 from paraminspect.formats import METADATA_NAME
 from paraminspect.formats.sharded import shard_path
 from paraminspect.formats.torchzip import read_torch_zip
@@ -111,6 +112,10 @@ class Items:
     def __init__(self, directory: Path, limits: Limits) -> None:
         self.directory, self.limits = directory, limits
         self._files: dict[str, tuple[Path, io.BufferedReader, int]] = {}
+        # Many items may point at one stored item: each location is parsed once,
+        # and the entries handed out in total are held to the entry limit.
+        self._parsed: dict[Location, Checkpoint] = {}
+        self._handed_out = 0
 
     def window(self, what: str, location: Location) -> tuple[Path, BinaryIO]:
         """The data file holding an item, and a stream over just the item's bytes."""
@@ -118,9 +123,11 @@ class Items:
         if relative not in self._files:
             file = shard_path(self.directory, relative)
             try:
-                fh = open(file, "rb")  # noqa: SIM115 - closed in close()
+                fh = open_regular(file)  # closed in close()
             except OSError as exc:
                 raise CheckpointError(f"{what}: cannot open its data file {relative!r} ({exc.strerror})") from None
+            except CheckpointError as exc:
+                raise CheckpointError(f"{what}: its data file {relative!r} {exc.message}") from None
             self._files[relative] = (file, fh, os.fstat(fh.fileno()).st_size)
         file, fh, size = self._files[relative]
         if begin < 0 or length <= 0 or begin + length > size:
@@ -128,12 +135,21 @@ class Items:
         return file, io.BufferedReader(_Window(fh, begin, length))
 
     def open(self, what: str, location: Location) -> Checkpoint:
+        """The stored item at ``location``, read once however many items point at it."""
         relative, begin, length = location
-        file, window = self.window(what, location)
-        try:
-            return read_torch_zip(file, window, length, self.limits)
-        except CheckpointError as exc:
-            raise CheckpointError(f"{what} in {relative!r} at byte {begin}: {exc.message}") from None
+        parsed = self._parsed.get(location)
+        if parsed is None:
+            file, window = self.window(what, location)
+            try:
+                parsed = self._parsed[location] = read_torch_zip(file, window, length, self.limits)
+            except CheckpointError as exc:
+                raise CheckpointError(f"{what} in {relative!r} at byte {begin}: {exc.message}") from None
+        self._handed_out += max(1, len(parsed.entries))
+        if self._handed_out > self.limits.max_entries:
+            raise LimitExceeded(
+                f"DCP items expand to more than {self.limits.max_entries:,} entries (use --max-entries to raise it)"
+            )
+        return parsed
 
     def close(self) -> None:
         for _, fh, _ in self._files.values():
@@ -143,10 +159,11 @@ class Items:
 def read_metadata_bytes(directory: Path, limits: Limits) -> bytes:
     """The raw ``.metadata`` pickle, within the pickle-size limit (``scan`` reads it so)."""
     meta_path = directory / METADATA_NAME
-    size = meta_path.stat().st_size
-    if size > limits.max_pickle_bytes:
-        raise LimitExceeded(f"{METADATA_NAME} is {size:,} bytes, over the {limits.max_pickle_bytes:,}-byte limit")
-    return meta_path.read_bytes()
+    with open_regular(meta_path) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size > limits.max_pickle_bytes:
+            raise LimitExceeded(f"{METADATA_NAME} is {size:,} bytes, over the {limits.max_pickle_bytes:,}-byte limit")
+        return fh.read()
 
 
 def read_metadata(directory: Path, limits: Limits) -> Record:

@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import BinaryIO
 
 from paraminspect.errors import CheckpointError, LimitExceeded
+from paraminspect.files import require_regular
 from paraminspect.formats.strictjson import unique_keys
 from paraminspect.limits import Limits
 from paraminspect.model import Checkpoint, Entry
@@ -92,6 +93,8 @@ def group_by_shard(weight_map: dict[str, str], limits: Limits) -> dict[str, list
 def locate_shard(index: Path, shard: str, names: list[str]) -> Path:
     """A shard's file, inside the index's directory and existing (shared with ``scan``)."""
     file = shard_path(index.parent, shard)
+    if file.exists() and not file.is_file():
+        require_regular(file)  # a FIFO or device: refused by name, never opened blocking
     if not file.is_file():
         more = f" and {len(names) - 1} more" if len(names) > 1 else ""
         raise CheckpointError(f"shard {shard!r} (holding {names[0]!r}{more}) does not exist", index)

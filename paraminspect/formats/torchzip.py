@@ -102,7 +102,8 @@ class ZipRecords:
     def read(self, name: str, limit: int) -> bytes:
         start, size = self.locate(name)
         if size > limit:
-            raise LimitExceeded(f"record {self.top}/{name} is {size:,} bytes, over the {limit:,}-byte limit")
+            hint = " (use --max-pickle-bytes to raise it)" if name == "data.pkl" else ""
+            raise LimitExceeded(f"record {self.top}/{name} is {size:,} bytes, over the {limit:,}-byte limit{hint}")
         self._fh.seek(start)
         return self._fh.read(size)
 
