@@ -96,9 +96,12 @@ class TorchBuilder:
             elif ref.requires_grad and result.is_floating_point():
                 result.requires_grad_(True)
         else:
+            dtype = self.torch_dtype(name, source.dtype.name)
             flat = _array(source).reshape(-1).view("uint8")
-            result = self.torch.from_numpy(flat.copy()).view(self.torch_dtype(name, source.dtype.name))
-            result = result.reshape(source.shape)
+            # torch cannot view an empty byte tensor as a wider type: make the empty tensor directly.
+            empty = not flat.size
+            result = self.torch.empty(source.shape, dtype=dtype) if empty else self.torch.from_numpy(flat.copy())
+            result = result if empty else result.view(dtype).reshape(source.shape)
         self._tensors[key] = result
         return result
 
