@@ -19,6 +19,7 @@ from paraminspect.atomic import AtomicFile, check_output
 from paraminspect.edit import Plan, identity
 from paraminspect.errors import UsageError
 from paraminspect.model import Value
+from paraminspect.unknown import held_tensor
 from paraminspect.verify import Expected, verify_written
 
 if TYPE_CHECKING:
@@ -75,17 +76,33 @@ def save(
     notes: list[str] = []
     if plan.command == "convert":
         notes.append(f"converted {ckpt.format} to {fmt}")
-    opaque = plan.opaque()
-    if opaque and fmt == "torch":
-        if not drop_unknown:
-            listed = ", ".join(f"{n} <{o.qualname}>" for n, o in list(opaque.items())[:5])
+    lost: dict[str, str] = {}  # tensors a safetensors file cannot hold -> what each is
+    if fmt == "torch":
+        from paraminspect.formats.torch_write import unwritable
+
+        unknown = plan.unknown(unwritable)
+        if unknown and not drop_unknown:
             raise UsageError(
-                f"holds objects paraminspect cannot write back faithfully ({listed}); "
+                f"holds objects paraminspect cannot write back faithfully ({_listed(unknown)}); "
                 "pass --drop-unknown to leave them out",
                 ckpt.path,
             )
-        plan.drop_unknown()
-    skipped_values = [n for n, i in plan.items.items() if isinstance(i, Value)] if fmt == "safetensors" else []
+        if unknown:
+            plan.drop_unknown(unknown)
+    else:
+        lost = plan.unknown(held_tensor)
+        if lost and not drop_unknown:
+            raise UsageError(
+                f"holds tensors safetensors cannot store ({_listed(lost)}); pass --drop-unknown to leave them out",
+                ckpt.path,
+            )
+        for name, what in lost.items():
+            plan.change("dropped", name, f"{what}: safetensors cannot store it (--drop-unknown)")
+        if lost:
+            notes.append(f"{len(lost)} tensors not stored (safetensors cannot hold them): {', '.join(lost)}")
+    skipped_values = (
+        [n for n, i in plan.items.items() if isinstance(i, Value) and n not in lost] if fmt == "safetensors" else []
+    )
     if skipped_values:
         notes.append(f"{len(skipped_values)} non-tensor entries not stored (safetensors holds tensors only)")
     tensors = plan.tensors
@@ -117,6 +134,7 @@ def save(
         "tensor_bytes": data_bytes,
         "file_bytes": None,
         "values_not_stored": skipped_values,
+        "tensors_not_stored": list(lost),
         "notes": notes,
     }
     if dry_run:
@@ -127,6 +145,13 @@ def save(
         raise UsageError(f"cannot write ({exc.strerror or exc})", target_arg) from None
     document.update(written=True, verified=True, file_bytes=target.stat().st_size)
     return EditReport(document)
+
+
+def _listed(unknown: dict[str, str], limit: int = 5) -> str:
+    """The first few of ``unknown`` (name -> what it is) for a message."""
+    items = [f"{name} {what}" for name, what in list(unknown.items())[:limit]]
+    more = len(unknown) - limit
+    return ", ".join(items) + (f" and {more} more" if more > 0 else "")
 
 
 def _write(plan: Plan, layout: Layout | None, target: Path, label: Path, data_bytes: int) -> None:

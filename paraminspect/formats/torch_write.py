@@ -23,7 +23,8 @@ from paraminspect.dtypes import DType
 from paraminspect.edit import Cast, Keep, NewData, Plan, Source, identity
 from paraminspect.errors import UsageError
 from paraminspect.model import Opaque, StorageRef, TensorRef, Value, _children
-from paraminspect.safepickle import StorageType, TorchDevice, TorchDType
+from paraminspect.safepickle import PathValue, StorageType, TorchDevice, TorchDType, TorchLayout, TorchSize
+from paraminspect.unknown import describe
 
 if TYPE_CHECKING:
     import torch
@@ -132,19 +133,106 @@ def _array(source: NewData | Cast) -> Any:
 
 def _torch_value(value: Any, torch: Any, name: str) -> Any:
     """Turn the reader's inert stand-ins back into the torch objects they stand for."""
-    if isinstance(value, TorchDType):
-        return getattr(torch, value.dtype.name)
+    if isinstance(value, TorchSize):
+        return torch.Size(value)
+    if isinstance(value, TorchDType | TorchLayout | StorageType) and _torch_has(_torch_name(value)):
+        return getattr(torch, _torch_name(value))
     if isinstance(value, TorchDevice):
         return torch.device(value.spec)
-    if isinstance(value, StorageType | Opaque | TensorRef):
-        raise UsageError(f"{name!r}: cannot write {type(value).__name__} back")
-    if isinstance(value, tuple):
-        return tuple(_torch_value(v, torch, name) for v in value)
-    if isinstance(value, list):
-        return [_torch_value(v, torch, name) for v in value]
+    if isinstance(value, PathValue):
+        return _path(value)
+    if isinstance(value, tuple | list | set | frozenset):
+        return type(value)(_torch_value(v, torch, name) for v in value)
     if isinstance(value, dict):
-        return type(value)((k, _torch_value(v, torch, name)) for k, v in value.items())
+        out: Any = type(value)((_torch_value(k, torch, name), _torch_value(v, torch, name)) for k, v in value.items())
+        if hasattr(value, "_metadata") and hasattr(out, "__dict__"):
+            out._metadata = value._metadata
+        return out
+    if unwritable(value) is not None:
+        raise UsageError(f"{name!r}: cannot write {describe(value)} back")
     return value
+
+
+_PLAIN = (type(None), bool, int, float, complex, str, bytes, TorchSize, PathValue)
+
+
+def unwritable(value: Any) -> str | None:
+    """What in ``value`` this writer cannot give back as the object it was (None: all of it).
+
+    Plain Python values, containers of them and the reader's stand-ins for torch
+    objects (Size, dtype, layout, device, storage class) and pathlib paths are
+    rebuilt; placeholders for anything else are not. torch is imported only
+    when a torch stand-in needs checking against it.
+    """
+    stack, seen = [value], 0
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if seen > 1_000_000:
+            return "a value too large to check"
+        if isinstance(item, _PLAIN):
+            continue
+        if isinstance(item, tuple | list | set | frozenset):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(k for pair in item.items() for k in pair)
+        elif isinstance(item, slice):
+            stack.extend((item.start, item.stop, item.step))
+        elif isinstance(item, TorchDType | TorchLayout | StorageType):
+            if not _torch_has(_torch_name(item)):
+                return f"{_torch_name(item)} (this torch has no such object)"
+        elif isinstance(item, TorchDevice):
+            if not _valid_device(item.spec):
+                return f"device {item.spec!r} (torch does not know it)"
+        else:
+            return describe(item)
+    return None
+
+
+def _torch_name(value: TorchDType | TorchLayout | StorageType) -> str:
+    """The attribute of the torch module the stand-in names."""
+    if isinstance(value, TorchDType):
+        return value.dtype.name
+    if isinstance(value, TorchLayout):
+        return value.name.removeprefix("torch.")
+    if value.dtype is None:
+        return "UntypedStorage"
+    return value.dtype.storage or ""
+
+
+def _torch_has(attribute: str) -> bool:
+    torch = import_torch()
+    found = getattr(torch, attribute, None) if attribute.isidentifier() else None
+    return isinstance(found, torch.dtype | torch.layout) or (isinstance(found, type) and attribute.endswith("Storage"))
+
+
+def _valid_device(spec: str) -> bool:
+    torch = import_torch()
+    try:
+        torch.device(spec)
+    except (RuntimeError, TypeError, ValueError):
+        return False
+    return True
+
+
+class _Rebuilt:
+    """Pickles as ``cls(*args)`` without building it here (a WindowsPath on Linux)."""
+
+    def __init__(self, cls: type, args: tuple[Any, ...]) -> None:
+        self.cls, self.args = cls, args
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return self.cls, self.args
+
+
+def _path(value: PathValue) -> Any:
+    import pathlib
+
+    cls = getattr(pathlib, value.kind)
+    try:
+        return cls(*value.parts)
+    except NotImplementedError:  # a concrete path of another system cannot be made here
+        return _Rebuilt(cls, value.parts)
 
 
 def build_object(plan: Plan, builder: TorchBuilder) -> Any:
@@ -178,7 +266,9 @@ def build_object(plan: Plan, builder: TorchBuilder) -> Any:
             local: list[tuple[str, Any]] = []
             result = rebuild(node[key], f"{prefix}{key}", local)
             if result is not _DROP:
-                kept.append((key, result))
+                # A key that is a stand-in (a dtype, a Size) goes back as the torch object.
+                plain = isinstance(key, str | int)
+                kept.append((key if plain else _torch_value(key, builder.torch, path), result))
             # A renamed leaf lands in the deepest container its new name still fits, at its old position.
             for new, value in local:
                 if new.startswith(prefix) and isinstance(node, Mapping):
