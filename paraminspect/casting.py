@@ -23,6 +23,8 @@ def cast_array(array: np.ndarray, target: np.dtype[np.generic], dtype: DType) ->
     """``array`` converted to ``target`` (the numpy form of ``dtype``) with torch's edge cases."""
     import numpy as np
 
+    if array.ndim == 0:  # ufuncs turn 0-d arrays into scalars, which the fix-ups below cannot index
+        return cast_array(array.reshape(1), target, dtype).reshape(())
     name = dtype.name
     narrow = dtype.bits <= 16 and not dtype.name.startswith("complex")
     if narrow and array.dtype != np.float32 and array.dtype.kind not in "biu":

@@ -10,7 +10,7 @@ how ties survive an edit. Writers consume plans; nothing here touches disk.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -103,16 +103,85 @@ class Plan:
     def opaque(self) -> dict[str, Opaque]:
         return {n: i.value for n, i in self.items.items() if isinstance(i, Value) and isinstance(i.value, Opaque)}
 
-    def drop_unknown(self) -> None:
-        """Remove placeholder objects and everything stored under them."""
-        for name in self.opaque():
+    def unknown(self, unwritable: Callable[[Any], str | None]) -> dict[str, str]:
+        """Output names of values a writer cannot write back (``unwritable`` says what
+        each is, None when it can) -> that description."""
+        found = {n: unwritable(i.value) for n, i in self.items.items() if isinstance(i, Value)}
+        return {n: what for n, what in found.items() if what is not None}
+
+    def drop_unknown(self, unknown: dict[str, str]) -> None:
+        """Leave out the ``unknown`` values (output name -> what it is) and everything
+        stored under them; one inside a list or tuple becomes None instead, so the
+        items after it keep their positions and their names (see unknown.py)."""
+        from collections.abc import Mapping
+
+        if isinstance(self.ckpt.root, Mapping | list | tuple):
+            self._prune({self.origin[n]: what for n, what in unknown.items()})
+            return
+        for name, what in unknown.items():  # written as a flat state dict: no positions to keep
             for other in [n for n in self.items if n == name or n.startswith(name + ".")]:
                 self.items.pop(other, None)
                 self.origin.pop(other, None)
-                self.changes.append({"action": "dropped", "name": other, "detail": "unknown object (--drop-unknown)"})
+                detail = f"{what} (--drop-unknown)" if other == name else f"stored inside {name}"
+                self.change("dropped", other, detail)
+
+    def _prune(self, unknown: dict[str, str]) -> None:
+        """Prune the object graph, then make the plan name what the pruned graph holds."""
+        from dataclasses import replace
+
+        from paraminspect.model import flatten
+        from paraminspect.unknown import prune
+
+        try:
+            pruned = prune(self.ckpt.root, unknown.__contains__)
+        except RecursionError:
+            raise UsageError("object nesting too deep to rebuild", self.ckpt.path) from None
+        entries = dict(flatten(pruned.root, max_depth=1 << 30, max_entries=1 << 62))
+        left_out = pruned.replaced.keys() | pruned.dropped.keys()
+        new_names = entries.keys() - self.ckpt.entries.keys()
+        items: dict[str, Item] = {}
+        origin: dict[str, str] = {}
+        regrouped: list[str] = []
+        for out, item in self.items.items():
+            src = self.origin[out]
+            if src not in entries and (group := _longest_prefix(src, new_names)) is not None:
+                # What holds it has no tensor or object left: the reader lists it as one value
+                # now (a tuple of plain values, an emptied mapping), in its first item's place.
+                name = out[: len(out) - len(src) + len(group)] if out.endswith(src[len(group) :]) else group
+                if name not in items:
+                    entry = entries[group]
+                    items[name], origin[name] = Keep(entry) if isinstance(entry, TensorRef) else entry, group
+                    regrouped.append(name)
+            what = unknown.get(src, "cycle")
+            if src in pruned.dropped:
+                self.change("dropped", out, f"{what} (--drop-unknown)")
+            elif src in pruned.replaced:
+                self.change("replaced", out, f"{what} -> None, so the items after it keep their place")
+                if src in entries:
+                    items[out], origin[out] = Value(None), src
+            elif src not in entries:
+                outer = _longest_prefix(src, left_out)
+                if outer is not None:
+                    self.change("dropped", out, f"stored inside {outer}")
+            else:
+                items[out], origin[out] = item, src
+        for name in regrouped:
+            self.change("regrouped", name, "holds no tensor or object any more: now one value")
+        self.items, self.origin = items, origin
+        self.ckpt = replace(self.ckpt, root=pruned.root, entries=entries)
 
     def change(self, action: str, name: str, detail: str = "", **extra: Any) -> None:
         self.changes.append({"action": action, "name": name, "detail": detail, **extra})
+
+
+def _longest_prefix(name: str, candidates: Collection[str]) -> str | None:
+    """The longest of ``candidates`` that ``name`` lies under (``a.b.c`` under ``a.b``)."""
+    cut = name.rfind(".")
+    while cut > 0:
+        if name[:cut] in candidates:
+            return name[:cut]
+        cut = name.rfind(".", 0, cut)
+    return None
 
 
 def _require_matches(ckpt: Checkpoint, selector: Selector, names: Iterable[str]) -> None:

@@ -15,7 +15,7 @@ import pickle
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import PurePath, PurePosixPath, PureWindowsPath
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any, BinaryIO
 
 from paraminspect import dtypes
@@ -53,6 +53,51 @@ class TorchDevice(Sealed):
 
     def __str__(self) -> str:
         return f"device({self.spec!r})"
+
+
+class TorchSize(Sealed, tuple[int, ...]):
+    """Stand-in for a pickled ``torch.Size``: a tuple of ints that remembers it was
+    a Size, so a ``.pt`` writer gives a Size back (and a tuple in its place shows)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"torch.Size({list(self)!r})"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return TorchSize, (tuple(self),)
+
+
+@dataclass(frozen=True)
+class TorchLayout(Sealed):
+    """Stand-in for a pickled tensor layout (``torch.strided``, ``torch.sparse_coo``)."""
+
+    name: str  # as torch writes it: "torch.strided"
+
+    def __str__(self) -> str:
+        return self.name
+
+    __repr__ = __str__
+
+
+@dataclass(frozen=True)
+class PathValue(Sealed):
+    """Stand-in for a pickled ``pathlib`` path: its class name and the parts it was built from."""
+
+    kind: str  # "PosixPath", "PurePosixPath", "WindowsPath", "PureWindowsPath"
+    parts: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        flavour = PureWindowsPath if "Windows" in self.kind else PurePosixPath
+        return str(flavour(*self.parts))
+
+    def __str__(self) -> str:
+        return f"{self.kind}({self.text!r})"
+
+    __repr__ = __str__
 
 
 def _check_ints(what: str, items: Any, *, minimum: int | None = 0) -> tuple[int, ...]:
@@ -122,8 +167,8 @@ def _rebuild_from_type_v2(func: Any, new_type: Any, args: Any, state: Any) -> An
     return opaque_class("torch._tensor._rebuild_from_type_v2")(func, new_type, args, state)
 
 
-def _size(dims: Any = ()) -> tuple[int, ...]:
-    return _check_ints("torch.Size", dims)
+def _size(dims: Any = ()) -> TorchSize:
+    return TorchSize(_check_ints("torch.Size", dims))
 
 
 def _device(spec: Any = "cpu", index: Any = None) -> TorchDevice:
@@ -167,9 +212,11 @@ def _record_class(qualname: str) -> type[Record]:
     return type(qualname.rpartition(".")[2], (Record,), {"qualname": qualname})
 
 
-def _layout(name: Any) -> str:
+def _layout(name: Any) -> TorchLayout:
     """``torch.serialization._get_layout('torch.strided')``: keep the name."""
-    return str(name)
+    if not isinstance(name, str):
+        raise CheckpointError("tensor layout name is not a string")
+    return TorchLayout(name)
 
 
 def _enum_value(value: Any) -> Any:
@@ -177,14 +224,14 @@ def _enum_value(value: Any) -> Any:
     return value
 
 
-def _path_of(flavour: type[PurePath]) -> Callable[..., str]:
-    """A pickled ``pathlib`` path (DCP's ``StorageMeta.checkpoint_id``) as its text;
-    building a pure path from strings touches no file."""
+def _path_of(kind: str) -> Callable[..., PathValue]:
+    """A pickled ``pathlib`` path (DCP's ``StorageMeta.checkpoint_id``): its class and parts;
+    nothing is built but a pure path from strings (for its text), which touches no file."""
 
-    def build(*parts: Any) -> str:
+    def build(*parts: Any) -> PathValue:
         if not all(isinstance(part, str) for part in parts):
             raise CheckpointError("pickled path has parts that are not strings")
-        return str(flavour(*parts))
+        return PathValue(kind, parts)
 
     return build
 
@@ -246,7 +293,7 @@ SAFE_GLOBALS: dict[tuple[str, str], Any] = {
 SAFE_GLOBALS.update(DCP_RECORDS)
 SAFE_GLOBALS.update(
     {
-        ("pathlib", f"{kind}{system}Path"): StandIn(_path_of(PurePosixPath if system == "Posix" else PureWindowsPath))
+        ("pathlib", f"{kind}{system}Path"): StandIn(_path_of(f"{kind}{system}Path"))
         for kind in ("", "Pure")
         for system in ("Posix", "Windows")
     }

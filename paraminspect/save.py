@@ -21,6 +21,7 @@ from paraminspect.errors import UsageError
 from paraminspect.model import Value
 from paraminspect.nnmodule import module_paths
 from paraminspect.report import plural
+from paraminspect.unknown import held_tensor
 from paraminspect.verify import expected_tensors, verify_written
 
 if TYPE_CHECKING:
@@ -60,8 +61,8 @@ def _format_of_input(plan: Plan) -> str:
 
 def _whole_modules(plan: Plan, drop_unknown: bool, notes: list[str]) -> None:
     """A pickled ``nn.Module`` (read by its state-dict names) cannot be written back as
-    a module: refuse, or with ``--drop-unknown`` write the file's state dict (a module
-    that is the whole file) and leave out modules nested in it, like other placeholders."""
+    a module: refuse, or with ``--drop-unknown`` write each module's state dict in its
+    place (the .pt writer does), saying so."""
     modules = module_paths(plan.ckpt.root)
     if not modules:
         return
@@ -69,17 +70,12 @@ def _whole_modules(plan: Plan, drop_unknown: bool, notes: list[str]) -> None:
         listed = ", ".join(f"{p or '(the file)'} <{q}>" for p, q in modules[:5])
         raise UsageError(
             f"holds whole pickled modules paraminspect cannot write back as modules ({listed}); "
-            "pass --drop-unknown to write the state dict (nested modules are left out)",
+            "pass --drop-unknown to write their state dicts instead",
             plan.ckpt.path,
         )
     for path, qualname in modules:
-        if not path:
-            notes.append(f"the input is a whole pickled module <{qualname}>: wrote its state dict")
-            continue
-        for name in [n for n in plan.items if n == path or n.startswith(path + ".")]:
-            plan.items.pop(name, None)
-            plan.origin.pop(name, None)
-            plan.change("dropped", name, f"inside pickled module <{qualname}> (--drop-unknown)")
+        where = "the input" if not path else repr(path)
+        notes.append(f"{where} is a whole pickled module <{qualname}>: wrote its state dict in its place")
 
 
 def save(
@@ -101,19 +97,37 @@ def save(
     notes: list[str] = []
     if plan.command == "convert":
         notes.append(f"converted {ckpt.format} to {fmt}")
+    lost: dict[str, str] = {}  # tensors a safetensors file cannot hold -> what each is
     if fmt == "torch":
         _whole_modules(plan, drop_unknown, notes)
-    opaque = plan.opaque()
-    if opaque and fmt == "torch":
-        if not drop_unknown:
-            listed = ", ".join(f"{n} <{o.qualname}>" for n, o in list(opaque.items())[:5])
+        from paraminspect.formats.torch_write import unwritable
+
+        unknown = plan.unknown(unwritable)
+        if unknown and not drop_unknown:
             raise UsageError(
-                f"holds objects paraminspect cannot write back faithfully ({listed}); "
+                f"holds objects paraminspect cannot write back faithfully ({_listed(unknown)}); "
                 "pass --drop-unknown to leave them out",
                 ckpt.path,
             )
-        plan.drop_unknown()
-    skipped_values = [n for n, i in plan.items.items() if isinstance(i, Value)] if fmt == "safetensors" else []
+        if unknown:
+            plan.drop_unknown(unknown)
+    else:
+        lost = plan.unknown(held_tensor)
+        if lost and not drop_unknown:
+            raise UsageError(
+                f"holds tensors safetensors cannot store ({_listed(lost)}); pass --drop-unknown to leave them out",
+                ckpt.path,
+            )
+        for name, what in lost.items():
+            plan.change("dropped", name, f"{what}: safetensors cannot store it (--drop-unknown)")
+        if lost:
+            notes.append(
+                plural(len(lost), "tensor", "tensors")
+                + f" not stored (safetensors cannot hold them): {', '.join(lost)}"
+            )
+    skipped_values = (
+        [n for n, i in plan.items.items() if isinstance(i, Value) and n not in lost] if fmt == "safetensors" else []
+    )
     if skipped_values:
         notes.append(
             plural(len(skipped_values), "non-tensor entry", "non-tensor entries")
@@ -148,6 +162,7 @@ def save(
         "tensor_bytes": data_bytes,
         "file_bytes": None,
         "values_not_stored": skipped_values,
+        "tensors_not_stored": list(lost),
         "notes": notes,
     }
     if dry_run:
@@ -158,6 +173,13 @@ def save(
         raise UsageError(f"cannot write ({exc.strerror or exc})", target_arg) from None
     document.update(written=True, verified=True, file_bytes=target.stat().st_size)
     return EditReport(document)
+
+
+def _listed(unknown: dict[str, str], limit: int = 5) -> str:
+    """The first few of ``unknown`` (name -> what it is) for a message."""
+    items = [f"{name} {what}" for name, what in list(unknown.items())[:limit]]
+    more = len(unknown) - limit
+    return ", ".join(items) + (f" and {more} more" if more > 0 else "")
 
 
 def _write(plan: Plan, layout: Layout | None, target: Path, label: Path, data_bytes: int) -> None:

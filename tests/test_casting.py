@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ from paraminspect import dtypes
 from paraminspect.casting import cast_array
 from paraminspect.model import StorageRef, TensorRef
 from paraminspect.tensors import numpy_dtype
+from tests.conftest import run_cli
 
 TARGETS = [
     "float16",
@@ -58,3 +61,52 @@ def test_cast_matches_torch(source: torch.dtype, target: str) -> None:
     # NaN payloads differ even between torch's own scalar and vector kernels: compare NaN-ness there.
     assert np.array_equal(np.isnan(got.astype(np.float32)), nan)
     assert np.array_equal(got.view(raw_want.dtype)[~nan], raw_want[~nan])
+
+
+SCALARS = [3.0, -0.0, -2.5, 1e-40, 500.0, 1e10, float("inf"), float("nan")]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_cast_of_a_zero_dim_array_matches_torch(target: str) -> None:
+    for value in SCALARS:
+        want = torch.tensor(value).to(getattr(torch, target)).reshape(1).view(torch.uint8).numpy()
+        got = cast_array(np.array(value, dtype=np.float32), target_numpy(target), dtypes.BY_NAME[target])
+        assert got.shape == ()
+        if np.isnan(value):  # NaN-ness only, as above
+            assert np.isnan(got.astype(np.float32)) == torch.tensor(value).to(getattr(torch, target)).float().isnan()
+        else:
+            assert got.reshape(1).view(np.uint8).tobytes() == want.tobytes(), value
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+@pytest.mark.parametrize("target", TARGETS)
+def test_cast_empty_and_zero_dim_tensors_match_torch(tmp_path: Path, target: str, suffix: str) -> None:
+    sd = {
+        "empty": torch.zeros(0, 4),
+        "empty64": torch.zeros(3, 0, dtype=torch.float64),
+        "w": torch.linspace(-3, 700, 5),
+    }
+    sd.update({f"s{i}": torch.tensor(v) for i, v in enumerate(SCALARS)})
+    torch.save(sd, tmp_path / "in.pt")
+    out = tmp_path / f"o{suffix}"
+    result = run_cli("cast", tmp_path / "in.pt", "-t", target, "-o", out)
+    assert result.code == 0, result.err
+    if suffix == ".pt":
+        got = torch.load(out, weights_only=True)
+    else:
+        from safetensors.torch import load_file
+
+        got = load_file(str(out))
+    dtype = getattr(torch, target)
+    for name, tensor in sd.items():
+        want = tensor.to(dtype)
+        assert got[name].dtype == dtype and got[name].shape == want.shape, name
+        nan = torch.isnan(want.float()).reshape(-1)
+        # NaN payloads differ between torch's own kernels (as above): NaN-ness there.
+        assert torch.equal(torch.isnan(got[name].float()).reshape(-1), nan), name
+        assert torch.equal(raw(got[name])[~nan], raw(want)[~nan]), name
+
+
+def raw(tensor: torch.Tensor) -> torch.Tensor:
+    """Each element's bytes as one row."""
+    return tensor.reshape(-1).view(torch.uint8).reshape(-1, tensor.element_size())

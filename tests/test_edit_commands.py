@@ -221,6 +221,7 @@ def test_json_summary_schema(tmp_path: Path) -> None:
         "tensor_bytes": 160,
         "file_bytes": (tmp_path / "o.safetensors").stat().st_size,
         "values_not_stored": [],
+        "tensors_not_stored": [],
         "notes": [],
     }
 

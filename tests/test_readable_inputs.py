@@ -70,8 +70,13 @@ def test_pt_output_of_a_whole_module_is_refused_or_its_state_dict(tmp_path: Path
     written = torch.load(out, weights_only=True)  # a plain state dict now
     assert list(written) == list(expected)
     assert all(torch.equal(written[k], v) for k, v in expected.items())
+    # A nested module becomes its state dict, in its place.
     result = run_cli("drop", tmp_path / "nested.pt", "head", "-o", out, "--force", "--drop-unknown")
-    assert result.code == 2 and "no tensors" in result.err  # the module is left out, nothing remains
+    assert result.code == 0, result.err
+    assert "whole pickled module" in result.err
+    written = torch.load(out, weights_only=True)
+    assert list(written) == ["model"] and list(written["model"]) == list(model.state_dict())
+    assert all(torch.equal(written["model"][k], v) for k, v in model.state_dict().items())
 
 
 def test_extra_state_is_part_of_a_plain_state_dict(tmp_path: Path) -> None:

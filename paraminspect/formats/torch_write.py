@@ -23,7 +23,9 @@ from paraminspect.dtypes import DType
 from paraminspect.edit import Keep, NewData, Plan, Source, identity
 from paraminspect.errors import UsageError
 from paraminspect.model import GraphPath, Opaque, StorageRef, TensorRef, Value, _children, leaf_names
-from paraminspect.safepickle import StorageType, TorchDevice, TorchDType
+from paraminspect.nnmodule import is_module_state
+from paraminspect.safepickle import PathValue, StorageType, TorchDevice, TorchDType, TorchLayout, TorchSize
+from paraminspect.unknown import describe
 
 if TYPE_CHECKING:
     import torch
@@ -99,9 +101,12 @@ class TorchBuilder:
             elif ref.requires_grad and result.is_floating_point():
                 result.requires_grad_(True)
         else:
+            dtype = self.torch_dtype(name, source.dtype.name)
             flat = _array(source).reshape(-1).view("uint8")
-            result = self.torch.from_numpy(flat.copy()).view(self.torch_dtype(name, source.dtype.name))
-            result = result.reshape(source.shape)
+            # torch cannot view an empty byte tensor as a wider type: make the empty tensor directly.
+            empty = not flat.size
+            result = self.torch.empty(source.shape, dtype=dtype) if empty else self.torch.from_numpy(flat.copy())
+            result = result if empty else result.view(dtype).reshape(source.shape)
         self._tensors[key] = result
         return result
 
@@ -134,19 +139,106 @@ def _array(source: Source) -> Any:
 
 def _torch_value(value: Any, torch: Any, name: str) -> Any:
     """Turn the reader's inert stand-ins back into the torch objects they stand for."""
-    if isinstance(value, TorchDType):
-        return getattr(torch, value.dtype.name)
+    if isinstance(value, TorchSize):
+        return torch.Size(value)
+    if isinstance(value, TorchDType | TorchLayout | StorageType) and _torch_has(_torch_name(value)):
+        return getattr(torch, _torch_name(value))
     if isinstance(value, TorchDevice):
         return torch.device(value.spec)
-    if isinstance(value, StorageType | Opaque | TensorRef):
-        raise UsageError(f"{name!r}: cannot write {type(value).__name__} back")
-    if isinstance(value, tuple):
-        return tuple(_torch_value(v, torch, name) for v in value)
-    if isinstance(value, list):
-        return [_torch_value(v, torch, name) for v in value]
+    if isinstance(value, PathValue):
+        return _path(value)
+    if isinstance(value, tuple | list | set | frozenset):
+        return type(value)(_torch_value(v, torch, name) for v in value)
     if isinstance(value, dict):
-        return type(value)((k, _torch_value(v, torch, name)) for k, v in value.items())
+        out: Any = type(value)((_torch_value(k, torch, name), _torch_value(v, torch, name)) for k, v in value.items())
+        if hasattr(value, "_metadata") and hasattr(out, "__dict__"):
+            out._metadata = value._metadata
+        return out
+    if unwritable(value) is not None:
+        raise UsageError(f"{name!r}: cannot write {describe(value)} back")
     return value
+
+
+_PLAIN = (type(None), bool, int, float, complex, str, bytes, TorchSize, PathValue)
+
+
+def unwritable(value: Any) -> str | None:
+    """What in ``value`` this writer cannot give back as the object it was (None: all of it).
+
+    Plain Python values, containers of them and the reader's stand-ins for torch
+    objects (Size, dtype, layout, device, storage class) and pathlib paths are
+    rebuilt; placeholders for anything else are not. torch is imported only
+    when a torch stand-in needs checking against it.
+    """
+    stack, seen = [value], 0
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if seen > 1_000_000:
+            return "a value too large to check"
+        if isinstance(item, _PLAIN):
+            continue
+        if isinstance(item, tuple | list | set | frozenset):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(k for pair in item.items() for k in pair)
+        elif isinstance(item, slice):
+            stack.extend((item.start, item.stop, item.step))
+        elif isinstance(item, TorchDType | TorchLayout | StorageType):
+            if not _torch_has(_torch_name(item)):
+                return f"{_torch_name(item)} (this torch has no such object)"
+        elif isinstance(item, TorchDevice):
+            if not _valid_device(item.spec):
+                return f"device {item.spec!r} (torch does not know it)"
+        else:
+            return describe(item)
+    return None
+
+
+def _torch_name(value: TorchDType | TorchLayout | StorageType) -> str:
+    """The attribute of the torch module the stand-in names."""
+    if isinstance(value, TorchDType):
+        return value.dtype.name
+    if isinstance(value, TorchLayout):
+        return value.name.removeprefix("torch.")
+    if value.dtype is None:
+        return "UntypedStorage"
+    return value.dtype.storage or ""
+
+
+def _torch_has(attribute: str) -> bool:
+    torch = import_torch()
+    found = getattr(torch, attribute, None) if attribute.isidentifier() else None
+    return isinstance(found, torch.dtype | torch.layout) or (isinstance(found, type) and attribute.endswith("Storage"))
+
+
+def _valid_device(spec: str) -> bool:
+    torch = import_torch()
+    try:
+        torch.device(spec)
+    except (RuntimeError, TypeError, ValueError):
+        return False
+    return True
+
+
+class _Rebuilt:
+    """Pickles as ``cls(*args)`` without building it here (a WindowsPath on Linux)."""
+
+    def __init__(self, cls: type, args: tuple[Any, ...]) -> None:
+        self.cls, self.args = cls, args
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return self.cls, self.args
+
+
+def _path(value: PathValue) -> Any:
+    import pathlib
+
+    cls = getattr(pathlib, value.kind)
+    try:
+        return cls(*value.parts)
+    except NotImplementedError:  # a concrete path of another system cannot be made here
+        return _Rebuilt(cls, value.parts)
 
 
 def build_object(plan: Plan, builder: TorchBuilder) -> Any:
@@ -164,10 +256,15 @@ def build_object(plan: Plan, builder: TorchBuilder) -> Any:
         return collections.OrderedDict((name, leaf(name)) for name in plan.items)
 
     names = leaf_names(root)  # by position: keys that join to one dotted name stay apart
+    module_states: set[int] = set()  # state dicts built from modules (merged into their parent module's)
 
     def rebuild(node: Any, path: str, where: GraphPath, moved: list[tuple[str, Any]]) -> Any:
         children = _children(node)
-        if isinstance(node, TensorRef | Opaque) or not children:
+        # A whole pickled module is written as its state dict (save.py says so).
+        module = isinstance(node, Opaque) and is_module_state(node.state)
+        if module and not children:
+            return _DROP  # a module without state (ReLU): no state-dict entry, as torch has none
+        if (isinstance(node, TensorRef | Opaque) and not module) or not children:
             name = names[where]
             new = new_name.get(name)
             if new is None:
@@ -177,13 +274,21 @@ def build_object(plan: Plan, builder: TorchBuilder) -> Any:
                 return _DROP
             return leaf(new)
         kept: list[tuple[Any, Any]] = []
-        keys = list(node.keys()) if isinstance(node, Mapping) else list(range(len(node)))
+        pairs: list[tuple[Any, Any]]
+        if module:
+            pairs = list(children or [])
+        elif isinstance(node, Mapping):
+            pairs = list(node.items())
+        else:
+            pairs = list(enumerate(node))
         prefix = f"{path}." if path else ""
-        for index, key in enumerate(keys):
+        for index, (key, child) in enumerate(pairs):
             local: list[tuple[str, Any]] = []
-            result = rebuild(node[key], f"{prefix}{key}", (where, index), local)
+            result = rebuild(child, f"{prefix}{key}", (where, index), local)
             if result is not _DROP:
-                kept.append((key, result))
+                # A key that is a stand-in (a dtype, a Size) goes back as the torch object.
+                plain = isinstance(key, str | int)
+                kept.append((key if plain else _torch_value(key, builder.torch, path), result))
             # A renamed leaf lands in the deepest container its new name still fits, at its old position.
             for new, value in local:
                 if new.startswith(prefix) and isinstance(node, Mapping):
@@ -192,6 +297,16 @@ def build_object(plan: Plan, builder: TorchBuilder) -> Any:
                     moved.append((new, value))
         if not kept:
             return _DROP
+        if module:
+            # One flat state dict per outermost module, as Module.state_dict() gives.
+            state: collections.OrderedDict[str, Any] = collections.OrderedDict()
+            for key, value in kept:
+                if id(value) in module_states:
+                    state.update((f"{key}.{inner}", v) for inner, v in value.items())
+                else:
+                    state[key] = value
+            module_states.add(id(state))
+            return state
         if isinstance(node, Mapping):
             out: Any = (collections.OrderedDict if isinstance(node, collections.OrderedDict) else dict)(kept)
             metadata = getattr(node, "_metadata", None)
