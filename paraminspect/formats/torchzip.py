@@ -31,24 +31,23 @@ class ZipRecords:
         records = zipstrict.read_directory(fh, size, max_records)
         if not records:
             raise CheckpointError("empty zip archive, not a torch checkpoint")
-        self.top = records[0].name.split("/", 1)[0]  # torch takes the folder from the first record
-        # torch finds a record by "<top>/<name>" ignoring ASCII case, and so do we; zipstrict
+        self.top = next(iter(records.values())).name.split("/", 1)[0]  # torch: the first record's folder
+        # torch finds a record by "<top>/<name>" ignoring ASCII case, and so do we: zipstrict
         # refused names that are equal ignoring case, so the lookup has one answer.
-        self._records: dict[str, zipstrict.Record] = {}
-        for record in records:
-            top, slash, relative = record.name.partition("/")
-            if zipstrict.fold(top) != zipstrict.fold(self.top) or not slash:
+        self._prefix = zipstrict.fold(self.top) + "/"
+        for key, record in records.items():
+            if not key.startswith(self._prefix):
                 raise CheckpointError(f"zip record {record.name!r} is outside the archive folder {self.top!r}")
-            self._records[zipstrict.fold(relative)] = record
+        self._records = records
 
     def _get(self, name: str) -> zipstrict.Record | None:
-        return self._records.get(zipstrict.fold(name))
+        return self._records.get(self._prefix + zipstrict.fold(name))
 
     def __contains__(self, name: str) -> bool:
         return self._get(name) is not None
 
     def has_folder(self, folder: str) -> bool:
-        return any(name.startswith(zipstrict.fold(folder)) for name in self._records)
+        return any(key.startswith(self._prefix + zipstrict.fold(folder)) for key in self._records)
 
     def locate(self, name: str) -> tuple[int, int]:
         """Absolute (offset, size) of a record's payload (its local header was checked on opening)."""

@@ -23,7 +23,7 @@ directory is read, and the directory must hold exactly that many records.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from paraminspect.errors import AmbiguousArchive, CheckpointError, LimitExceeded
@@ -47,20 +47,21 @@ _ENCRYPTED = 0x0001 | 0x0040 | 0x2000  # encrypted, strongly encrypted, masked d
 _HAS_DESCRIPTOR = 0x0008
 _DOS_DIRECTORY = 0x10
 _BLOCK = 8192  # local headers are read through a small block cache
+_CHUNK = 1 << 20  # the central directory is read this much at a time
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Record:
     """One archive member, as the central directory and its local header both describe it."""
 
-    name: str  # decoded as UTF-8 (undecodable bytes kept as surrogate escapes)
+    name: str  # decoded as UTF-8 (undecodable bytes kept as surrogate escapes, so names stay distinct)
     flags: int
     method: int
     crc: int
     compressed_size: int
     size: int
     header_offset: int
-    data_offset: int  # where the payload starts (after the local header)
+    data_offset: int  # where the payload starts (after the local header): set by the layout check
 
 
 _ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
@@ -68,11 +69,12 @@ _ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
 
 def fold(name: str) -> str:
     """A name as miniz compares it: ASCII letters lowered, nothing else changed."""
-    return name.translate(_ASCII_LOWER)
+    return name.lower() if name.isascii() else name.translate(_ASCII_LOWER)
 
 
-def read_directory(fh: BinaryIO, size: int, max_records: int | None = None) -> list[Record]:
-    """The records of the zip in ``fh`` (``size`` bytes), in central-directory order."""
+def read_directory(fh: BinaryIO, size: int, max_records: int | None = None) -> dict[str, Record]:
+    """The records of the zip in ``fh`` (``size`` bytes) in central-directory order, keyed by
+    :func:`fold` of their names (how torch looks them up)."""
     if size < _END.size:
         raise CheckpointError("not a readable zip archive (too short for an end record)")
     tail_start = max(0, size - _MAX_TAIL)
@@ -111,7 +113,7 @@ def read_directory(fh: BinaryIO, size: int, max_records: int | None = None) -> l
         )
     records = _central_directory(fh, cd_offset, cd_size, count)
     _check_layout(fh, records, cd_offset)
-    return [record for record, _ in records]
+    return records
 
 
 def _read_at(fh: BinaryIO, offset: int, length: int) -> bytes:
@@ -144,57 +146,68 @@ def _zip64(fh: BinaryIO, locator_at: int, count: int, cd_size: int, cd_offset: i
     return count64, size64, offset64, end64_at
 
 
-def _central_directory(fh: BinaryIO, cd_offset: int, cd_size: int, count: int) -> list[tuple[Record, int]]:
-    """Exactly ``count`` entries filling exactly ``cd_size`` bytes; each with its CD crc-check fields."""
+def _central_directory(fh: BinaryIO, cd_offset: int, cd_size: int, count: int) -> dict[str, Record]:
+    """Exactly ``count`` entries filling exactly ``cd_size`` bytes, by folded name, in directory order."""
     fh.seek(cd_offset)
-    left = cd_size
-    records: list[tuple[Record, int]] = []
-    seen: dict[bytes, bytes] = {}
+    unread, buffer, at = cd_size, b"", 0
+    records: dict[str, Record] = {}
     for index in range(count):
-        header = fh.read(_CENTRAL.size) if left >= _CENTRAL.size else b""
-        if len(header) != _CENTRAL.size or header[:4] != CENTRAL:
+        if at + _CENTRAL.size > len(buffer):
+            buffer, at, unread = _refill(fh, buffer, at, unread, _CENTRAL.size)
+        if at + _CENTRAL.size > len(buffer) or buffer[at : at + 4] != CENTRAL:
             raise CheckpointError(f"not a readable zip archive (central directory entry {index} is damaged)")
-        (_, _, _, flags, method, _, _, crc, csize, usize, n, m, k, disk, _, external, offset) = _CENTRAL.unpack(header)
-        body = fh.read(n + m + k)
-        left -= _CENTRAL.size + n + m + k
-        if len(body) != n + m + k or left < 0:
+        (_, _, _, flags, method, _, _, crc, csize, usize, n, m, k, disk, _, external, offset) = _CENTRAL.unpack_from(
+            buffer, at
+        )
+        length = _CENTRAL.size + n + m + k
+        if at + length > len(buffer):
+            buffer, at, unread = _refill(fh, buffer, at, unread, length)
+        if at + length > len(buffer):
             raise CheckpointError(f"not a readable zip archive (central directory entry {index} is truncated)")
-        raw_name = body[:n]
-        name = raw_name.decode("utf-8", "surrogateescape")
-        usize, csize, offset, disk = _zip64_sizes(body[n : n + m], name, usize, csize, offset, disk)
+        name = buffer[at + _CENTRAL.size : at + _CENTRAL.size + n].decode("utf-8", "surrogateescape")
+        if m or _U32 in (usize, csize, offset) or disk == _U16:
+            extra = buffer[at + _CENTRAL.size + n : at + _CENTRAL.size + n + m]
+            usize, csize, offset, disk = _zip64_sizes(extra, name, usize, csize, offset, disk)
+        at += length
         if disk:
             raise CheckpointError(f"not a readable zip archive (record {name!r} is on another disk)")
-        _check_name(raw_name, name, external, seen)
         if flags & _ENCRYPTED:
             raise CheckpointError(f"zip record {name!r} is encrypted")
         if method == 0 and csize != usize:  # miniz refuses the archive, zipfile reads csize bytes
             raise AmbiguousArchive(f"zip record {name!r} is stored, yet its two sizes differ")
-        records.append((Record(name, flags, method, crc, csize, usize, offset, -1), len(raw_name)))
-    if left:
+        key = _check_name(name, external, records)
+        records[key] = Record(name, flags, method, crc, csize, usize, offset, -1)
+    if unread or at != len(buffer):
         # Python's zipfile reads every entry in the directory's bytes, miniz only the counted ones.
         raise AmbiguousArchive(
-            f"the central directory has {left:,} bytes after its {count:,} records (the end record's"
-            " count is not the number of records readers would parse)"
+            f"the central directory has {unread + len(buffer) - at:,} bytes after its {count:,} records (the end"
+            " record's count is not the number of records readers would parse)"
         )
     return records
 
 
-def _check_name(raw: bytes, name: str, external: int, seen: dict[bytes, bytes]) -> None:
-    if not raw or b"\0" in raw or b"\\" in raw:
+def _refill(fh: BinaryIO, buffer: bytes, at: int, unread: int, need: int) -> tuple[bytes, int, int]:
+    """The unparsed rest of ``buffer`` and the next chunk of the directory (never past its end)."""
+    chunk = fh.read(min(unread, max(_CHUNK, need)))
+    return buffer[at:] + chunk, 0, unread - len(chunk)
+
+
+def _check_name(name: str, external: int, seen: dict[str, Record]) -> str:
+    """The name's lookup key, once it is found to be one that every reader reads alike."""
+    if not name or "\0" in name or "\\" in name:
         # zipfile cuts a name at NUL (and reads \\ as / on Windows); miniz keeps the bytes.
         raise AmbiguousArchive(f"zip record name {name!r} is empty or holds a NUL or backslash")
-    if external & _DOS_DIRECTORY and not raw.endswith(b"/"):
+    if external & _DOS_DIRECTORY and not name.endswith("/"):
         raise AmbiguousArchive(f"zip record {name!r} is marked as a directory (torch reads it as empty)")
-    folded = raw.lower()  # ASCII only, as miniz compares
-    other = seen.get(folded)
-    if other == raw:
+    key = fold(name)
+    other = seen.get(key)
+    if other is not None and other.name == name:
         raise AmbiguousArchive(f"zip record {name!r} appears twice (torch reads the first, Python's zipfile the last)")
     if other is not None:
         raise AmbiguousArchive(
-            f"zip records {other.decode('utf-8', 'surrogateescape')!r} and {name!r} differ only in case"
-            " (torch's reader ignores case)"
+            f"zip records {other.name!r} and {name!r} differ only in case (torch's reader ignores case)"
         )
-    seen[folded] = raw
+    return name if key == name else key  # one string, not two, for names already in lower case
 
 
 def _zip64_sizes(extra: bytes, name: str, usize: int, csize: int, offset: int, disk: int) -> tuple[int, ...]:
@@ -244,27 +257,26 @@ class _Blocks:
         return self._data[offset - self._start : offset - self._start + length]
 
 
-def _check_layout(fh: BinaryIO, records: list[tuple[Record, int]], cd_offset: int) -> None:
+def _check_layout(fh: BinaryIO, records: dict[str, Record], cd_offset: int) -> None:
     """Local records tile bytes [0, cd_offset) in offset order, each agreeing with its directory entry."""
     blocks = _Blocks(fh, cd_offset)
-    order = sorted(range(len(records)), key=lambda i: records[i][0].header_offset)
-    ends = [records[i][0].header_offset for i in order[1:]] + [cd_offset]
+    order = sorted(records, key=lambda key: records[key].header_offset)
+    ends = [records[key].header_offset for key in order[1:]] + [cd_offset]
     position = 0
-    for index, next_offset in zip(order, ends, strict=True):
-        record, name_len = records[index]
+    for key, next_offset in zip(order, ends, strict=True):
+        record = records[key]
         if record.header_offset != position:
             where = "before the first record" if position == 0 else "before it"
             what = "overlaps the record before it" if record.header_offset < position else f"leaves data {where}"
             raise AmbiguousArchive(f"zip record {record.name!r} at byte {record.header_offset:,} {what}")
-        data_offset = _local_header(blocks, record)
-        position = data_offset + record.compressed_size
+        record.data_offset = _local_header(blocks, record)
+        position = record.data_offset + record.compressed_size
         gap = next_offset - position
         if gap < 0:
             raise AmbiguousArchive(f"zip record {record.name!r} overlaps the next record or the central directory")
         if gap and not (record.flags & _HAS_DESCRIPTOR and _is_descriptor(blocks.read(position, gap), record)):
             raise AmbiguousArchive(f"{gap:,} bytes after zip record {record.name!r} belong to no record")
         position = next_offset
-        records[index] = (replace(record, data_offset=data_offset), name_len)
 
 
 def _local_header(blocks: _Blocks, record: Record) -> int:
@@ -284,11 +296,19 @@ def _local_header(blocks: _Blocks, record: Record) -> int:
     if _U32 in (usize, csize):
         usize, csize, _, _ = _zip64_sizes(body[n:], record.name, usize, csize, 0, 0)
     descriptor = flags & _HAS_DESCRIPTOR
-    pairs = ((crc, record.crc), (csize, record.compressed_size), (usize, record.size))
-    if (
-        flags != record.flags
+    if (flags, method, crc, csize, usize) != (
+        record.flags,
+        record.method,
+        record.crc,
+        record.compressed_size,
+        record.size,
+    ) and (
+        not descriptor
+        or flags != record.flags
         or method != record.method
-        or any(v not in (want, 0 if descriptor else want) for v, want in pairs)
+        or any(
+            v not in (want, 0) for v, want in ((crc, record.crc), (csize, record.compressed_size), (usize, record.size))
+        )
     ):
         raise AmbiguousArchive(f"zip record {record.name!r}: its local header and directory entry disagree")
     return record.header_offset + _LOCAL.size + int(n) + int(m)
