@@ -289,3 +289,32 @@ def test_whenever_we_accept_a_mutated_archive_torch_reads_the_same_records(tmp_p
     reader = torch._C.PyTorchFileReader(str(path))  # must accept what we accept
     for name, payload in seen.items():
         assert bytes(reader.get_record(name)) == payload, name
+
+
+class _Unseekable(io.RawIOBase):
+    """A stream zipfile cannot seek back in: it writes data descriptors after each record."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.data += data
+        return len(data)
+
+
+@pytest.mark.parametrize("layout", ["zip64 local headers", "data descriptors"])
+def test_layouts_other_writers_make_are_read_as_torch_reads_them(tmp_path: Path, layout: str) -> None:
+    stream = _Unseekable()
+    target: io.RawIOBase | Path = tmp_path / "w.pt" if layout == "zip64 local headers" else stream
+    with zipfile.ZipFile(target, "w") as z:
+        for name, data in members():
+            with z.open(name.decode(), "w", force_zip64=layout == "zip64 local headers") as fh:
+                fh.write(data)
+    path = tmp_path / "w.pt"
+    if layout == "data descriptors":
+        path.write_bytes(bytes(stream.data))
+    assert ours(path) == torch_record(path, "data.pkl") == BENIGN
