@@ -318,3 +318,15 @@ def test_layouts_other_writers_make_are_read_as_torch_reads_them(tmp_path: Path,
     if layout == "data descriptors":
         path.write_bytes(bytes(stream.data))
     assert ours(path) == torch_record(path, "data.pkl") == BENIGN
+
+
+def test_an_ambiguous_shard_makes_the_sharded_checkpoint_ambiguous(tmp_path: Path) -> None:
+    items = members()
+    items.insert(0, (TOP + b"data.pkl", EVIL))
+    (tmp_path / "model-1.bin").write_bytes(archive(items))
+    index = tmp_path / "pytorch_model.bin.index.json"
+    index.write_text('{"metadata": {}, "weight_map": {"a": "model-1.bin"}}')
+    assert torch_record(tmp_path / "model-1.bin", "data.pkl") == EVIL
+    scan = run_cli("scan", index)
+    assert scan.code == 1, scan
+    assert scan.err.startswith(f"paraminspect: scan: {index}: shard 'model-1.bin': ambiguous archive: "), scan.err
