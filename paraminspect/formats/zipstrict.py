@@ -198,7 +198,9 @@ def _check_name(name: str, external: int, seen: dict[str, Record]) -> str:
         # zipfile cuts a name at NUL (and reads \\ as / on Windows); miniz keeps the bytes.
         raise AmbiguousArchive(f"zip record name {name!r} is empty or holds a NUL or backslash")
     if external & _DOS_DIRECTORY and not name.endswith("/"):
-        raise AmbiguousArchive(f"zip record {name!r} is marked as a directory (torch reads it as empty)")
+        raise AmbiguousArchive(
+            f"zip record {name!r} is marked as a directory (torch skips its bytes and returns uninitialised memory)"
+        )
     key = fold(name)
     other = seen.get(key)
     if other is not None and other.name == name:
@@ -274,7 +276,9 @@ def _check_layout(fh: BinaryIO, records: dict[str, Record], cd_offset: int) -> N
         gap = next_offset - position
         if gap < 0:
             raise AmbiguousArchive(f"zip record {record.name!r} overlaps the next record or the central directory")
-        if gap and not (record.flags & _HAS_DESCRIPTOR and _is_descriptor(blocks.read(position, gap), record)):
+        if gap and not (
+            record.flags & _HAS_DESCRIPTOR and gap <= 24 and _is_descriptor(blocks.read(position, gap), record)
+        ):
             raise AmbiguousArchive(f"{gap:,} bytes after zip record {record.name!r} belong to no record")
         position = next_offset
 
