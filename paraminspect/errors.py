@@ -37,6 +37,17 @@ class LimitExceeded(CheckpointError):
     """The file asks for more than a configured resource limit allows."""
 
 
+class AmbiguousArchive(CheckpointError):
+    """The zip could show different records to different readers (torch's miniz, Python's zipfile).
+
+    ``scan`` reports it as a finding (exit 1), not as an unreadable file: the
+    file may well load in torch, and load something other than what we saw.
+    """
+
+    def __init__(self, message: str, source: str | Path | None = None) -> None:
+        super().__init__(f"ambiguous archive: {message}", source)
+
+
 class SelectionError(ParamInspectError):
     """A name or pattern selected nothing, or is malformed."""
 

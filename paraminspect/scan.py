@@ -16,6 +16,7 @@ without a source is reported as an error, never as clean.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from paraminspect import limits as _limits
-from paraminspect.errors import EXIT_DIFFERENT, EXIT_ERROR, EXIT_OK, CheckpointError
+from paraminspect.errors import EXIT_DIFFERENT, EXIT_ERROR, EXIT_OK, AmbiguousArchive, CheckpointError
 from paraminspect.files import open_regular
 from paraminspect.formats import (
     METADATA_NAME,
@@ -110,7 +111,7 @@ def _sharded(path: Path, limits: Limits) -> Iterator[PickleSource]:
             for source in found[1]:
                 yield replace(source, record=f"{shard}:{source.record}")
         except CheckpointError as exc:
-            raise CheckpointError(f"shard {shard!r}: {exc.message}", path) from None
+            raise _within(exc, f"shard {shard!r}", path) from None
 
 
 def _dcp(path: Path, limits: Limits) -> Iterator[PickleSource]:
@@ -130,9 +131,18 @@ def _dcp(path: Path, limits: Limits) -> Iterator[PickleSource]:
             try:
                 yield _zip_pickle(file, window, length, limits, f"{relative}@{begin}:")
             except CheckpointError as exc:
-                raise CheckpointError(f"{what}: {exc.message}") from None
+                raise _within(exc, what) from None
     finally:
         items.close()
+
+
+def _within(exc: CheckpointError, where: str, source: Path | None = None) -> CheckpointError:
+    """The same kind of error (an ambiguous archive stays one) with where it happened in front."""
+    wrapped = copy.copy(exc)
+    wrapped.message = f"{where}: {exc.message}"
+    wrapped.args = (wrapped.message,)
+    wrapped.source = None if source is None else str(source)
+    return wrapped
 
 
 def _is_legacy(_path: Path, head: bytes) -> bool:
@@ -182,6 +192,8 @@ class FileScan:
 
     @property
     def status(self) -> str:
+        if isinstance(self.error, AmbiguousArchive):
+            return "ambiguous"  # a finding, not a failure: torch may load something we did not see
         if self.error is not None:
             return "error"
         return "unsafe" if any(f.ref.status == UNSAFE for f in self.findings) else "clean"
@@ -271,7 +283,7 @@ class ScanReport:
         statuses = {s.status for s in self.scans}
         if "error" in statuses:
             return EXIT_ERROR
-        return EXIT_DIFFERENT if "unsafe" in statuses else EXIT_OK
+        return EXIT_DIFFERENT if statuses & {"unsafe", "ambiguous"} else EXIT_OK
 
     @property
     def unsafe_files(self) -> int:
@@ -305,7 +317,7 @@ def report(paths: list[Path], *, unsafe_only: bool = False, limits: Limits | Non
         for ref in shown:
             rows.append({**base, **ref, "opcode": ",".join(ref["opcodes"]), "position": ref["positions"][0]})
         if scan.error is not None:
-            rows.append({**base, "kind": "error", "name": error, "status": "error"})
+            rows.append({**base, "kind": "error", "name": error, "status": scan.status})
         elif not shown:
             none = "(no unsafe references)" if refs else "(no pickle data)" if scan.pickles == 0 else "(no references)"
             rows.append({**base, "record": "", "kind": "", "name": none, "status": scan.status})
@@ -313,6 +325,7 @@ def report(paths: list[Path], *, unsafe_only: bool = False, limits: Limits | Non
         "files": len(scans),
         "clean": sum(s.status == "clean" for s in scans),
         "unsafe": sum(s.status == "unsafe" for s in scans),
+        "ambiguous": sum(s.status == "ambiguous" for s in scans),
         "errors": sum(s.status == "error" for s in scans),
     }
     table = Table(COLUMNS, rows, document={"files": files, "summary": summary})

@@ -197,6 +197,7 @@ def _record(name: str, value: bytes) -> Callable[[zipfile.ZipInfo, bytes], list[
 def corpus() -> list[Case]:
     """Every hostile file with the outcome each command must have."""
     scan_unsafe = {"scan_code": 1, "scan_reason": "reference globals outside the allow-list"}
+    scan_ambiguous = {"scan_code": 1, "scan_reason": "ambiguous archive: "}
     cases = [
         # Pickles reaching for code: shown as inert placeholders (or refused), flagged by scan.
         Case(
@@ -238,13 +239,15 @@ def corpus() -> list[Case]:
             scan_code=0,
         ),
         # Zip tricks.
-        Case("duplicate_entries", _duplicate, ("tree", "scan"), 2, "appears twice"),
+        # Archives torch's reader could read differently: refused, and a finding for scan (exit 1).
+        Case("duplicate_entries", _duplicate, ("tree", "scan"), 2, "appears twice", **scan_ambiguous),
         Case(
             "local_name_mismatch",
             patched(raw(lambda m: pickle.dumps({"a": 1}, protocol=2)), _rename_local),
             ("tree", "scan"),
             2,
             "differs between local header",
+            **scan_ambiguous,
         ),
         Case(
             "encryption_bit",
@@ -253,12 +256,13 @@ def corpus() -> list[Case]:
             2,
             "encrypted",
         ),
+        # Python's zipfile refused "version needed 6.4"; torch's reader ignores the field, and so do we.
         Case(
             "zip_version_6_4",
             patched(raw(lambda m: pickle.dumps({"a": 1}, protocol=2)), _future_zip_version),
             ("tree", "scan"),
-            2,
-            "not a readable zip archive (zip file version 6.4)",
+            0,
+            "",
         ),
         Case("compressed_records", _compressed, ("tree", "scan"), 2, "compressed"),
         Case("deflate_bomb", _deflate_bomb, ("tree",), 2, "compressed", scan_code=0),

@@ -52,7 +52,7 @@ def test_trainer_checkpoint_names_argparse_namespace_through_the_script() -> Non
     assert proc.returncode == 1
     assert proc.stderr == "paraminspect: scan: 1 of 2 file(s) reference globals outside the allow-list\n"
     doc = json.loads(proc.stdout)
-    assert doc["summary"] == {"files": 2, "clean": 1, "unsafe": 1, "errors": 0}
+    assert doc["summary"] == {"files": 2, "clean": 1, "unsafe": 1, "ambiguous": 0, "errors": 0}
     first, second = doc["files"]
     assert first["status"] == "unsafe" and first["format"] == "torch-zip" and first["error"] is None
     unsafe = [r for r in first["references"] if r["status"] == "unsafe"]

@@ -156,14 +156,17 @@ def scan_command(
 ) -> int:
     """List every pickle global and persistent id each file references, and which are allowed.
 
-    Exit 1 if any file references a global outside the allow-list, 2 if a file cannot be read.
+    Exit 1 if any file references a global outside the allow-list or is an ambiguous zip (one
+    that torch could read differently from us), 2 if a file cannot be read.
     """
     from paraminspect import scan
 
     result = scan.report(files, unsafe_only=unsafe_only)
     render.write(render.format_table(result.table, fmt))
     for item in result.scans:
-        if item.error is not None:
+        if item.status == "ambiguous":  # exit 1: a finding about the file, like an unsafe global
+            render.write_message(f"paraminspect: scan: {item.error}")
+        elif item.error is not None:
             render.write_message(f"paraminspect: error: {item.error}")
     if result.unsafe_files:
         count = f"{result.unsafe_files} of {len(files)} file(s)"

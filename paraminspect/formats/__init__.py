@@ -142,8 +142,10 @@ def _with_source(read: Callable[[], Checkpoint], source: Path) -> Checkpoint:
 
 
 def looks_like_safetensors(head: bytes) -> bool:
-    """An 8-byte little-endian header length, then the JSON header's opening brace."""
-    return len(head) >= 9 and head[8:9] == b"{"
+    """An 8-byte little-endian header length, then the JSON header's opening brace (after any
+    JSON whitespace, which the official loader accepts too)."""
+    rest = head[8:].lstrip(b" \t\n\r")
+    return len(head) >= 9 and (rest[:1] == b"{" or not rest)
 
 
 def fits_safetensors(head: bytes, size: int) -> bool:

@@ -21,6 +21,7 @@ from paraminspect.limits import Limits
 from paraminspect.model import Checkpoint, Entry, StorageRef, TensorRef, contiguous_strides
 
 METADATA_KEY = "__metadata__"
+U64_MAX = (1 << 64) - 1  # the official loader reads dims and offsets as u64 and sizes in bits with checked products
 
 
 def _no_constants(token: str) -> Any:
@@ -42,14 +43,45 @@ def check_header_size(raw: bytes, limits: Limits) -> None:
         )
 
 
+def _no_negative_zero(token: str) -> int:
+    if token == "-0":  # Python reads the integer 0; the official loader (serde) the float -0.0, and refuses it
+        raise CheckpointError("safetensors header contains -0, which the official loader reads as a float")
+    return int(token)
+
+
+def _lone_surrogate(header: Any) -> str | None:
+    """A string in the decoded header holding a surrogate (from an unpaired ``\\udXXX`` escape), if any."""
+    stack = [header]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and not item.isascii():
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return item
+    return None
+
+
 def parse_header(raw: bytes) -> dict[str, Any]:
     """Decode the JSON header, refusing what Python's json would accept quietly."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise CheckpointError(f"safetensors header is not valid UTF-8 (byte {exc.start})") from None
+    # Checked only when the bytes could hold them, so large headers keep json's C speed.
+    strict_int = _no_negative_zero if b"-0" in raw else int
     try:
-        header = json.loads(text, object_pairs_hook=unique_keys("safetensors header"), parse_constant=_no_constants)
+        header = json.loads(
+            text,
+            object_pairs_hook=unique_keys("safetensors header"),
+            parse_constant=_no_constants,
+            parse_int=strict_int,
+        )
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"safetensors header is not valid JSON ({exc.msg} at char {exc.pos})") from None
     except RecursionError:
@@ -58,6 +90,8 @@ def parse_header(raw: bytes) -> dict[str, Any]:
         raise CheckpointError(f"safetensors header has an unreadable value ({exc})") from None
     if not isinstance(header, dict):
         raise CheckpointError("safetensors header is not a JSON object")
+    if b"\\u" in raw and (bad := _lone_surrogate(header)) is not None:
+        raise CheckpointError(f"safetensors header holds a lone surrogate escape ({bad!r}), which is not valid Unicode")
     return header
 
 
@@ -69,19 +103,23 @@ def _tensor_info(name: str, info: Any) -> tuple[dtypes.DType, tuple[int, ...], i
     if dtype is None:
         raise CheckpointError(f"tensor {name!r}: unknown dtype {code!r}")
     shape = info.get("shape")
-    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-        raise CheckpointError(f"tensor {name!r}: shape {shape!r} is not a list of non-negative integers")
+    if not isinstance(shape, list) or not all(type(d) is int and 0 <= d <= U64_MAX for d in shape):
+        raise CheckpointError(f"tensor {name!r}: shape {shape!r} is not a list of non-negative integers below 2^64")
     offsets = info.get("data_offsets")
     if (
         not isinstance(offsets, list)
         or len(offsets) != 2
-        or not all(type(o) is int and o >= 0 for o in offsets)
+        or not all(type(o) is int and 0 <= o <= U64_MAX for o in offsets)
         or offsets[0] > offsets[1]
     ):
         raise CheckpointError(f"tensor {name!r}: data_offsets {offsets!r} is not [begin, end] with begin <= end")
     numel = 1
-    for d in shape:
+    for d in shape:  # as the official loader multiplies: left to right, each product within 64 bits
         numel *= d
+        if numel > U64_MAX:
+            raise CheckpointError(f"tensor {name!r}: shape {shape} overflows 64 bits")
+    if numel * dtype.bits > U64_MAX:
+        raise CheckpointError(f"tensor {name!r}: {dtype.safetensors} {shape} is more than 2^64 bits")
     if numel * dtype.bits % 8 or numel * dtype.bits // 8 != offsets[1] - offsets[0]:
         raise CheckpointError(
             f"tensor {name!r}: {dtype.safetensors} {shape} needs {numel * dtype.bits / 8:g} bytes "

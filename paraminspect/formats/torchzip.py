@@ -1,103 +1,67 @@
 """Reader for ``torch.save`` zip archives (the default format since torch 1.6).
 
-Only the central directory, the local headers of the records we use, and
-``data.pkl`` are read. Storage bytes stay on disk: each storage becomes a
+The zip structure is read by :mod:`~paraminspect.formats.zipstrict`, which
+accepts only archives every reader reads alike; then only ``data.pkl`` and
+the small metadata records are read. Storage bytes stay on disk: each storage becomes a
 :class:`StorageRef` with its absolute byte offset in the file.
 """
 
 from __future__ import annotations
 
-import struct
-import zipfile
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from paraminspect import dtypes
 from paraminspect.errors import CheckpointError, LimitExceeded
+from paraminspect.formats import zipstrict
 from paraminspect.limits import Limits
 from paraminspect.model import Checkpoint, StorageRef, flatten
 from paraminspect.safepickle import StorageType, safe_loads
 
-MAGIC = b"PK\x03\x04"  # a zip local file header
-_LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
 SUPPORTED_VERSION = 3  # the ``version`` record torch 2.x writes
 
 
 class ZipRecords:
-    """The records of a torch archive, checked for the tricks a hostile zip can play."""
+    """The records of a torch archive, read so that torch's reader would see the same ones."""
 
     def __init__(self, path: Path, fh: BinaryIO, size: int, max_records: int | None = None) -> None:
         self.path = path
         self._fh = fh
         self._size = size
-        if max_records is not None:
-            claimed = count_records(fh, size)
-            if claimed is not None and claimed > max_records:
-                raise LimitExceeded(
-                    f"zip archive lists {claimed:,} records, over the {max_records:,} limit"
-                    " (use --max-entries to raise it)"
-                )
-        try:
-            infos = zipfile.ZipFile(fh).infolist()
-        except (
-            zipfile.BadZipFile,
-            zipfile.LargeZipFile,
-            NotImplementedError,  # e.g. "zip file version 6.4" (found by fuzzing)
-            OSError,
-            ValueError,
-            EOFError,
-            OverflowError,
-            struct.error,
-        ) as exc:
-            raise CheckpointError(f"not a readable zip archive ({exc})") from None
-        if not infos:
+        records = zipstrict.read_directory(fh, size, max_records)
+        if not records:
             raise CheckpointError("empty zip archive, not a torch checkpoint")
-        self.top = infos[0].filename.split("/", 1)[0]
-        self._infos: dict[str, zipfile.ZipInfo] = {}
-        for info in infos:
-            if "/" not in info.filename or info.filename.split("/", 1)[0] != self.top:
-                raise CheckpointError(f"zip record {info.filename!r} is outside the archive folder {self.top!r}")
-            relative = info.filename.split("/", 1)[1]
-            if relative in self._infos:
-                raise CheckpointError(f"zip record {info.filename!r} appears twice (readers disagree on which wins)")
-            self._infos[relative] = info
+        self.top = next(iter(records.values())).name.split("/", 1)[0]  # torch: the first record's folder
+        # torch finds a record by "<top>/<name>" ignoring ASCII case, and so do we: zipstrict
+        # refused names that are equal ignoring case, so the lookup has one answer.
+        self._prefix = zipstrict.fold(self.top) + "/"
+        for key, record in records.items():
+            if not key.startswith(self._prefix):
+                raise CheckpointError(f"zip record {record.name!r} is outside the archive folder {self.top!r}")
+        self._records = records
+
+    def _get(self, name: str) -> zipstrict.Record | None:
+        return self._records.get(self._prefix + zipstrict.fold(name))
 
     def __contains__(self, name: str) -> bool:
-        return name in self._infos
+        return self._get(name) is not None
 
     def has_folder(self, folder: str) -> bool:
-        return any(name.startswith(folder) for name in self._infos)
+        return any(key.startswith(self._prefix + zipstrict.fold(folder)) for key in self._records)
 
     def locate(self, name: str) -> tuple[int, int]:
-        """Absolute (offset, size) of a record's payload, after checking its local header."""
-        info = self._infos.get(name)
-        if info is None:
+        """Absolute (offset, size) of a record's payload (its local header was checked on opening)."""
+        record = self._get(name)
+        if record is None:
             raise CheckpointError(f"archive has no record {self.top}/{name}")
-        if info.flag_bits & 0x1:
-            raise CheckpointError(f"zip record {info.filename!r} is encrypted")
-        if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
-            raise CheckpointError(f"zip record {info.filename!r} is compressed; torch.save writes records uncompressed")
-        self._fh.seek(info.header_offset)
-        header = self._fh.read(_LOCAL_HEADER.size)
-        if len(header) != _LOCAL_HEADER.size:
-            raise CheckpointError(f"zip record {info.filename!r} lies past the end of the file (truncated?)")
-        signature, *_, name_len, extra_len = _LOCAL_HEADER.unpack(header)
-        if signature != MAGIC:
-            raise CheckpointError(f"zip record {info.filename!r} has a damaged local header")
-        local_name = self._fh.read(name_len)
-        if local_name != info.filename.encode("utf-8") and local_name != info.filename.encode("cp437", "replace"):
-            raise CheckpointError(
-                f"zip record name differs between local header ({local_name!r}) and directory ({info.filename!r})"
-            )
-        start = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
-        if start + info.file_size > self._size:
-            raise CheckpointError(f"zip record {info.filename!r} runs past the end of the file (truncated?)")
-        return start, info.file_size
+        if record.method != 0:
+            raise CheckpointError(f"zip record {record.name!r} is compressed; torch.save writes records uncompressed")
+        return record.data_offset, record.size
 
     def recorded_crc(self, name: str) -> int | None:
         """The record's CRC-32 from the zip directory; None when 0 (torch may skip computing it)."""
-        info = self._infos.get(name)
-        return info.CRC if info is not None and info.CRC else None
+        record = self._get(name)
+        return record.crc if record is not None and record.crc else None
 
     def read(self, name: str, limit: int) -> bytes:
         start, size = self.locate(name)
@@ -105,30 +69,10 @@ class ZipRecords:
             hint = " (use --max-pickle-bytes to raise it)" if name == "data.pkl" else ""
             raise LimitExceeded(f"record {self.top}/{name} is {size:,} bytes, over the {limit:,}-byte limit{hint}")
         self._fh.seek(start)
-        return self._fh.read(size)
-
-
-def count_records(fh: BinaryIO, size: int) -> int | None:
-    """The record count the end-of-central-directory claims, read before ``zipfile``
-    builds an object per record (~550 bytes each: a 60 MB hostile file made
-    of empty records would otherwise cost half a gigabyte). None if not found."""
-    tail_size = min(size, 22 + 65535)
-    fh.seek(size - tail_size)
-    tail = fh.read(tail_size)
-    at = tail.rfind(b"PK\x05\x06")
-    if at < 0 or at + 22 > len(tail):
-        return None
-    count, cd_size = struct.unpack_from("<H2xI", tail, at + 10)
-    if count != 0xFFFF and cd_size != 0xFFFFFFFF:
-        return int(count)
-    if at < 20 or tail[at - 20 : at - 16] != b"PK\x06\x07":
-        return None
-    (z64_offset,) = struct.unpack_from("<Q", tail, at - 20 + 8)
-    fh.seek(z64_offset)
-    record = fh.read(56)
-    if len(record) < 56 or record[:4] != b"PK\x06\x06":
-        return None
-    return int(struct.unpack_from("<Q", record, 32)[0])
+        data = self._fh.read(size)
+        if len(data) != size:
+            raise CheckpointError(f"zip record {self.top}/{name} runs past the end of the file (truncated?)")
+        return data
 
 
 def open_archive(path: Path, fh: BinaryIO, size: int, max_records: int | None = None) -> ZipRecords:
