@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from paraminspect.atomic import AtomicFile, check_output
-from paraminspect.edit import Plan, identity
-from paraminspect.errors import UsageError
+from paraminspect import source as input_files
+from paraminspect.atomic import AtomicFile, check_output, edit_lock
+from paraminspect.edit import Cast, Keep, Plan, identity
+from paraminspect.errors import CheckpointError, UsageError
 from paraminspect.model import Value
 from paraminspect.verify import Expected, verify_written
 
@@ -121,18 +122,48 @@ def save(
     }
     if dry_run:
         return EditReport(document)
+    inputs = _inputs(plan)
     try:
-        _write(plan, layout, target, target_arg, data_bytes)
+        if in_place:
+            edited = input_files.get(ckpt.path)
+            with edit_lock(edited.fd, ckpt.path):
+                _write(plan, layout, target, target_arg, data_bytes, inputs)
+                edited.replaced = True  # the path now names our result; the handle still reads what was edited
+        else:
+            _write(plan, layout, target, target_arg, data_bytes, inputs)
     except OSError as exc:
         raise UsageError(f"cannot write ({exc.strerror or exc})", target_arg) from None
     document.update(written=True, verified=True, file_bytes=target.stat().st_size)
     return EditReport(document)
 
 
-def _write(plan: Plan, layout: Layout | None, target: Path, label: Path, data_bytes: int) -> None:
-    """Write with the safetensors ``layout``, or with torch when there is none; verify before replacing."""
+def _inputs(plan: Plan) -> tuple[input_files.Source, ...]:
+    """The opened files the edit reads (those its checkpoint was opened with, else those
+    its tensors name), to check before anything is replaced."""
+    if plan.ckpt.sources:
+        return tuple(plan.ckpt.sources)
+    paths = {s.ref.storage.path for s in plan.tensors.values() if isinstance(s, Keep | Cast)}
+    return tuple(input_files.get(p) for p in sorted(paths))
+
+
+def _write(
+    plan: Plan,
+    layout: Layout | None,
+    target: Path,
+    label: Path,
+    data_bytes: int,
+    inputs: tuple[input_files.Source, ...],
+) -> None:
+    """Write with the safetensors ``layout``, or with torch when there is none; verify, and check
+    that no input changed while it was read, before replacing."""
     tensors = plan.tensors
-    with AtomicFile(target, need_bytes=data_bytes + (1 << 20), mode_from=plan.ckpt.path) as out:
+
+    def unchanged() -> None:
+        input_files.check(inputs, "nothing was written")
+
+    with AtomicFile(
+        target, need_bytes=data_bytes + (1 << 20), mode_from=plan.ckpt.path, before_replace=unchanged
+    ) as out:
         if layout is not None:
             from paraminspect.formats import safetensors_write
             from paraminspect.verify import warm_official_check
@@ -149,4 +180,12 @@ def _write(plan: Plan, layout: Layout | None, target: Path, label: Path, data_by
             expected = {n: Expected(s.dtype, s.shape, crcs[n]) for n, s in tensors.items()}
             aliases = None
             values = {n: i.value for n, i in plan.items.items() if isinstance(i, Value)}
-        out.commit(lambda path: verify_written(path, expected, aliases=aliases, values=values, label=label))
+
+        def verify(path: Path) -> None:
+            try:
+                verify_written(path, expected, aliases=aliases, values=values, label=label)
+            except CheckpointError:
+                unchanged()  # a changed input explains a failed check better than the check does
+                raise
+
+        out.commit(verify)
