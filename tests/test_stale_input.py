@@ -260,3 +260,25 @@ def test_concurrent_in_place_edits_never_lose_work(tmp_path: Path) -> None:
         assert code in (0, 2) and ("verified" in err) == (code == 0), err
         assert torch.equal(after[name], torch.ones(512, 1024) if code == 0 else torch.zeros(512, 1024)), codes
     assert sorted(os.listdir(tmp_path)) == ["m.pt"]
+
+
+def test_header_rewritten_in_place_keeping_size_and_mtime_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same inode, size and mtime: only reading the header again shows the change."""
+    model = tmp_path / "m.safetensors"
+    write(model, 1)
+    real = safetensors_write.write
+
+    def rewritten_first(*args: Any) -> Any:
+        st = model.stat()
+        raw = model.read_bytes()
+        with open(model, "r+b") as fh:  # rename tensor "b" to "c" in the JSON header, same length
+            fh.write(raw.replace(b'"b":', b'"c":', 1))
+        os.utime(model, ns=(st.st_atime_ns, st.st_mtime_ns))
+        return real(*args)
+
+    monkeypatch.setattr(safetensors_write, "write", rewritten_first)
+    result = run_cli("rename", model, "a=z", "--in-place")
+    assert (result.code, result.err) == (2, f"paraminspect: error: {model}: {CHANGED}\n")
+    assert sorted(load_file(model)) == ["a", "c", "t"]  # the rewrite is what the file holds
