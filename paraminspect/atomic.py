@@ -16,13 +16,18 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
 from paraminspect.errors import UsageError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on POSIX
+    fcntl = None  # type: ignore[assignment]
 
 # Room to leave on the filesystem beyond the file itself (journal, metadata).
 FREE_SPACE_MARGIN = 16 << 20
@@ -48,6 +53,31 @@ def check_output(output: Path, *, source: Path, in_place: bool, force: bool) -> 
     return target
 
 
+@contextlib.contextmanager
+def edit_lock(fd: int, label: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock (``flock``) on the file an ``--in-place`` edit replaces.
+
+    Two in-place edits of one file must not both read the old file and each
+    replace it with their own result (the first one's work silently lost): the
+    second finds the lock taken and stops. One that starts after the first has
+    finished still holds the old file open, and the caller's pre-replace check
+    finds the path now names another file. Both end in a one-line error, exit 2.
+    """
+    if fcntl is None:  # no flock here (Windows): the pre-replace check still runs
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise UsageError(
+            "is being edited by another process (it holds the file's lock); nothing was written", label
+        ) from None
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -61,10 +91,19 @@ class AtomicFile:
     new data and leaves ``target`` untouched.
     """
 
-    def __init__(self, target: Path, *, need_bytes: int = 0, mode_from: Path | None = None) -> None:
+    def __init__(
+        self,
+        target: Path,
+        *,
+        need_bytes: int = 0,
+        mode_from: Path | None = None,
+        before_replace: Callable[[], None] | None = None,
+    ) -> None:
         self.target = resolve_target(target)
         self.need_bytes = need_bytes
         self.mode_from = mode_from
+        # Last check before the target is replaced (the input is still the file that was read).
+        self.before_replace = before_replace
         self._fd = -1
         self._temp_name: Path | None = None  # set when the data has a name on disk
         self._anonymous = False
@@ -140,6 +179,8 @@ class AtomicFile:
             self._temp_name = self._give_name()
             self._anonymous = False
         assert self._temp_name is not None
+        if self.before_replace is not None:
+            self.before_replace()
         os.replace(self._temp_name, self.target)
         self._temp_name = None
         self.committed = True

@@ -30,6 +30,11 @@ def open_regular(path: str | os.PathLike[str]) -> io.BufferedReader:
     OS errors propagate as ``OSError`` (callers turn them into their own message;
     a directory raises ``IsADirectoryError`` as ``open`` would).
     """
+    return os.fdopen(regular_fd(path), "rb")
+
+
+def regular_fd(path: str | os.PathLike[str]) -> int:
+    """A read-only descriptor of a regular file (:func:`open_regular`'s checks)."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags)
@@ -45,7 +50,7 @@ def open_regular(path: str | os.PathLike[str]) -> io.BufferedReader:
             kind = _KINDS.get(stat.S_IFMT(mode))
             what = f"is {kind}, not a regular file" if kind else "is not a regular file"
             raise CheckpointError(f"{what}; refused", Path(path))
-        return os.fdopen(fd, "rb")
+        return fd
     except BaseException:
         os.close(fd)
         raise

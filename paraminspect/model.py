@@ -224,6 +224,9 @@ class Checkpoint:
     root: Any = None
     # The dotted key this checkpoint was cut from by :meth:`subtree` ("" = whole file).
     selected: str = ""
+    # The opened input files (paraminspect.source.Source) every read goes through;
+    # held here so they stay open exactly as long as the checkpoint is in use.
+    sources: tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
     def subtree(self, prefix: str) -> Checkpoint:
         """The part under a dotted ``prefix`` (``state_dict``, ``model.encoder``) as a

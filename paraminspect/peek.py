@@ -3,21 +3,23 @@
 ``get`` usually prints at most a thousand numbers (torch's print threshold),
 often only the 36 corners of a huge matrix. Importing numpy for that costs
 more than everything else ``get`` does (~0.1 s of a ~0.2 s run), so those
-values are read here with ``mmap`` + ``struct``: only the pages holding them
-are touched. Whole tensors, JSON/CSV and statistics still go through numpy
-(tensors.py); tests hold both decoders to torch, bit for bit.
+values are read here with ``struct`` from a few positional reads of the runs
+of bytes holding them (through the file's one handle; never a memory map,
+whose pages fault with SIGBUS if the file is truncated underneath). Whole
+tensors, JSON/CSV and statistics still go through numpy (tensors.py); tests
+hold both decoders to torch, bit for bit.
 """
 
 from __future__ import annotations
 
 import itertools
-import mmap
 import struct
 from collections.abc import Callable
 from typing import Any
 
+from paraminspect import source
 from paraminspect.model import TensorRef
-from paraminspect.tensors import ensure_in_file
+from paraminspect.tensors import RUN_GAP_BYTES, ensure_in_file
 
 # struct codes per dtype; float8_e4m3fn & co. (no IEEE layout) are left to numpy.
 _CODES = {
@@ -82,18 +84,40 @@ def read_shown(ref: TensorRef, indices: list[list[int]]) -> Any:
     ensure_in_file(ref)
     begin = ref.byte_range()[0]
     widen = _WIDEN.get(name)
+    offsets = [
+        begin + sum(i * s for i, s in zip(position, ref.strides, strict=True)) * itemsize
+        for position in itertools.product(*indices)
+    ]
+    data, placed = _read_runs(source.get(ref.storage.path), offsets, itemsize)
     flat: list[Any] = []
-    with open(ref.storage.path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as view:
-        for position in itertools.product(*indices):
-            offset = begin + sum(i * s for i, s in zip(position, ref.strides, strict=True)) * itemsize
-            parts = layout.unpack_from(view, offset)
-            if len(parts) == 2:
-                flat.append(complex(*parts))
-            elif widen is not None:
-                flat.append(widen(parts[0]))
-            else:
-                flat.append(parts[0])
+    for offset in offsets:
+        parts = layout.unpack_from(data, placed[offset])
+        if len(parts) == 2:
+            flat.append(complex(*parts))
+        elif widen is not None:
+            flat.append(widen(parts[0]))
+        else:
+            flat.append(parts[0])
     return _nest(flat, [len(axis) for axis in indices])
+
+
+def _read_runs(src: source.Source, offsets: list[int], itemsize: int) -> tuple[bytearray, dict[int, int]]:
+    """The bytes at ``offsets`` (one element each), read one run of nearby elements at a
+    time, and where each offset landed in the returned buffer."""
+    data = bytearray()
+    placed: dict[int, int] = {}
+    ordered = sorted(set(offsets))
+    start = 0
+    while start < len(ordered):
+        stop = start + 1
+        while stop < len(ordered) and ordered[stop] - ordered[stop - 1] <= itemsize + RUN_GAP_BYTES:
+            stop += 1
+        first, last = ordered[start], ordered[stop - 1] + itemsize
+        at = len(data)
+        data += src.pread(first, last - first)
+        placed.update((o, at + o - first) for o in ordered[start:stop])
+        start = stop
+    return data, placed
 
 
 def _nest(flat: list[Any], shape: list[int]) -> Any:

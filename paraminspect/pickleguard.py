@@ -9,7 +9,6 @@ the opcodes (O(1) memory, ~0.3 us an opcode) refuses both first.
 
 from __future__ import annotations
 
-import mmap
 import pickletools
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -55,7 +54,11 @@ _PREFIX = {  # length-prefixed arguments: (prefix bytes, signed)
 }
 
 
-def walk(data: bytes | mmap.mmap, start: int = 0) -> Iterator[tuple[str, int, int]]:
+class _Incomplete(CheckpointError):
+    """The data ended inside the pickle: more bytes might complete it."""
+
+
+def walk(data: bytes, start: int = 0) -> Iterator[tuple[str, int, int]]:
     """(opcode name, position, argument) up to STOP, without decoding anything.
 
     The argument is the memo index for PUT/BINPUT/LONG_BINPUT and the payload
@@ -84,7 +87,7 @@ def walk(data: bytes | mmap.mmap, start: int = 0) -> Iterator[tuple[str, int, in
             if stop >= 0 and name in ("GLOBAL", "INST"):
                 stop = data.find(b"\n", stop + 1)
             if stop < 0:
-                raise CheckpointError(f"malformed pickle data (no newline after {name} at byte {pos})")
+                raise _Incomplete(f"malformed pickle data (no newline after {name} at byte {pos})")
             line = data[at:stop]
             value = _decimal(line, pos) if name in _MEMO_PUTS else len(line)
             at = stop + 1
@@ -95,11 +98,11 @@ def walk(data: bytes | mmap.mmap, start: int = 0) -> Iterator[tuple[str, int, in
                 raise CheckpointError(f"malformed pickle data (negative length at byte {pos})")
             at += width + value
         if at > end:
-            raise CheckpointError(f"malformed pickle data (truncated {name} at byte {pos})")
+            raise _Incomplete(f"malformed pickle data (truncated {name} at byte {pos})")
         yield name, pos, value
         if name == "STOP":
             return
-    raise CheckpointError("malformed pickle data (pickle exhausted before seeing STOP)")
+    raise _Incomplete("malformed pickle data (pickle exhausted before seeing STOP)")
 
 
 def too_many_opcodes() -> LimitExceeded:
@@ -137,22 +140,39 @@ def precheck(data: bytes, max_bytes: int | None = None) -> None:
 
 def read_one(fh: BinaryIO) -> bytes:
     """The next whole pickle in a stream (legacy files hold several in a row),
-    found by walking its opcodes over a memory map, so neither an over-long
-    read nor the unpickler sees anything past its STOP."""
+    found by walking its opcodes over a growing window of the stream, so neither
+    an over-long read nor the unpickler sees anything past its STOP. (Read, not
+    memory-mapped: a mapped file truncated underneath kills the process with SIGBUS.)"""
     budget = _limits.current().max_pickle_bytes
     start = fh.tell()
-    try:
-        mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-    except (ValueError, OSError) as exc:
-        raise CheckpointError(f"cannot map the file to read its pickles ({exc})") from None
-    with mapped:
-        end = start
-        for _, pos, _ in walk(mapped, start):
-            end = pos + 1
-            if end - start > budget:
+    window = _FIRST_WINDOW
+    while True:
+        fh.seek(start)
+        data = fh.read(window)
+        try:
+            end = _pickle_end(data, budget)
+            break
+        except _Incomplete:
+            if len(data) < window:
+                raise  # the stream ended inside the pickle
+            if window > budget:
                 raise LimitExceeded(
                     f"pickle is over the {budget:,}-byte limit (use --max-pickle-bytes to raise the limit)"
-                )
+                ) from None
+            window = min(window * 4, budget + 1)
     # STOP has no argument, so the pickle ends just after the last opcode's byte.
-    fh.seek(start)
-    return fh.read(end - start)
+    fh.seek(start + end)
+    return data[:end]
+
+
+_FIRST_WINDOW = 1 << 16
+
+
+def _pickle_end(data: bytes, budget: int) -> int:
+    """Length of the pickle at the start of ``data``, within ``budget`` bytes."""
+    end = 0
+    for _, pos, _ in walk(data):
+        end = pos + 1
+        if end > budget:
+            raise LimitExceeded(f"pickle is over the {budget:,}-byte limit (use --max-pickle-bytes to raise the limit)")
+    return end

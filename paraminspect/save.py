@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from paraminspect.atomic import AtomicFile, check_output
-from paraminspect.edit import Keep, Plan, Source, identity
-from paraminspect.errors import UsageError
+from paraminspect import source as input_files
+from paraminspect.atomic import AtomicFile, check_output, edit_lock
+from paraminspect.edit import Cast, Keep, Plan, Source, identity
+from paraminspect.errors import CheckpointError, UsageError
 from paraminspect.model import Value
 from paraminspect.nnmodule import module_paths
 from paraminspect.report import plural
@@ -167,8 +168,15 @@ def save(
     }
     if dry_run:
         return EditReport(document)
+    inputs = _inputs(plan)
     try:
-        _write(plan, layout, target, target_arg, data_bytes)
+        if in_place:
+            edited = input_files.get(ckpt.path)
+            with edit_lock(edited.fd, ckpt.path):
+                _write(plan, layout, target, target_arg, data_bytes, inputs)
+                edited.replaced = True  # the path now names our result; the handle still reads what was edited
+        else:
+            _write(plan, layout, target, target_arg, data_bytes, inputs)
     except OSError as exc:
         raise UsageError(f"cannot write ({exc.strerror or exc})", target_arg) from None
     document.update(written=True, verified=True, file_bytes=target.stat().st_size)
@@ -182,10 +190,33 @@ def _listed(unknown: dict[str, str], limit: int = 5) -> str:
     return ", ".join(items) + (f" and {more} more" if more > 0 else "")
 
 
-def _write(plan: Plan, layout: Layout | None, target: Path, label: Path, data_bytes: int) -> None:
-    """Write with the safetensors ``layout``, or with torch when there is none; verify before replacing."""
+def _inputs(plan: Plan) -> tuple[input_files.Source, ...]:
+    """The opened files the edit reads (those its checkpoint was opened with, else those
+    its tensors name), to check before anything is replaced."""
+    if plan.ckpt.sources:
+        return tuple(plan.ckpt.sources)
+    paths = {s.ref.storage.path for s in plan.tensors.values() if isinstance(s, Keep | Cast)}
+    return tuple(input_files.get(p) for p in sorted(paths))
+
+
+def _write(
+    plan: Plan,
+    layout: Layout | None,
+    target: Path,
+    label: Path,
+    data_bytes: int,
+    inputs: tuple[input_files.Source, ...],
+) -> None:
+    """Write with the safetensors ``layout``, or with torch when there is none; verify, and check
+    that no input changed while it was read, before replacing."""
     tensors = plan.tensors
-    with AtomicFile(target, need_bytes=data_bytes + (1 << 20), mode_from=plan.ckpt.path) as out:
+
+    def unchanged() -> None:
+        input_files.check(inputs, "nothing was written")
+
+    with AtomicFile(
+        target, need_bytes=data_bytes + (1 << 20), mode_from=plan.ckpt.path, before_replace=unchanged
+    ) as out:
         if layout is not None:
             from paraminspect.formats import safetensors_write
             from paraminspect.verify import warm_official_check
@@ -204,11 +235,17 @@ def _write(plan: Plan, layout: Layout | None, target: Path, label: Path, data_by
             storages = {n: _storage_key(s) for n, s in tensors.items()}
         expected = expected_tensors(plan, crcs, label)
         ties = {n: identity(s) for n, s in tensors.items()}
-        out.commit(
-            lambda path: verify_written(
-                path, expected, aliases=aliases, values=values, label=label, ties=ties, storages=storages
-            )
-        )
+
+        def verify(path: Path) -> None:
+            try:
+                verify_written(
+                    path, expected, aliases=aliases, values=values, label=label, ties=ties, storages=storages
+                )
+            except CheckpointError:
+                unchanged()  # a changed input explains a failed check better than the check does
+                raise
+
+        out.commit(verify)
 
 
 def _storage_key(source: Source) -> object:

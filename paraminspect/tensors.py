@@ -8,10 +8,10 @@ numpy is imported lazily: header-only commands never pay for it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
+from paraminspect import source
 from paraminspect.errors import CheckpointError
 from paraminspect.model import TensorRef
 
@@ -49,40 +49,45 @@ def ensure_in_file(ref: TensorRef) -> None:
     """Fail now if the tensor's bytes lie past the end of its file (a truncated
     download), so reads and streamed output never stop half-way with an error."""
     begin, end = ref.byte_range()
-    size = os.path.getsize(ref.storage.path)
+    size, shrank = source.size(ref.storage.path)
     if end > size:
-        raise CheckpointError(
-            f"tensor bytes [{begin}, {end}) lie past the end of the file ({size} bytes); truncated?",
-            ref.storage.path,
-        )
+        where = f"tensor bytes [{begin}, {end}) lie past the end of the file ({size} bytes)"
+        raise CheckpointError(f"{source.TRUNCATED}: {where}" if shrank else f"{where}; truncated?", ref.storage.path)
 
 
-def _read_contiguous(fh: BinaryIO, ref: TensorRef, first: int, count: int) -> np.ndarray:
-    """Elements [first, first+count) of a contiguous tensor, read from ``fh`` (its file)."""
+def _read_contiguous(src: source.Source, ref: TensorRef, first: int, count: int) -> np.ndarray:
+    """Elements [first, first+count) of a contiguous tensor, read through its file's handle."""
     import numpy as np
 
     dtype = numpy_dtype(ref)
-    fh.seek(ref.byte_range()[0] + first * dtype.itemsize)
-    raw = fh.read(count * dtype.itemsize)
-    if len(raw) != count * dtype.itemsize:
-        raise CheckpointError("tensor data is truncated", ref.storage.path)
+    raw = src.pread(ref.byte_range()[0] + first * dtype.itemsize, count * dtype.itemsize)
     return _native(np.frombuffer(raw, dtype=dtype))
 
 
-def _span_map(ref: TensorRef) -> np.ndarray:
-    """A read-only 1-D memory map of the elements the tensor's view spans."""
+# Tensors whose view spans at most this many bytes are read in one piece; beyond
+# it (a column of a huge matrix) only the runs of bytes holding elements are read.
+SPAN_READ_BYTES = 32 << 20
+# Elements closer than this (bytes) are read in one run rather than two reads.
+RUN_GAP_BYTES = 32
+
+
+def _read_span(ref: TensorRef) -> np.ndarray:
+    """A 1-D array of every element in the byte range the tensor's view spans.
+
+    Read into memory, not memory-mapped: a mapped page of a file truncated
+    underneath raises SIGBUS, which kills the process; a short read is an error.
+    """
     import numpy as np
 
     dtype = numpy_dtype(ref)
     begin, end = ref.byte_range()
-    return np.memmap(ref.storage.path, dtype=dtype, mode="r", offset=begin, shape=((end - begin) // dtype.itemsize,))
+    return np.frombuffer(source.get(ref.storage.path).pread(begin, end - begin), dtype=dtype)
 
 
-def _storage_view(ref: TensorRef) -> np.ndarray:
-    """The tensor as a read-only strided view over a memory map of its span."""
+def _storage_view(span: np.ndarray, ref: TensorRef) -> np.ndarray:
+    """The tensor as a read-only strided view over the array of its span."""
     import numpy as np
 
-    span = _span_map(ref)
     dtype = span.dtype
     byte_strides = tuple(s * dtype.itemsize for s in ref.strides)
     # as_strided rebuilds the array from its interface, which ml_dtypes types do
@@ -90,6 +95,41 @@ def _storage_view(ref: TensorRef) -> np.ndarray:
     raw = span.view(np.dtype((np.void, dtype.itemsize)))
     view = np.lib.stride_tricks.as_strided(raw, shape=ref.shape, strides=byte_strides, writeable=False)
     return view.view(dtype)
+
+
+def _gather(ref: TensorRef, offsets: np.ndarray) -> np.ndarray:
+    """The elements at ``offsets`` (in elements from the tensor's first byte), native-endian,
+    reading only the runs of bytes that hold them (one read per run)."""
+    import numpy as np
+
+    dtype = numpy_dtype(ref)
+    itemsize = dtype.itemsize
+    unique, inverse = np.unique(offsets.astype(np.int64) * itemsize, return_inverse=True)
+    cut = np.nonzero(np.diff(unique) > itemsize + RUN_GAP_BYTES)[0] + 1
+    first = np.concatenate(([0], cut))
+    last = np.concatenate((cut - 1, [len(unique) - 1]))
+    run_begin, run_end = unique[first], unique[last] + itemsize
+    placed = np.concatenate(([0], np.cumsum(run_end - run_begin)))
+    buffer = bytearray(int(placed[-1]))
+    view = memoryview(buffer)
+    src = source.get(ref.storage.path)
+    base = ref.byte_range()[0]
+    for b, e, at in zip(run_begin.tolist(), run_end.tolist(), placed.tolist(), strict=False):
+        src.readinto(view[at : at + e - b], base + b)
+    where = unique - np.repeat(run_begin - placed[:-1], last - first + 1)
+    values = np.frombuffer(buffer, dtype=dtype)[where // itemsize]
+    return _native(values[inverse.reshape(-1)])
+
+
+def _offsets(ref: TensorRef, first: int, count: int) -> np.ndarray:
+    """Element offsets (from the tensor's first byte) of C-order elements [first, first+count)."""
+    import numpy as np
+
+    index = np.arange(first, first + count, dtype=np.int64)
+    offsets = np.zeros_like(index)
+    for position, stride in zip(np.unravel_index(index, ref.shape), ref.strides, strict=True):
+        offsets += position * stride
+    return offsets
 
 
 def read_array(ref: TensorRef) -> np.ndarray:
@@ -115,9 +155,11 @@ def _read_array(ref: TensorRef) -> np.ndarray:
         return read_chunked(ref)
     ensure_in_file(ref)
     if ref.is_contiguous:
-        with open(ref.storage.path, "rb") as fh:
-            return _read_contiguous(fh, ref, 0, ref.numel).reshape(ref.shape)
-    return _native(np.array(_storage_view(ref)))
+        return _read_contiguous(source.get(ref.storage.path), ref, 0, ref.numel).reshape(ref.shape)
+    begin, end = ref.byte_range()
+    if end - begin <= max(SPAN_READ_BYTES, 2 * ref.nbytes):
+        return _native(np.array(_storage_view(_read_span(ref), ref)))
+    return np.concatenate(list(iter_chunks(ref))).reshape(ref.shape)
 
 
 def iter_chunks(ref: TensorRef, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) -> Iterator[np.ndarray]:
@@ -135,17 +177,15 @@ def iter_chunks(ref: TensorRef, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) ->
         return
     ensure_in_file(ref)
     if ref.is_contiguous:
-        with open(ref.storage.path, "rb") as fh:
-            for first in range(0, ref.numel, chunk_elements):
-                yield _read_contiguous(fh, ref, first, min(chunk_elements, ref.numel - first))
+        src = source.get(ref.storage.path)
+        for first in range(0, ref.numel, chunk_elements):
+            yield _read_contiguous(src, ref, first, min(chunk_elements, ref.numel - first))
         return
-    span = _span_map(ref)
+    begin, end = ref.byte_range()
+    span = _read_span(ref) if end - begin <= SPAN_READ_BYTES else None
     for first in range(0, ref.numel, chunk_elements):
-        index = np.arange(first, min(first + chunk_elements, ref.numel), dtype=np.int64)
-        offsets = np.zeros_like(index)
-        for position, stride in zip(np.unravel_index(index, ref.shape), ref.strides, strict=True):
-            offsets += position * stride
-        yield _native(np.asarray(span[offsets]))
+        offsets = _offsets(ref, first, min(chunk_elements, ref.numel - first))
+        yield _gather(ref, offsets) if span is None else _native(np.asarray(span[offsets]))
 
 
 def read_indices(ref: TensorRef, indices: list[list[int]]) -> np.ndarray:
@@ -160,7 +200,10 @@ def read_indices(ref: TensorRef, indices: list[list[int]]) -> np.ndarray:
     if ref.numel == 0 or not indices:
         return read_array(ref)
     ensure_in_file(ref)
-    return _native(np.array(_storage_view(ref)[np.ix_(*indices)]))
+    grids = np.ix_(*[np.asarray(axis, dtype=np.int64) for axis in indices])
+    offsets = sum((grid * stride for grid, stride in zip(grids, ref.strides, strict=True)), np.zeros((), np.int64))
+    offsets = np.broadcast_to(offsets, tuple(len(axis) for axis in indices))
+    return _gather(ref, offsets.reshape(-1)).reshape(offsets.shape)
 
 
 def iter_raw_chunks(ref: TensorRef, buffer: bytearray) -> Iterator[memoryview]:
@@ -182,21 +225,16 @@ def iter_raw_chunks(ref: TensorRef, buffer: bytearray) -> Iterator[memoryview]:
     if step <= 0:
         raise ValueError("buffer smaller than one element")
     ensure_in_file(ref)
-    begin = ref.byte_range()[0]
+    src = source.get(ref.storage.path)
+    position = ref.byte_range()[0]
     view = memoryview(buffer)
-    with open(ref.storage.path, "rb", buffering=0) as fh:
-        fh.seek(begin)
-        remaining = total
-        while remaining:
-            want = min(step, remaining)
-            got = 0
-            while got < want:
-                n = fh.readinto(view[got:want])
-                if not n:
-                    raise CheckpointError("tensor data is truncated", ref.storage.path)
-                got += n
-            remaining -= want
-            yield view[:want]
+    remaining = total
+    while remaining:
+        want = min(step, remaining)
+        src.readinto(view[:want], position)
+        position += want
+        remaining -= want
+        yield view[:want]
 
 
 def decode_bytes(ref: TensorRef, raw: bytes | bytearray | memoryview) -> np.ndarray:

@@ -124,7 +124,22 @@ def verify_written(
         ckpt = open_checkpoint(path)
     except CheckpointError as exc:
         raise CheckpointError(f"written file failed verification: {exc.message}", where) from None
-    _check_sharing(ckpt, ties, storages, where)
+    try:
+        _check_sharing(ckpt, ties, storages, where)
+        _verify(ckpt, path, where, expected, aliases, values)
+    finally:
+        for opened in ckpt.sources:  # the new file's handle ends with its check
+            opened.close()
+
+
+def _verify(
+    ckpt: Checkpoint,
+    path: Path,
+    where: Path,
+    expected: dict[str, Expected],
+    aliases: dict[str, str] | None,
+    values: dict[str, Any] | None,
+) -> None:
     # The official library's check runs alongside ours (it mostly waits on its own
     # parsing); its verdict is still reported first, as when it ran before ours.
     with ThreadPoolExecutor(max_workers=1) as side:

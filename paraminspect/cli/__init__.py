@@ -12,6 +12,7 @@ import sys
 import typer
 
 from paraminspect import render
+from paraminspect import source as input_files
 from paraminspect.cli import comparing, editing, inspecting  # noqa: F401  (importing registers the commands)
 from paraminspect.cli.app import app
 from paraminspect.errors import EXIT_ERROR, EXIT_OK, ParamInspectError
@@ -30,8 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # A fresh context: limits set by the global options do not outlive this call.
         context = contextvars.copy_context()
-        result = context.run(command.main, args=argv, prog_name="paraminspect", standalone_mode=False)
-        sys.stdout.flush()
+        with input_files.collecting() as opened:  # held open until checked
+            result = context.run(command.main, args=argv, prog_name="paraminspect", standalone_mode=False)
+            sys.stdout.flush()
+            input_files.check_read(opened)  # a file that changed under a command: its output is not to be trusted
         return result if isinstance(result, int) else EXIT_OK
     except ParamInspectError as exc:
         render.write_message(f"paraminspect: error: {exc}")

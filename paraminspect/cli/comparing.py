@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from paraminspect import render, roots
+from paraminspect import source as input_files
 from paraminspect.cli.app import (
     FileArg,
     FormatOpt,
@@ -118,6 +119,7 @@ def diff_command(
         ties_equal=ties_equal,
     )
     verdict = diff.report(a, b, rows, tolerance=tolerance, structure=structure, show_all=show_all)
+    input_files.check_read(a.sources + b.sources)  # no verdict from a file that changed while it was compared
     if not quiet:
         render.write(render.format_verdict(verdict, fmt))
     return EXIT_OK if verdict.ok else EXIT_DIFFERENT

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from paraminspect import render, tree
+from paraminspect import source as input_files
 from paraminspect.cli.app import (
     FileArg,
     FormatOpt,
@@ -139,6 +140,7 @@ def stats_command(
 
     ckpt = _load_state_dict(file, root)
     table = stats.report(ckpt, _selector(ckpt, patterns, regex), by_prefix=by_prefix, sort=sort)
+    input_files.check_read(ckpt.sources)  # no numbers from a file that changed while it was read
     tensors = ckpt.tensors
     for name in table.document["skipped"]:
         render.write_message(f"paraminspect: warning: {name}: cannot decode {tensors[name].dtype} values; skipped")

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from paraminspect import limits as _limits
+from paraminspect import source
 from paraminspect.errors import CheckpointError, reading
-from paraminspect.files import open_regular
 from paraminspect.limits import Limits
 from paraminspect.model import Checkpoint
 
@@ -41,8 +41,10 @@ def open_checkpoint(path: str | os.PathLike[str], *, limits: Limits | None = Non
     ``limits`` defaults to the ones in force (:func:`paraminspect.limits.current`).
     """
     limits = limits or _limits.current()
-    with _limits.using(limits):  # so checks deep in the readers (pickleguard) see the same limits
+    # so checks deep in the readers (pickleguard) see the same limits
+    with _limits.using(limits), source.collecting() as opened:
         ckpt = _read(Path(path), limits)
+    ckpt.sources = tuple(dict.fromkeys(opened))  # every file it is made of, read through these handles
     try:
         _limits.enforce(ckpt, limits)
     except CheckpointError as exc:
@@ -157,8 +159,9 @@ def fits_safetensors(head: bytes, size: int) -> bool:
 def _open_file(target: Path, limits: Limits, *, whole: bool) -> Checkpoint:
     """One file. ``whole`` allows files that stand for a multi-file checkpoint
     (an index, a DCP .metadata); shards are opened with ``whole=False``."""
-    with reading(target), open_regular(target) as fh:
-        size = os.fstat(fh.fileno()).st_size
+    with reading(target):
+        opened = source.open_source(target)  # the one handle every later read of this file uses
+        fh, size = opened.reader(), opened.size
         if size == 0:
             raise CheckpointError("file is empty", target)
         head = fh.read(SNIFF_BYTES)

@@ -19,8 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from paraminspect import source
 from paraminspect.errors import CheckpointError, LimitExceeded
-from paraminspect.files import open_regular
 from paraminspect.formats import METADATA_NAME
 from paraminspect.formats.sharded import shard_path
 from paraminspect.formats.torchzip import read_torch_zip
@@ -123,12 +123,12 @@ class Items:
         if relative not in self._files:
             file = shard_path(self.directory, relative)
             try:
-                fh = open_regular(file)  # closed in close()
+                opened = source.open_source(file)  # every later read of the file goes through this handle
             except OSError as exc:
                 raise CheckpointError(f"{what}: cannot open its data file {relative!r} ({exc.strerror})") from None
             except CheckpointError as exc:
                 raise CheckpointError(f"{what}: its data file {relative!r} {exc.message}") from None
-            self._files[relative] = (file, fh, os.fstat(fh.fileno()).st_size)
+            self._files[relative] = (file, opened.reader(), opened.size)
         file, fh, size = self._files[relative]
         if begin < 0 or length <= 0 or begin + length > size:
             raise CheckpointError(f"{what}: bytes [{begin}, {begin + length}) lie outside {relative!r} ({size} bytes)")
@@ -158,12 +158,12 @@ class Items:
 
 def read_metadata_bytes(directory: Path, limits: Limits) -> bytes:
     """The raw ``.metadata`` pickle, within the pickle-size limit (``scan`` reads it so)."""
-    meta_path = directory / METADATA_NAME
-    with open_regular(meta_path) as fh:
-        size = os.fstat(fh.fileno()).st_size
-        if size > limits.max_pickle_bytes:
-            raise LimitExceeded(f"{METADATA_NAME} is {size:,} bytes, over the {limits.max_pickle_bytes:,}-byte limit")
-        return fh.read()
+    opened = source.open_source(directory / METADATA_NAME)
+    if opened.size > limits.max_pickle_bytes:
+        raise LimitExceeded(
+            f"{METADATA_NAME} is {opened.size:,} bytes, over the {limits.max_pickle_bytes:,}-byte limit"
+        )
+    return opened.reader().read()
 
 
 def read_metadata(directory: Path, limits: Limits) -> Record:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from paraminspect import source as input_files
 from paraminspect.casting import cast_array
 from paraminspect.dtypes import DType
 from paraminspect.edit import Cast, Keep, NewData, Source, identity
@@ -142,7 +143,6 @@ def write(layout: Layout, out: BinaryIO) -> dict[str, int]:
     start = out.tell()
     base = start + _pwrite_all(fd, layout.header, start)
     crcs: dict[str, int] = {}
-    sources: dict[Path, int] = {}
     stop = threading.Event()
     copies: dict[str, Future[int]] = {}
     writeback = Writeback(fd)
@@ -154,9 +154,7 @@ def write(layout: Layout, out: BinaryIO) -> dict[str, int]:
                 encoded.append(item)
                 continue
             ref = item.source.ref
-            src = sources.get(ref.storage.path)
-            if src is None:
-                src = sources[ref.storage.path] = os.open(ref.storage.path, os.O_RDONLY)
+            src = input_files.get(ref.storage.path)  # the handle opened with the checkpoint, never the path again
             recorded = recorded_crc(ref)
             if recorded is not None:
                 crcs[item.name] = recorded
@@ -173,8 +171,6 @@ def write(layout: Layout, out: BinaryIO) -> dict[str, int]:
         stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
         writeback.close(cancel=True)
-        for src in sources.values():
-            os.close(src)
     out.seek(base + (layout.stored[-1].end if layout.stored else 0))
     return {item.name: crcs[item.name] for item in layout.stored}
 
@@ -214,7 +210,7 @@ class Stopped(Exception):
 
 
 def copy_range(
-    src: int,
+    src: input_files.Source,
     begin: int,
     end: int,
     dst: int,
@@ -238,9 +234,8 @@ def copy_range(
     while done < total:
         if stop is not None and stop.is_set():
             raise Stopped
-        n = _pread_into(src, view[: min(len(buffer), total - done)], begin + done)
-        if n == 0:
-            raise UsageError("source tensor data ends early (file changed while writing?)")
+        n = min(len(buffer), total - done)
+        src.readinto(view[:n], begin + done)
         if checksum:
             crc = zlib.crc32(view[:n], crc)
         _pwrite_all(dst, view[:n], pos + done)
@@ -250,15 +245,6 @@ def copy_range(
     if stream is not None:
         stream.flush()
     return crc
-
-
-def _pread_into(fd: int, view: memoryview, pos: int) -> int:
-    """Positional read into ``view`` (thread-safe on a shared fd); preadv where the OS has it."""
-    if hasattr(os, "preadv"):
-        return os.preadv(fd, [view], pos)
-    data = os.pread(fd, len(view), pos)
-    view[: len(data)] = data
-    return len(data)
 
 
 def recorded_crc(ref: TensorRef) -> int | None:
@@ -304,12 +290,9 @@ def _little(array: np.ndarray) -> np.ndarray:
 def _file_range(path: Path, begin: int, end: int) -> Iterator[memoryview]:
     buffer = bytearray(min(CHUNK_BYTES, max(end - begin, 1)))
     view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as fh:
-        fh.seek(begin)
-        remaining = end - begin
-        while remaining:
-            n = fh.readinto(view[: min(len(buffer), remaining)])
-            if not n:
-                raise UsageError(f"{path}: tensor data ends early (file changed while writing?)")
-            remaining -= n
-            yield view[:n]
+    src = input_files.get(path)
+    while begin < end:
+        n = min(len(buffer), end - begin)
+        src.readinto(view[:n], begin)
+        begin += n
+        yield view[:n]

@@ -4,9 +4,10 @@ The output object is rebuilt from the input's decoded object graph
 (``Checkpoint.root``) when there is one, so nesting, key types, non-tensor
 leaves (epoch, optimizer state, hyper-parameters) and a state dict's
 ``_metadata`` survive; otherwise it is a flat ``OrderedDict`` state dict.
-Unchanged tensors are views over memory maps of their original storages
-(copy-on-write, nothing read until torch.save streams it), so storage
-sharing, views and ties come out exactly as they went in.
+Unchanged tensors are views over their original storages, read once each
+through the input's file handle (into memory: a memory map would fault with
+SIGBUS if the input were truncated mid-save), so storage sharing, views and
+ties come out exactly as they went in.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import collections
 import sys
 import zlib
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from paraminspect import source as input_files
 from paraminspect.casting import cast_array
 from paraminspect.dtypes import DType
 from paraminspect.edit import Keep, NewData, Plan, Source, identity
@@ -50,7 +51,6 @@ class TorchBuilder:
         self.torch = import_torch()
         self.plan = plan
         self._storages: dict[tuple[object, ...], torch.Tensor] = {}
-        self._maps: dict[Path, Any] = {}
         self._tensors: dict[object, torch.Tensor] = {}
 
     def torch_dtype(self, name: str, dtype_name: str) -> Any:
@@ -68,14 +68,9 @@ class TorchBuilder:
             return found
         import numpy as np
 
-        if storage.nbytes == 0:
-            raw = np.zeros(0, dtype=np.uint8)
-        else:
-            # One copy-on-write map per file (each map holds a file descriptor), sliced per storage.
-            whole = self._maps.get(storage.path)
-            if whole is None:
-                whole = self._maps[storage.path] = np.memmap(storage.path, dtype=np.uint8, mode="c")
-            raw = whole[storage.offset : storage.offset + storage.nbytes]
+        # Read into memory through the handle opened with the checkpoint, not mapped: a
+        # map of a file truncated underneath kills the process with SIGBUS mid-save.
+        raw = np.frombuffer(input_files.get(storage.path).pread(storage.offset, storage.nbytes), dtype=np.uint8)
         # Untyped storages (uint16, float8...) say nothing of width: use the tensor's.
         width = max(storage.dtype.itemsize, element.itemsize)
         if storage.byteorder != sys.byteorder and width > 1:
