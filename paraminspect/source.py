@@ -95,9 +95,10 @@ class Source:
         self.readinto(memoryview(buffer), offset)
         return buffer
 
-    def reader(self) -> io.BufferedReader:
-        """A seekable binary stream for the format readers, recording what it reads as the header."""
-        return io.BufferedReader(_HeaderReader(self))
+    def reader(self, start: int = 0, length: int | None = None) -> io.BufferedReader:
+        """A seekable binary stream for the format readers, recording what it reads as the
+        header: of the whole file, or of bytes [start, start+length) (a DCP item's zip)."""
+        return io.BufferedReader(_HeaderReader(self, start, self.size - start if length is None else length))
 
     def note_header(self, offset: int, data: bytes | memoryview) -> None:
         with self._lock:
@@ -138,11 +139,12 @@ def _pread_into(fd: int, view: memoryview, pos: int) -> int:
 
 
 class _HeaderReader(io.RawIOBase):
-    """A file object over a Source (its own position, positional reads) that notes every read."""
+    """A file object over bytes [start, start+length) of a Source (its own position,
+    positional reads, so many may share one descriptor) that notes every read."""
 
-    def __init__(self, source: Source) -> None:
+    def __init__(self, source: Source, start: int, length: int) -> None:
         super().__init__()
-        self._source, self._pos = source, 0
+        self._source, self._start, self._length, self._pos = source, start, length, 0
 
     def readable(self) -> bool:
         return True
@@ -154,15 +156,16 @@ class _HeaderReader(io.RawIOBase):
         return self._pos
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._source.size}[whence]
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._length}[whence]
         self._pos = max(0, base + offset)
         return self._pos
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
-        n = _pread_into(self._source.fd, view, self._pos)
+        view = view[: max(0, min(len(view), self._length - self._pos))]
+        n = _pread_into(self._source.fd, view, self._start + self._pos) if len(view) else 0
         if n:
-            self._source.note_header(self._pos, view[:n])
+            self._source.note_header(self._start + self._pos, view[:n])
         self._pos += n
         return n
 

@@ -12,9 +12,7 @@ only record fields. A tensor saved in several chunks becomes one
 
 from __future__ import annotations
 
-import io
 import math
-import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -38,37 +36,6 @@ from paraminspect.model import (
 from paraminspect.safepickle import Record, TorchDType, safe_loads
 
 Location = tuple[str, int, int]  # relative path, offset, length
-
-
-class _Window(io.RawIOBase):
-    """A read-only view of bytes [start, start+length) of a file, for zipfile."""
-
-    def __init__(self, fh: BinaryIO, start: int, length: int) -> None:
-        super().__init__()
-        self._fh, self._start, self._length, self._pos = fh, start, length, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._length}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        count = max(0, min(len(view), self._length - self._pos))
-        self._fh.seek(self._start + self._pos)
-        data = self._fh.read(count)
-        view[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
 
 
 def _kind(item: Any) -> str:
@@ -111,7 +78,7 @@ class Items:
 
     def __init__(self, directory: Path, limits: Limits) -> None:
         self.directory, self.limits = directory, limits
-        self._files: dict[str, tuple[Path, io.BufferedReader, int]] = {}
+        self._files: dict[str, tuple[Path, source.Source]] = {}
         # Many items may point at one stored item: each location is parsed once,
         # and the entries handed out in total are held to the entry limit.
         self._parsed: dict[Location, Checkpoint] = {}
@@ -128,11 +95,13 @@ class Items:
                 raise CheckpointError(f"{what}: cannot open its data file {relative!r} ({exc.strerror})") from None
             except CheckpointError as exc:
                 raise CheckpointError(f"{what}: its data file {relative!r} {exc.message}") from None
-            self._files[relative] = (file, opened.reader(), opened.size)
-        file, fh, size = self._files[relative]
-        if begin < 0 or length <= 0 or begin + length > size:
-            raise CheckpointError(f"{what}: bytes [{begin}, {begin + length}) lie outside {relative!r} ({size} bytes)")
-        return file, io.BufferedReader(_Window(fh, begin, length))
+            self._files[relative] = (file, opened)
+        file, opened = self._files[relative]
+        if begin < 0 or length <= 0 or begin + length > opened.size:
+            raise CheckpointError(
+                f"{what}: bytes [{begin}, {begin + length}) lie outside {relative!r} ({opened.size} bytes)"
+            )
+        return file, opened.reader(begin, length)
 
     def open(self, what: str, location: Location) -> Checkpoint:
         """The stored item at ``location``, read once however many items point at it."""
@@ -152,8 +121,8 @@ class Items:
         return parsed
 
     def close(self) -> None:
-        for _, fh, _ in self._files.values():
-            fh.close()
+        """Nothing to close: the data files' handles live as long as the checkpoint's sources."""
+        self._files.clear()
 
 
 def read_metadata_bytes(directory: Path, limits: Limits) -> bytes:
