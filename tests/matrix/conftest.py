@@ -13,7 +13,6 @@ import pytest
 
 from tests.matrix import writers_libs, writers_torch
 from tests.matrix.cases import Case, write_changed
-from tests.matrix.known_broken import KNOWN_BROKEN
 from tests.matrix.reference import Flat, read
 
 Writer = Callable[[Path], dict[str, Case]]
@@ -91,10 +90,3 @@ class Matrix:
 @pytest.fixture(scope="session")
 def matrix(tmp_path_factory: pytest.TempPathFactory) -> Matrix:
     return Matrix(tmp_path_factory.mktemp("matrix"))
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        reason = KNOWN_BROKEN.get(item.name) if item.nodeid.startswith("tests/matrix/") else None
-        if reason:
-            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
