@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, BinaryIO
 
+from paraminspect import interrupts
 from paraminspect.errors import CheckpointError
 from paraminspect.model import TensorRef
 
@@ -137,10 +138,12 @@ def iter_chunks(ref: TensorRef, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) ->
     if ref.is_contiguous:
         with open(ref.storage.path, "rb") as fh:
             for first in range(0, ref.numel, chunk_elements):
+                interrupts.check()  # a worker thread stops at the next chunk after Ctrl-C
                 yield _read_contiguous(fh, ref, first, min(chunk_elements, ref.numel - first))
         return
     span = _span_map(ref)
     for first in range(0, ref.numel, chunk_elements):
+        interrupts.check()
         index = np.arange(first, min(first + chunk_elements, ref.numel), dtype=np.int64)
         offsets = np.zeros_like(index)
         for position, stride in zip(np.unravel_index(index, ref.shape), ref.strides, strict=True):
