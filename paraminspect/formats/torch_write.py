@@ -12,6 +12,7 @@ sharing, views and ties come out exactly as they went in.
 from __future__ import annotations
 
 import collections
+import pickle
 import sys
 import zlib
 from collections.abc import Mapping
@@ -22,8 +23,9 @@ from paraminspect.casting import cast_array
 from paraminspect.dtypes import DType
 from paraminspect.edit import Cast, Keep, NewData, Plan, Source, identity
 from paraminspect.errors import UsageError
+from paraminspect.inttext import safe_str
 from paraminspect.model import Opaque, StorageRef, TensorRef, Value, _children
-from paraminspect.safepickle import StorageType, TorchDevice, TorchDType
+from paraminspect.safepickle import Record, StorageType, TorchDevice, TorchDType
 
 if TYPE_CHECKING:
     import torch
@@ -135,6 +137,8 @@ def _torch_value(value: Any, torch: Any, name: str) -> Any:
         return torch.device(value.spec)
     if isinstance(value, StorageType | Opaque | TensorRef):
         raise UsageError(f"{name!r}: cannot write {type(value).__name__} back")
+    if isinstance(value, Record):  # a DCP dataclass, read as its fields only
+        raise UsageError(f"{name!r}: cannot write {value.qualname} back (only its fields were read); drop it first")
     if isinstance(value, tuple):
         return tuple(_torch_value(v, torch, name) for v in value)
     if isinstance(value, list):
@@ -173,7 +177,7 @@ def build_object(plan: Plan, builder: TorchBuilder) -> Any:
         prefix = f"{path}." if path else ""
         for key in keys:
             local: list[tuple[str, Any]] = []
-            result = rebuild(node[key], f"{prefix}{key}", local)
+            result = rebuild(node[key], f"{prefix}{safe_str(key)}", local)
             if result is not _DROP:
                 kept.append((key, result))
             # A renamed leaf lands in the deepest container its new name still fits, at its old position.
@@ -227,13 +231,41 @@ def _renamed_metadata(metadata: Mapping[Any, Any], prefix: str, plan: Plan) -> A
 _PROBE = "\0"  # cannot occur in a real module path
 
 
+class _Recording:
+    """The output file as torch.save sees it, keeping the first exception its writes raised.
+
+    torch's zip writer turns an exception inside ``write`` into a RuntimeError
+    of its own ("unexpected pos 704 vs 598"): the disk-full OSError (and a
+    Ctrl-C) is kept here and raised instead.
+    """
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.error: BaseException | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.out.write(data)
+        except BaseException as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
 def write(plan: Plan, out: BinaryIO) -> dict[str, int]:
     """torch.save the plan's object into ``out``; return each output tensor name's CRC-32."""
     builder = TorchBuilder(plan)
+    recording = _Recording(out)
     try:
         obj = build_object(plan, builder)
         crcs = builder.checksums()  # of the values handed to torch, checked against the file later
-        builder.torch.save(obj, out)
-    except (RuntimeError, TypeError, ValueError) as exc:  # torch reports its refusals as these
+        builder.torch.save(obj, recording)
+    except (RuntimeError, TypeError, ValueError, pickle.PicklingError) as exc:  # torch reports its refusals as these
+        if recording.error is not None:  # the file's own failure (ENOSPC, EIO, Ctrl-C), not torch's
+            raise recording.error from None
         raise UsageError(f"torch could not write the result ({type(exc).__name__}: {exc})") from None
+    if recording.error is not None:
+        raise recording.error
     return {name: crcs[identity(source)] for name, source in plan.tensors.items()}
