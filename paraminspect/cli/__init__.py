@@ -12,9 +12,11 @@ with one line, never a KeyboardInterrupt traceback.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # not typing's: importing typing here would widen the window before run()
 if TYPE_CHECKING:
+    from typing import Any
+
     from paraminspect.cli.app import app
 
 __all__ = ["app", "main", "run"]
