@@ -283,3 +283,18 @@ def test_output_through_a_symlink_loop_is_refused(tmp_path: Path) -> None:
         proc = run_cli("convert", SAMPLES / "mlp.pt", a, *force)
         assert error_line(proc, a) == "symlink loop: the path points at no file"
         assert a.is_symlink() and os.readlink(a) == str(b) and b.is_symlink()
+
+
+def test_file_shorter_than_a_safetensors_length_prefix(tmp_path: Path) -> None:
+    """Found by fuzzing: ``{P`` (two bytes, the start of a JSON index) crashed scan's sniffing."""
+    path = tmp_path / "short.json"
+    path.write_bytes(b"{P")
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(path.read_bytes())  # not an index either
+    for command in ("scan", "tree"):
+        proc = run_script(command, path)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert (
+            proc.stderr
+            == f"paraminspect: error: {path}: index is not valid JSON (Expecting property name enclosed in double quotes at char 1)\n"
+        )
