@@ -294,7 +294,5 @@ def test_file_shorter_than_a_safetensors_length_prefix(tmp_path: Path) -> None:
     for command in ("scan", "tree"):
         proc = run_script(command, path)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
-        assert (
-            proc.stderr
-            == f"paraminspect: error: {path}: index is not valid JSON (Expecting property name enclosed in double quotes at char 1)\n"
-        )
+        reason = "index is not valid JSON (Expecting property name enclosed in double quotes at char 1)"
+        assert proc.stderr == f"paraminspect: error: {path}: {reason}\n"
