@@ -2,15 +2,43 @@
 
 The library API is small: :func:`open_checkpoint` returns a :class:`Checkpoint`
 whose ``entries`` map dotted names to :class:`TensorRef` or :class:`Value`.
+
+The names below are imported on first use (PEP 562), so ``import
+paraminspect.cli`` costs nothing before the console script has installed its
+signal handlers (a Ctrl-C during start-up is then a clean exit 130).
 """
 
-from paraminspect.dtypes import DType
-from paraminspect.errors import CheckpointError, LimitExceeded, ParamInspectError, SelectionError, UsageError
-from paraminspect.formats import open_checkpoint
-from paraminspect.limits import Limits
-from paraminspect.model import Checkpoint, Opaque, StorageRef, TensorRef, Value
+from __future__ import annotations
+
+import importlib
+
+TYPE_CHECKING = False  # not typing's: importing typing would cost start-up time
+if TYPE_CHECKING:
+    from typing import Any
+
+    from paraminspect.dtypes import DType
+    from paraminspect.errors import CheckpointError, LimitExceeded, ParamInspectError, SelectionError, UsageError
+    from paraminspect.formats import open_checkpoint
+    from paraminspect.limits import Limits
+    from paraminspect.model import Checkpoint, Opaque, StorageRef, TensorRef, Value
 
 __version__ = "0.1.0"
+
+_HOMES = {
+    "DType": "dtypes",
+    "CheckpointError": "errors",
+    "LimitExceeded": "errors",
+    "ParamInspectError": "errors",
+    "SelectionError": "errors",
+    "UsageError": "errors",
+    "open_checkpoint": "formats",
+    "Limits": "limits",
+    "Checkpoint": "model",
+    "Opaque": "model",
+    "StorageRef": "model",
+    "TensorRef": "model",
+    "Value": "model",
+}
 
 __all__ = [
     "Checkpoint",
@@ -28,3 +56,16 @@ __all__ = [
     "__version__",
     "open_checkpoint",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"paraminspect.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])

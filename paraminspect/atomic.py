@@ -5,7 +5,9 @@ directory: it has no name while it is being written, so even ``kill -9`` mid-way
 leaves nothing behind. Only after write, flush, fsync and verification is it
 given a temporary name and ``os.replace``d over the target, and the directory
 is fsynced. Where ``O_TMPFILE`` is unavailable a ``mkstemp`` file is used and
-deleted on any exception, KeyboardInterrupt included.
+deleted on any exception, KeyboardInterrupt included, and on SIGTERM/SIGHUP,
+which the console script turns into an exception (interrupts.py); creating,
+naming and removing it are never cut in two by a signal.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
+from paraminspect import interrupts
 from paraminspect.errors import UsageError
+from paraminspect.parallel import wait
 
 try:
     import fcntl
@@ -34,7 +38,17 @@ FREE_SPACE_MARGIN = 16 << 20
 
 
 def resolve_target(path: Path) -> Path:
-    """Follow symlinks so an edit replaces the file a link points to, not the link."""
+    """Follow symlinks so an edit replaces the file a link points to, not the link.
+
+    A symlink loop (``a -> b -> a``) points at no file: refused, never replaced.
+    """
+    try:
+        os.path.realpath(path, strict=True)
+    except FileNotFoundError:
+        pass  # a new file, or a link to one: written where the link points
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UsageError("symlink loop: the path points at no file", path) from None
     return Path(os.path.realpath(path))
 
 
@@ -126,11 +140,12 @@ class AtomicFile:
                 f"not enough free space in {directory}: need {self.need_bytes:,} bytes, {free:,} available",
                 self.target,
             )
-        self._fd = self._open_anonymous(directory)
-        self._anonymous = self._fd >= 0
-        if self._fd < 0:
-            fd, name = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".tmp", dir=directory)
-            self._fd, self._temp_name = fd, Path(name)
+        with interrupts.deferred():  # a signal must not fall between creating the file and naming it here
+            self._fd = self._open_anonymous(directory)
+            self._anonymous = self._fd >= 0
+            if self._fd < 0:
+                fd, name = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".tmp", dir=directory)
+                self._fd, self._temp_name = fd, Path(name)
         self.file = os.fdopen(self._fd, "w+b", closefd=False)
         return self
 
@@ -172,18 +187,19 @@ class AtomicFile:
             with ThreadPoolExecutor(max_workers=1) as pool:
                 synced = pool.submit(os.fsync, self._fd)
                 verify(self.path)
-                synced.result()
+                wait(synced)
         os.fchmod(self._fd, self._mode())
         self._keep_owner()
-        if self._anonymous:
-            self._temp_name = self._give_name()
-            self._anonymous = False
-        assert self._temp_name is not None
-        if self.before_replace is not None:
-            self.before_replace()
-        os.replace(self._temp_name, self.target)
-        self._temp_name = None
-        self.committed = True
+        with interrupts.deferred():
+            if self._anonymous:
+                self._temp_name = self._give_name()
+                self._anonymous = False
+            assert self._temp_name is not None
+            if self.before_replace is not None:
+                self.before_replace()
+            os.replace(self._temp_name, self.target)
+            self._temp_name = None
+            self.committed = True
         dir_fd = os.open(self.target.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
@@ -211,13 +227,14 @@ class AtomicFile:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        with contextlib.suppress(OSError):
-            self.file.close()
-        if self._fd >= 0:
+        with interrupts.deferred():  # a signal arriving now must not cut the cleanup short
             with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = -1
-        if self._temp_name is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._temp_name)
-            self._temp_name = None
+                self.file.close()
+            if self._fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(self._fd)
+                self._fd = -1
+            if self._temp_name is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._temp_name)
+                self._temp_name = None

@@ -22,6 +22,7 @@ from typing import Any
 
 from paraminspect.compare import ValueStats, cast_comparable, compare_pairs
 from paraminspect.errors import SelectionError
+from paraminspect.inttext import safe_str
 from paraminspect.model import Checkpoint, Entry, Opaque, TensorRef, Value
 from paraminspect.names import NameMap
 from paraminspect.report import Column, Kind, Table, Verdict
@@ -81,7 +82,7 @@ class Side:
     def __str__(self) -> str:
         if self.shape is not None:
             return f"{self.dtype} [{', '.join(map(str, self.shape))}]"
-        text = repr(self.value) if isinstance(self.value, str) else str(self.value)
+        text = repr(self.value) if isinstance(self.value, str) else safe_str(self.value)
         if len(text) > _VALUE_TEXT_LIMIT:
             text = text[: _VALUE_TEXT_LIMIT - 3] + "..."
         return text
@@ -123,14 +124,14 @@ def comparable(obj: Any, equal_nan: bool = True) -> Any:
         args = comparable(getattr(obj, "args", ()), equal_nan)
         return ("<object>", obj.qualname, args, comparable(getattr(obj, "kwargs", {}), equal_nan), state)
     if isinstance(obj, Mapping):
-        return ("<map>", tuple((str(k), comparable(v, equal_nan)) for k, v in obj.items()))
+        return ("<map>", tuple((safe_str(k), comparable(v, equal_nan)) for k, v in obj.items()))
     if isinstance(obj, list | tuple):
         return (type(obj).__name__, tuple(comparable(v, equal_nan) for v in obj))
     if isinstance(obj, float) and math.isnan(obj):
         return _NAN_KEY if equal_nan else object()
     if obj is None or isinstance(obj, bool | int | float | complex | str | bytes):
         return obj
-    return (type(obj).__name__, str(obj))
+    return (type(obj).__name__, safe_str(obj))
 
 
 def _classify(a: Entry, b: Entry, tolerance: Tolerance, structure: bool, cast_values: bool) -> tuple[Status, bool]:

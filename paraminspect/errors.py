@@ -9,6 +9,8 @@ from pathlib import Path
 EXIT_OK = 0
 EXIT_DIFFERENT = 1  # diff found differences, check failed, scan found unsafe globals
 EXIT_ERROR = 2  # usage error or unreadable input
+EXIT_INTERNAL = 3  # a bug in paraminspect (an unexpected exception), reported in one line
+# 128 + N: stopped by signal N (130 Ctrl-C, 143 SIGTERM); see interrupts.py
 
 
 class ParamInspectError(Exception):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,13 +23,7 @@ def parse_value(text: str) -> np.ndarray:
     import numpy as np
 
     if text.endswith(".npy"):
-        path = Path(text)
-        try:
-            return np.asarray(np.load(path, allow_pickle=False))
-        except FileNotFoundError:
-            raise UsageError("no such .npy file", path) from None
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"cannot read .npy file ({exc})", path) from None
+        return _load_npy(Path(text))
     stripped = text.strip()
     if stripped.lower() in _SCALAR_WORDS:
         return np.asarray(_SCALAR_WORDS[stripped.lower()])
@@ -45,6 +40,37 @@ def parse_value(text: str) -> np.ndarray:
     if array.dtype.kind not in "biuf":
         raise UsageError(f"value {text[:40]!r} does not hold only numbers")
     return array
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    """A ``.npy`` file of numbers, memory-mapped: its header is checked before any
+    data is touched, so a header claiming terabytes costs nothing."""
+    import numpy as np
+
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+            else:  # 2.0 (3.0 differs only in the header's text encoding, which np.load reads below)
+                shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+            data_start = fh.tell()
+            size = os.fstat(fh.fileno()).st_size
+    except FileNotFoundError:
+        raise UsageError("no such .npy file", path) from None
+    except (OSError, ValueError, SyntaxError, TypeError) as exc:
+        raise UsageError(f"cannot read .npy file ({exc})", path) from None
+    if dtype.fields is not None or dtype.kind not in "biuf":
+        raise UsageError(f".npy file holds {dtype} values; set takes bool, integer or floating-point numbers", path)
+    need = math.prod(shape) * dtype.itemsize
+    if data_start + need > size:
+        raise UsageError(f".npy header claims {need:,} bytes of data but the file holds {size - data_start:,}", path)
+    if need == 0:
+        return np.zeros(shape, dtype=dtype)
+    try:
+        return np.asarray(np.load(path, mmap_mode="r", allow_pickle=False))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read .npy file ({exc})", path) from None
 
 
 def to_dtype(array: np.ndarray, ref: TensorRef, source: Path, name: str) -> np.ndarray:

@@ -69,10 +69,21 @@ class Scheme:
             raise UsageError(f"--mode must be fan_in or fan_out, not {self.mode!r}")
         if self.nonlinearity not in NONLINEARITIES:
             raise UsageError(f"unknown nonlinearity {self.nonlinearity!r} (choose from {', '.join(NONLINEARITIES)})")
+        # Distribution parameters must be finite numbers (--value may be nan or inf: a fill).
+        options = {"--mean": self.mean, "--std": self.std, "--low": self.low, "--high": self.high, "--a": self.a}
+        if self.gain is not None:
+            options["--gain"] = self.gain
+        for option, number in options.items():
+            if not math.isfinite(number):
+                raise UsageError(f"{option} must be a finite number, not {number}")
         if self.std < 0:
             raise UsageError("--std must not be negative")
+        if self.gain is not None and self.gain < 0:
+            raise UsageError("--gain must not be negative")
         if self.low > self.high:
             raise UsageError("--low must not exceed --high")
+        if not math.isfinite(self.high - self.low):
+            raise UsageError("--high minus --low must be a finite number")
 
     def describe(self) -> str:
         if self.name == "constant":
@@ -130,6 +141,8 @@ def generate(scheme: Scheme, shape: tuple[int, ...], rng: np.random.Generator) -
         fan = fan_in if scheme.mode == "fan_in" else fan_out
         gain = calculate_gain(scheme.nonlinearity, scheme.a) if scheme.gain is None else scheme.gain
         std = gain / math.sqrt(max(fan, 1))
+    if not math.isfinite(2 * math.sqrt(3.0) * std):  # the widest range numpy is asked to draw from
+        raise UsageError(f"--gain {gain:g} is too large: the scheme's standard deviation overflows")
     if name.endswith("uniform"):
         bound = math.sqrt(3.0) * std
         return rng.uniform(-bound, bound, size=shape)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from paraminspect.dtypes import DType
+from paraminspect.inttext import safe_str
 from paraminspect.nnmodule import is_module_state, module_children
 
 
@@ -147,6 +148,11 @@ class Opaque:
     """
 
     qualname = "object"
+    # Class defaults: NEWOBJ without BUILD (an object with an empty __dict__)
+    # makes an instance through __new__ alone, so __init__ never runs.
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = {}  # noqa: RUF012  (never mutated: __init__ assigns a new one)
+    state: Any = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.args = args
@@ -453,7 +459,7 @@ def check_value(value: Any) -> None:
 def _key(key: Any) -> str:
     if not isinstance(key, str):
         check_value(key)
-    return str(key)
+    return safe_str(key)  # an int key of 5,000 digits cannot be str()-ed
 
 
 def _children(item: Any) -> list[tuple[str, Any]] | None:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from enum import Enum
 from typing import Any, TextIO
 
+from paraminspect.inttext import fits, int_text, safe_str
 from paraminspect.report import (
     Column,
     Kind,
@@ -97,14 +98,16 @@ def _json_safe(value: Any) -> Any:
             return "inf" if value > 0 else "-inf"
         return value
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {safe_str(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in value]
-    if value is None or isinstance(value, bool | int | str):
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if fits(value) else int_text(value)  # past 4,300 digits: a string (inttext.py)
+    if value is None or isinstance(value, bool | str):
         return value
     if isinstance(value, bytes):
         return value.hex()
-    return str(value)
+    return safe_str(value)
 
 
 SHORT_VALUE_CHARS = 80  # a value in a tree line is cut to this many characters
@@ -139,7 +142,7 @@ def _value_repr(value: Any, short: bool) -> str:
         if short and len(value) > SHORT_SEQUENCE_ITEMS:
             return f"{{{len(value)} items}}"
         return "{" + ", ".join(f"{_value_repr(k, short)}: {_value_repr(v, short)}" for k, v in value.items()) + "}"
-    return safe_text(str(value))
+    return safe_text(safe_str(value))
 
 
 def _item_kind(items: list[Any] | tuple[Any, ...]) -> str:
@@ -180,7 +183,7 @@ def _cell(column: Column, value: Any, *, human: bool) -> str:
         return human_bytes(value)
     if isinstance(value, float):
         return f"{value:.6g}" if human else repr(value)  # CSV keeps exact numbers
-    return safe_text(str(value))
+    return safe_text(safe_str(value))
 
 
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).

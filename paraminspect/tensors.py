@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from paraminspect import source
+from paraminspect import interrupts, source
 from paraminspect.errors import CheckpointError
 from paraminspect.model import TensorRef
 
@@ -179,11 +179,13 @@ def iter_chunks(ref: TensorRef, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) ->
     if ref.is_contiguous:
         src = source.get(ref.storage.path)
         for first in range(0, ref.numel, chunk_elements):
+            interrupts.check()  # a worker thread stops at the next chunk after Ctrl-C
             yield _read_contiguous(src, ref, first, min(chunk_elements, ref.numel - first))
         return
     begin, end = ref.byte_range()
     span = _read_span(ref) if end - begin <= SPAN_READ_BYTES else None
     for first in range(0, ref.numel, chunk_elements):
+        interrupts.check()
         offsets = _offsets(ref, first, min(chunk_elements, ref.numel - first))
         yield _gather(ref, offsets) if span is None else _native(np.asarray(span[offsets]))
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from paraminspect.dtypes import DType
 from paraminspect.errors import CheckpointError
 from paraminspect.formats import open_checkpoint
+from paraminspect.inttext import exact_repr
 from paraminspect.model import Checkpoint, TensorRef
 from paraminspect.parallel import ordered_map
 
@@ -157,8 +158,11 @@ def _verify(
     if values is not None:
         written = {name: entry.value for name, entry in ckpt.values.items()}
         # repr: NaN equals itself, 1 differs from True; containers compare element by element.
-        if written.keys() != values.keys() or any(repr(written[n]) != repr(v) for n, v in values.items()):
-            changed = sorted(n for n in written.keys() | values.keys() if repr(written.get(n)) != repr(values.get(n)))
+        same = [exact_repr(written[n]) == exact_repr(v) for n, v in values.items() if n in written]
+        if written.keys() != values.keys() or not all(same):
+            changed = sorted(
+                n for n in written.keys() | values.keys() if exact_repr(written.get(n)) != exact_repr(values.get(n))
+            )
             raise CheckpointError(f"written file failed verification: non-tensor entries differ: {changed[:3]}", where)
 
 

@@ -233,7 +233,8 @@ def test_pt_output_without_torch_gives_install_hint(tmp_path: Path) -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2
-    assert proc.stderr == "paraminspect: error: writing .pt files needs torch: pip install 'paraminspect[torch]'\n"
+    hint = "writing .pt files needs torch: pip install 'paraminspect[torch]'"
+    assert proc.stderr == f"paraminspect: error: {tmp_path / 'o.pt'}: {hint}\n"  # names the file it is about
     assert list(tmp_path.iterdir()) == []
 
 

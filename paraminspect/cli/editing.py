@@ -14,7 +14,7 @@ from paraminspect.cli.app import (
     _selector,
     app,
 )
-from paraminspect.errors import EXIT_OK, SelectionError, UsageError
+from paraminspect.errors import EXIT_OK, ParamInspectError, SelectionError, UsageError
 from paraminspect.formats import open_checkpoint
 from paraminspect.names import NameMap
 from paraminspect.render import OutputFormat
@@ -45,7 +45,13 @@ def _write_plan(
     from paraminspect import edit, save
 
     assert isinstance(plan, edit.Plan)
-    report = save.save(plan, output, in_place=in_place, force=force, dry_run=dry_run, drop_unknown=drop_unknown)
+    try:
+        report = save.save(plan, output, in_place=in_place, force=force, dry_run=dry_run, drop_unknown=drop_unknown)
+    except ParamInspectError as exc:
+        # Every error line names a file: one the writer raised without one is about the output.
+        if exc.source is None and (output is not None) != in_place:
+            exc.source = str(plan.ckpt.path if output is None else output)
+        raise
     render.write_edit(report.document, fmt)
     return EXIT_OK
 
@@ -102,7 +108,9 @@ def init_command(
         str, typer.Option("--nonlinearity", help="kaiming: as torch.nn.init.calculate_gain.")
     ] = "leaky_relu",
     a: Annotated[float, typer.Option("--a", help="kaiming: negative slope of leaky_relu.")] = 0.0,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed for reproducible random schemes.")] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", min=0, help="Seed (a non-negative integer) for reproducible random schemes.")
+    ] = None,
     output: OutputOpt = None,
     in_place: InPlaceOpt = False,
     force: ForceOpt = False,

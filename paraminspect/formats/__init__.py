@@ -152,8 +152,10 @@ def looks_like_safetensors(head: bytes) -> bool:
 
 def fits_safetensors(head: bytes, size: int) -> bool:
     """A safetensors head whose header length fits the file (an index JSON's rarely does)."""
+    if not looks_like_safetensors(head):  # also: fewer than 8 bytes, no length to unpack
+        return False
     length: int = struct.unpack("<Q", head[:8])[0]
-    return looks_like_safetensors(head) and length + 8 <= size
+    return length + 8 <= size
 
 
 def _open_file(target: Path, limits: Limits, *, whole: bool) -> Checkpoint:

@@ -32,6 +32,7 @@ from paraminspect.edit import Cast, Keep, NewData, Source, identity
 from paraminspect.errors import UsageError
 from paraminspect.formats.safetensors import METADATA_KEY
 from paraminspect.model import TensorRef
+from paraminspect.parallel import wait
 from paraminspect.writeback import Stream, Writeback
 
 if TYPE_CHECKING:
@@ -163,7 +164,7 @@ def write(layout: Layout, out: BinaryIO) -> dict[str, int]:
         for item in encoded:
             crcs[item.name] = _write_encoded(item, fd, base + item.begin, writeback)
         for name, future in copies.items():
-            crc = future.result()
+            crc = wait(future)  # with timeouts: Ctrl-C is handled while the copies run
             crcs.setdefault(name, crc)
         writeback.close()
     finally:

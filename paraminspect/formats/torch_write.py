@@ -13,6 +13,7 @@ ties come out exactly as they went in.
 from __future__ import annotations
 
 import collections
+import pickle
 import sys
 import zlib
 from collections.abc import Mapping
@@ -23,9 +24,10 @@ from paraminspect.casting import cast_array
 from paraminspect.dtypes import DType
 from paraminspect.edit import Keep, NewData, Plan, Source, identity
 from paraminspect.errors import UsageError
+from paraminspect.inttext import safe_str
 from paraminspect.model import GraphPath, Opaque, StorageRef, TensorRef, Value, _children, leaf_names
 from paraminspect.nnmodule import is_module_state
-from paraminspect.safepickle import PathValue, StorageType, TorchDevice, TorchDType, TorchLayout, TorchSize
+from paraminspect.safepickle import PathValue, Record, StorageType, TorchDevice, TorchDType, TorchLayout, TorchSize
 from paraminspect.unknown import describe
 
 if TYPE_CHECKING:
@@ -142,6 +144,8 @@ def _torch_value(value: Any, torch: Any, name: str) -> Any:
         return torch.device(value.spec)
     if isinstance(value, PathValue):
         return _path(value)
+    if isinstance(value, Record):  # a DCP dataclass, read as its fields only
+        raise UsageError(f"{name!r}: cannot write {value.qualname} back (only its fields were read); drop it first")
     if isinstance(value, tuple | list | set | frozenset):
         return type(value)(_torch_value(v, torch, name) for v in value)
     if isinstance(value, dict):
@@ -279,7 +283,7 @@ def build_object(plan: Plan, builder: TorchBuilder) -> Any:
         prefix = f"{path}." if path else ""
         for index, (key, child) in enumerate(pairs):
             local: list[tuple[str, Any]] = []
-            result = rebuild(child, f"{prefix}{key}", (where, index), local)
+            result = rebuild(child, f"{prefix}{safe_str(key)}", (where, index), local)
             if result is not _DROP:
                 # A key that is a stand-in (a dtype, a Size) goes back as the torch object.
                 plain = isinstance(key, str | int)
@@ -345,13 +349,41 @@ def _renamed_metadata(metadata: Mapping[Any, Any], prefix: str, plan: Plan) -> A
 _PROBE = "\0"  # cannot occur in a real module path
 
 
+class _Recording:
+    """The output file as torch.save sees it, keeping the first exception its writes raised.
+
+    torch's zip writer turns an exception inside ``write`` into a RuntimeError
+    of its own ("unexpected pos 704 vs 598"): the disk-full OSError (and a
+    Ctrl-C) is kept here and raised instead.
+    """
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.error: BaseException | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.out.write(data)
+        except BaseException as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
 def write(plan: Plan, out: BinaryIO) -> dict[str, int]:
     """torch.save the plan's object into ``out``; return each output tensor name's CRC-32."""
     builder = TorchBuilder(plan)
+    recording = _Recording(out)
     try:
         obj = build_object(plan, builder)
         crcs = builder.checksums()  # of the values handed to torch, checked against the file later
-        builder.torch.save(obj, out)
-    except (RuntimeError, TypeError, ValueError) as exc:  # torch reports its refusals as these
+        builder.torch.save(obj, recording)
+    except (RuntimeError, TypeError, ValueError, pickle.PicklingError) as exc:  # torch reports its refusals as these
+        if recording.error is not None:  # the file's own failure (ENOSPC, EIO, Ctrl-C), not torch's
+            raise recording.error from None
         raise UsageError(f"torch could not write the result ({type(exc).__name__}: {exc})") from None
+    if recording.error is not None:
+        raise recording.error
     return {name: crcs[identity(source)] for name, source in plan.tensors.items()}

@@ -1,0 +1,100 @@
+"""Run one command and turn whatever happens into one stderr line and an exit code.
+
+0 success, 1 differences / check failed / unsafe (the commands return it),
+2 usage error or unreadable input (a ParamInspectError), 3 an internal error
+(a bug: one line asking for a report; ``PARAMINSPECT_DEBUG=1`` adds the
+traceback), 128 + N for signal N (130 Ctrl-C, 143 SIGTERM). A crash is never
+exit 1, which scripts read as "differences found".
+"""
+
+import contextlib
+import contextvars
+import os
+import sys
+import traceback
+
+import typer
+
+from paraminspect import interrupts, render
+from paraminspect import source as input_files
+from paraminspect.cli import comparing, editing, inspecting  # noqa: F401  (importing registers the commands)
+from paraminspect.cli.app import app
+from paraminspect.errors import EXIT_ERROR, EXIT_INTERNAL, EXIT_OK, ParamInspectError
+
+# Help lists commands in the order a user meets them: look, compare, scan, edit.
+_ORDER = ["tree", "shapes", "get", "stats", "diff", "check", "scan"]
+_ORDER += ["set", "init", "rename", "drop", "extract", "cast", "convert"]
+app.registered_commands.sort(key=lambda info: _ORDER.index(info.name or ""))
+
+DEBUG_VARIABLE = "PARAMINSPECT_DEBUG"
+_INTERRUPTED = interrupts.exit_code(2)  # what typer returns for a KeyboardInterrupt inside a command
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; map every failure to one stderr line and an exit code."""
+    try:
+        code, message = _run(argv)
+    except BaseException as exc:  # every outcome gets an exit code and one line
+        code, message = _failure(exc)
+    signum = interrupts.received()
+    if signum is not None:
+        # Interrupted: report that, whatever error the interrupted code turned it into.
+        code, message = interrupts.exit_code(signum), f"paraminspect: {interrupts.describe(signum)}"
+    elif code == _INTERRUPTED and message is None:
+        message = "paraminspect: interrupted"
+    if message is not None:
+        with contextlib.suppress(OSError, ValueError):  # stderr closed: the code still tells
+            render.write_message(message)
+    return code
+
+
+def _run(argv: list[str] | None) -> tuple[int, str | None]:
+    command = typer.main.get_command(app)
+    # A fresh context: limits set by the global options do not outlive this call.
+    context = contextvars.copy_context()
+    with input_files.collecting() as opened:  # held open until checked
+        result = context.run(command.main, args=argv, prog_name="paraminspect", standalone_mode=False)
+        sys.stdout.flush()
+        input_files.check_read(opened)  # a file that changed under a command: its output is not to be trusted
+    return (result if isinstance(result, int) else EXIT_OK), None
+
+
+def _failure(exc: BaseException) -> tuple[int, str | None]:
+    if isinstance(exc, ParamInspectError):
+        return exc.exit_code, f"paraminspect: error: {exc}"
+    signum = interrupts.signal_of(exc)
+    if signum is not None:
+        return interrupts.exit_code(signum), f"paraminspect: {interrupts.describe(signum)}"
+    if isinstance(exc, typer.Abort):
+        return _INTERRUPTED, "paraminspect: interrupted"
+    if isinstance(exc, BrokenPipeError | SystemExit):
+        # typer turns a pipe closed while a command writes (streamed output:
+        # get --full, JSON/CSV) into exit 1; here it is success like any other.
+        if isinstance(exc, SystemExit) and not isinstance(exc.__context__, BrokenPipeError):
+            if exc.code is None or isinstance(exc.code, int):
+                return exc.code or EXIT_OK, None
+            return EXIT_ERROR, f"paraminspect: error: {exc.code}"
+        # The reader went away (| head): that is success. Point stdout at devnull
+        # so the interpreter's final flush does not complain.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK, None
+    if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+        # Usage errors from the argument parser (click's, or the copy typer vendors).
+        return EXIT_ERROR, f"paraminspect: error: {exc.format_message()} (see 'paraminspect --help')"
+    if isinstance(exc, MemoryError):
+        return EXIT_ERROR, "paraminspect: error: out of memory (the --max-* limits bound what a file may ask for)"
+    return EXIT_INTERNAL, _internal(exc)
+
+
+def _internal(exc: BaseException) -> str:
+    """A bug: one line asking for a report (the traceback on request)."""
+    if os.environ.get(DEBUG_VARIABLE):
+        traceback.print_exception(exc, file=sys.stderr)
+    try:
+        text = next(iter(str(exc).splitlines()), "")
+    except Exception:  # a message that cannot be made is no reason to crash
+        text = ""
+    detail = render.safe_text(f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__)
+    hint = "" if os.environ.get(DEBUG_VARIABLE) else f"; {DEBUG_VARIABLE}=1 shows the traceback"
+    return f"paraminspect: internal error ({detail}); please report it with the command that caused it{hint}"

@@ -1,0 +1,182 @@
+"""Ctrl-C and SIGTERM: exit 128 + N with one line, no traceback, nothing left behind.
+
+Each case runs ``paraminspect.cli.run`` (the console script's entry point) in a
+subprocess with a small hook that makes the signal land exactly where it used
+to go wrong: inside the import of the app, inside ``import torch``, inside
+torch's writes, on helper threads busy in one long call, and mid-write of a
+named (not ``O_TMPFILE``) temporary file.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from paraminspect import interrupts
+from tests.conftest import SAMPLES
+
+# Sends the signal from inside the process when a module is first imported.
+IMPORT_HOOK = """
+import importlib.abc, os, signal, sys
+class Hook(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == {module!r}:
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.{signal})
+        return None
+sys.meta_path.insert(0, Hook())
+"""
+RUN = """
+sys.argv = ["paraminspect", *sys.argv[1:]]
+from paraminspect.cli import run
+run()
+"""
+
+
+def run_with(prelude: str, *args: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    code = f"import sys\n{prelude}\n{RUN}"
+    return subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def test_ctrl_c_while_the_app_is_imported_is_130_with_one_line() -> None:
+    proc = run_with(IMPORT_HOOK.format(module="typer", signal="SIGINT"), "tree", SAMPLES / "mlp.pt")
+    assert (proc.returncode, proc.stderr, proc.stdout) == (130, "paraminspect: interrupted\n", "")
+
+
+def test_sigterm_while_the_app_is_imported_is_143() -> None:
+    proc = run_with(IMPORT_HOOK.format(module="typer", signal="SIGTERM"), "tree", SAMPLES / "mlp.pt")
+    assert (proc.returncode, proc.stderr) == (143, "paraminspect: terminated (SIGTERM)\n")
+
+
+def test_ctrl_c_inside_import_torch_is_not_a_missing_torch(tmp_path: Path) -> None:
+    out = tmp_path / "o.pt"
+    proc = run_with(IMPORT_HOOK.format(module="torch", signal="SIGINT"), "convert", SAMPLES / "mlp.safetensors", out)
+    assert (proc.returncode, proc.stderr) == (130, "paraminspect: interrupted\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+# Each task blocks in one call that never checks for signals (as a numpy loop over
+# a hostile tensor would), after telling the test it has started.
+STUCK_WORKERS = """
+import os, threading
+from paraminspect import stats
+def stuck(ref, chunk_elements):
+    os.write(1, b"started\\n")
+    threading.Event().wait()
+stats.tensor_stats = stuck
+"""
+
+
+def test_first_ctrl_c_stops_stats_with_workers_stuck_in_long_calls(tmp_path: Path) -> None:
+    path = tmp_path / "two.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({"a": torch.ones(4), "b": torch.zeros(4)}, str(path))
+    code = f"import sys\n{STUCK_WORKERS}\n{RUN}"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "stats", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "started\n"
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        proc.wait(timeout=20)  # hang guard only: it used to wait for the workers forever
+        waited = time.monotonic() - sent
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert proc.stderr is not None and proc.stderr.read() == "paraminspect: interrupted\n"
+    assert waited < interrupts.WATCHDOG_SECONDS  # stopped by the handler, not by the watchdog
+
+
+# The named-temporary-file path (NFS, SMB, FUSE have no O_TMPFILE), with a copy
+# slow enough to be caught mid-write.
+NAMED_SLOW_WRITER = """
+import os, time
+from paraminspect import atomic
+from paraminspect.formats import safetensors_write
+atomic.AtomicFile._open_anonymous = staticmethod(lambda directory: -1)
+real = safetensors_write.copy_range
+def slow(*args, **kwargs):
+    os.write(1, b"chunk\\n")
+    time.sleep(0.2)
+    return real(*args, **kwargs)
+safetensors_write.copy_range = slow
+"""
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "line"), [(signal.SIGTERM, 143, "terminated (SIGTERM)"), (signal.SIGINT, 130, "interrupted")]
+)
+def test_signal_mid_write_removes_the_named_temporary_file(
+    tmp_path: Path, sig: signal.Signals, code: int, line: str
+) -> None:
+    target = tmp_path / "m.safetensors"
+    target.write_bytes((SAMPLES / "rgnet.safetensors").read_bytes())
+    original = target.read_bytes()
+    script = f"import sys\n{NAMED_SLOW_WRITER}\n{RUN}"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, "rename", str(target), "0.=zero.", "--in-place"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        for _ in range(3):  # really mid-write
+            assert proc.stdout.readline() == "chunk\n"
+        temps = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+        assert len(temps) == 1  # the temporary file has a name: the case under test
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == code
+    assert proc.stderr is not None and proc.stderr.read() == f"paraminspect: {line}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+    assert target.read_bytes() == original
+
+
+def test_a_signal_ignored_at_start_stays_ignored() -> None:
+    """nohup and background jobs of non-interactive shells start with signals ignored."""
+    code = (
+        "import signal; signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+        "from paraminspect import interrupts; interrupts.install()\n"
+        "assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN\n"
+        "assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_chunk_loops_stop_once_a_signal_asked(tmp_path: Path) -> None:
+    from paraminspect import open_checkpoint
+    from paraminspect.tensors import iter_chunks
+
+    ref = open_checkpoint(SAMPLES / "mlp.safetensors").tensors["0.weight"]
+    assert sum(len(c) for c in iter_chunks(ref, 4)) == ref.numel
+    interrupts.STOP.set()
+    try:
+        with pytest.raises(interrupts.Stopped):
+            next(iter_chunks(ref, 4))
+    finally:
+        interrupts.STOP.clear()
+
+
+def test_sigint_handler_is_not_installed_by_importing() -> None:
+    """Library users keep Python's own Ctrl-C behaviour: only the console script installs handlers."""
+    code = (
+        "import signal, paraminspect.cli.dispatch; assert signal.getsignal(signal.SIGINT) is signal.default_int_handler"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
