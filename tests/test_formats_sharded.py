@@ -20,20 +20,11 @@ from tests.test_tensors import _array_bits, _bits
 def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A tiny Llama saved by the real libraries in each layout, plus its state dict."""
     from huggingface_hub import save_torch_state_dict
-    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tests.matrix.writers_libs import tiny_llama
 
     root = tmp_path_factory.mktemp("hf")
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
+    model = tiny_llama(tied=False)
     model.save_pretrained(root / "single")
     model.save_pretrained(root / "sharded", max_shard_size="10KB")
     # transformers 5 writes safetensors only; the .bin layouts come from the

@@ -12,7 +12,8 @@ import torch
 from tests.matrix.cases import Case, bump_named
 
 
-def tiny_llama(seed: int = 0) -> torch.nn.Module:
+def tiny_llama(seed: int = 0, *, tied: bool = True) -> torch.nn.Module:
+    """A two-layer Llama small enough to save in milliseconds (no download)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
@@ -23,7 +24,7 @@ def tiny_llama(seed: int = 0) -> torch.nn.Module:
         num_hidden_layers=2,
         num_attention_heads=2,
         num_key_value_heads=1,
-        tie_word_embeddings=True,
+        tie_word_embeddings=tied,
     )
     return LlamaForCausalLM(config)
 
