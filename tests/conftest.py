@@ -3,18 +3,36 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import subprocess
 import sys
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from paraminspect.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_hostile_jobs(root: Path, jobs: list[dict[str, Any]], timeout: int) -> dict[str, Any]:
+    """Run CLI jobs on hostile files through ``tests.hostile_driver`` (a fresh interpreter,
+    each job in a capped child): results by job id, and ``torch``: whether torch was imported."""
+    (root / "jobs.json").write_text(json.dumps(jobs))
+    subprocess.run(
+        [sys.executable, "-m", "tests.hostile_driver", str(root / "jobs.json"), str(root / "results.json")],
+        cwd=ROOT,
+        check=True,
+        timeout=timeout,
+    )
+    summary = json.loads((root / "results.json").read_text())
+    return {"torch": summary["torch_imported"], **{r["id"]: r for r in summary["results"]}}
+
+
 SAMPLES = ROOT / "sample_models"
 
 

@@ -4,14 +4,11 @@ line, no traceback, no code run, bounded time and memory, torch never imported."
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import run_hostile_jobs
 from tests.hostile_corpus import Case, corpus
 
 CASES = corpus()
@@ -33,20 +30,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         path = root / f"{case.id}.pt"
         case.build(path, marker)
         jobs.extend({"id": f"{case.id}:{c}", "argv": [c, str(path)]} for c in _commands(case))
-    (root / "jobs.json").write_text(json.dumps(jobs))
-    subprocess.run(
-        [sys.executable, "-m", "tests.hostile_driver", str(root / "jobs.json"), str(root / "results.json")],
-        cwd=ROOT,
-        check=True,
-        timeout=600,
-    )
-    summary = json.loads((root / "results.json").read_text())
-    return {
-        "root": root,
-        "marker": marker,
-        "torch": summary["torch_imported"],
-        **{r["id"]: r for r in summary["results"]},
-    }
+    return {"root": root, "marker": marker, **run_hostile_jobs(root, jobs, timeout=600)}
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)

@@ -5,14 +5,11 @@ on a shared machine, not a benchmark)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import run_hostile_jobs
 from tests.hostile_costly import LONG_NAME, MAX_RSS_MIB, MAX_SECONDS, Costly, costly
 
 CASES = costly()
@@ -35,15 +32,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             args = [a.format(**{k: str(v) for k, v in paths.items()}) for a in argv]
             jobs.append({"id": job_id, "argv": args, "headroom_mib": 1024, "timeout": 30})
             expected[job_id] = (args, code, reason)
-    (root / "jobs.json").write_text(json.dumps(jobs))
-    subprocess.run(
-        [sys.executable, "-m", "tests.hostile_driver", str(root / "jobs.json"), str(root / "results.json")],
-        cwd=ROOT,
-        check=True,
-        timeout=900,
-    )
-    summary = json.loads((root / "results.json").read_text())
-    return {"expected": expected, "torch": summary["torch_imported"], **{r["id"]: r for r in summary["results"]}}
+    return {"expected": expected, **run_hostile_jobs(root, jobs, timeout=900)}
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
