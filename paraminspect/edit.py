@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from paraminspect.dtypes import DType
 from paraminspect.errors import SelectionError, UsageError
-from paraminspect.model import Checkpoint, Opaque, TensorRef, Value
+from paraminspect.model import Checkpoint, TensorRef, Value
 from paraminspect.names import NameMap
 from paraminspect.select import Selector
 
@@ -99,9 +99,6 @@ class Plan:
     @property
     def tensors(self) -> dict[str, Source]:
         return {name: item for name, item in self.items.items() if not isinstance(item, Value)}
-
-    def opaque(self) -> dict[str, Opaque]:
-        return {n: i.value for n, i in self.items.items() if isinstance(i, Value) and isinstance(i.value, Opaque)}
 
     def unknown(self, unwritable: Callable[[Any], str | None]) -> dict[str, str]:
         """Output names of values a writer cannot write back (``unwritable`` says what

@@ -57,14 +57,6 @@ def safe_str(value: Any) -> str:
         return int_text(value) if isinstance(value, int) else _text(value, int_text)
 
 
-def safe_repr(value: Any) -> str:
-    """``repr(value)``, with any too-long int inside it shown by :func:`int_text`."""
-    try:
-        return repr(value)
-    except ValueError:
-        return _text(value, int_text)
-
-
 def exact_repr(value: Any) -> str:
     """``repr(value)``, with any too-long int inside it in hexadecimal (exact, and
     linear-time): for comparing values, where two such ints must not look alike."""

@@ -27,7 +27,7 @@ from paraminspect.errors import UsageError
 from paraminspect.inttext import safe_str
 from paraminspect.model import GraphPath, Opaque, StorageRef, TensorRef, Value, _children, leaf_names
 from paraminspect.nnmodule import is_module_state
-from paraminspect.safepickle import PathValue, Record, StorageType, TorchDevice, TorchDType, TorchLayout, TorchSize
+from paraminspect.safepickle import PathValue, StorageType, TorchDevice, TorchDType, TorchLayout, TorchSize
 from paraminspect.unknown import describe
 
 if TYPE_CHECKING:
@@ -144,8 +144,6 @@ def _torch_value(value: Any, torch: Any, name: str) -> Any:
         return torch.device(value.spec)
     if isinstance(value, PathValue):
         return _path(value)
-    if isinstance(value, Record):  # a DCP dataclass, read as its fields only
-        raise UsageError(f"{name!r}: cannot write {value.qualname} back (only its fields were read); drop it first")
     if isinstance(value, tuple | list | set | frozenset):
         return type(value)(_torch_value(v, torch, name) for v in value)
     if isinstance(value, dict):
