@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from paraminspect.dtypes import DType
     from paraminspect.errors import CheckpointError, LimitExceeded, ParamInspectError, SelectionError, UsageError
-    from paraminspect.formats import open_checkpoint
+    from paraminspect.formats.opening import open_checkpoint
     from paraminspect.limits import Limits
     from paraminspect.model import Checkpoint, Opaque, StorageRef, TensorRef, Value
 
@@ -31,7 +31,7 @@ _HOMES = {
     "ParamInspectError": "errors",
     "SelectionError": "errors",
     "UsageError": "errors",
-    "open_checkpoint": "formats",
+    "open_checkpoint": "formats.opening",
     "Limits": "limits",
     "Checkpoint": "model",
     "Opaque": "model",

@@ -4,7 +4,7 @@ The limits in force live in a context variable, not in every call signature:
 the CLI sets them once (global ``--max-...`` options) and every reader reached
 from any command, including readers that open further files (shards), sees
 them without each command having to pass them along. Library callers pass
-``limits=`` to :func:`~paraminspect.formats.open_checkpoint` or use
+``limits=`` to :func:`~paraminspect.formats.opening.open_checkpoint` or use
 :func:`using`.
 """
 

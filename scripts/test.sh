@@ -6,5 +6,7 @@ bash scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
+# The layout's contracts ([tool.importlinter] in pyproject.toml); --no-cache: nothing left in the tree.
+.venv/bin/lint-imports --no-cache
 # pytest exits 5 when it collected no tests; set -e makes that a failure.
 .venv/bin/python -m pytest -m "not slow" -q "$@"

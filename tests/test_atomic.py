@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from paraminspect import atomic
-from paraminspect.formats import safetensors_write
+from paraminspect.edit import atomic
+from paraminspect.edit.writers import safetensors as safetensors_write
 from tests.conftest import SAMPLES, run_cli
 
 
@@ -77,7 +77,7 @@ def test_failed_verification_leaves_original(work: Path, monkeypatch: pytest.Mon
 
 SLOW_WRITER = """
 import os, sys, time
-from paraminspect.formats import safetensors_write
+from paraminspect.edit.writers import safetensors as safetensors_write
 real = safetensors_write.copy_range
 def slow(*args, **kwargs):
     os.write(1, b"chunk\\n")  # one write: two copy threads print at once
@@ -166,7 +166,7 @@ def test_not_enough_space_is_a_clean_error(work: Path, monkeypatch: pytest.Monke
 
 
 def test_pt_verification_covers_non_tensor_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from paraminspect.formats import torch_write
+    from paraminspect.edit.writers import torchsave as torch_write
 
     real = torch_write._torch_value
     monkeypatch.setattr(torch_write, "_torch_value", lambda v, t, n: 4 if v == 3 else real(v, t, n))

@@ -16,14 +16,15 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from paraminspect import broadcast, limits, open_checkpoint
-from paraminspect.compare import compare_tensors
+from paraminspect import limits, open_checkpoint
+from paraminspect.compare.elementwise import compare_tensors
+from paraminspect.data import broadcast
+from paraminspect.data.arrays import read_array
 from paraminspect.errors import CheckpointError, LimitExceeded
-from paraminspect.files import open_regular
 from paraminspect.formats import dcp as dcp_format
+from paraminspect.inspect.stats import tensor_stats
+from paraminspect.io.files import open_regular
 from paraminspect.limits import Limits
-from paraminspect.stats import tensor_stats
-from paraminspect.tensors import read_array
 from tests.conftest import run_cli
 from tests.hostile_build import torch_zip
 from tests.hostile_costly import dcp_shared_items, long_name_file
@@ -161,7 +162,7 @@ def test_distinct_globals_are_limited_and_the_option_raises_it(tmp_path: Path) -
 
 
 def test_placeholder_classes_are_not_kept_for_every_name_ever_seen() -> None:
-    from paraminspect import model
+    from paraminspect.model import entries as model
 
     for i in range(3 * model._OPAQUE_CACHE_SIZE):
         assert model.opaque_class(f"mod{i}.name")().qualname == f"mod{i}.name"

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from paraminspect import dtypes
-from paraminspect.casting import cast_array
+from paraminspect.data.arrays import numpy_dtype
+from paraminspect.data.casting import cast_array
 from paraminspect.model import StorageRef, TensorRef
-from paraminspect.tensors import numpy_dtype
 from tests.conftest import run_cli
 
 TARGETS = [

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from paraminspect.check import parse_count
+from paraminspect.compare.check import parse_count
 from paraminspect.errors import UsageError
 from tests.conftest import SAMPLES, Result, run_cli, run_script
 

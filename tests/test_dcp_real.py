@@ -22,9 +22,9 @@ import torch
 from safetensors.torch import load_file
 
 from paraminspect import TensorRef, open_checkpoint
-from paraminspect.tensors import read_array
+from paraminspect.data.arrays import read_array
 from tests.conftest import run_cli
-from tests.test_tensors import _array_bits, _bits
+from tests.test_arrays import _array_bits, _bits
 
 
 class Net(torch.nn.Module):

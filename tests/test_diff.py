@@ -10,11 +10,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from paraminspect import compare, open_checkpoint, tensors
-from paraminspect.compare import compare_tensors
-from paraminspect.diff import Status
-from paraminspect.diff import compare as diff_rows
-from paraminspect.tolerance import Tolerance
+from paraminspect import open_checkpoint
+from paraminspect.compare import elementwise as compare
+from paraminspect.compare.diff import Status
+from paraminspect.compare.diff import compare as diff_rows
+from paraminspect.compare.elementwise import compare_tensors
+from paraminspect.compare.tolerance import Tolerance
+from paraminspect.data import arrays as tensors
 from tests.conftest import SAMPLES, Result, run_cli, run_script
 
 
@@ -247,7 +249,7 @@ def test_statistics_match_torch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 def test_bytes_path_decodes_only_differing_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(compare, "RAW_CHUNK_BYTES", 4096)
     monkeypatch.setattr(compare, "DECODE_ELEMENTS", 128)
-    monkeypatch.setattr(compare, "FEW_ELEMENTS", 0)  # the numpy path (test_sparse.py covers the other)
+    monkeypatch.setattr(compare, "FEW_ELEMENTS", 0)  # the numpy path (test_differing.py covers the other)
     a = torch.arange(100_000, dtype=torch.float32)
     b = a.clone()
     b[54_321] = -1

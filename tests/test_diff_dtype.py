@@ -12,11 +12,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from paraminspect import compare, open_checkpoint
-from paraminspect.compare import Comparer, cast_comparable, compare_tensors
-from paraminspect.diff import Status
-from paraminspect.diff import compare as diff_rows
-from paraminspect.tolerance import Tolerance
+from paraminspect import open_checkpoint
+from paraminspect.compare import elementwise as compare
+from paraminspect.compare.diff import Status
+from paraminspect.compare.diff import compare as diff_rows
+from paraminspect.compare.elementwise import Comparer, cast_comparable, compare_tensors
+from paraminspect.compare.tolerance import Tolerance
 from tests.conftest import run_cli, run_script
 from tests.test_diff import _by_name, _json, refuse_data_reads
 

@@ -12,8 +12,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from paraminspect import verify, writeback
-from paraminspect.formats import open_checkpoint, safetensors_write
+from paraminspect.edit import verify
+from paraminspect.edit.writers import safetensors as safetensors_write
+from paraminspect.edit.writers import writeback
+from paraminspect.formats.opening import open_checkpoint
 from tests.conftest import run_cli
 
 
@@ -141,7 +143,7 @@ def test_warming_the_official_check_imports_it_without_torch() -> None:
     import sys
 
     code = (
-        "import sys; from paraminspect.verify import warm_official_check; warm_official_check().join(); "
+        "import sys; from paraminspect.edit.verify import warm_official_check; warm_official_check().join(); "
         "print('safetensors' in sys.modules, 'numpy' in sys.modules, 'torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -176,7 +176,7 @@ def test_init_options_are_validated(tmp_path: Path, options: list[str], reason: 
 
 BUG = """
 import sys
-from paraminspect import tree
+from paraminspect.inspect import tree
 def broken(*args, **kwargs):
     raise ZeroDivisionError("a bug\\nsecond line")
 tree.build = broken
@@ -222,7 +222,7 @@ class FailingFile:
 
 
 def fail_writes(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
-    from paraminspect import atomic
+    from paraminspect.edit import atomic
 
     real = atomic.os.fdopen
     monkeypatch.setattr(atomic.os, "fdopen", lambda *a, **k: FailingFile(real(*a, **k), error))
@@ -270,7 +270,7 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
 def test_real_enospc_on_a_full_filesystem(small_tmpfs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import shutil
 
-    from paraminspect import atomic
+    from paraminspect.edit import atomic
 
     src = tmp_path / "big.pt"
     torch.save({"w": torch.ones(1024, 1024)}, src)  # 4 MiB into 2 MiB

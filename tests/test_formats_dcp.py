@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from paraminspect import CheckpointError, TensorRef, Value, open_checkpoint
-from paraminspect.tensors import iter_chunks, read_array
+from paraminspect.data.arrays import iter_chunks, read_array
 from tests.conftest import ROOT, run_cli, run_script
 from tests.data import make_dcp_2ranks
-from tests.test_tensors import _array_bits, _bits
+from tests.test_arrays import _array_bits, _bits
 
 TWO_RANKS = ROOT / "tests" / "data" / "dcp_2ranks"
 
@@ -214,7 +214,7 @@ def test_new_readers_never_import_torch(tmp_path: Path) -> None:
     code = (
         "import sys, io, contextlib\n"
         "from paraminspect.cli import main\n"
-        "from paraminspect.tensors import read_array\n"
+        "from paraminspect.data.arrays import read_array\n"
         "from paraminspect import open_checkpoint\n"
         "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
         f"    for args in (['tree', {str(TWO_RANKS)!r}], ['tree', '--modules', {str(legacy)!r}],\n"

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from paraminspect import CheckpointError, Opaque, Value, open_checkpoint
-from paraminspect.tensors import iter_chunks, read_array
+from paraminspect.data.arrays import iter_chunks, read_array
 from tests.conftest import SAMPLES, run_cli, run_script
+from tests.test_arrays import _array_bits, _bits
 from tests.test_formats_torchzip import DTYPES, _flat
-from tests.test_tensors import _array_bits, _bits
 
 
 def _save_legacy(obj: object, path: Path) -> Path:

@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from paraminspect import open_checkpoint
-from paraminspect.tensors import read_array
+from paraminspect.data.arrays import read_array
 from tests.conftest import run_cli, run_script
-from tests.test_tensors import _array_bits, _bits
+from tests.test_arrays import _array_bits, _bits
 
 
 @pytest.fixture(scope="module")

@@ -138,6 +138,6 @@ def test_a_whole_module_saved_is_shown_not_imported(tmp_path: Path) -> None:
     model = torch.nn.Linear(2, 2)
     torch.save(model, tmp_path / "module.pt")
     ckpt = open_checkpoint(tmp_path / "module.pt")
-    # Named as model.state_dict() names it (nnmodule.py); the class is never imported.
+    # Named as model.state_dict() names it (model/nnmodule.py); the class is never imported.
     assert {k: v.shape for k, v in ckpt.tensors.items()} == {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert list(ckpt.entries) == list(model.state_dict())

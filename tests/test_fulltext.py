@@ -18,9 +18,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
 
-from paraminspect import fulltext, open_checkpoint, printing, tensors, values
-from paraminspect.printing import PrintOptions, tensor_text
-from paraminspect.render import Colours, OutputFormat, format_values
+from paraminspect import open_checkpoint
+from paraminspect.data import arrays as tensors
+from paraminspect.inspect import get as values
+from paraminspect.output import fulltext, printing
+from paraminspect.output.printing import PrintOptions, tensor_text
+from paraminspect.output.render import Colours, OutputFormat, format_values
 from tests.conftest import run_cli
 from tests.test_formats_torchzip import DTYPES
 from tests.test_printing import _cases, as_numpy, random_tensor

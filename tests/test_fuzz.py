@@ -26,11 +26,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
 
-from paraminspect import ParamInspectError, open_checkpoint, render, shapes, tree
+from paraminspect import ParamInspectError, open_checkpoint
+from paraminspect.data.arrays import iter_chunks, read_array
+from paraminspect.inspect import shapes, tree
+from paraminspect.inspect.scan import scan_file
 from paraminspect.model import TensorRef
-from paraminspect.render import OutputFormat
-from paraminspect.scan import scan_file
-from paraminspect.tensors import iter_chunks, read_array
+from paraminspect.output import render
+from paraminspect.output.render import OutputFormat
 from tests.conftest import SAMPLES
 
 LONG = int(os.environ.get("PARAMINSPECT_FUZZ_EXAMPLES", "0"))
@@ -101,7 +103,7 @@ def exercise(path: Path, data: bytes) -> None:
 
 
 def _scan_table(path: Path) -> object:
-    from paraminspect import scan
+    from paraminspect.inspect import scan
 
     return scan.report([path]).table
 

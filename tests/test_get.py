@@ -12,10 +12,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from paraminspect import CheckpointError, open_checkpoint, peek
-from paraminspect.printing import PrintOptions, python_values
-from paraminspect.tensors import read_array, read_indices
-from paraminspect.values import report
+from paraminspect import CheckpointError, open_checkpoint
+from paraminspect.data import peek
+from paraminspect.data.arrays import read_array, read_indices
+from paraminspect.inspect.get import report
+from paraminspect.output.printing import PrintOptions, python_values
 from tests.conftest import SAMPLES, run_cli, run_script
 from tests.test_formats_torchzip import DTYPES
 

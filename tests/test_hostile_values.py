@@ -14,7 +14,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from paraminspect import open_checkpoint
-from paraminspect.tensors import iter_chunks, read_array
+from paraminspect.data.arrays import iter_chunks, read_array
 from tests.conftest import run_cli, run_script
 from tests.hostile_safetensors import SAFETENSORS_JSON_QUIRKS, SAFETENSORS_OFFICIAL
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch.nn import init
 
-from paraminspect import initializers
+from paraminspect.edit import initializers
+from paraminspect.edit.initializers import Scheme
 from paraminspect.errors import UsageError
-from paraminspect.initializers import Scheme
 
 SHAPES = [(64, 32), (16, 8, 3, 3), (8, 4, 5), (1, 300), (128, 1, 2, 2, 2)]
 

@@ -14,8 +14,8 @@ import torch
 
 from paraminspect import LimitExceeded, Limits, limits, open_checkpoint
 from paraminspect.errors import CheckpointError
+from paraminspect.formats.pickle.unpickler import SAFE_GLOBALS, safe_loads
 from paraminspect.model import measure
-from paraminspect.safepickle import SAFE_GLOBALS, safe_loads
 from tests.conftest import SAMPLES, run_cli
 
 
@@ -162,7 +162,7 @@ def test_zip_record_count_is_checked_before_zipfile_reads_the_directory(tmp_path
 
 
 def test_reading_a_view_too_big_for_memory_is_a_clean_error(tmp_path: Path) -> None:
-    from paraminspect.tensors import iter_chunks, read_array
+    from paraminspect.data.arrays import iter_chunks, read_array
 
     torch.save({"x": torch.ones(1).expand(1 << 21, 1 << 21)}, tmp_path / "e.pt")  # 16 TiB as float32
     ref = open_checkpoint(tmp_path / "e.pt").tensors["x"]

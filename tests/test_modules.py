@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from paraminspect import open_checkpoint
-from paraminspect.modules import classify
+from paraminspect.inspect.modules import classify
 from tests.conftest import SAMPLES, run_cli, run_script
 
 sys.path.insert(0, str(SAMPLES))

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from paraminspect import limits, open_checkpoint, parallel
-from paraminspect.compare import Comparer, ValueStats, compare_pairs
+from paraminspect import limits, open_checkpoint
+from paraminspect.compare.elementwise import Comparer, ValueStats, compare_pairs
+from paraminspect.compare.tolerance import Tolerance
+from paraminspect.data import parallel
 from paraminspect.model import TensorRef
-from paraminspect.tolerance import Tolerance
 from tests.conftest import run_cli
 
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from paraminspect.errors import CheckpointError, LimitExceeded
-from paraminspect.pickleguard import precheck, walk
+from paraminspect.formats.pickle.guard import precheck, walk
 from tests.conftest import SAMPLES
 
 VALUES = st.recursive(

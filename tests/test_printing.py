@@ -12,7 +12,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from paraminspect.printing import PrintOptions, corners, json_value_pieces, json_values, tensor_text
+from paraminspect.output.printing import PrintOptions, corners, json_value_pieces, json_values, tensor_text
 
 
 def as_numpy(t: torch.Tensor) -> np.ndarray:

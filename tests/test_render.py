@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from paraminspect.render import OutputFormat, format_table, human_bytes, human_count, safe_text
-from paraminspect.report import Column, Kind, Table
+from paraminspect.output.render import OutputFormat, format_table, human_bytes, human_count, safe_text
+from paraminspect.output.report import Column, Kind, Table
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from paraminspect import SelectionError, TensorRef, open_checkpoint
-from paraminspect.roots import choose, state_dict_candidates
+from paraminspect.naming.roots import choose, state_dict_candidates
 from tests.conftest import SAMPLES, run_cli, run_script
 
 NOTE = "(--root KEY picks another part, --root '' the whole file)"

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from paraminspect.picklescan import ALLOWED, TORCH_SAFE, UNSAFE, classify, scan_pickle
-from paraminspect.scan import scan_file
+from paraminspect.formats.pickle.scanner import ALLOWED, TORCH_SAFE, UNSAFE, classify, scan_pickle
+from paraminspect.inspect.scan import scan_file
 from tests.conftest import SAMPLES, run_cli, run_script
 
 MLP_TABLE = (

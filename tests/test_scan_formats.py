@@ -19,8 +19,8 @@ from safetensors.torch import save_file
 
 from paraminspect import limits, open_checkpoint
 from paraminspect.formats.dcp import item_locations, read_metadata
-from paraminspect.picklescan import ALLOWED
-from paraminspect.scan import scan_file
+from paraminspect.formats.pickle.scanner import ALLOWED
+from paraminspect.inspect.scan import scan_file
 from tests.conftest import run_cli, run_script
 from tests.test_formats_dcp import TWO_RANKS
 from tests.test_scan import _System

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from paraminspect import SelectionError, open_checkpoint
-from paraminspect.select import is_index_form, resolve_index_form, suggestions
-from paraminspect.tree import ordered_names
+from paraminspect.naming.order import ordered_names
+from paraminspect.naming.select import is_index_form, resolve_index_form, suggestions
 from tests.conftest import SAMPLES, run_cli, run_script
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from paraminspect import interrupts
+from paraminspect.data import interrupts
 from tests.conftest import SAMPLES
 
 # Sends the signal from inside the process when a module is first imported.
@@ -67,7 +67,7 @@ def test_ctrl_c_inside_import_torch_is_not_a_missing_torch(tmp_path: Path) -> No
 # a hostile tensor would), after telling the test it has started.
 STUCK_WORKERS = """
 import os, threading
-from paraminspect import stats
+from paraminspect.inspect import stats
 def stuck(ref, chunk_elements):
     os.write(1, b"started\\n")
     threading.Event().wait()
@@ -103,8 +103,8 @@ def test_first_ctrl_c_stops_stats_with_workers_stuck_in_long_calls(tmp_path: Pat
 # slow enough to be caught mid-write.
 NAMED_SLOW_WRITER = """
 import os, time
-from paraminspect import atomic
-from paraminspect.formats import safetensors_write
+from paraminspect.edit import atomic
+from paraminspect.edit.writers import safetensors as safetensors_write
 atomic.AtomicFile._open_anonymous = staticmethod(lambda directory: -1)
 real = safetensors_write.copy_range
 def slow(*args, **kwargs):
@@ -151,7 +151,7 @@ def test_a_signal_ignored_at_start_stays_ignored() -> None:
     """nohup and background jobs of non-interactive shells start with signals ignored."""
     code = (
         "import signal; signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
-        "from paraminspect import interrupts; interrupts.install()\n"
+        "from paraminspect.data import interrupts; interrupts.install()\n"
         "assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN\n"
         "assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL\n"
     )
@@ -161,7 +161,7 @@ def test_a_signal_ignored_at_start_stays_ignored() -> None:
 
 def test_chunk_loops_stop_once_a_signal_asked(tmp_path: Path) -> None:
     from paraminspect import open_checkpoint
-    from paraminspect.tensors import iter_chunks
+    from paraminspect.data.arrays import iter_chunks
 
     ref = open_checkpoint(SAMPLES / "mlp.safetensors").tensors["0.weight"]
     assert sum(len(c) for c in iter_chunks(ref, 4)) == ref.numel

@@ -21,8 +21,9 @@ import torch
 from safetensors.numpy import load_file, save_file
 
 from paraminspect import open_checkpoint
-from paraminspect.formats import safetensors_write, torch_write
-from paraminspect.tensors import iter_chunks, read_array
+from paraminspect.data.arrays import iter_chunks, read_array
+from paraminspect.edit.writers import safetensors as safetensors_write
+from paraminspect.edit.writers import torchsave as torch_write
 from tests.conftest import run_cli
 
 CHANGED = "the file changed while it was being read; nothing was written"
@@ -98,7 +99,8 @@ def test_library_reads_the_opened_file_after_a_replace(tmp_path: Path, suffix: s
 
 
 def test_stats_of_a_file_replaced_meanwhile_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from paraminspect import stats, tensors
+    from paraminspect.data import arrays as tensors
+    from paraminspect.inspect import stats
 
     model, other = tmp_path / "m.pt", tmp_path / "other.pt"
     write(model, 1)
@@ -126,7 +128,7 @@ TRUNCATE_DURING = """
 import os, sys
 target, where = sys.argv[1], sys.argv[2]
 if where == "stats":
-    from paraminspect import stats
+    from paraminspect.inspect import stats
     real = stats.iter_chunks
     def hooked(ref, *args, **kwargs):
         chunks = real(ref, *args, **kwargs)
@@ -136,7 +138,7 @@ if where == "stats":
         yield from chunks
     stats.iter_chunks = hooked
 elif where == "stats-before":
-    from paraminspect import stats
+    from paraminspect.inspect import stats
     real = stats.iter_chunks
     def hooked(*args, **kwargs):
         os.truncate(target, 4096)
@@ -183,7 +185,7 @@ def test_truncated_input_is_one_line_exit_2_not_sigbus(tmp_path: Path, where: st
 HOOKED_EDIT = """
 import os, sys, time
 flag, point = sys.argv[1], sys.argv[2]
-from paraminspect import save
+from paraminspect.edit import save
 real = getattr(save, point)
 def hooked(*args, **kwargs):
     print("opened", flush=True)  # the header is read; wait for the test's go
@@ -197,7 +199,7 @@ sys.exit(main(sys.argv[3:]))
 
 
 def hooked_edit(flag: Path, point: str, *args: str | Path) -> subprocess.Popen[str]:
-    """An edit that pauses at ``point`` in save.py: ``_inputs`` (before it locks) or ``_write`` (locked)."""
+    """An edit that pauses at ``point`` in edit/save.py: ``_inputs`` (before it locks) or ``_write`` (locked)."""
     command = [sys.executable, "-c", HOOKED_EDIT, str(flag), point, *map(str, args)]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

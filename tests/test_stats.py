@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from paraminspect import open_checkpoint
-from paraminspect import stats as stats_module
-from paraminspect.stats import report, tensor_stats
+from paraminspect.inspect import stats as stats_module
+from paraminspect.inspect.stats import report, tensor_stats
 from tests.conftest import SAMPLES, run_cli, run_script
 from tests.test_formats_torchzip import DTYPES
 from tests.test_printing import as_numpy

@@ -17,10 +17,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from paraminspect import open_checkpoint
-from paraminspect.formats import torch_write
-from paraminspect.tensors import read_array
+from paraminspect.data.arrays import read_array
+from paraminspect.edit.writers import torchsave as torch_write
 from tests.conftest import run_cli
-from tests.test_tensors import _array_bits, _bits
+from tests.test_arrays import _array_bits, _bits
 
 
 def _partition(groups: dict[Any, set[str]]) -> set[frozenset[str]]:

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 import torch
 
+from paraminspect.edit.verify import Expected, verify_written
 from paraminspect.errors import CheckpointError
-from paraminspect.formats import open_checkpoint
-from paraminspect.verify import Expected, verify_written
+from paraminspect.formats.opening import open_checkpoint
 from tests.conftest import run_cli
 
 

@@ -155,7 +155,7 @@ def test_pinned_summary_text(tmp_path: Path) -> None:
 
 def test_copy_in_short_odd_chunks_is_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Chunk boundaries (and the checksum carried across them) and thread count do not change the bytes."""
-    from paraminspect.formats import safetensors_write
+    from paraminspect.edit.writers import safetensors as safetensors_write
 
     src = SAMPLES / "rgnet.safetensors"
     assert run_cli("rename", src, "0.=zero.", "-o", tmp_path / "b.safetensors").code == 0
@@ -171,7 +171,7 @@ def test_without_preadv_the_pread_fallback_gives_the_same_bytes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Platforms without os.preadv use os.pread."""
-    from paraminspect.formats import safetensors_write
+    from paraminspect.edit.writers import safetensors as safetensors_write
 
     monkeypatch.delattr(safetensors_write.os, "preadv")
     src = SAMPLES / "rgnet.safetensors"

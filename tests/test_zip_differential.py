@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from paraminspect.errors import AmbiguousArchive, CheckpointError
 from paraminspect.formats.torchzip import open_archive
-from paraminspect.scan import scan_file
+from paraminspect.inspect.scan import scan_file
 from tests.conftest import run_cli
 from tests.test_limits import many_records_zip
 

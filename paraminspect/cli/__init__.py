@@ -24,7 +24,7 @@ __all__ = ["app", "main", "run"]
 
 def run() -> None:
     """Console-script entry point (and ``python -m paraminspect``)."""
-    from paraminspect import interrupts
+    from paraminspect.data import interrupts
 
     interrupts.install()
     try:

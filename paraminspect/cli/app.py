@@ -10,12 +10,15 @@ from typing import Annotated
 
 import typer
 
-from paraminspect import __version__, limits, render, roots, tree
+from paraminspect import __version__, limits
 from paraminspect.errors import SelectionError
-from paraminspect.formats import open_checkpoint
+from paraminspect.formats.opening import open_checkpoint
 from paraminspect.model import Checkpoint
-from paraminspect.render import OutputFormat
-from paraminspect.select import Selector, is_index_form, resolve_index_form, suggestions
+from paraminspect.naming import roots
+from paraminspect.naming.order import ordered_names
+from paraminspect.naming.select import Selector, is_index_form, resolve_index_form, suggestions
+from paraminspect.output import render
+from paraminspect.output.render import OutputFormat
 
 app = typer.Typer(
     name="paraminspect",
@@ -88,7 +91,7 @@ def _resolve(ckpt: Checkpoint, pattern: str) -> str:
     if not is_index_form(pattern):
         return pattern
     try:
-        return resolve_index_form(pattern, tree.ordered_names(ckpt))
+        return resolve_index_form(pattern, ordered_names(ckpt))
     except SelectionError as exc:
         raise SelectionError(exc.message, ckpt.path) from None
 

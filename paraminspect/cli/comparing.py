@@ -5,25 +5,17 @@ from typing import Annotated
 
 import typer
 
-from paraminspect import render, roots
-from paraminspect import source as input_files
-from paraminspect.cli.app import (
-    FileArg,
-    FormatOpt,
-    PatternsArg,
-    RegexOpt,
-    RootOpt,
-    SortOpt,
-    app,
-    resolved_patterns,
-)
+from paraminspect.cli.app import FileArg, FormatOpt, PatternsArg, RegexOpt, RootOpt, SortOpt, app, resolved_patterns
+from paraminspect.compare.tolerance import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
 from paraminspect.errors import EXIT_DIFFERENT, EXIT_OK
-from paraminspect.formats import open_checkpoint
+from paraminspect.formats.opening import open_checkpoint
+from paraminspect.io import source as input_files
 from paraminspect.model import Checkpoint
-from paraminspect.names import NameMap
-from paraminspect.render import OutputFormat
-from paraminspect.select import Selector
-from paraminspect.tolerance import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
+from paraminspect.naming import roots
+from paraminspect.naming.prefixes import NameMap
+from paraminspect.naming.select import Selector
+from paraminspect.output import render
+from paraminspect.output.render import OutputFormat
 
 StripOpt = Annotated[
     list[str] | None,
@@ -96,7 +88,7 @@ def diff_command(
     fmt: FormatOpt = OutputFormat.table,
 ) -> int:
     """Compare two checkpoints name by name: exit 0 if equal, 1 if anything differs, 2 on error."""
-    from paraminspect import diff
+    from paraminspect.compare import diff
 
     a, b = _load_all(
         [(file_a, root if root_a is None else root_a), (file_b, root if root_b is None else root_b)], quiet
@@ -150,7 +142,7 @@ def check_command(
     fmt: FormatOpt = OutputFormat.table,
 ) -> int:
     """Check a checkpoint against an expected structure: exit 0 if it holds, 1 on drift, 2 on error."""
-    from paraminspect import check
+    from paraminspect.compare import check
 
     budget = check.parse_count(max_params) if max_params is not None else None
     spec = check.load_spec(expect)

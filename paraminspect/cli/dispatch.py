@@ -15,11 +15,12 @@ import traceback
 
 import typer
 
-from paraminspect import interrupts, render
-from paraminspect import source as input_files
 from paraminspect.cli import comparing, editing, inspecting  # noqa: F401  (importing registers the commands)
 from paraminspect.cli.app import app
+from paraminspect.data import interrupts
 from paraminspect.errors import EXIT_ERROR, EXIT_INTERNAL, EXIT_OK, ParamInspectError
+from paraminspect.io import source as input_files
+from paraminspect.output import render
 
 # Help lists commands in the order a user meets them: look, compare, scan, edit.
 _ORDER = ["tree", "shapes", "get", "stats", "diff", "check", "scan"]

@@ -5,20 +5,13 @@ from typing import Annotated
 
 import typer
 
-from paraminspect import render
-from paraminspect.cli.app import (
-    FileArg,
-    FormatOpt,
-    PatternsArg,
-    RegexOpt,
-    _selector,
-    app,
-)
+from paraminspect.cli.app import FileArg, FormatOpt, PatternsArg, RegexOpt, _selector, app
 from paraminspect.errors import EXIT_OK, ParamInspectError, SelectionError, UsageError
-from paraminspect.formats import open_checkpoint
-from paraminspect.names import NameMap
-from paraminspect.render import OutputFormat
-from paraminspect.select import Selector
+from paraminspect.formats.opening import open_checkpoint
+from paraminspect.naming.prefixes import NameMap
+from paraminspect.naming.select import Selector
+from paraminspect.output import render
+from paraminspect.output.render import OutputFormat
 
 # ---- edit commands: set, init, rename, drop, extract, cast, convert ----------------
 # Each builds an edit plan (edit.py) and hands it to save.save, which writes
@@ -42,7 +35,8 @@ UntieOpt = Annotated[
 def _write_plan(
     plan: object, output: Path | None, in_place: bool, force: bool, dry_run: bool, drop_unknown: bool, fmt: OutputFormat
 ) -> int:
-    from paraminspect import edit, save
+    from paraminspect.edit import plan as edit
+    from paraminspect.edit import save
 
     assert isinstance(plan, edit.Plan)
     try:
@@ -72,7 +66,8 @@ def set_command(
     fmt: FormatOpt = OutputFormat.table,
 ) -> int:
     """Fill one tensor with a scalar or with values of its exact shape."""
-    from paraminspect import edit, fill
+    from paraminspect.edit import fill
+    from paraminspect.edit import plan as edit
     from paraminspect.model import TensorRef
 
     ckpt = open_checkpoint(file)
@@ -123,7 +118,8 @@ def init_command(
     """Re-initialise tensors with a torch.nn.init scheme (xavier, kaiming, normal, ...)."""
     import numpy as np
 
-    from paraminspect import edit, initializers
+    from paraminspect.edit import initializers
+    from paraminspect.edit import plan as edit
     from paraminspect.model import TensorRef
 
     spec = initializers.Scheme(scheme, value, mean, std, low, high, gain, mode, nonlinearity, a)
@@ -168,8 +164,8 @@ def rename_command(
     fmt: FormatOpt = OutputFormat.table,
 ) -> int:
     """Rename tensors: OLD=NEW prefix replacements, --strip-prefix, --add-prefix."""
-    from paraminspect import edit
-    from paraminspect.names import PrefixRule
+    from paraminspect.edit import plan as edit
+    from paraminspect.naming.prefixes import PrefixRule
 
     mapping = NameMap.from_options(strip_prefix or [], mappings or [])
     if add_prefix:
@@ -193,7 +189,7 @@ def drop_command(
     fmt: FormatOpt = OutputFormat.table,
 ) -> int:
     """Remove tensors (and other entries) whose names match."""
-    from paraminspect import edit
+    from paraminspect.edit import plan as edit
 
     ckpt = open_checkpoint(file)
     plan = edit.plan_drop(ckpt, Selector(patterns, regex=regex))
@@ -216,7 +212,7 @@ def extract_command(
     fmt: FormatOpt = OutputFormat.table,
 ) -> int:
     """Keep only the matching names (a subtree, optionally re-rooted)."""
-    from paraminspect import edit
+    from paraminspect.edit import plan as edit
 
     ckpt = open_checkpoint(file)
     plan = edit.plan_extract(ckpt, Selector(patterns, regex=regex), reroot=reroot)
@@ -238,7 +234,8 @@ def cast_command(
     fmt: FormatOpt = OutputFormat.table,
 ) -> int:
     """Convert floating-point tensors to another dtype (integer/bool tensors are left alone)."""
-    from paraminspect import dtypes, edit
+    from paraminspect import dtypes
+    from paraminspect.edit import plan as edit
 
     target = dtypes.lookup(dtype) if dtype else None
     if target is None:
@@ -260,7 +257,7 @@ def convert_command(
     fmt: FormatOpt = OutputFormat.table,
 ) -> int:
     """Convert between .pt and .safetensors (ties and, for .pt, non-tensor entries kept)."""
-    from paraminspect import edit
+    from paraminspect.edit import plan as edit
 
     plan = edit.Plan.unchanged(open_checkpoint(file), "convert")
     return _write_plan(plan, output, False, force, dry_run, drop_unknown, fmt)

@@ -7,8 +7,6 @@ from typing import Annotated
 
 import typer
 
-from paraminspect import render, tree
-from paraminspect import source as input_files
 from paraminspect.cli.app import (
     FileArg,
     FormatOpt,
@@ -21,7 +19,10 @@ from paraminspect.cli.app import (
     app,
 )
 from paraminspect.errors import EXIT_OK, UsageError
-from paraminspect.render import OutputFormat
+from paraminspect.inspect import tree
+from paraminspect.io import source as input_files
+from paraminspect.output import render
+from paraminspect.output.render import OutputFormat
 
 
 @app.command("tree")
@@ -39,7 +40,7 @@ def tree_command(
     ] = False,
 ) -> int:
     """Show the name hierarchy with per-subtree parameter counts and sizes."""
-    from paraminspect import modules
+    from paraminspect.inspect import modules
 
     # The whole object by default; --modules is a view of the model, so it picks the state dict.
     ckpt = _load_state_dict(file, root, auto=show_modules)
@@ -74,7 +75,7 @@ def shapes_command(
     ] = None,
 ) -> int:
     """List every tensor: name, dtype, shape, element count and bytes, with a total."""
-    from paraminspect import shapes, sizes
+    from paraminspect.inspect import shapes, sizes
 
     # --by-prefix answers "what fills this file", so it sees the optimizer too.
     ckpt = _load_state_dict(file, root, auto=by_prefix is None)
@@ -107,7 +108,8 @@ def get_command(
     root: RootOpt = None,
 ) -> int:
     """Print values the way torch prints them (JSON/CSV: every value, exact)."""
-    from paraminspect import printing, values
+    from paraminspect.inspect import get as values
+    from paraminspect.output import printing
 
     # Names are explicit, so the whole file is in reach unless --root narrows it.
     ckpt = _load_state_dict(file, root, auto=False)
@@ -136,7 +138,7 @@ def stats_command(
     root: RootOpt = None,
 ) -> int:
     """Per tensor: min, max, mean, std (n-1), mean |x|, L2 norm, NaN/Inf/zero counts; and a total."""
-    from paraminspect import stats
+    from paraminspect.inspect import stats
 
     ckpt = _load_state_dict(file, root)
     table = stats.report(ckpt, _selector(ckpt, patterns, regex), by_prefix=by_prefix, sort=sort)
@@ -161,7 +163,7 @@ def scan_command(
     Exit 1 if any file references a global outside the allow-list or is an ambiguous zip (one
     that torch could read differently from us), 2 if a file cannot be read.
     """
-    from paraminspect import scan
+    from paraminspect.inspect import scan
 
     result = scan.report(files, unsafe_only=unsafe_only)
     render.write(render.format_table(result.table, fmt))

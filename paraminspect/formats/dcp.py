@@ -17,11 +17,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from paraminspect import source
 from paraminspect.errors import CheckpointError, LimitExceeded
-from paraminspect.formats import METADATA_NAME
+from paraminspect.formats.magic import METADATA_NAME
+from paraminspect.formats.pickle.unpickler import Record, TorchDType, safe_loads
 from paraminspect.formats.sharded import shard_path
 from paraminspect.formats.torchzip import read_torch_zip
+from paraminspect.io import source
 from paraminspect.limits import Limits
 from paraminspect.model import (
     Checkpoint,
@@ -33,7 +34,6 @@ from paraminspect.model import (
     distinct_names,
     opaque_class,
 )
-from paraminspect.safepickle import Record, TorchDType, safe_loads
 
 Location = tuple[str, int, int]  # relative path, offset, length
 

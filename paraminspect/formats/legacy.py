@@ -17,10 +17,10 @@ from typing import Any, BinaryIO
 
 from paraminspect import dtypes
 from paraminspect.errors import CheckpointError, LimitExceeded
+from paraminspect.formats.pickle.guard import read_one
+from paraminspect.formats.pickle.unpickler import StorageType, safe_loads
 from paraminspect.limits import Limits
 from paraminspect.model import Checkpoint, StorageRef, flatten
-from paraminspect.pickleguard import read_one
-from paraminspect.safepickle import StorageType, safe_loads
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001

@@ -15,8 +15,8 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import BinaryIO
 
 from paraminspect.errors import CheckpointError, LimitExceeded
-from paraminspect.files import require_regular
 from paraminspect.formats.strictjson import unique_keys
+from paraminspect.io.files import require_regular
 from paraminspect.limits import Limits
 from paraminspect.model import Checkpoint, Entry
 

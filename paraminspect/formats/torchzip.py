@@ -14,9 +14,9 @@ from typing import Any, BinaryIO
 from paraminspect import dtypes
 from paraminspect.errors import CheckpointError, LimitExceeded
 from paraminspect.formats import zipstrict
+from paraminspect.formats.pickle.unpickler import StorageType, safe_loads
 from paraminspect.limits import Limits
 from paraminspect.model import Checkpoint, StorageRef, flatten
-from paraminspect.safepickle import StorageType, safe_loads
 
 SUPPORTED_VERSION = 3  # the ``version`` record torch 2.x writes
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from paraminspect import open_checkpoint
-from paraminspect.tensors import read_array
+from paraminspect.data.arrays import read_array
 from tests.conftest import run_cli
 from tests.matrix.conftest import CASES, SLOW_CASES, Matrix
 from tests.matrix.reference import Flat, changed_elements, dtype_name, raw, read, ties
@@ -86,7 +86,7 @@ def test_get(matrix: Matrix, case_id: str) -> None:
 
 def _stats(tensor: torch.Tensor) -> dict[str, Any]:
     """The reference statistics in float64 torch, with paraminspect's documented rules
-    (README, paraminspect/stats.py): NaN/Inf counted apart and left out of the rest,
+    (README, paraminspect/inspect/stats.py): NaN/Inf counted apart and left out of the rest,
     std with divisor n-1, complex by modulus with no order."""
     out: dict[str, Any] = dict.fromkeys(("min", "max", "mean", "std", "mean_abs", "l2"))
     if tensor.is_complex():

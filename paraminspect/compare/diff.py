@@ -1,0 +1,350 @@
+"""``diff``: put every name of two checkpoints in exactly one class.
+
+Classes, checked in this order: only in A, only in B, dtype changed (for a
+non-tensor leaf: its type, or tensor vs value), shape changed, values changed,
+equal. A name only in one file that is tied there to a name both hold (one save
+stores ``lm_head.weight`` tied to the embedding, the other leaves it out) says
+so, and with ``ties_equal`` is a tied alias, not a difference. Values are
+compared when the shapes agree and the dtypes agree or are both numeric (a
+dtype-changed pair then stays "dtype changed" but shows how far its values
+moved), streamed chunk by chunk (see :mod:`paraminspect.compare.elementwise`);
+``structure=True`` reads no tensor data.
+Names are mapped (prefix rules) and selected before they are paired up.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from paraminspect.compare.elementwise import ValueStats, cast_comparable, compare_pairs
+from paraminspect.compare.tolerance import Tolerance
+from paraminspect.errors import SelectionError
+from paraminspect.inttext import safe_str
+from paraminspect.model import Checkpoint, Entry, Opaque, TensorRef, Value
+from paraminspect.naming.order import ordered_names
+from paraminspect.naming.prefixes import NameMap
+from paraminspect.naming.select import Selector
+from paraminspect.output.report import Column, Kind, Table, Verdict
+
+
+class Status(str, Enum):
+    ONLY_A = "only_in_a"
+    ONLY_B = "only_in_b"
+    DTYPE = "dtype_changed"
+    SHAPE = "shape_changed"
+    VALUES = "values_changed"
+    EQUAL = "equal"
+    # Only in one file, and there tied to a name both files hold (``--ties-equal``).
+    TIED = "tied_alias"
+
+
+LABELS = {
+    Status.ONLY_A: "only in A",
+    Status.ONLY_B: "only in B",
+    Status.DTYPE: "dtype changed",
+    Status.SHAPE: "shape changed",
+    Status.VALUES: "values changed",
+    Status.EQUAL: "equal",
+    Status.TIED: "tied alias",
+}
+
+_VALUE_TEXT_LIMIT = 60
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side's entry as a report shows it: a tensor's dtype and shape, or a value.
+
+    ``str()`` gives the one-cell table form (``float32 [8, 4]``, ``3``,
+    ``<object argparse.Namespace>``); ``to_json()`` the exact form.
+    """
+
+    dtype: str  # tensor dtype name, or the value's type name
+    shape: tuple[int, ...] | None = None  # None for a non-tensor leaf
+    value: Any = None
+
+    @classmethod
+    def of(cls, entry: Entry) -> Side:
+        if isinstance(entry, TensorRef):
+            return cls(entry.dtype.name, entry.shape)
+        return cls(entry.type_name, None, entry.value)
+
+    def to_json(self) -> dict[str, Any]:
+        if self.shape is not None:
+            return {"kind": "tensor", "dtype": self.dtype, "shape": list(self.shape)}
+        value = str(self.value) if isinstance(self.value, Opaque) else self.value
+        return {"kind": "value", "type": self.dtype, "value": value}
+
+    def __str__(self) -> str:
+        if self.shape is not None:
+            return f"{self.dtype} [{', '.join(map(str, self.shape))}]"
+        text = repr(self.value) if isinstance(self.value, str) else safe_str(self.value)
+        if len(text) > _VALUE_TEXT_LIMIT:
+            text = text[: _VALUE_TEXT_LIMIT - 3] + "..."
+        return text
+
+
+@dataclass
+class Row:
+    """One name's outcome. ``a_name``/``b_name`` are each file's own full names
+    (before mapping, with the prefix of a ``--root`` subtree)."""
+
+    name: str
+    status: Status
+    a_name: str | None
+    b_name: str | None
+    a: Side | None
+    b: Side | None
+    stats: ValueStats | None = None  # set when values were compared
+    # Only in one file, where it is tied to this (mapped) name, which both files hold:
+    # one file stores a tie the other leaves out (lm_head.weight = embed_tokens.weight).
+    tied_to: str | None = None
+
+
+_NAN_KEY = ("<nan>",)
+
+
+def comparable(obj: Any, equal_nan: bool = True) -> Any:
+    """A form of a non-tensor leaf that ``==`` compares by content.
+
+    Placeholders compare by class name and arguments (their mapping state is
+    flattened into names of its own); tensors inside values by dtype and shape;
+    NaN equals NaN unless ``equal_nan`` is off; unknown objects by their text.
+    """
+    if isinstance(obj, TensorRef):
+        return ("<tensor>", obj.dtype.name, obj.shape)
+    if isinstance(obj, Opaque):
+        # Unpickling may create a placeholder without calling __init__.
+        state = getattr(obj, "state", None)
+        state = None if isinstance(state, Mapping) else comparable(state, equal_nan)
+        args = comparable(getattr(obj, "args", ()), equal_nan)
+        return ("<object>", obj.qualname, args, comparable(getattr(obj, "kwargs", {}), equal_nan), state)
+    if isinstance(obj, Mapping):
+        return ("<map>", tuple((safe_str(k), comparable(v, equal_nan)) for k, v in obj.items()))
+    if isinstance(obj, list | tuple):
+        return (type(obj).__name__, tuple(comparable(v, equal_nan) for v in obj))
+    if isinstance(obj, float) and math.isnan(obj):
+        return _NAN_KEY if equal_nan else object()
+    if obj is None or isinstance(obj, bool | int | float | complex | str | bytes):
+        return obj
+    return (type(obj).__name__, safe_str(obj))
+
+
+def _classify(a: Entry, b: Entry, tolerance: Tolerance, structure: bool, cast_values: bool) -> tuple[Status, bool]:
+    """Status from metadata alone, and whether tensor values still need comparing."""
+    if isinstance(a, TensorRef) != isinstance(b, TensorRef):
+        return Status.DTYPE, False
+    if isinstance(a, TensorRef) and isinstance(b, TensorRef):
+        if a.dtype != b.dtype:  # fp32 vs its bf16 cast: still worth knowing how far values moved
+            return Status.DTYPE, cast_values and not structure and cast_comparable(a, b)
+        if a.shape != b.shape:
+            return Status.SHAPE, False
+        return Status.EQUAL, not structure
+    assert isinstance(a, Value) and isinstance(b, Value)
+    if a.type_name != b.type_name:
+        return Status.DTYPE, False
+    if structure or comparable(a.value, tolerance.equal_nan) == comparable(b.value, tolerance.equal_nan):
+        return Status.EQUAL, False
+    return Status.VALUES, False
+
+
+def mapped_names(ckpt: Checkpoint, name_map: NameMap, *, sort: bool = False) -> dict[str, str]:
+    """``{mapped name: name in the file}`` in display order."""
+    return name_map.apply(ordered_names(ckpt, sort=sort), str(ckpt.path))
+
+
+def compare(
+    a: Checkpoint,
+    b: Checkpoint,
+    *,
+    tolerance: Tolerance | None = None,
+    selector: Selector | None = None,
+    map_a: NameMap | None = None,
+    map_b: NameMap | None = None,
+    structure: bool = False,
+    sort: bool = False,
+    cast_values: bool = True,
+    ties_equal: bool = False,
+) -> list[Row]:
+    """Pair the (mapped, selected) names of A and B and classify every one.
+
+    Patterns select by mapped name or by either file's original name.
+    ``cast_values=False`` skips the values of dtype-changed pairs: their status
+    does not depend on them, so a caller that shows no statistics (``--quiet``)
+    need not read them. A name only in one file but tied there to a name both
+    hold gets ``tied_to``; ``ties_equal`` counts such a row as no difference
+    (status ``tied_alias``): the data is the tied name's, compared on its own row.
+    Order: A's names in A's order, then names only in B in B's order. A tied
+    tensor pair compared once is not read again for its other names.
+    """
+    tolerance = tolerance or Tolerance()
+    names_a = mapped_names(a, map_a or NameMap(), sort=sort)
+    names_b = mapped_names(b, map_b or NameMap(), sort=sort)
+    # Each file's own full name (with the --root prefix a subtree was cut from).
+    full_a = {n: _in_file(a, old) for n, old in names_a.items()}
+    full_b = {n: _in_file(b, old) for n, old in names_b.items()}
+    order = [*names_a, *(n for n in names_b if n not in names_a)]
+    if selector:
+        # A pattern may name the mapped name or either file's own name for it.
+        own = [*names_a.values(), *names_b.values(), *full_a.values(), *full_b.values()]
+        missing = selector.unmatched([*names_a, *names_b, *own])
+        if missing:
+            raise SelectionError(f"no name in either file matches {missing[0]!r}")
+        order = [
+            n
+            for n in order
+            if selector.matches(n) or any(selector.matches(o) for o in _own_names(n, names_a, names_b, full_a, full_b))
+        ]
+    pairs: dict[tuple[tuple[object, ...], tuple[object, ...]], tuple[TensorRef, TensorRef]] = {}
+    waiting: list[tuple[Row, tuple[tuple[object, ...], tuple[object, ...]]]] = []
+    rows: list[Row] = []
+    tie_groups: dict[int, tuple[dict[str, list[str]], dict[str, str]]] = {}
+    for name in order:
+        ea = a.entries[names_a[name]] if name in names_a else None
+        eb = b.entries[names_b[name]] if name in names_b else None
+        a_name, b_name = full_a.get(name), full_b.get(name)
+        side_a, side_b = (Side.of(ea) if ea is not None else None), (Side.of(eb) if eb is not None else None)
+        if ea is None or eb is None:
+            status = Status.ONLY_B if ea is None else Status.ONLY_A
+            side = 0 if eb is None else 1
+            in_side = (names_a, names_b)[side]
+            if side not in tie_groups:  # only files with one-sided names pay for this
+                tie_groups[side] = (_tie_groups((a, b)[side]), {old: new for new, old in in_side.items()})
+            tied_to = _tied_in_both((a, b)[side], *tie_groups[side], in_side[name], names_a, names_b)
+            if tied_to is not None and ties_equal:
+                status = Status.TIED
+            rows.append(Row(name, status, a_name, b_name, side_a, side_b, tied_to=tied_to))
+            continue
+        status, read_values = _classify(ea, eb, tolerance, structure, cast_values)
+        rows.append(Row(name, status, a_name, b_name, side_a, side_b))
+        if read_values:
+            assert isinstance(ea, TensorRef) and isinstance(eb, TensorRef)
+            key = (ea.identity, eb.identity)  # a tied pair is read once
+            pairs.setdefault(key, (ea, eb))
+            waiting.append((rows[-1], key))
+    found = dict(zip(pairs, compare_pairs(list(pairs.values()), tolerance), strict=True))
+    for row, key in waiting:
+        row.stats = found[key]
+        if row.status is Status.EQUAL and row.stats.differing != 0:  # a dtype change stays one
+            row.status = Status.VALUES
+    return rows
+
+
+def _tied_in_both(
+    ckpt: Checkpoint,
+    tied: dict[str, list[str]],
+    mapped: dict[str, str],
+    name: str,
+    names_a: dict[str, str],
+    names_b: dict[str, str],
+) -> str | None:
+    """The mapped name of what tensor ``name`` (a name in ``ckpt``) is tied to that
+    both files hold, with the same dtype and shape; None if there is none.
+    ``tied``: each name's tie partners; ``mapped``: file name -> mapped name."""
+    entry = ckpt.entries[name]
+    if not isinstance(entry, TensorRef) or name not in tied:
+        return None
+    for other in tied.get(name, ()):
+        new = mapped.get(other)
+        partner = ckpt.entries.get(other)
+        if (
+            new is not None
+            and new in names_a
+            and new in names_b
+            and isinstance(partner, TensorRef)
+            and (partner.dtype, partner.shape) == (entry.dtype, entry.shape)
+        ):
+            return new
+    return None
+
+
+def _tie_groups(ckpt: Checkpoint) -> dict[str, list[str]]:
+    """Each tied name's partners, owner first."""
+    members: dict[str, list[str]] = {}
+    for alias, owner in ckpt.tied_groups().items():
+        members.setdefault(owner, [owner]).append(alias)
+    return {n: [m for m in group if m != n] for group in members.values() for n in group}
+
+
+def _in_file(ckpt: Checkpoint, name: str) -> str:
+    return f"{ckpt.selected}.{name}" if ckpt.selected else name
+
+
+def _own_names(name: str, *maps: dict[str, str]) -> list[str]:
+    return [m[name] for m in maps if name in m]
+
+
+COLUMNS = [
+    Column("status", "status"),
+    Column("name", "name", Kind.NAME),
+    Column("a", "A"),
+    Column("b", "B"),
+    Column("differing", "differing", Kind.COUNT),
+    Column("max_abs_diff", "max abs diff", Kind.NUMBER),
+    Column("max_rel_diff", "max rel diff", Kind.NUMBER),
+    Column("index", "at", Kind.SHAPE),
+    Column("tied_to", "tied to", Kind.NAME, optional=True),
+]
+
+
+def _row_json(row: Row) -> dict[str, Any]:
+    stats = row.stats
+    return {
+        "name": row.name,
+        "status": row.status.value,
+        "a_name": row.a_name,
+        "b_name": row.b_name,
+        "a": row.a.to_json() if row.a else None,
+        "b": row.b.to_json() if row.b else None,
+        "differing": stats.differing if stats else None,
+        "max_abs_diff": stats.max_abs if stats else None,
+        "max_rel_diff": stats.max_rel if stats else None,
+        "index": stats.index if stats else None,
+        "a_value": stats.a_value if stats else None,
+        "b_value": stats.b_value if stats else None,
+        "tied_to": row.tied_to,
+    }
+
+
+def _label(row: Row) -> str:
+    """The table's status: an only-in row tied to a name in both says so."""
+    if row.tied_to is not None and row.status in (Status.ONLY_A, Status.ONLY_B):
+        return f"tied in {'A' if row.status is Status.ONLY_A else 'B'}"
+    return LABELS[row.status]
+
+
+def report(
+    a: Checkpoint,
+    b: Checkpoint,
+    rows: list[Row],
+    *,
+    tolerance: Tolerance,
+    structure: bool = False,
+    show_all: bool = False,
+) -> Verdict:
+    """The verdict: every row in JSON, the differing rows (or all) in tables."""
+    counts = dict.fromkeys(Status, 0)
+    for row in rows:
+        counts[row.status] += 1
+    entries = [_row_json(row) for row in rows]
+    listed = [
+        {**entry, "status": _label(row), "a": row.a, "b": row.b}
+        for row, entry in zip(rows, entries, strict=True)
+        if show_all or row.status is not Status.EQUAL
+    ]
+    document = {
+        "a": {"file": str(a.path), "format": a.format, "root": a.selected},
+        "b": {"file": str(b.path), "format": b.format, "root": b.selected},
+        "structure_only": structure,
+        "tolerance": {"atol": tolerance.atol, "rtol": tolerance.rtol, "equal_nan": tolerance.equal_nan},
+        "same": counts[Status.EQUAL] + counts[Status.TIED] == len(rows),
+        "counts": {status.value: n for status, n in counts.items()},
+        "entries": entries,
+    }
+    table = Table(COLUMNS, listed, None, document)
+    shown = [(LABELS[s], n) for s, n in counts.items() if s is not Status.TIED or n]
+    return Verdict(table, shown, ok=bool(document["same"]))

@@ -1,0 +1,14 @@
+"""Tensor data: bytes to numpy arrays, and the machinery long reads run on.
+
+Owns: :mod:`~paraminspect.data.arrays` (a tensor's bytes as an array, in
+chunks, views and DCP pieces included), :mod:`~paraminspect.data.peek` (a few
+elements decoded without numpy), :mod:`~paraminspect.data.casting` (dtype
+conversion with torch's rounding), :mod:`~paraminspect.data.broadcast`
+(stride-0 views read once), :mod:`~paraminspect.data.parallel` (the two-thread
+helper) and :mod:`~paraminspect.data.interrupts` (Ctrl-C and signals checked
+between chunks).
+
+numpy and ml_dtypes are imported inside functions only, so a header-only
+command that imports this layer never pays for them. May use: the core and
+``io``. Never: formats, naming, output, commands or the CLI.
+"""

@@ -1,0 +1,9 @@
+"""Writers, one per output format: :mod:`~paraminspect.edit.writers.safetensors`
+(streams tensor bytes, two threads) and :mod:`~paraminspect.edit.writers.torchsave`
+(rebuilds the object graph and calls ``torch.save``: the one module that imports
+torch), with :mod:`~paraminspect.edit.writers.writeback` (bounded dirty pages).
+
+They consume an :class:`~paraminspect.edit.plan.Plan` and write to an open file;
+the temporary file, verification and rename are :mod:`paraminspect.edit.save`'s.
+May use: the plan, data, formats (their constants), io and the core.
+"""

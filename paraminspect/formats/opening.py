@@ -1,0 +1,210 @@
+"""Open any supported checkpoint: sniff the content (never the suffix), dispatch.
+
+Files: torch.save zip, legacy torch.save pickle stream, safetensors, a sharded
+model's ``*.index.json``, or a DCP ``.metadata``. Directories: a sharded model
+(its index), a DCP checkpoint (``.metadata``), or a model directory holding a
+single checkpoint file (``model.safetensors``, ``pytorch_model.bin``).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from paraminspect import limits as _limits
+from paraminspect.errors import CheckpointError, reading
+from paraminspect.formats.magic import (
+    METADATA_NAME,
+    NPY_MAGIC,
+    SNIFF_BYTES,
+    ZIP_MAGIC,
+    fits_safetensors,
+    looks_like_safetensors,
+)
+from paraminspect.io import source
+from paraminspect.limits import Limits
+from paraminspect.model import Checkpoint
+
+INDEX_NAMES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+INDEX_SUFFIX = ".index.json"
+SINGLE_NAMES = ("model.safetensors", "pytorch_model.bin")
+# Files a directory may hold as its checkpoint (".tar" covers torchvision-era ".pth.tar").
+CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".tar")
+
+
+def open_checkpoint(path: str | os.PathLike[str], *, limits: Limits | None = None) -> Checkpoint:
+    """Read a checkpoint's structure (names, dtypes, shapes, where bytes live).
+
+    No tensor data is read and nothing from the file is imported or executed.
+    Raises :class:`~paraminspect.errors.CheckpointError` for anything unreadable.
+    ``limits`` defaults to the ones in force (:func:`paraminspect.limits.current`).
+    """
+    limits = limits or _limits.current()
+    # so checks deep in the readers (pickle.guard) see the same limits
+    with _limits.using(limits), source.collecting() as opened:
+        ckpt = _read(Path(path), limits)
+    ckpt.sources = tuple(dict.fromkeys(opened))  # every file it is made of, read through these handles
+    try:
+        _limits.enforce(ckpt, limits)
+    except CheckpointError as exc:
+        exc.source = exc.source or str(path)
+        raise
+    return ckpt
+
+
+def _read(target: Path, limits: Limits) -> Checkpoint:
+    try:
+        if target.is_dir():
+            return _open_directory(target, limits)
+        return _open_file(target, limits, whole=True)
+    except CheckpointError as exc:
+        exc.source = exc.source or str(target)
+        raise
+
+
+def _open_directory(directory: Path, limits: Limits) -> Checkpoint:
+    chosen = resolve_directory(directory)
+    if chosen.name == METADATA_NAME:
+        from paraminspect.formats.dcp import read_dcp
+
+        return _with_source(lambda: read_dcp(directory, limits), directory)
+    return _open_file(chosen, limits, whole=True)
+
+
+def resolve_directory(directory: Path, *, look_inside: bool = True) -> Path:
+    """The file a directory stands for: its index, its DCP ``.metadata``, or its one
+    checkpoint file (shared with ``scan``, so both pick the same file).
+    ``look_inside``: when there is none, list the subfolders that are checkpoints."""
+    try:
+        names = sorted(p.name for p in directory.iterdir())
+    except OSError as exc:
+        raise CheckpointError(f"cannot list directory ({exc.strerror or exc})", directory) from None
+    chosen = next((n for n in INDEX_NAMES if n in names), None)
+    if chosen is None and METADATA_NAME in names:
+        return directory / METADATA_NAME
+    chosen = chosen or next((n for n in SINGLE_NAMES if n in names), None)
+    if chosen is None:
+        # Another naming scheme (diffusion_pytorch_model..., a lone model.pt): only if unambiguous.
+        indexes = [n for n in names if n.endswith(INDEX_SUFFIX)]
+        files = [n for n in names if n.endswith(CHECKPOINT_SUFFIXES) and (directory / n).is_file()]
+        chosen = indexes[0] if len(indexes) == 1 else files[0] if not indexes and len(files) == 1 else None
+        if chosen is None:
+            raise _not_one_checkpoint(directory, names, indexes or files, look_inside)
+    return directory / chosen
+
+
+LISTED = 4  # candidates a "which one?" message names
+SUBFOLDERS_LOOKED_AT = 64  # bounds the listing a directory of many folders costs
+
+
+def _not_one_checkpoint(directory: Path, names: list[str], found: list[str], look_inside: bool) -> CheckpointError:
+    """The error for a directory that is not one checkpoint: what it holds that is one
+    (its files, else its subfolders: a diffusers pipeline's ``unet/``, ``vae/``), and
+    how to name one."""
+    in_subfolders = not found and look_inside
+    if in_subfolders:
+        found = [f"{n}/" for n in _checkpoint_subfolders(directory, names)]
+    if not found:
+        return CheckpointError(
+            f"is a directory with no checkpoint in it (looked for {', '.join(INDEX_NAMES + SINGLE_NAMES)}, "
+            f"a DCP {METADATA_NAME}, or one file or subfolder holding a checkpoint)",
+            directory,
+        )
+    listed = ", ".join(found[:LISTED]) + (f", ... {len(found)} in all" if len(found) > LISTED else "")
+    what = "a diffusers pipeline" if in_subfolders and "model_index.json" in names else "a directory"
+    example = directory / found[0].rstrip("/")
+    several = f"several candidates ({listed}); name one" if len(found) > 1 else f"one candidate ({listed}); name it"
+    return CheckpointError(f"is {what} with {several}, e.g. 'paraminspect shapes {example}'", directory)
+
+
+def _checkpoint_subfolders(directory: Path, names: list[str]) -> list[str]:
+    """Subfolders that would open as a checkpoint of their own (first few only)."""
+    found = []
+    for name in names[:SUBFOLDERS_LOOKED_AT]:
+        sub = directory / name
+        try:
+            if sub.is_symlink() or not sub.is_dir():
+                continue
+            resolve_directory(sub, look_inside=False)  # one level: never a walk of a deep tree
+        except (CheckpointError, OSError):
+            continue
+        found.append(name)
+    return found
+
+
+def _with_source(read: Callable[[], Checkpoint], source: Path) -> Checkpoint:
+    try:
+        return read()
+    except CheckpointError as exc:
+        exc.source = exc.source or str(source)
+        raise
+    except OSError as exc:
+        raise CheckpointError(f"cannot read ({exc.strerror or exc})", source) from None
+
+
+def _open_file(target: Path, limits: Limits, *, whole: bool) -> Checkpoint:
+    """One file. ``whole`` allows files that stand for a multi-file checkpoint
+    (an index, a DCP .metadata); shards are opened with ``whole=False``."""
+    with reading(target):
+        opened = source.open_source(target)  # the one handle every later read of this file uses
+        fh, size = opened.reader(), opened.size
+        if size == 0:
+            raise CheckpointError("file is empty", target)
+        head = fh.read(SNIFF_BYTES)
+        fh.seek(0)
+        try:
+            return _dispatch(target, fh, head, size, limits, whole=whole)
+        except CheckpointError as exc:
+            exc.source = exc.source or str(target)
+            raise
+
+
+def _dispatch(target: Path, fh: BinaryIO, head: bytes, size: int, limits: Limits, *, whole: bool) -> Checkpoint:
+    if head.startswith(ZIP_MAGIC):
+        from paraminspect.formats.torchzip import read_torch_zip
+
+        try:
+            return read_torch_zip(target, fh, size, limits)
+        except CheckpointError:
+            refuse_numpy_zip(fh, target)
+            raise
+    from paraminspect.formats import legacy, sharded
+
+    if legacy.looks_like_legacy(head):
+        return legacy.read_legacy(target, fh, size, limits)
+    if looks_like_safetensors(head) and (fits_safetensors(head, size) or not sharded.looks_like_index(head)):
+        from paraminspect.formats.safetensors import read_safetensors
+
+        return read_safetensors(target, fh, size, limits)
+    if whole and sharded.looks_like_index(head):
+        return sharded.read_index(
+            target,
+            sharded.read_index_bytes(fh, size, limits),
+            limits,
+            lambda shard, lim: _open_file(shard, lim, whole=False),
+        )
+    if whole and target.name == METADATA_NAME and head.startswith(b"\x80"):
+        from paraminspect.formats.dcp import read_dcp
+
+        return _with_source(lambda: read_dcp(target.parent, limits), target.parent)
+    if head.startswith(NPY_MAGIC):
+        raise CheckpointError("numpy .npy files are not supported yet", target)
+    raise CheckpointError(
+        "not a recognised checkpoint (expected torch.save, safetensors, a sharded *.index.json or a DCP directory)",
+        target,
+    )
+
+
+def refuse_numpy_zip(fh: BinaryIO, target: Path) -> None:
+    """Say plainly that a zip the torch reader refused is numpy's ``.npz`` (its first
+    record is a ``*.npy``, as ``numpy.savez`` writes), instead of the zip's defect."""
+    fh.seek(0)
+    header = fh.read(30)
+    if len(header) < 30 or not header.startswith(ZIP_MAGIC):
+        return
+    (length,) = struct.unpack("<H", header[26:28])
+    if fh.read(length).endswith(b".npy"):
+        raise CheckpointError("numpy .npz archives are not supported yet", target) from None

@@ -1,0 +1,180 @@
+"""Dotted names rebuilt into a hierarchy, with per-subtree totals and tied aliases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from paraminspect.model import Checkpoint, Entry, Opaque, TensorRef, Value
+from paraminspect.naming.order import ordered_names
+from paraminspect.naming.select import Selector
+from paraminspect.output.report import Column, Kind, Table, TreeLine, TreeReport
+
+
+@dataclass
+class Node:
+    name: str
+    path: str
+    entry: Entry | None = None
+    children: dict[str, Node] = field(default_factory=dict)
+    identities: set[tuple[object, ...]] = field(default_factory=set)
+    params: int = 0
+    nbytes: int = 0
+    tensors: int = 0
+
+
+def build(ckpt: Checkpoint, names: list[str]) -> Node:
+    """Insert ``names`` (already ordered) into a tree and total each subtree.
+
+    Totals count each distinct tensor once per subtree, so a tied weight shows
+    up under both names but is not counted twice where both sit.
+    """
+    root = Node("", "")
+    for name in names:
+        node = root
+        parts = name.split(".")
+        for depth, part in enumerate(parts):
+            child = node.children.get(part)
+            if child is None:
+                child = Node(part, ".".join(parts[: depth + 1]))
+                node.children[part] = child
+            node = child
+        node.entry = ckpt.entries[name]
+    _total(root)
+    return root
+
+
+def _total(root: Node) -> None:
+    # Post-order without recursion: hostile files may nest deeply.
+    order: list[Node] = []
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        order.append(node)
+        stack.extend(node.children.values())
+    for node in reversed(order):
+        if isinstance(node.entry, TensorRef):
+            node.identities.add(node.entry.identity)
+            node.params, node.nbytes, node.tensors = node.entry.numel, node.entry.nbytes, 1
+        for child in node.children.values():
+            fresh = child.identities - node.identities
+            if len(fresh) == len(child.identities):
+                node.params += child.params
+                node.nbytes += child.nbytes
+            else:  # a tie reaches across children: count only what is new here
+                refs = _tensor_refs(child)
+                for ref in refs:
+                    if ref.identity in fresh:
+                        fresh.discard(ref.identity)
+                        node.params += ref.numel
+                        node.nbytes += ref.nbytes
+            node.identities |= child.identities
+            node.tensors += child.tensors
+
+
+def _tensor_refs(node: Node) -> Iterator[TensorRef]:
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current.entry, TensorRef):
+            yield current.entry
+        stack.extend(current.children.values())
+
+
+def node_info(node: Node, tied: dict[str, str], *, folded: bool = False) -> dict[str, Any]:
+    """The JSON facts of one node (without its children)."""
+    entry = node.entry
+    info: dict[str, Any] = {"name": node.name, "path": node.path}
+    if isinstance(entry, TensorRef):
+        info.update(
+            kind="tensor",
+            dtype=entry.dtype.name,
+            shape=list(entry.shape),
+            numel=entry.numel,
+            bytes=entry.nbytes,
+            tied_to=tied.get(node.path),
+        )
+        return info
+    if isinstance(entry, Value) and isinstance(entry.value, Opaque):
+        info.update(kind="object", type=entry.value.qualname)
+    elif isinstance(entry, Value):
+        info.update(kind="value", type=entry.type_name, value=entry.value)
+    else:
+        info["kind"] = "group"
+    if node.children:
+        info.update(tensors=node.tensors, params=node.params, bytes=node.nbytes)
+        if folded:
+            info["folded"] = True
+    return info
+
+
+def report(
+    ckpt: Checkpoint, *, selector: Selector | None = None, depth: int | None = None, sort: bool = False
+) -> TreeReport:
+    """Everything ``tree`` shows, for every output format."""
+    names = ordered_names(ckpt, sort=sort)
+    if selector:
+        names = selector.filter(names)
+    tied = ckpt.tied_groups()
+    root = build(ckpt, names)
+    title = {
+        "file": str(ckpt.path),
+        "format": ckpt.format,
+        "tensors": root.tensors,
+        "params": root.params,
+        "bytes": root.nbytes,
+    }
+    lines: list[TreeLine] = []
+    rows: list[dict[str, Any]] = []
+
+    def to_json(node: Node, level: int) -> dict[str, Any]:
+        # Iterative: fill children lists as we go instead of recursing.
+        doc = node_info(node, tied)
+        pending = [(node, doc, level)]
+        while pending:
+            current, current_doc, current_level = pending.pop()
+            if not current.children:
+                continue
+            if depth is not None and current_level >= depth:
+                current_doc["folded"] = True
+                continue
+            kids = []
+            for child in current.children.values():
+                child_doc = node_info(child, tied)
+                kids.append(child_doc)
+                pending.append((child, child_doc, current_level + 1))
+            current_doc["children"] = kids
+        return doc
+
+    top = list(root.children.values())
+    stack: list[tuple[Node, int, tuple[bool, ...]]] = [
+        (top[i], 1, (i == len(top) - 1,)) for i in range(len(top) - 1, -1, -1)
+    ]
+    while stack:
+        node, level, flags = stack.pop()
+        folded = depth is not None and level >= depth and bool(node.children)
+        info = node_info(node, tied, folded=folded)
+        lines.append(TreeLine(info, flags))
+        rows.append({**info, "depth": level})
+        if folded:
+            continue
+        kids = list(node.children.values())
+        for i in range(len(kids) - 1, -1, -1):
+            stack.append((kids[i], level + 1, (*flags, i == len(kids) - 1)))
+
+    document = {**title, "tree": to_json(root, 0)}
+    columns = [
+        Column("path", "path", Kind.NAME),
+        Column("kind", "kind"),
+        Column("dtype", "dtype"),
+        Column("shape", "shape", Kind.SHAPE),
+        Column("params", "params", Kind.COUNT),
+        Column("bytes", "bytes", Kind.BYTES),
+        Column("tied_to", "tied to", Kind.NAME, optional=True),
+    ]
+    for row in rows:
+        if row["kind"] == "tensor":
+            row["params"] = row["numel"]
+    table = Table(columns, rows, document=document)
+    return TreeReport(title, lines, table)
