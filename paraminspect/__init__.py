@@ -1,7 +1,10 @@
 """paraminspect: look inside saved model checkpoints without torch.
 
 The library API is small: :func:`open_checkpoint` returns a :class:`Checkpoint`
-whose ``entries`` map dotted names to :class:`TensorRef` or :class:`Value`.
+whose ``entries`` map dotted names to :class:`TensorRef` or :class:`Value`;
+:func:`read_tensor`, :func:`read_slice`, :func:`iter_chunks` and :func:`to_torch`
+read a TensorRef's values; :func:`safe_open` is ``safetensors.safe_open`` over
+every format (docs/library.md).
 
 The names below are imported on first use (PEP 562), so ``import
 paraminspect.cli`` costs nothing before the console script has installed its
@@ -21,6 +24,15 @@ if TYPE_CHECKING:
     from paraminspect.formats import open_checkpoint
     from paraminspect.limits import Limits
     from paraminspect.model import Checkpoint, Opaque, StorageRef, TensorRef, Value
+    from paraminspect.reading import (
+        CheckpointReader,
+        TensorSlice,
+        iter_chunks,
+        read_slice,
+        read_tensor,
+        safe_open,
+        to_torch,
+    )
 
 __version__ = "0.1.0"
 
@@ -38,11 +50,19 @@ _HOMES = {
     "StorageRef": "model",
     "TensorRef": "model",
     "Value": "model",
+    "CheckpointReader": "reading",
+    "TensorSlice": "reading",
+    "iter_chunks": "reading",
+    "read_slice": "reading",
+    "read_tensor": "reading",
+    "safe_open": "reading",
+    "to_torch": "reading",
 }
 
 __all__ = [
     "Checkpoint",
     "CheckpointError",
+    "CheckpointReader",
     "DType",
     "LimitExceeded",
     "Limits",
@@ -51,10 +71,16 @@ __all__ = [
     "SelectionError",
     "StorageRef",
     "TensorRef",
+    "TensorSlice",
     "UsageError",
     "Value",
     "__version__",
+    "iter_chunks",
     "open_checkpoint",
+    "read_slice",
+    "read_tensor",
+    "safe_open",
+    "to_torch",
 ]
 
 
