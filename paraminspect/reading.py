@@ -88,11 +88,11 @@ def _as_torch(torch_module: Any, array: np.ndarray, ref: TensorRef) -> torch.Ten
     dtype = getattr(torch_module, ref.dtype.name, None)  # DType names are torch's
     if not isinstance(dtype, torch_module.dtype):
         raise UsageError(f"torch has no dtype {ref.dtype.name}")
-    array = np.ascontiguousarray(array)
-    if not array.flags.writeable:  # torch.from_numpy warns on read-only memory
-        array = array.copy()
-    raw = torch_module.from_numpy(array.reshape(-1).view(np.uint8))
-    tensor: torch.Tensor = raw.view(dtype).reshape(array.shape)
+    shape = array.shape
+    flat = np.ascontiguousarray(array).reshape(-1)
+    if not flat.flags.writeable:  # torch.from_numpy warns on read-only memory
+        flat = flat.copy()
+    tensor: torch.Tensor = torch_module.from_numpy(flat.view(np.uint8)).view(dtype).reshape(shape)
     return tensor
 
 
@@ -166,7 +166,9 @@ class CheckpointReader:
         ref = ckpt.entries.get(name)
         if isinstance(ref, TensorRef):
             return ref
-        what = f"{name!r} is a {ref.type_name} value, not a tensor" if ref is not None else f"no tensor named {name!r}"
+        what = (
+            f"{name!r} is a value ({ref.type_name}), not a tensor" if ref is not None else f"no tensor named {name!r}"
+        )
         raise NoSuchTensor(what, ckpt.path)
 
     def get_tensor(self, name: str) -> Any:

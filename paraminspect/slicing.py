@@ -265,16 +265,15 @@ class _Reader:
         shape_g = (min(group, rows), *shape[1:])
         span = _span_bytes(shape_g, strides, itemsize)
         full, tail = divmod(rows, shape_g[0])
-        per_buffer = max(1, READ_BUFFER_BYTES // span)
+        per_buffer = max(1, min(full, READ_BUFFER_BYTES // span))
+        view = memoryview(bytearray(per_buffer * span))  # one buffer, reused by every batch
         for first in range(0, full, per_buffer):
             interrupts.check()
             count = min(per_buffer, full - first)
-            buffer = bytearray(count * span)
-            view = memoryview(buffer)
             for j in range(count):
                 self.src.readinto(view[j * span : (j + 1) * span], begin + (first + j) * step)
             laid = tensors.storage_view(
-                tensors.decode_bytes(self.ref, buffer),
+                tensors.decode_bytes(self.ref, view[: count * span]),
                 replace(self.ref, shape=(count, *shape_g), strides=(span // itemsize, *strides)),
             )
             top = first * shape_g[0]
