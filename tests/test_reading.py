@@ -342,3 +342,16 @@ def test_listing_imports_neither_numpy_nor_torch() -> None:
     paths = [str(SAMPLES / "mlp.safetensors"), str(SAMPLES / "trainer_checkpoint.pt")]
     done = subprocess.run([sys.executable, "-c", code, *paths], check=False, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_docs_examples_run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/library.md's examples are real: each python block runs from the repository root."""
+    import re
+
+    monkeypatch.chdir(ROOT)
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "library.md").read_text(), re.DOTALL)
+    assert len(blocks) >= 2
+    for block in blocks:
+        exec(compile(block, "docs/library.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == ["['model.0.weight', 'model.0.bias']", "[8, 4] F32", "(2, 4)", "None", "Value(value=3)"]
