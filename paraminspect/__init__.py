@@ -1,7 +1,10 @@
 """paraminspect: look inside saved model checkpoints without torch.
 
 The library API is small: :func:`open_checkpoint` returns a :class:`Checkpoint`
-whose ``entries`` map dotted names to :class:`TensorRef` or :class:`Value`.
+whose ``entries`` map dotted names to :class:`TensorRef` or :class:`Value`;
+:func:`read_tensor`, :func:`read_slice`, :func:`iter_chunks` and :func:`to_torch`
+read a TensorRef's values; :func:`safe_open` is ``safetensors.safe_open`` over
+every format (docs/library.md).
 
 The names below are imported on first use (PEP 562), so ``import
 paraminspect.cli`` costs nothing before the console script has installed its
@@ -16,6 +19,15 @@ TYPE_CHECKING = False  # not typing's: importing typing would cost start-up time
 if TYPE_CHECKING:
     from typing import Any
 
+    from paraminspect.api.reading import (
+        CheckpointReader,
+        TensorSlice,
+        iter_chunks,
+        read_slice,
+        read_tensor,
+        safe_open,
+        to_torch,
+    )
     from paraminspect.dtypes import DType
     from paraminspect.errors import CheckpointError, LimitExceeded, ParamInspectError, SelectionError, UsageError
     from paraminspect.formats.opening import open_checkpoint
@@ -38,11 +50,19 @@ _HOMES = {
     "StorageRef": "model",
     "TensorRef": "model",
     "Value": "model",
+    "CheckpointReader": "api.reading",
+    "TensorSlice": "api.reading",
+    "iter_chunks": "api.reading",
+    "read_slice": "api.reading",
+    "read_tensor": "api.reading",
+    "safe_open": "api.reading",
+    "to_torch": "api.reading",
 }
 
 __all__ = [
     "Checkpoint",
     "CheckpointError",
+    "CheckpointReader",
     "DType",
     "LimitExceeded",
     "Limits",
@@ -51,10 +71,16 @@ __all__ = [
     "SelectionError",
     "StorageRef",
     "TensorRef",
+    "TensorSlice",
     "UsageError",
     "Value",
     "__version__",
+    "iter_chunks",
     "open_checkpoint",
+    "read_slice",
+    "read_tensor",
+    "safe_open",
+    "to_torch",
 ]
 
 

@@ -88,8 +88,9 @@ def _read_span(ref: TensorRef) -> np.ndarray:
     return np.frombuffer(source.get(ref.storage.path).pread(begin, end - begin), dtype=dtype)
 
 
-def _storage_view(span: np.ndarray, ref: TensorRef) -> np.ndarray:
-    """The tensor as a read-only strided view over the array of its span."""
+def storage_view(span: np.ndarray, ref: TensorRef) -> np.ndarray:
+    """The tensor as a read-only strided view over the array of its span (``ref``'s
+    shape and strides, from the span's first element; the slicing layer uses it too)."""
     import numpy as np
 
     dtype = span.dtype
@@ -160,7 +161,7 @@ def _read_array(ref: TensorRef) -> np.ndarray:
         return _read_contiguous(source.get(ref.storage.path), ref, 0, ref.numel).reshape(ref.shape)
     begin, end = ref.byte_range()
     if end - begin <= max(SPAN_READ_BYTES, 2 * ref.nbytes):
-        return _native(np.array(_storage_view(_read_span(ref), ref)))
+        return _native(np.array(storage_view(_read_span(ref), ref)))
     return np.concatenate(list(iter_chunks(ref))).reshape(ref.shape)
 
 
