@@ -1,17 +1,20 @@
 """``set-meta`` and ``rm-meta``: plans that change a file's own metadata and keep every
 tensor as it is (copied byte range to byte range by the writer, then verified).
 
-Which formats can be edited is one table, :data:`EDITABLE`: input format -> the
-writer (``save.output_format`` name) that writes it back with the new metadata,
-and the value types that writer can store. A GGUF writer plugs in with one row
-(``"gguf": Editable("gguf", ...)``, its typed values) and its branch in
-``save._write``; the plans here do not change.
+Which formats can be edited is one table, :data:`EDITABLE`: input format -> how
+a VALUE given on the command line becomes a typed value (``Checkpoint.file_metadata``
+form, ``(type, value)``). ``save.save`` writes the plan's ``file_metadata`` with the
+input format's writer. A GGUF writer plugs in with one row
+(``"gguf": Editable(parse_gguf_value)``: the key's existing GGUF type, or one
+given, decides how the text is parsed), its suffix in ``save.output_format`` and
+its branch in ``save._write``; the plans here do not change.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from paraminspect.edit.plan import Plan
 from paraminspect.errors import SelectionError, UsageError
@@ -24,15 +27,23 @@ from paraminspect.naming.select import suggestions
 SAFETENSORS_FORMATS = ("pt", "tf", "flax", "mlx")
 
 
+Typed = tuple[str, Any]  # (type name, value), as Checkpoint.file_metadata holds them
+# (key, the text given, the key's current typed value or None) -> the typed value to store.
+Parse = Callable[[str, str, Typed | None], Typed]
+
+
+def _string(_key: str, text: str, _old: Typed | None) -> Typed:
+    return ("str", text)  # safetensors metadata maps strings to strings
+
+
 @dataclass(frozen=True)
 class Editable:
-    """How one input format's metadata is written back."""
+    """How one input format's metadata values are made from command-line text."""
 
-    writer: str  # the output format save.save picks for it ("safetensors")
-    value_type: str  # the one type its values take ("str"); typed writers parse per key
+    parse: Parse
 
 
-EDITABLE = {"safetensors": Editable("safetensors", "str")}
+EDITABLE = {"safetensors": Editable(_string)}
 
 Warn = Callable[[str], None]
 
@@ -76,7 +87,7 @@ def plan_set_meta(ckpt: Checkpoint, key: str, value: str, warn: Warn) -> Plan:
     plan = Plan.unchanged(ckpt, "set-meta")
     metadata = dict(ckpt.file_metadata)
     old = metadata.get(key)
-    metadata[key] = (kind.value_type, value)
+    metadata[key] = kind.parse(key, value, old)
     plan.file_metadata = metadata
     _warn_if_refused(ckpt, metadata, warn)
     detail = f"= {_short(value)}, " + ("new key" if old is None else f"was {_short(old[1])}")
@@ -108,11 +119,11 @@ def plan_rm_meta(ckpt: Checkpoint, keys: list[str], warn: Warn) -> Plan:
     return plan
 
 
-def _refused_by_transformers(metadata: dict[str, tuple[str, object]]) -> bool:
+def _refused_by_transformers(metadata: dict[str, Typed]) -> bool:
     return bool(metadata) and metadata.get("format", ("", None))[1] not in SAFETENSORS_FORMATS
 
 
-def _warn_if_refused(ckpt: Checkpoint, after: dict[str, tuple[str, object]], warn: Warn) -> None:
+def _warn_if_refused(ckpt: Checkpoint, after: dict[str, Typed], warn: Warn) -> None:
     """Warn when the edit makes a safetensors file transformers 4 loads into one it refuses."""
     if (
         ckpt.format == "safetensors"
