@@ -243,3 +243,22 @@ def test_unreadable_input_is_one_line_exit_2(tmp_path: Path, small: Path) -> Non
         result = run_cli(*command)
         assert (result.code, result.out) == (2, "")
         assert result.err.startswith(f"paraminspect: error: {command[1]}: ") and result.err.count("\n") == 1
+
+
+def test_tensors_and_objects_among_hyper_parameters_are_shown_not_dumped(tmp_path: Path) -> None:
+    import argparse
+
+    path = tmp_path / "run.ckpt"
+    hparams = {"args": argparse.Namespace(lr=0.1), "class_weights": torch.ones(3, dtype=torch.float16)}
+    torch.save({"state_dict": {"w": torch.ones(1)}, "hyper_parameters": hparams}, path)
+    reference = torch.load(path, weights_only=False)["hyper_parameters"]
+    weights = reference["class_weights"]
+    dtype = str(weights.dtype).removeprefix("torch.")
+    doc = json.loads(run_cli("meta", path, "-f", "json").out)
+    assert doc["metadata"] == {
+        "args": f"<object argparse.{type(reference['args']).__name__}>",
+        "class_weights": f"tensor {dtype} {list(weights.shape)}",
+    }
+    assert doc["types"] == {"args": "argparse.Namespace", "class_weights": "Tensor"}
+    rows = list(csv.DictReader(io.StringIO(run_cli("meta", path, "-f", "csv").out)))
+    assert [r["value"] for r in rows] == ["<object argparse.Namespace>", "tensor float16 [3]"]

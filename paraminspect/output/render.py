@@ -166,6 +166,8 @@ def meta_text(item: MetaValue, *, short: bool) -> str:
     if not short:
         if isinstance(value, str):
             return safe_text(value)
+        if not isinstance(value, list | tuple | dict | int | float | bool) and value is not None:
+            return safe_text(safe_str(value))  # a placeholder object: its text, as JSON shows it
         return safe_text(json.dumps(_json_safe(value), ensure_ascii=False, allow_nan=False))
     if isinstance(value, str):
         if len(value) <= META_CHARS:
