@@ -37,7 +37,7 @@ def test_shapes_table_is_exact() -> None:
 def test_shapes_json_schema() -> None:
     result = run_cli("shapes", SAMPLES / "tied.safetensors", "--format", "json")
     doc = json.loads(result.out)
-    assert set(doc) == {"file", "format", "root", "tensors", "total"}
+    assert set(doc) == {"file", "format", "root", "tensors", "total", "metadata"}
     assert doc["root"] == ""  # the whole file; --root or an automatic choice names a key
     assert doc["format"] == "safetensors"
     assert doc["tensors"][0] == {

@@ -140,11 +140,17 @@ def test_missing_shard_names_shard_and_tensor(tmp_path: Path) -> None:
     assert _error(index) == (f"paraminspect: error: {index}: shard 'gone.safetensors' (holding 'b') does not exist\n")
 
 
-def test_tensor_absent_from_its_shard_names_both(tmp_path: Path) -> None:
+def test_tensor_absent_from_its_shard_still_reads_and_fails_check(tmp_path: Path) -> None:
     index = _tiny_shards(tmp_path / "m", {"a": "s1.safetensors", "b": "s1.safetensors"})
-    assert _error(index) == (
-        f"paraminspect: error: {index}: tensor 'b' is listed for shard 's1.safetensors' but that shard lacks it\n"
-    )
+    shapes = run_cli("shapes", index, "-f", "json")  # what the shards hold is listed; check says what is wrong
+    assert shapes.code == 0
+    assert [t["name"] for t in json.loads(shapes.out)["tensors"]] == ["a"]
+    result = run_cli("check", index)
+    assert result.code == 1
+    assert result.out.splitlines()[2:4] == [  # s2 is no shard of this index: its 12 bytes are not counted
+        "missing from shard  b           in s1.safetensors  absent",
+        "total_size differs  total_size  20                 8 bytes in the shards",
+    ]
 
 
 def test_broken_shard_is_reported_through_the_index(tmp_path: Path) -> None:

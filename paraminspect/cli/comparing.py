@@ -122,11 +122,14 @@ def check_command(
     file: FileArg,
     patterns: PatternsArg = None,
     expect: Annotated[
-        Path,
+        Path | None,
         typer.Option(
-            "--expect", metavar="SPEC", help="The expected structure: JSON written by 'paraminspect shapes -f json'."
+            "--expect",
+            metavar="SPEC",
+            help="The expected structure: JSON written by 'paraminspect shapes -f json'. "
+            "Without it only the file's own consistency is checked (a sharded index against its shards).",
         ),
-    ] = ...,  # type: ignore[assignment]
+    ] = None,
     allow_extra: Annotated[
         bool, typer.Option("--allow-extra", help="Tensors the spec does not list are allowed (counted, not listed).")
     ] = False,
@@ -141,11 +144,12 @@ def check_command(
     regex: RegexOpt = False,
     fmt: FormatOpt = OutputFormat.table,
 ) -> int:
-    """Check a checkpoint against an expected structure: exit 0 if it holds, 1 on drift, 2 on error."""
+    """Check a checkpoint against an expected structure and its own consistency: exit 0 if it holds,
+    1 on drift or an inconsistent file (a sharded index against its shards), 2 on error."""
     from paraminspect.compare import check
 
     budget = check.parse_count(max_params) if max_params is not None else None
-    spec = check.load_spec(expect)
+    spec = check.load_spec(expect) if expect is not None else None
     (ckpt,) = _load_all([(file, root)], quiet)
     verdict = check.check(
         ckpt,

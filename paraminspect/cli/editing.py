@@ -1,5 +1,6 @@
-"""Edit commands: set, init, rename, drop, extract, cast, convert."""
+"""Edit commands: set, init, rename, drop, extract, cast, convert, set-meta, rm-meta."""
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -261,3 +262,47 @@ def convert_command(
 
     plan = edit.Plan.unchanged(open_checkpoint(file), "convert")
     return _write_plan(plan, output, False, force, dry_run, drop_unknown, fmt)
+
+
+# ---- metadata edits: set-meta, rm-meta -------------------------------------------
+
+
+def _warn_about(file: Path) -> Callable[[str], None]:
+    return lambda text: render.write_message(f"paraminspect: warning: {file}: {text}")
+
+
+@app.command("set-meta", context_settings={"ignore_unknown_options": True})  # lets VALUE start with '-'
+def set_meta_command(
+    file: FileArg,
+    key: Annotated[str, typer.Argument(help="Metadata key (created if absent).")],
+    value: Annotated[str, typer.Argument(help="The new value (a string; safetensors metadata holds strings).")],
+    output: OutputOpt = None,
+    in_place: InPlaceOpt = False,
+    force: ForceOpt = False,
+    dry_run: DryRunOpt = False,
+    fmt: FormatOpt = OutputFormat.table,
+) -> int:
+    """Set one key of the file's own metadata; every tensor is copied unchanged (safetensors)."""
+    from paraminspect.edit import metadata
+
+    ckpt = open_checkpoint(file)
+    plan = metadata.plan_set_meta(ckpt, key, value, _warn_about(ckpt.path))
+    return _write_plan(plan, output, in_place, force, dry_run, False, fmt)
+
+
+@app.command("rm-meta")
+def rm_meta_command(
+    file: FileArg,
+    keys: Annotated[list[str], typer.Argument(help="Metadata keys to remove (exact).")],
+    output: OutputOpt = None,
+    in_place: InPlaceOpt = False,
+    force: ForceOpt = False,
+    dry_run: DryRunOpt = False,
+    fmt: FormatOpt = OutputFormat.table,
+) -> int:
+    """Remove keys from the file's own metadata; every tensor is copied unchanged (safetensors)."""
+    from paraminspect.edit import metadata
+
+    ckpt = open_checkpoint(file)
+    plan = metadata.plan_rm_meta(ckpt, keys, _warn_about(ckpt.path))
+    return _write_plan(plan, output, in_place, force, dry_run, False, fmt)

@@ -1,4 +1,4 @@
-"""Read-only commands: tree, shapes, get, stats, scan."""
+"""Read-only commands: tree, shapes, meta, get, stats, scan."""
 
 import math
 import sys
@@ -83,6 +83,28 @@ def shapes_command(
         table = sizes.report(ckpt, _selector(ckpt, patterns, regex), by_prefix, sort=sort)
     else:
         table = shapes.report(ckpt, _selector(ckpt, patterns, regex), sort=sort)
+    render.write(render.format_table(table, fmt))
+    return EXIT_OK
+
+
+@app.command("meta")
+def meta_command(
+    file: FileArg,
+    keys: Annotated[
+        list[str] | None,
+        typer.Argument(help="Keys to show: exact ('general.name'), globs ('ss_*') or dotted prefixes ('tokenizer')."),
+    ] = None,
+    regex: RegexOpt = False,
+    fmt: FormatOpt = OutputFormat.table,
+) -> int:
+    """Show the file's own metadata: key, type, value (long values summarised; JSON/CSV whole)."""
+    from paraminspect.formats.opening import open_checkpoint
+    from paraminspect.inspect import meta
+
+    ckpt = open_checkpoint(file)  # metadata belongs to the whole file: no --root
+    table = meta.report(ckpt, keys, regex=regex)
+    if not table.rows and fmt is OutputFormat.table:
+        render.write_message(f"paraminspect: note: {ckpt.path}: no file metadata ({ckpt.format})")
     render.write(render.format_table(table, fmt))
     return EXIT_OK
 

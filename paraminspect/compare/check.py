@@ -123,10 +123,32 @@ def _actual_json(ref: TensorRef) -> dict[str, Any]:
     return {"dtype": ref.dtype.name, "shape": list(ref.shape)}
 
 
+# What a reader found inconsistent in the file itself (Checkpoint.problems), as check reports it.
+FILE_LABELS = {
+    "missing_from_shard": "missing from shard",
+    "not_in_index": "not in index",
+    "total_size": "total_size differs",
+    "total_parameters": "total_parameters differs",
+}
+
+
+def file_problems(ckpt: Checkpoint) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The file's own inconsistencies (a sharded index against its shards): JSON items and table rows."""
+    items = [
+        {"check": kind, "name": name, "expected": expected, "actual": actual}
+        for kind, name, expected, actual in ckpt.problems
+    ]
+    rows = [
+        {"status": FILE_LABELS.get(kind, kind), "name": name, "expected": expected, "actual": actual}
+        for kind, name, expected, actual in ckpt.problems
+    ]
+    return items, rows
+
+
 def check(
     ckpt: Checkpoint,
-    spec: dict[str, Expected],
-    spec_path: Path,
+    spec: dict[str, Expected] | None,
+    spec_path: Path | None,
     *,
     selector: Selector | None = None,
     name_map: NameMap | None = None,
@@ -140,7 +162,11 @@ def check(
     Fails on missing names, dtype or shape drift, unexpected names (unless
     ``allow_extra``: then they are counted but not listed), and on a unique
     parameter count over ``max_params``. Non-tensor leaves are not part of it.
+    Without a spec (None) only the file's own consistency is checked: a sharded
+    index against its shards (:func:`file_problems`), which fails too.
     """
+    checked_spec = spec is not None
+    spec = spec or {}
     names = mapped_names(ckpt, name_map or NameMap())
     file_tensors = ckpt.tensors
     tensors = {new: file_tensors[old] for new, old in names.items() if old in file_tensors}
@@ -193,8 +219,10 @@ def check(
         else:
             matching += 1
     for name, ref in tensors.items():
-        if name not in spec:
+        if checked_spec and name not in spec:
             note(Drift.UNEXPECTED, name, None, ref)
+    problems, problem_rows = file_problems(ckpt)
+    rows.extend(problem_rows)
 
     seen: set[tuple[object, ...]] = set()
     params = 0
@@ -206,12 +234,12 @@ def check(
     failures = counts[Drift.MISSING] + counts[Drift.DTYPE] + counts[Drift.SHAPE]
     if not allow_extra:
         failures += counts[Drift.UNEXPECTED]
-    ok = failures == 0 and not over_budget
+    ok = failures == 0 and not over_budget and not problems
     document = {
         "file": str(ckpt.path),
         "format": ckpt.format,
         "root": ckpt.selected,
-        "spec": str(spec_path),
+        "spec": None if spec_path is None else str(spec_path),
         "ok": ok,
         "allow_extra": allow_extra,
         "counts": {**{status.value: n for status, n in counts.items()}, "matching": matching},
@@ -219,9 +247,13 @@ def check(
         "max_params": max_params,
         "over_budget": over_budget,
         "drift": drift,
+        "file_problems": problems,
     }
-    summary = [(LABELS[s], n) for s, n in counts.items()]
-    summary += [("matching", matching), ("params", params)]
+    summary = [(LABELS[s], n) for s, n in counts.items()] if checked_spec else []
+    summary += [("matching", matching)] if checked_spec else []
+    summary += [("params", params)]
+    if problems or not checked_spec:
+        summary.append(("file problems", len(problems)))
     if max_params is not None:
         summary.append(("params allowed" + (" (exceeded)" if over_budget else ""), max_params))
     return Verdict(Table(COLUMNS, rows, None, document), summary, ok)

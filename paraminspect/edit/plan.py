@@ -84,6 +84,9 @@ class Plan:
     # The name mapping of a rename, so writers can rename other name-keyed data
     # (a state dict's per-module ``_metadata``) consistently.
     rename: Callable[[str], str] | None = None
+    # The file metadata the output gets, as Checkpoint.file_metadata (key -> (type, value));
+    # None keeps the input's. Set by set-meta/rm-meta (edit/metadata.py).
+    file_metadata: dict[str, tuple[str, Any]] | None = None
 
     @classmethod
     def unchanged(cls, ckpt: Checkpoint, command: str) -> Plan:

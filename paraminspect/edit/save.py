@@ -94,6 +94,8 @@ def save(
         raise UsageError("give exactly one of -o OUT and --in-place")
     target_arg = ckpt.path if output is None else output
     fmt = _format_of_input(plan) if in_place else output_format(target_arg)
+    if plan.file_metadata is not None and fmt != _format_of_input(plan):
+        raise UsageError(f"{plan.command} writes the input's format ({ckpt.format}): give -o a .{ckpt.format} path")
     target = check_output(target_arg, source=ckpt.path, in_place=in_place, force=force)
     notes: list[str] = []
     if plan.command == "convert":
@@ -141,7 +143,10 @@ def save(
     if fmt == "safetensors":  # lay the file out now, so a dry run reports what cannot be stored
         from paraminspect.edit.writers import safetensors as safetensors_write
 
-        metadata = {k: v for k, v in ckpt.metadata.items() if k not in ckpt.aliases}
+        if plan.file_metadata is not None:
+            metadata = {k: v for k, (_, v) in plan.file_metadata.items() if k not in ckpt.aliases}
+        else:
+            metadata = {k: v for k, v in ckpt.metadata.items() if k not in ckpt.aliases}
         layout = safetensors_write.plan_layout(tensors, metadata)
     elif importlib.util.find_spec("torch") is None:
         from paraminspect.edit.writers.torchsave import INSTALL_HINT
@@ -224,13 +229,14 @@ def _write(
             warm_official_check()
             crcs = safetensors_write.write(layout, out.file)
             aliases: dict[str, str] | None = layout.aliases
+            metadata: dict[str, str] | None = layout.metadata
             values: dict[str, Any] | None = None
             storages = None  # every stored name has its own byte range
         else:
             from paraminspect.edit.writers import torchsave as torch_write
 
             crcs = torch_write.write(plan, out.file)
-            aliases = None
+            aliases = metadata = None
             values = {n: i.value for n, i in plan.items.items() if isinstance(i, Value)}
             storages = {n: _storage_key(s) for n, s in tensors.items()}
         expected = expected_tensors(plan, crcs, label)
@@ -239,7 +245,14 @@ def _write(
         def verify(path: Path) -> None:
             try:
                 verify_written(
-                    path, expected, aliases=aliases, values=values, label=label, ties=ties, storages=storages
+                    path,
+                    expected,
+                    aliases=aliases,
+                    values=values,
+                    label=label,
+                    ties=ties,
+                    storages=storages,
+                    metadata=metadata,
                 )
             except CheckpointError:
                 unchanged()  # a changed input explains a failed check better than the check does

@@ -113,8 +113,10 @@ def verify_written(
     label: Path | None = None,
     ties: dict[str, object] | None = None,
     storages: dict[str, object] | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> None:
-    """Raise :class:`CheckpointError` unless the file at ``path`` holds exactly ``expected``.
+    """Raise :class:`CheckpointError` unless the file at ``path`` holds exactly ``expected``
+    (and, when given, exactly ``metadata`` as its safetensors ``__metadata__``).
 
     ``ties`` and ``storages`` give each name a key; names with equal keys, and only
     those, must be one tensor (``ties``) or share one storage (``storages``) in the
@@ -128,6 +130,11 @@ def verify_written(
     try:
         _check_sharing(ckpt, ties, storages, where)
         _verify(ckpt, path, where, expected, aliases, values)
+        if metadata is not None and ckpt.metadata != metadata:
+            changed = sorted(
+                k for k in ckpt.metadata.keys() | metadata.keys() if ckpt.metadata.get(k) != metadata.get(k)
+            )
+            raise CheckpointError(f"written file failed verification: metadata differs ({changed[:3]})", where)
     finally:
         for opened in ckpt.sources:  # the new file's handle ends with its check
             opened.close()

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from paraminspect.errors import CheckpointError, LimitExceeded
+from paraminspect.formats.filemeta import type_name
 from paraminspect.formats.magic import METADATA_NAME
-from paraminspect.formats.pickle.unpickler import Record, TorchDType, safe_loads
+from paraminspect.formats.pickle.unpickler import PathValue, Record, TorchDType, safe_loads
 from paraminspect.formats.sharded import shard_path
 from paraminspect.formats.torchzip import read_torch_zip
 from paraminspect.io import source
@@ -184,7 +185,45 @@ def read_dcp(directory: Path, limits: Limits) -> Checkpoint:
     entries: dict[str, Entry] = dict(zip(distinct_names(n for n, _ in found), (e for _, e in found), strict=True))
     version = meta.field("version")
     metadata = {"dcp_version": str(version)} if isinstance(version, str) else {}
-    return Checkpoint(path=directory, format="dcp", entries=entries, metadata=metadata, ordered=True)
+    return Checkpoint(
+        path=directory,
+        format="dcp",
+        entries=entries,
+        metadata=metadata,
+        file_metadata=file_metadata(meta),
+        ordered=True,
+    )
+
+
+def _plain(value: Any) -> Any:
+    """A field value as ``meta`` shows it: a pickled path as its text, a record by its class."""
+    if isinstance(value, PathValue):
+        return value.text
+    if isinstance(value, Record):
+        return repr(value)
+    return value
+
+
+def file_metadata(meta: Record) -> dict[str, tuple[str, Any]]:
+    """What ``.metadata`` says about the checkpoint beside its items: its ``version``, the
+    ``storage_meta`` fields (checkpoint_id, save_id, load_id, modules) and the planner's
+    data (the default planner's: each flattened name -> its path in the saved state dict)."""
+    found: dict[str, tuple[str, Any]] = {}
+    version = meta.field("version")
+    if version is not None:
+        found["version"] = (type_name(version), version)
+    storage = meta.field("storage_meta")
+    if isinstance(storage, Record):
+        for name in ("checkpoint_id", "save_id", "load_id", "modules"):
+            value = storage.field(name)
+            if value is not None:
+                shown = _plain(value)
+                kind = "Path" if isinstance(value, PathValue) else type_name(shown)
+                found[f"storage_meta.{name}"] = (kind, shown)
+    planner = meta.field("planner_data")
+    if planner is not None:
+        found["planner_data"] = (type_name(planner), _plain(planner))
+    return found
 
 
 def _properties(fqn: str, item: Record) -> tuple[Any, bool]:

@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 
 from paraminspect import dtypes
 from paraminspect.errors import CheckpointError, LimitExceeded
+from paraminspect.formats.filemeta import hyper_parameters
 from paraminspect.formats.pickle.guard import read_one
 from paraminspect.formats.pickle.unpickler import StorageType, safe_loads
 from paraminspect.limits import Limits
@@ -106,7 +107,9 @@ def read_legacy(path: Path, fh: BinaryIO, size: int, limits: Limits) -> Checkpoi
     fh.seek(start)
     obj = safe_loads(fh.read(end - start), load)
     entries = dict(flatten(obj, max_depth=limits.max_depth, max_entries=limits.max_entries))
-    return Checkpoint(path=path, format="torch-legacy", entries=entries, ordered=True, root=obj)
+    return Checkpoint(
+        path=path, format="torch-legacy", entries=entries, file_metadata=hyper_parameters(obj), ordered=True, root=obj
+    )
 
 
 def _locate_storages(

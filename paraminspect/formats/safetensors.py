@@ -174,4 +174,7 @@ def read_safetensors(path: Path, fh: BinaryIO, size: int, limits: Limits) -> Che
     aliases = {k: v for k, v in metadata.items() if k not in entries and v in entries}
     for alias, owner in aliases.items():
         entries[alias] = entries[owner]
-    return Checkpoint(path, "safetensors", entries, dict(metadata), ordered=False, aliases=aliases)
+    file_metadata = {k: ("str", v) for k, v in metadata.items()}
+    return Checkpoint(
+        path, "safetensors", entries, dict(metadata), file_metadata=file_metadata, ordered=False, aliases=aliases
+    )

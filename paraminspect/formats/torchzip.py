@@ -14,6 +14,7 @@ from typing import Any, BinaryIO
 from paraminspect import dtypes
 from paraminspect.errors import CheckpointError, LimitExceeded
 from paraminspect.formats import zipstrict
+from paraminspect.formats.filemeta import hyper_parameters
 from paraminspect.formats.pickle.unpickler import StorageType, safe_loads
 from paraminspect.limits import Limits
 from paraminspect.model import Checkpoint, StorageRef, flatten
@@ -125,4 +126,6 @@ def read_torch_zip(path: Path, fh: BinaryIO, size: int, limits: Limits) -> Check
 
     obj = safe_loads(records.read("data.pkl", limits.max_pickle_bytes), load_storage)
     entries = dict(flatten(obj, max_depth=limits.max_depth, max_entries=limits.max_entries))
-    return Checkpoint(path=path, format="torch-zip", entries=entries, ordered=True, root=obj)
+    return Checkpoint(
+        path=path, format="torch-zip", entries=entries, file_metadata=hyper_parameters(obj), ordered=True, root=obj
+    )

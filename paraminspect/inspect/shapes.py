@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from paraminspect.inspect.meta import metadata_document
 from paraminspect.model import Checkpoint
 from paraminspect.naming.order import tensor_names
 from paraminspect.naming.select import Selector
@@ -44,7 +45,14 @@ def report(ckpt: Checkpoint, selector: Selector | None = None, *, sort: bool = F
             numel += ref.numel
             nbytes += ref.nbytes
     total = {"tensors": len(rows), "unique": len(seen), "numel": numel, "bytes": nbytes}
-    document = {"file": str(ckpt.path), "format": ckpt.format, "root": ckpt.selected, "tensors": rows, "total": total}
+    document = {
+        "file": str(ckpt.path),
+        "format": ckpt.format,
+        "root": ckpt.selected,
+        "tensors": rows,
+        "total": total,
+        "metadata": metadata_document(ckpt),
+    }
     label = f"total ({plural(len(rows), 'tensor')}" + (f", {len(seen)} unique)" if len(seen) != len(rows) else ")")
     total_row = {"name": label, "numel": numel, "bytes": nbytes}
     return Table(COLUMNS, rows, total_row, document)

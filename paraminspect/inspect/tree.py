@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from paraminspect.inspect.meta import metadata_document
 from paraminspect.model import Checkpoint, Entry, Opaque, TensorRef, Value
 from paraminspect.naming.order import ordered_names
 from paraminspect.naming.select import Selector
@@ -163,7 +164,7 @@ def report(
         for i in range(len(kids) - 1, -1, -1):
             stack.append((kids[i], level + 1, (*flags, i == len(kids) - 1)))
 
-    document = {**title, "tree": to_json(root, 0)}
+    document = {**title, "tree": to_json(root, 0), "metadata": metadata_document(ckpt)}
     columns = [
         Column("path", "path", Kind.NAME),
         Column("kind", "kind"),

@@ -18,6 +18,10 @@ class Checkpoint:
     format: str  # "torch-zip", "safetensors", ...
     entries: dict[str, Entry]
     metadata: dict[str, str] = field(default_factory=dict)
+    # The file's own key/values with their types, as `meta` shows them: key -> (type, value).
+    # GGUF key/values (GGUF type names: "UINT32", "STRING", "[STRING]", ...), a sharded
+    # index's "metadata", safetensors __metadata__ ("str"), Lightning hyper_parameters.
+    file_metadata: dict[str, tuple[str, Any]] = field(default_factory=dict)
     # True when the file's own order is meaningful (a torch state dict keeps
     # module order); False when writers reorder (safetensors sorts by dtype).
     ordered: bool = True
@@ -30,6 +34,9 @@ class Checkpoint:
     root: Any = None
     # The dotted key this checkpoint was cut from by :meth:`subtree` ("" = whole file).
     selected: str = ""
+    # What a reader found inconsistent but tolerated so the file still opens, for `check`
+    # to report: (kind, name, expected, actual), e.g. a sharded index's name its shard lacks.
+    problems: list[tuple[str, str, str, str]] = field(default_factory=list)
     # The opened input files (paraminspect.io.source.Source) every read goes through;
     # held here so they stay open exactly as long as the checkpoint is in use.
     sources: tuple[Any, ...] = field(default=(), repr=False, compare=False)

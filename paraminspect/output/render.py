@@ -21,6 +21,7 @@ from paraminspect.inttext import fits, int_text, safe_str
 from paraminspect.output.report import (
     Column,
     Kind,
+    MetaValue,
     ModuleReport,
     Table,
     TreeLine,
@@ -151,6 +152,42 @@ def _item_kind(items: list[Any] | tuple[Any, ...]) -> str:
     return names.get(kinds.pop(), "items") if len(kinds) == 1 else "items"
 
 
+META_CHARS = 80  # a metadata value longer than this is summarised in a table
+META_ITEMS = 5  # items of a long list (keys of a long mapping) a table shows
+META_ITEM_CHARS = 24  # each shown item is cut to this many characters
+
+
+def meta_text(item: MetaValue, *, short: bool) -> str:
+    r"""A file-metadata value as one escaped line. ``short`` (tables, markdown): a long
+    string is cut with ``…`` and its length, a long list shows its type, length and
+    first items (``[STRING] \u00d7 151000: '!', '"', …``); otherwise (CSV) the whole value,
+    strings as they are and containers as JSON."""
+    value = item.value
+    if not short:
+        if isinstance(value, str):
+            return safe_text(value)
+        if not isinstance(value, list | tuple | dict | int | float | bool) and value is not None:
+            return safe_text(safe_str(value))  # a placeholder object: its text, as JSON shows it
+        return safe_text(json.dumps(_json_safe(value), ensure_ascii=False, allow_nan=False))
+    if isinstance(value, str):
+        if len(value) <= META_CHARS:
+            return safe_text(value)
+        return f"{safe_text(value[: META_CHARS - 20])}… ({len(value):,} chars)"
+    if type(value) in (list, tuple, dict):
+        whole = value_text(value)
+        if len(value) <= META_ITEMS and len(whole) <= META_CHARS:
+            return whole
+        shown = list(value)[:META_ITEMS]
+        items = ", ".join(_short_item(v) for v in shown) + (", …" if len(value) > len(shown) else "")
+        return f"{safe_text(item.type)} × {len(value)}: {items}"
+    return value_text(value, short=True)
+
+
+def _short_item(value: Any) -> str:
+    text = value_text(value, short=True)
+    return text if len(text) <= META_ITEM_CHARS else text[: META_ITEM_CHARS - 1] + "…"
+
+
 class Colours:
     """ANSI styling, switched off unless writing to a TTY with NO_COLOR unset."""
 
@@ -173,6 +210,8 @@ class Colours:
 def _cell(column: Column, value: Any, *, human: bool) -> str:
     if value is None:
         return ""
+    if isinstance(value, MetaValue):
+        return meta_text(value, short=human)
     if column.kind is Kind.NAME:
         return safe_text(str(value))
     if column.kind is Kind.SHAPE:

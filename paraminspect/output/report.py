@@ -23,6 +23,7 @@ class Kind(str, Enum):
     BYTES = "bytes"
     SHAPE = "shape"
     NUMBER = "number"
+    META = "meta"  # a file-metadata value (MetaValue): summarised in tables, whole in CSV
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,15 @@ class Column:
     title: str
     kind: Kind = Kind.TEXT
     optional: bool = False  # left out of tables (not CSV) when every row is empty
+
+
+@dataclass(frozen=True)
+class MetaValue:
+    """A file-metadata value with its type (``STRING``, ``[STRING]``, ``str``, ``int``...):
+    a table cell summarises long ones (type, length, first items), CSV and JSON hold them whole."""
+
+    type: str
+    value: Any
 
 
 @dataclass
