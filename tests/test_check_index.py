@@ -128,6 +128,14 @@ def test_weight_map_against_the_shards_one_row_each(pretrained: tuple[Path, int]
     assert shapes.code == 0
     names = {t["name"] for t in json.loads(shapes.out)["tensors"]}
     assert dropped in names and moved not in names and "model.ghost.weight" not in names
+    # ... but never silently: every other command says the input disagrees with itself;
+    # check, which lists the problems, does not say it twice; --quiet says nothing.
+    warning = f"paraminspect: warning: {broken / 'model.safetensors.index.json'}: the index and its shards disagree"
+    assert shapes.err.startswith(warning + " (4 problems); 'paraminspect check' lists them\n")
+    for args in (("stats", broken), ("diff", broken, broken), ("convert", broken, tmp_path / "out.safetensors")):
+        assert warning in run_cli(*args).err, args
+    assert warning not in run_cli("check", broken).err
+    assert run_cli("diff", broken, broken, "--quiet").err == ""
 
 
 def test_index_problems_join_a_spec_check(pretrained: tuple[Path, int], tmp_path: Path) -> None:

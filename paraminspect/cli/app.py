@@ -19,6 +19,7 @@ from paraminspect.naming.order import ordered_names
 from paraminspect.naming.select import Selector, is_index_form, resolve_index_form, suggestions
 from paraminspect.output import render
 from paraminspect.output.render import OutputFormat
+from paraminspect.output.report import plural
 
 app = typer.Typer(
     name="paraminspect",
@@ -61,9 +62,27 @@ RootOpt = Annotated[
 ]
 
 
+def problems_note(ckpt: Checkpoint) -> str | None:
+    """The stderr warning for an input that disagrees with itself (a sharded index naming
+    tensors its shards lack): commands read what the shards hold; ``check`` lists each."""
+    if not ckpt.problems:
+        return None
+    count = plural(len(ckpt.problems), "problem")
+    disagree = f"the index and its shards disagree ({count}); 'paraminspect check' lists them"
+    return f"paraminspect: warning: {ckpt.path}: {disagree}"
+
+
+def open_input(path: Path) -> Checkpoint:
+    """``open_checkpoint``, with :func:`problems_note` on stderr."""
+    ckpt = open_checkpoint(path)
+    if (note := problems_note(ckpt)) is not None:
+        render.write_message(note)
+    return ckpt
+
+
 def _load_state_dict(path: Path, root: str | None, *, auto: bool = True) -> Checkpoint:
     """Open a file and cut out the state dict commands should work on (noted on stderr)."""
-    ckpt, note = roots.select(open_checkpoint(path), root, auto=auto)
+    ckpt, note = roots.select(open_input(path), root, auto=auto)
     if note:
         render.write_message(f"paraminspect: note: {ckpt.path}: {note}")
     return ckpt

@@ -5,7 +5,17 @@ from typing import Annotated
 
 import typer
 
-from paraminspect.cli.app import FileArg, FormatOpt, PatternsArg, RegexOpt, RootOpt, SortOpt, app, resolved_patterns
+from paraminspect.cli.app import (
+    FileArg,
+    FormatOpt,
+    PatternsArg,
+    RegexOpt,
+    RootOpt,
+    SortOpt,
+    app,
+    problems_note,
+    resolved_patterns,
+)
 from paraminspect.compare.tolerance import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
 from paraminspect.errors import EXIT_DIFFERENT, EXIT_OK
 from paraminspect.formats.opening import open_checkpoint
@@ -36,11 +46,16 @@ RenameOpt = Annotated[
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; only the exit code tells.")]
 
 
-def _load_all(sides: list[tuple[Path, str | None]], quiet: bool) -> list[Checkpoint]:
-    """Like ``_load_state_dict`` for each file, but the root notes are printed only
-    once every file opened (a failure stays a single stderr line) and never with --quiet."""
-    loaded = [roots.select(open_checkpoint(path), root) for path, root in sides]
-    for ckpt, note in loaded:
+def _load_all(sides: list[tuple[Path, str | None]], quiet: bool, *, warn: bool = True) -> list[Checkpoint]:
+    """Like ``_load_state_dict`` for each file, but the notes are printed only once every
+    file opened (a failure stays a single stderr line) and never with --quiet. ``warn``:
+    say when an input disagrees with itself (``check`` reports that in its table)."""
+    wholes = [open_checkpoint(path) for path, _ in sides]
+    loaded = [roots.select(whole, root) for whole, (_, root) in zip(wholes, sides, strict=True)]
+    for whole, (ckpt, note) in zip(wholes, loaded, strict=True):
+        problems = problems_note(whole) if warn else None
+        if problems and not quiet:
+            render.write_message(problems)
         if note and not quiet:
             render.write_message(f"paraminspect: note: {ckpt.path}: {note}")
     return [ckpt for ckpt, _ in loaded]
@@ -150,7 +165,7 @@ def check_command(
 
     budget = check.parse_count(max_params) if max_params is not None else None
     spec = check.load_spec(expect) if expect is not None else None
-    (ckpt,) = _load_all([(file, root)], quiet)
+    (ckpt,) = _load_all([(file, root)], quiet, warn=False)
     verdict = check.check(
         ckpt,
         spec,

@@ -6,9 +6,8 @@ from typing import Annotated
 
 import typer
 
-from paraminspect.cli.app import FileArg, FormatOpt, PatternsArg, RegexOpt, _selector, app
+from paraminspect.cli.app import FileArg, FormatOpt, PatternsArg, RegexOpt, _selector, app, open_input
 from paraminspect.errors import EXIT_OK, ParamInspectError, SelectionError, UsageError
-from paraminspect.formats.opening import open_checkpoint
 from paraminspect.naming.prefixes import NameMap
 from paraminspect.naming.select import Selector
 from paraminspect.output import render
@@ -71,7 +70,7 @@ def set_command(
     from paraminspect.edit import plan as edit
     from paraminspect.model import TensorRef
 
-    ckpt = open_checkpoint(file)
+    ckpt = open_input(file)
     if not isinstance(ckpt.entries.get(name), TensorRef):
         raise SelectionError(f"no tensor named {name!r}", ckpt.path)
     array = fill.parse_value(value)
@@ -124,7 +123,7 @@ def init_command(
     from paraminspect.model import TensorRef
 
     spec = initializers.Scheme(scheme, value, mean, std, low, high, gain, mode, nonlinearity, a)
-    ckpt = open_checkpoint(file)
+    ckpt = open_input(file)
     selector = _selector(ckpt, patterns, regex)
     tensors = ckpt.tensors
     selected = selector.filter(tensors)
@@ -173,7 +172,7 @@ def rename_command(
         mapping += NameMap([PrefixRule("", add_prefix)])
     if not mapping:
         raise UsageError("nothing to rename: give OLD=NEW, --strip-prefix or --add-prefix")
-    plan = edit.plan_rename(open_checkpoint(file), mapping)
+    plan = edit.plan_rename(open_input(file), mapping)
     return _write_plan(plan, output, in_place, force, dry_run, drop_unknown, fmt)
 
 
@@ -192,7 +191,7 @@ def drop_command(
     """Remove tensors (and other entries) whose names match."""
     from paraminspect.edit import plan as edit
 
-    ckpt = open_checkpoint(file)
+    ckpt = open_input(file)
     plan = edit.plan_drop(ckpt, Selector(patterns, regex=regex))
     return _write_plan(plan, output, in_place, force, dry_run, drop_unknown, fmt)
 
@@ -215,7 +214,7 @@ def extract_command(
     """Keep only the matching names (a subtree, optionally re-rooted)."""
     from paraminspect.edit import plan as edit
 
-    ckpt = open_checkpoint(file)
+    ckpt = open_input(file)
     plan = edit.plan_extract(ckpt, Selector(patterns, regex=regex), reroot=reroot)
     return _write_plan(plan, output, in_place, force, dry_run, drop_unknown, fmt)
 
@@ -243,7 +242,7 @@ def cast_command(
         raise UsageError(f"--dtype {dtype!r} is not a known dtype" if dtype else "--dtype is required")
     if not edit.is_floating(target):
         raise UsageError(f"--dtype {target.name} is not a floating-point type")
-    ckpt = open_checkpoint(file)
+    ckpt = open_input(file)
     plan = edit.plan_cast(ckpt, Selector(patterns or [], regex=regex), target, untie=untie)
     return _write_plan(plan, output, in_place, force, dry_run, drop_unknown, fmt)
 
@@ -260,7 +259,7 @@ def convert_command(
     """Convert between .pt and .safetensors (ties and, for .pt, non-tensor entries kept)."""
     from paraminspect.edit import plan as edit
 
-    plan = edit.Plan.unchanged(open_checkpoint(file), "convert")
+    plan = edit.Plan.unchanged(open_input(file), "convert")
     return _write_plan(plan, output, False, force, dry_run, drop_unknown, fmt)
 
 
@@ -285,7 +284,7 @@ def set_meta_command(
     """Set one key of the file's own metadata; every tensor is copied unchanged (safetensors)."""
     from paraminspect.edit import metadata
 
-    ckpt = open_checkpoint(file)
+    ckpt = open_input(file)
     plan = metadata.plan_set_meta(ckpt, key, value, _warn_about(ckpt.path))
     return _write_plan(plan, output, in_place, force, dry_run, False, fmt)
 
@@ -303,6 +302,6 @@ def rm_meta_command(
     """Remove keys from the file's own metadata; every tensor is copied unchanged (safetensors)."""
     from paraminspect.edit import metadata
 
-    ckpt = open_checkpoint(file)
+    ckpt = open_input(file)
     plan = metadata.plan_rm_meta(ckpt, keys, _warn_about(ckpt.path))
     return _write_plan(plan, output, in_place, force, dry_run, False, fmt)
