@@ -30,6 +30,7 @@ from tests.hostile_build import (
     torch_zip,
     touch,
 )
+from tests.hostile_numpy import NUMPY_CASES
 from tests.hostile_safetensors import SAFETENSORS_JSON_QUIRKS, SAFETENSORS_OFFICIAL
 
 # ---------------------------------------------------------------- pickles that try to run code
@@ -371,4 +372,6 @@ def corpus() -> list[Case]:
     for table in (SAFETENSORS_OFFICIAL, SAFETENSORS_JSON_QUIRKS):
         for name, (build, reason) in table.items():
             cases.append(Case(name, build, ("tree", "shapes", "scan"), 2, reason))
+    for name, (build, commands, code, reason, scan_code) in NUMPY_CASES.items():
+        cases.append(Case(name, build, commands, code, reason, scan_code=scan_code))
     return cases

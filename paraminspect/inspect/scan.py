@@ -25,8 +25,15 @@ from typing import Any, BinaryIO
 
 from paraminspect import limits as _limits
 from paraminspect.errors import EXIT_DIFFERENT, EXIT_ERROR, EXIT_OK, AmbiguousArchive, CheckpointError
-from paraminspect.formats.magic import METADATA_NAME, SNIFF_BYTES, ZIP_MAGIC, fits_safetensors, looks_like_safetensors
-from paraminspect.formats.opening import open_checkpoint, refuse_numpy_zip, resolve_directory
+from paraminspect.formats.magic import (
+    METADATA_NAME,
+    NPY_MAGIC,
+    SNIFF_BYTES,
+    ZIP_MAGIC,
+    fits_safetensors,
+    looks_like_safetensors,
+)
+from paraminspect.formats.opening import open_checkpoint, resolve_directory
 from paraminspect.formats.pickle.scanner import UNSAFE, Reference, scan_pickle
 from paraminspect.formats.safetensors import read_safetensors
 from paraminspect.formats.torchzip import max_records, open_archive
@@ -58,11 +65,56 @@ def _zip_pickle(path: Path, fh: BinaryIO, size: int, limits: Limits, where: str 
 
 def _torch_zip(path: Path, limits: Limits) -> list[PickleSource]:
     with open_regular(path) as fh:
-        try:
-            return [_zip_pickle(path, fh, os.fstat(fh.fileno()).st_size, limits)]
-        except CheckpointError:
-            refuse_numpy_zip(fh, path)  # an .npz: say so, not what is wrong with it as a torch zip
-            raise
+        return [_zip_pickle(path, fh, os.fstat(fh.fileno()).st_size, limits)]
+
+
+# numpy object arrays (descr '|O') are pickles: every one is analysed; numeric arrays
+# hold none, but their headers must at least be valid.
+
+
+def _npy(path: Path, limits: Limits) -> list[PickleSource]:
+    from paraminspect.formats import npy
+
+    with open_regular(path) as fh:
+        size = os.fstat(fh.fileno()).st_size
+
+        def read_at(offset: int, n: int) -> bytes:
+            fh.seek(offset)
+            return fh.read(n)
+
+        header = npy.read_header(lambda n: read_at(0, n), size, limits)
+        if header.descr != npy.OBJECT:
+            npy.read_npy(path, fh, size, limits)
+            return []
+        return [PickleSource("(object array)", npy.object_pickle(read_at, header, size, limits))]
+
+
+def _npz(path: Path, limits: Limits) -> list[PickleSource]:
+    from paraminspect.formats import numpyzip
+
+    with open_regular(path) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        numpyzip.read_npz(path, fh, size, limits)  # the whole archive is valid before any member is called clean
+        return [PickleSource(member, data) for member, data in numpyzip.object_pickles(path, fh, size, limits)]
+
+
+def _onnx(path: Path, limits: Limits) -> list[PickleSource]:
+    # Protobuf, no pickle; external data files are only located. A file called clean must be valid.
+    open_checkpoint(path, limits=limits)
+    return []
+
+
+def _is_onnx(_path: Path, head: bytes) -> bool:
+    from paraminspect.formats import onnx
+
+    return onnx.looks_like_onnx(head)
+
+
+def _is_npz(path: Path, head: bytes) -> bool:
+    from paraminspect.formats import numpyzip
+
+    with open_regular(path) as fh:
+        return head.startswith(ZIP_MAGIC) and numpyzip.looks_like_npz(fh)
 
 
 # The legacy, sharded and DCP readers are imported when their format is met, as
@@ -155,11 +207,14 @@ _LEGACY: Source = ("torch-legacy", _is_legacy, _legacy)
 _SAFETENSORS: Source = ("safetensors", lambda _path, head: looks_like_safetensors(head), _safetensors)
 # Tried in order, as open_checkpoint tries them (an index before safetensors: see _is_index).
 SOURCES: list[Source] = [
+    ("npz", _is_npz, _npz),
     _TORCH_ZIP,
     _LEGACY,
     ("sharded", _is_index, _sharded),
     _SAFETENSORS,
     ("dcp", lambda path, head: path.name == METADATA_NAME and head.startswith(b"\x80"), _dcp),
+    ("npy", lambda _path, head: head.startswith(NPY_MAGIC), _npy),
+    ("onnx", _is_onnx, _onnx),
 ]
 SINGLE_FILE_SOURCES: list[Source] = [_TORCH_ZIP, _LEGACY, _SAFETENSORS]  # what a shard may be
 
