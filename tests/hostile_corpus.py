@@ -31,6 +31,7 @@ from tests.hostile_build import (
     touch,
 )
 from tests.hostile_numpy import NUMPY_CASES
+from tests.hostile_onnx import ONNX_CASES
 from tests.hostile_safetensors import SAFETENSORS_JSON_QUIRKS, SAFETENSORS_OFFICIAL
 
 # ---------------------------------------------------------------- pickles that try to run code
@@ -374,4 +375,6 @@ def corpus() -> list[Case]:
             cases.append(Case(name, build, ("tree", "shapes", "scan"), 2, reason))
     for name, (build, commands, code, reason, scan_code) in NUMPY_CASES.items():
         cases.append(Case(name, build, commands, code, reason, scan_code=scan_code))
+    for name, (build, commands, code, reason) in ONNX_CASES.items():
+        cases.append(Case(name, build, commands, code, reason, scan_code=0 if commands == ("stats",) else None))
     return cases
