@@ -278,7 +278,8 @@ def corpus() -> list[Case]:
             scan_code=0,
         ),
         Case("no_top_folder", _no_top_folder, ("tree", "scan"), 2, "outside the archive folder"),
-        Case("torchscript_archive", _torchscript, ("tree", "scan"), 2, "TorchScript archive"),
+        # TorchScript: its weights listed, its code never run; scan flags the __torch__ classes and the code.
+        Case("torchscript_archive", _torchscript, ("tree", "shapes", "scan"), 0, "", **scan_unsafe),
         Case("legacy_tar_format", _legacy_tar, ("tree", "scan"), 2, "not a recognised checkpoint"),
         Case(
             "byteorder_garbage",

@@ -65,12 +65,46 @@ def _read(target: Path, limits: Limits) -> Checkpoint:
 
 
 def _open_directory(directory: Path, limits: Limits) -> Checkpoint:
-    chosen = resolve_directory(directory)
+    try:
+        chosen = resolve_directory(directory)
+    except CheckpointError:
+        pipeline = _open_pipeline(directory, limits)
+        if pipeline is None:
+            raise
+        return pipeline
     if chosen.name == METADATA_NAME:
         from paraminspect.formats.dcp import read_dcp
 
         return _with_source(lambda: read_dcp(directory, limits), directory)
     return _open_file(chosen, limits, whole=True)
+
+
+def _open_pipeline(directory: Path, limits: Limits) -> Checkpoint | None:
+    """A diffusers pipeline root as one checkpoint (a prefix per component with weights),
+    or None when the folder is not one (no model_index.json naming such components)."""
+    from paraminspect.formats import pipeline
+
+    parts = []
+    for name in pipeline.components(directory, limits):
+        sub = directory / name
+        if sub.is_symlink() or not sub.is_dir():
+            continue
+        try:
+            resolve_directory(sub, look_inside=False)
+        except CheckpointError as exc:
+            if "no checkpoint in it" in exc.message:
+                continue  # a scheduler, a tokenizer: no weights
+            raise _in_component(exc, name, directory) from None
+        try:
+            parts.append((name, _open_directory(sub, limits)))
+        except CheckpointError as exc:
+            raise _in_component(exc, name, directory) from None
+    return pipeline.merge(directory, parts) if parts else None
+
+
+def _in_component(exc: CheckpointError, name: str, directory: Path) -> CheckpointError:
+    wrapped = CheckpointError(f"pipeline component {name!r}: {exc.message}", directory)
+    return wrapped
 
 
 def resolve_directory(directory: Path, *, look_inside: bool = True) -> Path:
@@ -167,9 +201,14 @@ def _dispatch(target: Path, fh: BinaryIO, head: bytes, size: int, limits: Limits
 
         if numpyzip.looks_like_npz(fh):
             return numpyzip.read_npz(target, fh, size, limits)
-        from paraminspect.formats.torchzip import read_torch_zip
+        from paraminspect.formats import torchzip
 
-        return read_torch_zip(target, fh, size, limits)
+        records = torchzip.ZipRecords(target, fh, size, torchzip.max_records(limits))
+        if torchzip.is_torchscript(records):
+            from paraminspect.formats.torchscript import read_torchscript
+
+            return read_torchscript(target, records, limits)
+        return torchzip.read_torch_zip(target, fh, size, limits)
     from paraminspect.formats import legacy, sharded
 
     if legacy.looks_like_legacy(head):

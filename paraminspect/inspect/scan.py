@@ -36,7 +36,7 @@ from paraminspect.formats.magic import (
 from paraminspect.formats.opening import open_checkpoint, resolve_directory
 from paraminspect.formats.pickle.scanner import UNSAFE, Reference, scan_pickle
 from paraminspect.formats.safetensors import read_safetensors
-from paraminspect.formats.torchzip import max_records, open_archive
+from paraminspect.formats.torchzip import ZipRecords, is_torchscript, max_records, open_archive
 from paraminspect.io.files import open_regular
 from paraminspect.limits import Limits
 from paraminspect.output.report import Column, Kind, Table
@@ -50,8 +50,10 @@ class PickleSource:
     data: bytes
     persistent_kinds: frozenset[str] = frozenset()
     pickles: int = 1  # how many pickles follow each other from the start of ``data``
+    code: tuple[str, ...] = ()  # code files the archive holds beside this pickle (TorchScript's code/)
 
 
+_STORAGE = frozenset({"storage"})
 Extractor = Callable[[Path, Limits], Iterable[PickleSource]]
 Sniffer = Callable[[Path, bytes], bool]
 Source = tuple[str, Sniffer, Extractor]
@@ -65,7 +67,23 @@ def _zip_pickle(path: Path, fh: BinaryIO, size: int, limits: Limits, where: str 
 
 def _torch_zip(path: Path, limits: Limits) -> list[PickleSource]:
     with open_regular(path) as fh:
-        return [_zip_pickle(path, fh, os.fstat(fh.fileno()).st_size, limits)]
+        size = os.fstat(fh.fileno()).st_size
+        records = ZipRecords(path, fh, size, max_records(limits))
+        if is_torchscript(records):
+            return _torchscript(records, limits)
+        return [_zip_pickle(path, fh, size, limits)]
+
+
+def _torchscript(records: ZipRecords, limits: Limits) -> list[PickleSource]:
+    """Its data.pkl and constants.pkl, and its code files (listed as findings, never run)."""
+    from paraminspect.formats.torchscript import code_files
+
+    found = []
+    for name in ("data.pkl", "constants.pkl"):
+        if name in records:
+            found.append(PickleSource(f"{records.top}/{name}", records.read(name, limits.max_pickle_bytes), _STORAGE))
+    code = tuple(f"{records.top}/{n}" for n in code_files(records))
+    return [*found[:-1], replace(found[-1], code=code)] if found else [PickleSource("(none)", b"N.", code=code)]
 
 
 # numpy object arrays (descr '|O') are pickles: every one is analysed; numeric arrays
@@ -266,6 +284,9 @@ def scan_file(path: Path, limits: Limits | None = None) -> FileScan:
                         finding.positions.append(ref.position)
                         if ref.opcode not in finding.opcodes:
                             finding.opcodes.append(ref.opcode)
+                for file in source.code:
+                    code = Reference("code", "TorchScript source (run by torch.jit.load's module)", "-", 0, UNSAFE)
+                    grouped.setdefault((file, "code", file, UNSAFE), Finding(file, code, [0], ["-"]))
     except CheckpointError as exc:
         exc.source = exc.source or str(path)
         result.error = exc
@@ -282,6 +303,14 @@ def _readable(sources: Iterable[PickleSource]) -> Iterator[PickleSource]:
 
 
 def _extract(path: Path, limits: Limits) -> tuple[str, Iterable[PickleSource]]:
+    if path.is_dir():
+        try:
+            resolve_directory(path)
+        except CheckpointError:
+            components = _pipeline(path, limits)
+            if components is None:
+                raise
+            return "diffusers-pipeline", components
     target = resolve_directory(path) if path.is_dir() else path
     if target.name == METADATA_NAME and target.parent == path:  # a DCP directory, however .metadata starts
         return "dcp", _dcp(target, limits)
@@ -290,6 +319,28 @@ def _extract(path: Path, limits: Limits) -> tuple[str, Iterable[PickleSource]]:
         return found
     ckpt = open_checkpoint(path, limits=limits)  # raises the usual clear error for unreadable input
     raise CheckpointError(f"scan cannot analyse {ckpt.format} files yet")
+
+
+def _pipeline(path: Path, limits: Limits) -> list[PickleSource] | None:
+    """Each component's pickles (records prefixed ``unet/``), as open_checkpoint opens a
+    pipeline; None when the folder is not a pipeline with weights."""
+    from paraminspect.formats.pipeline import components
+
+    found: list[PickleSource] = []
+    parts = 0
+    for name in components(path, limits):
+        sub = path / name
+        if sub.is_symlink() or not sub.is_dir():
+            continue
+        try:
+            _, sources = _extract(sub, limits)
+            found.extend(replace(source, record=f"{name}/{source.record}") for source in sources)
+        except CheckpointError as exc:
+            if "no checkpoint in it" in exc.message:
+                continue
+            raise _within(exc, f"pipeline component {name!r}", path) from None
+        parts += 1
+    return found if parts else None
 
 
 def _extract_file(path: Path, limits: Limits, sources: list[Source]) -> tuple[str, Iterable[PickleSource]] | None:
