@@ -59,6 +59,10 @@ _ALL = [
     DType("float4_e2m1fn", 4, "F4", None, None),
     DType("float6_e2m3fn", 6, "F6_E2M3", None, None),
     DType("float6_e3m2fn", 6, "F6_E3M2", None, None),
+    DType("uint4", 4, None, None, None),  # ONNX UINT4/INT4/UINT2/INT2: listed, not decoded
+    DType("int4", 4, None, None, None),
+    DType("uint2", 2, None, None, None),
+    DType("int2", 2, None, None, None),
     DType("quint8", 8, None, "QUInt8Storage", None),
     DType("qint8", 8, None, "QInt8Storage", None),
     DType("qint32", 32, None, "QInt32Storage", None),

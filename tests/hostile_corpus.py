@@ -30,6 +30,8 @@ from tests.hostile_build import (
     torch_zip,
     touch,
 )
+from tests.hostile_numpy import NUMPY_CASES
+from tests.hostile_onnx import ONNX_CASES
 from tests.hostile_safetensors import SAFETENSORS_JSON_QUIRKS, SAFETENSORS_OFFICIAL
 
 # ---------------------------------------------------------------- pickles that try to run code
@@ -276,7 +278,8 @@ def corpus() -> list[Case]:
             scan_code=0,
         ),
         Case("no_top_folder", _no_top_folder, ("tree", "scan"), 2, "outside the archive folder"),
-        Case("torchscript_archive", _torchscript, ("tree", "scan"), 2, "TorchScript archive"),
+        # TorchScript: its weights listed, its code never run; scan flags the __torch__ classes and the code.
+        Case("torchscript_archive", _torchscript, ("tree", "shapes", "scan"), 0, "", **scan_unsafe),
         Case("legacy_tar_format", _legacy_tar, ("tree", "scan"), 2, "not a recognised checkpoint"),
         Case(
             "byteorder_garbage",
@@ -371,4 +374,8 @@ def corpus() -> list[Case]:
     for table in (SAFETENSORS_OFFICIAL, SAFETENSORS_JSON_QUIRKS):
         for name, (build, reason) in table.items():
             cases.append(Case(name, build, ("tree", "shapes", "scan"), 2, reason))
+    for name, (build, commands, code, reason, scan_code) in NUMPY_CASES.items():
+        cases.append(Case(name, build, commands, code, reason, scan_code=scan_code))
+    for name, (build, commands, code, reason) in ONNX_CASES.items():
+        cases.append(Case(name, build, commands, code, reason, scan_code=0 if commands == ("stats",) else None))
     return cases

@@ -153,17 +153,11 @@ def test_empty_folder_still_says_no_checkpoint(tmp_path: Path) -> None:
     assert result.code == 2 and "is a directory with no checkpoint in it" in result.err
 
 
-def test_numpy_files_are_named_as_such(tmp_path: Path) -> None:
+def test_numpy_files_are_read_not_refused(tmp_path: Path) -> None:
     np.savez(tmp_path / "w.npz", **{"dense.weight": np.ones((2, 2))})
     np.save(tmp_path / "w.npy", np.ones(3))
-    assert sorted(np.load(tmp_path / "w.npz").files) == ["dense.weight"]  # numpy reads what we refuse
-    for command in ("shapes", "scan"):
-        result = run_cli(command, tmp_path / "w.npz")
-        assert result.code == 2
-        assert result.err.endswith(f"{tmp_path / 'w.npz'}: numpy .npz archives are not supported yet\n")
-        assert "outside the archive" not in result.err
-    result = run_cli("shapes", tmp_path / "w.npy")
-    assert (result.code, result.err) == (
-        2,
-        f"paraminspect: error: {tmp_path / 'w.npy'}: numpy .npy files are not supported yet\n",
-    )
+    for name, expected in (("w.npz", np.load(tmp_path / "w.npz").files), ("w.npy", ["w"])):
+        result = run_cli("shapes", tmp_path / name, "--format", "json")
+        assert result.code == 0, result.err
+        assert [t["name"] for t in json.loads(result.out)["tensors"]] == list(expected)
+        assert run_cli("scan", tmp_path / name).code == 0

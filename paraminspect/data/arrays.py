@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from paraminspect.data import interrupts
+from paraminspect.data import interrupts, packed
 from paraminspect.errors import CheckpointError
 from paraminspect.io import source
-from paraminspect.model import Chunk, TensorRef
+from paraminspect.model import Chunk, TensorRef, contiguous_strides
 
 if TYPE_CHECKING:
     import numpy as np
@@ -53,13 +53,21 @@ def ensure_in_file(ref: TensorRef) -> None:
     """Fail now if the tensor's bytes lie past the end of its file (a truncated
     download), so reads and streamed output never stop half-way with an error."""
     begin, end = ref.byte_range()
+    encoded = ref.storage.packing
+    if encoded is not None:  # the encoded run must be in the file; its decoder checks the rest
+        begin, end = encoded.offset, encoded.offset + encoded.length
     size, shrank = source.size(ref.storage.path)
     if end > size:
         where = f"tensor bytes [{begin}, {end}) lie past the end of the file ({size} bytes)"
         raise CheckpointError(f"{source.TRUNCATED}: {where}" if shrank else f"{where}; truncated?", ref.storage.path)
 
 
-def _read_contiguous(src: source.Source, ref: TensorRef, first: int, count: int) -> np.ndarray:
+def _dense(ref: TensorRef) -> bool:
+    """The elements lie in C order one after another in their storage (file or decoded stream)."""
+    return not ref.chunks and ref.strides == contiguous_strides(ref.shape)
+
+
+def _read_contiguous(src: packed.ByteReader, ref: TensorRef, first: int, count: int) -> np.ndarray:
     """Elements [first, first+count) of a contiguous tensor, read through its file's handle."""
     import numpy as np
 
@@ -85,7 +93,7 @@ def _read_span(ref: TensorRef) -> np.ndarray:
 
     dtype = numpy_dtype(ref)
     begin, end = ref.byte_range()
-    return np.frombuffer(source.get(ref.storage.path).pread(begin, end - begin), dtype=dtype)
+    return np.frombuffer(packed.reader(ref.storage).pread(begin, end - begin), dtype=dtype)
 
 
 def storage_view(span: np.ndarray, ref: TensorRef) -> np.ndarray:
@@ -117,7 +125,7 @@ def _gather(ref: TensorRef, offsets: np.ndarray) -> np.ndarray:
     placed = np.concatenate(([0], np.cumsum(run_end - run_begin)))
     buffer = bytearray(int(placed[-1]))
     view = memoryview(buffer)
-    src = source.get(ref.storage.path)
+    src = packed.reader(ref.storage)
     base = ref.byte_range()[0]
     for b, e, at in zip(run_begin.tolist(), run_end.tolist(), placed.tolist(), strict=False):
         src.readinto(view[at : at + e - b], base + b)
@@ -157,8 +165,8 @@ def _read_array(ref: TensorRef) -> np.ndarray:
     if ref.chunks:  # saved in pieces (DCP shards): assemble
         return read_chunked(ref)
     ensure_in_file(ref)
-    if ref.is_contiguous:
-        return _read_contiguous(source.get(ref.storage.path), ref, 0, ref.numel).reshape(ref.shape)
+    if _dense(ref):
+        return _read_contiguous(packed.reader(ref.storage), ref, 0, ref.numel).reshape(ref.shape)
     begin, end = ref.byte_range()
     if end - begin <= max(SPAN_READ_BYTES, 2 * ref.nbytes):
         return _native(np.array(storage_view(_read_span(ref), ref)))
@@ -177,8 +185,8 @@ def iter_chunks(ref: TensorRef, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) ->
         yield from iter_chunked(ref, chunk_elements)
         return
     ensure_in_file(ref)
-    if ref.is_contiguous:
-        src = source.get(ref.storage.path)
+    if _dense(ref):
+        src = packed.reader(ref.storage)
         for first in range(0, ref.numel, chunk_elements):
             interrupts.check()  # a worker thread stops at the next chunk after Ctrl-C
             yield _read_contiguous(src, ref, first, min(chunk_elements, ref.numel - first))

@@ -59,7 +59,7 @@ _WIDEN: dict[str, Callable[[int], float]] = {"bfloat16": _bfloat16, "float8_e5m2
 
 
 def can_peek(ref: TensorRef) -> bool:
-    return ref.dtype.name in _CODES
+    return ref.dtype.name in _CODES and ref.storage.packing is None  # encoded bytes: read through arrays
 
 
 def element_decoder(ref: TensorRef) -> Callable[[Any, int], Any] | None:

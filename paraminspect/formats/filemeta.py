@@ -41,3 +41,9 @@ def hyper_parameters(root: Any) -> dict[str, tuple[str, Any]]:
         str(key): ("Tensor" if isinstance(value, TensorRef) else type_name(value), plain(value))
         for key, value in hparams.items()
     }
+
+
+def as_file_metadata(facts: dict[str, str]) -> dict[str, tuple[str, Any]]:
+    """Facts a reader records about its file (``ir_version``, ``npy_version``...) as the
+    key/values ``meta`` shows, each a string."""
+    return {key: ("str", value) for key, value in facts.items()}

@@ -1,15 +1,14 @@
 """Open any supported checkpoint: sniff the content (never the suffix), dispatch.
 
-Files: torch.save zip, legacy torch.save pickle stream, safetensors, a sharded
-model's ``*.index.json``, or a DCP ``.metadata``. Directories: a sharded model
-(its index), a DCP checkpoint (``.metadata``), or a model directory holding a
-single checkpoint file (``model.safetensors``, ``pytorch_model.bin``).
+Files: torch.save zip, legacy torch.save pickle stream, safetensors, numpy
+``.npy``/``.npz``, an ONNX model, a sharded model's ``*.index.json``, or a DCP
+``.metadata``. Directories: a sharded model (its index), a DCP checkpoint
+(``.metadata``), or a model directory holding a single checkpoint file (``model.safetensors``, ``pytorch_model.bin``).
 """
 
 from __future__ import annotations
 
 import os
-import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -66,12 +65,46 @@ def _read(target: Path, limits: Limits) -> Checkpoint:
 
 
 def _open_directory(directory: Path, limits: Limits) -> Checkpoint:
-    chosen = resolve_directory(directory)
+    try:
+        chosen = resolve_directory(directory)
+    except CheckpointError:
+        pipeline = _open_pipeline(directory, limits)
+        if pipeline is None:
+            raise
+        return pipeline
     if chosen.name == METADATA_NAME:
         from paraminspect.formats.dcp import read_dcp
 
         return _with_source(lambda: read_dcp(directory, limits), directory)
     return _open_file(chosen, limits, whole=True)
+
+
+def _open_pipeline(directory: Path, limits: Limits) -> Checkpoint | None:
+    """A diffusers pipeline root as one checkpoint (a prefix per component with weights),
+    or None when the folder is not one (no model_index.json naming such components)."""
+    from paraminspect.formats import pipeline
+
+    parts = []
+    for name in pipeline.components(directory, limits):
+        sub = directory / name
+        if sub.is_symlink() or not sub.is_dir():
+            continue
+        try:
+            resolve_directory(sub, look_inside=False)
+        except CheckpointError as exc:
+            if "no checkpoint in it" in exc.message:
+                continue  # a scheduler, a tokenizer: no weights
+            raise _in_component(exc, name, directory) from None
+        try:
+            parts.append((name, _open_directory(sub, limits)))
+        except CheckpointError as exc:
+            raise _in_component(exc, name, directory) from None
+    return pipeline.merge(directory, parts) if parts else None
+
+
+def _in_component(exc: CheckpointError, name: str, directory: Path) -> CheckpointError:
+    wrapped = CheckpointError(f"pipeline component {name!r}: {exc.message}", directory)
+    return wrapped
 
 
 def resolve_directory(directory: Path, *, look_inside: bool = True) -> Path:
@@ -164,13 +197,18 @@ def _open_file(target: Path, limits: Limits, *, whole: bool) -> Checkpoint:
 
 def _dispatch(target: Path, fh: BinaryIO, head: bytes, size: int, limits: Limits, *, whole: bool) -> Checkpoint:
     if head.startswith(ZIP_MAGIC):
-        from paraminspect.formats.torchzip import read_torch_zip
+        from paraminspect.formats import numpyzip
 
-        try:
-            return read_torch_zip(target, fh, size, limits)
-        except CheckpointError:
-            refuse_numpy_zip(fh, target)
-            raise
+        if numpyzip.looks_like_npz(fh):
+            return numpyzip.read_npz(target, fh, size, limits)
+        from paraminspect.formats import torchzip
+
+        records = torchzip.ZipRecords(target, fh, size, torchzip.max_records(limits))
+        if torchzip.is_torchscript(records):
+            from paraminspect.formats.torchscript import read_torchscript
+
+            return read_torchscript(target, records, limits)
+        return torchzip.read_torch_zip(target, fh, size, limits)
     from paraminspect.formats import legacy, sharded
 
     if legacy.looks_like_legacy(head):
@@ -191,20 +229,15 @@ def _dispatch(target: Path, fh: BinaryIO, head: bytes, size: int, limits: Limits
 
         return _with_source(lambda: read_dcp(target.parent, limits), target.parent)
     if head.startswith(NPY_MAGIC):
-        raise CheckpointError("numpy .npy files are not supported yet", target)
+        from paraminspect.formats.npy import read_npy
+
+        return read_npy(target, fh, size, limits)
+    from paraminspect.formats import onnx
+
+    if onnx.looks_like_onnx(head):
+        return onnx.read_onnx(target, fh, size, limits)
     raise CheckpointError(
-        "not a recognised checkpoint (expected torch.save, safetensors, a sharded *.index.json or a DCP directory)",
+        "not a recognised checkpoint (expected torch.save, safetensors, numpy .npy/.npz, ONNX,"
+        " a sharded *.index.json or a DCP directory)",
         target,
     )
-
-
-def refuse_numpy_zip(fh: BinaryIO, target: Path) -> None:
-    """Say plainly that a zip the torch reader refused is numpy's ``.npz`` (its first
-    record is a ``*.npy``, as ``numpy.savez`` writes), instead of the zip's defect."""
-    fh.seek(0)
-    header = fh.read(30)
-    if len(header) < 30 or not header.startswith(ZIP_MAGIC):
-        return
-    (length,) = struct.unpack("<H", header[26:28])
-    if fh.read(length).endswith(b".npy"):
-        raise CheckpointError("numpy .npz archives are not supported yet", target) from None

@@ -50,6 +50,11 @@ class ZipRecords:
     def has_folder(self, folder: str) -> bool:
         return any(key.startswith(self._prefix + zipstrict.fold(folder)) for key in self._records)
 
+    def names_under(self, folder: str) -> list[str]:
+        """Names (relative to the top folder) of the records under ``folder``, in archive order."""
+        start = self._prefix + zipstrict.fold(folder)
+        return [r.name[len(self.top) + 1 :] for key, r in self._records.items() if key.startswith(start)]
+
     def locate(self, name: str) -> tuple[int, int]:
         """Absolute (offset, size) of a record's payload (its local header was checked on opening)."""
         record = self._get(name)
@@ -76,10 +81,15 @@ class ZipRecords:
         return data
 
 
+def is_torchscript(records: ZipRecords) -> bool:
+    """A ``torch.jit.save`` archive: it holds code and constants beside its data."""
+    return "constants.pkl" in records or records.has_folder("code/") or "model.json" in records
+
+
 def open_archive(path: Path, fh: BinaryIO, size: int, max_records: int | None = None) -> ZipRecords:
     """The records of a torch.save archive (shared with ``scan``), refusing other zips."""
     records = ZipRecords(path, fh, size, max_records)
-    if "constants.pkl" in records or records.has_folder("code/") or "model.json" in records:
+    if is_torchscript(records):
         raise CheckpointError("this is a TorchScript archive (torch.jit.save), not a torch.save checkpoint")
     if "data.pkl" not in records:
         raise CheckpointError(f"zip archive has no {records.top}/data.pkl: not a torch.save checkpoint")
@@ -93,6 +103,16 @@ def max_records(limits: Limits) -> int:
 
 def read_torch_zip(path: Path, fh: BinaryIO, size: int, limits: Limits) -> Checkpoint:
     records = open_archive(path, fh, size, max_records(limits))
+    obj = load_pickle(path, records, "data.pkl", limits)
+    entries = dict(flatten(obj, max_depth=limits.max_depth, max_entries=limits.max_entries))
+    return Checkpoint(
+        path=path, format="torch-zip", entries=entries, file_metadata=hyper_parameters(obj), ordered=True, root=obj
+    )
+
+
+def load_pickle(path: Path, records: ZipRecords, name: str, limits: Limits) -> Any:
+    """Record ``name`` (``data.pkl``) unpickled by the allow-list unpickler, its storages
+    located in the archive's ``data/`` records (shared with the TorchScript reader)."""
     byteorder = "little"
     if "byteorder" in records:
         byteorder = records.read("byteorder", 16).decode("ascii", "replace").strip()
@@ -124,8 +144,4 @@ def read_torch_zip(path: Path, fh: BinaryIO, size: int, limits: Limits) -> Check
         storages[key] = storage
         return storage
 
-    obj = safe_loads(records.read("data.pkl", limits.max_pickle_bytes), load_storage)
-    entries = dict(flatten(obj, max_depth=limits.max_depth, max_entries=limits.max_entries))
-    return Checkpoint(
-        path=path, format="torch-zip", entries=entries, file_metadata=hyper_parameters(obj), ordered=True, root=obj
-    )
+    return safe_loads(records.read(name, limits.max_pickle_bytes), load_storage)

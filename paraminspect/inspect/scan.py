@@ -25,11 +25,18 @@ from typing import Any, BinaryIO
 
 from paraminspect import limits as _limits
 from paraminspect.errors import EXIT_DIFFERENT, EXIT_ERROR, EXIT_OK, AmbiguousArchive, CheckpointError
-from paraminspect.formats.magic import METADATA_NAME, SNIFF_BYTES, ZIP_MAGIC, fits_safetensors, looks_like_safetensors
-from paraminspect.formats.opening import open_checkpoint, refuse_numpy_zip, resolve_directory
+from paraminspect.formats.magic import (
+    METADATA_NAME,
+    NPY_MAGIC,
+    SNIFF_BYTES,
+    ZIP_MAGIC,
+    fits_safetensors,
+    looks_like_safetensors,
+)
+from paraminspect.formats.opening import open_checkpoint, resolve_directory
 from paraminspect.formats.pickle.scanner import UNSAFE, Reference, scan_pickle
 from paraminspect.formats.safetensors import read_safetensors
-from paraminspect.formats.torchzip import max_records, open_archive
+from paraminspect.formats.torchzip import ZipRecords, is_torchscript, max_records, open_archive
 from paraminspect.io.files import open_regular
 from paraminspect.limits import Limits
 from paraminspect.output.report import Column, Kind, Table
@@ -43,8 +50,10 @@ class PickleSource:
     data: bytes
     persistent_kinds: frozenset[str] = frozenset()
     pickles: int = 1  # how many pickles follow each other from the start of ``data``
+    code: tuple[str, ...] = ()  # code files the archive holds beside this pickle (TorchScript's code/)
 
 
+_STORAGE = frozenset({"storage"})
 Extractor = Callable[[Path, Limits], Iterable[PickleSource]]
 Sniffer = Callable[[Path, bytes], bool]
 Source = tuple[str, Sniffer, Extractor]
@@ -58,11 +67,72 @@ def _zip_pickle(path: Path, fh: BinaryIO, size: int, limits: Limits, where: str 
 
 def _torch_zip(path: Path, limits: Limits) -> list[PickleSource]:
     with open_regular(path) as fh:
-        try:
-            return [_zip_pickle(path, fh, os.fstat(fh.fileno()).st_size, limits)]
-        except CheckpointError:
-            refuse_numpy_zip(fh, path)  # an .npz: say so, not what is wrong with it as a torch zip
-            raise
+        size = os.fstat(fh.fileno()).st_size
+        records = ZipRecords(path, fh, size, max_records(limits))
+        if is_torchscript(records):
+            return _torchscript(records, limits)
+        return [_zip_pickle(path, fh, size, limits)]
+
+
+def _torchscript(records: ZipRecords, limits: Limits) -> list[PickleSource]:
+    """Its data.pkl and constants.pkl, and its code files (listed as findings, never run)."""
+    from paraminspect.formats.torchscript import code_files
+
+    found = []
+    for name in ("data.pkl", "constants.pkl"):
+        if name in records:
+            found.append(PickleSource(f"{records.top}/{name}", records.read(name, limits.max_pickle_bytes), _STORAGE))
+    code = tuple(f"{records.top}/{n}" for n in code_files(records))
+    return [*found[:-1], replace(found[-1], code=code)] if found else [PickleSource("(none)", b"N.", code=code)]
+
+
+# numpy object arrays (descr '|O') are pickles: every one is analysed; numeric arrays
+# hold none, but their headers must at least be valid.
+
+
+def _npy(path: Path, limits: Limits) -> list[PickleSource]:
+    from paraminspect.formats import npy
+
+    with open_regular(path) as fh:
+        size = os.fstat(fh.fileno()).st_size
+
+        def read_at(offset: int, n: int) -> bytes:
+            fh.seek(offset)
+            return fh.read(n)
+
+        header = npy.read_header(lambda n: read_at(0, n), size, limits)
+        if header.descr != npy.OBJECT:
+            npy.read_npy(path, fh, size, limits)
+            return []
+        return [PickleSource("(object array)", npy.object_pickle(read_at, header, size, limits))]
+
+
+def _npz(path: Path, limits: Limits) -> list[PickleSource]:
+    from paraminspect.formats import numpyzip
+
+    with open_regular(path) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        numpyzip.read_npz(path, fh, size, limits)  # the whole archive is valid before any member is called clean
+        return [PickleSource(member, data) for member, data in numpyzip.object_pickles(path, fh, size, limits)]
+
+
+def _onnx(path: Path, limits: Limits) -> list[PickleSource]:
+    # Protobuf, no pickle; external data files are only located. A file called clean must be valid.
+    open_checkpoint(path, limits=limits)
+    return []
+
+
+def _is_onnx(_path: Path, head: bytes) -> bool:
+    from paraminspect.formats import onnx
+
+    return onnx.looks_like_onnx(head)
+
+
+def _is_npz(path: Path, head: bytes) -> bool:
+    from paraminspect.formats import numpyzip
+
+    with open_regular(path) as fh:
+        return head.startswith(ZIP_MAGIC) and numpyzip.looks_like_npz(fh)
 
 
 # The legacy, sharded and DCP readers are imported when their format is met, as
@@ -155,11 +225,14 @@ _LEGACY: Source = ("torch-legacy", _is_legacy, _legacy)
 _SAFETENSORS: Source = ("safetensors", lambda _path, head: looks_like_safetensors(head), _safetensors)
 # Tried in order, as open_checkpoint tries them (an index before safetensors: see _is_index).
 SOURCES: list[Source] = [
+    ("npz", _is_npz, _npz),
     _TORCH_ZIP,
     _LEGACY,
     ("sharded", _is_index, _sharded),
     _SAFETENSORS,
     ("dcp", lambda path, head: path.name == METADATA_NAME and head.startswith(b"\x80"), _dcp),
+    ("npy", lambda _path, head: head.startswith(NPY_MAGIC), _npy),
+    ("onnx", _is_onnx, _onnx),
 ]
 SINGLE_FILE_SOURCES: list[Source] = [_TORCH_ZIP, _LEGACY, _SAFETENSORS]  # what a shard may be
 
@@ -211,6 +284,9 @@ def scan_file(path: Path, limits: Limits | None = None) -> FileScan:
                         finding.positions.append(ref.position)
                         if ref.opcode not in finding.opcodes:
                             finding.opcodes.append(ref.opcode)
+                for file in source.code:
+                    code = Reference("code", "TorchScript source (run by torch.jit.load's module)", "-", 0, UNSAFE)
+                    grouped.setdefault((file, "code", file, UNSAFE), Finding(file, code, [0], ["-"]))
     except CheckpointError as exc:
         exc.source = exc.source or str(path)
         result.error = exc
@@ -227,6 +303,14 @@ def _readable(sources: Iterable[PickleSource]) -> Iterator[PickleSource]:
 
 
 def _extract(path: Path, limits: Limits) -> tuple[str, Iterable[PickleSource]]:
+    if path.is_dir():
+        try:
+            resolve_directory(path)
+        except CheckpointError:
+            components = _pipeline(path, limits)
+            if components is None:
+                raise
+            return "diffusers-pipeline", components
     target = resolve_directory(path) if path.is_dir() else path
     if target.name == METADATA_NAME and target.parent == path:  # a DCP directory, however .metadata starts
         return "dcp", _dcp(target, limits)
@@ -235,6 +319,28 @@ def _extract(path: Path, limits: Limits) -> tuple[str, Iterable[PickleSource]]:
         return found
     ckpt = open_checkpoint(path, limits=limits)  # raises the usual clear error for unreadable input
     raise CheckpointError(f"scan cannot analyse {ckpt.format} files yet")
+
+
+def _pipeline(path: Path, limits: Limits) -> list[PickleSource] | None:
+    """Each component's pickles (records prefixed ``unet/``), as open_checkpoint opens a
+    pipeline; None when the folder is not a pipeline with weights."""
+    from paraminspect.formats.pipeline import components
+
+    found: list[PickleSource] = []
+    parts = 0
+    for name in components(path, limits):
+        sub = path / name
+        if sub.is_symlink() or not sub.is_dir():
+            continue
+        try:
+            _, sources = _extract(sub, limits)
+            found.extend(replace(source, record=f"{name}/{source.record}") for source in sources)
+        except CheckpointError as exc:
+            if "no checkpoint in it" in exc.message:
+                continue
+            raise _within(exc, f"pipeline component {name!r}", path) from None
+        parts += 1
+    return found if parts else None
 
 
 def _extract_file(path: Path, limits: Limits, sources: list[Source]) -> tuple[str, Iterable[PickleSource]] | None:

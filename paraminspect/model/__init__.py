@@ -12,9 +12,12 @@ the model's vocabulary, imported from here by every layer.
 
 from paraminspect.model.checkpoint import Checkpoint
 from paraminspect.model.entries import (
+    DEFLATE,
+    VARINT,
     Chunk,
     Entry,
     Opaque,
+    Packing,
     Sealed,
     StorageRef,
     TensorRef,
@@ -37,14 +40,17 @@ from paraminspect.model.graph import (
 
 __all__ = [
     "COLLISION_MARK",
+    "DEFLATE",
     "MAX_DEPTH",
     "MAX_ENTRIES",
     "MAX_VALUE_NESTING",
+    "VARINT",
     "Checkpoint",
     "Chunk",
     "Entry",
     "GraphPath",
     "Opaque",
+    "Packing",
     "Sealed",
     "StorageRef",
     "TensorRef",

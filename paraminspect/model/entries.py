@@ -33,6 +33,23 @@ class Sealed:
         return type(self), tuple(getattr(self, f.name) for f in fields(self))  # type: ignore[arg-type]
 
 
+DEFLATE = "deflate"  # a raw deflate stream (a compressed zip member)
+VARINT = "varint"  # protobuf varints, one per element (ONNX int32_data, int64_data, uint64_data)
+
+
+@dataclass(frozen=True)
+class Packing(Sealed):
+    """Where a storage's bytes come from when the file does not hold them as they are:
+    a run of encoded bytes that :mod:`paraminspect.data.packed` decodes. The storage's
+    ``offset`` and ``nbytes`` then count bytes of the decoded stream, not of the file."""
+
+    kind: str  # DEFLATE or VARINT
+    offset: int  # absolute first byte of the encoded run in the file
+    length: int  # bytes of the encoded run
+    size: int  # bytes it must decode to (a zip member's declared size; numel x itemsize for varints)
+    crc: int | None = None  # CRC-32 the decoded stream must have (a zip member's), if recorded
+
+
 @dataclass(frozen=True)
 class StorageRef(Sealed):
     """A run of raw bytes inside a file: one torch storage or one safetensors range."""
@@ -46,6 +63,7 @@ class StorageRef(Sealed):
     # CRC-32 the file records for exactly these ``nbytes`` (a torch zip record's);
     # lets a writer skip re-reading the source to checksum it. compare=False: not identity.
     recorded_crc: int | None = field(default=None, compare=False)
+    packing: Packing | None = None  # the bytes are encoded (compressed, varints): see Packing
 
     @property
     def numel(self) -> int:
@@ -58,6 +76,8 @@ class StorageRef(Sealed):
         Not the key: a DCP ``.distcp`` holds many small torch.save zips, each
         calling its storage "0", so keys repeat across unrelated storages.
         """
+        if self.packing is not None:
+            return (self.path, self.offset, self.nbytes, self.packing)
         return (self.path, self.offset, self.nbytes)
 
 
@@ -91,8 +111,9 @@ class TensorRef(Sealed):
 
     @property
     def is_contiguous(self) -> bool:
-        """One contiguous byte range (never true for a tensor in chunks)."""
-        return not self.chunks and self.strides == contiguous_strides(self.shape)
+        """One contiguous byte range of its file (never true for a tensor in chunks, nor
+        for one whose bytes are encoded: those are read through ``data``, not copied)."""
+        return not self.chunks and self.storage.packing is None and self.strides == contiguous_strides(self.shape)
 
     @property
     def identity(self) -> tuple[object, ...]:
@@ -109,7 +130,8 @@ class TensorRef(Sealed):
         storage = self.storage
         begin = storage.offset + self.storage_offset * self.dtype.itemsize
         record = (storage.key, storage.offset) if self.numel == 0 else ()
-        return (storage.path, begin, self.dtype, self.shape, self.strides, storage.byteorder, *record)
+        packed = () if storage.packing is None else (storage.packing,)
+        return (storage.path, begin, self.dtype, self.shape, self.strides, storage.byteorder, *record, *packed)
 
     def byte_range(self) -> tuple[int, int]:
         """Absolute [begin, end) of the bytes this tensor's elements span in its file."""

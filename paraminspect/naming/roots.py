@@ -24,6 +24,9 @@ KNOWN_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "netwo
 # ``Module.state_dict()`` stores what ``get_extra_state()`` returns (any object) under
 # ``<module>._extra_state``: a state dict may hold these beside its tensors.
 EXTRA_STATE = "_extra_state"
+# Formats that are flat archives of named arrays (np.savez keys, ONNX initializers): a
+# dotted name there is not a trainer's nesting, so no part of one is "the model".
+FLAT_FORMATS = frozenset({"npy", "npz", "onnx"})
 
 
 @dataclass
@@ -96,6 +99,8 @@ def _pure_groups(stats: dict[str, _Prefix], pure: Callable[[str], bool]) -> list
 
 def choose(ckpt: Checkpoint) -> RootChoice:
     """Pick the one obvious state dict, if there is exactly one."""
+    if ckpt.format in FLAT_FORMATS:
+        return RootChoice("", ())
     candidates = tuple(state_dict_candidates(ckpt))
     return RootChoice(candidates[0] if len(candidates) == 1 else "", candidates)
 

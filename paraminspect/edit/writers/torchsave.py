@@ -95,7 +95,8 @@ class TorchBuilder:
         found = self._tensors.get(key)
         if found is not None:
             return found
-        if isinstance(source, Keep) and not source.ref.chunks:  # pieces (DCP ranks) are assembled below
+        # Pieces (DCP ranks) are assembled, and encoded bytes (deflated, varints) decoded, below.
+        if isinstance(source, Keep) and not source.ref.chunks and source.ref.storage.packing is None:
             ref = source.ref
             dtype = self.torch_dtype(name, ref.dtype.name)
             storage = self._storage(ref.storage, ref.dtype)
