@@ -19,6 +19,7 @@ from paraminspect.naming.order import ordered_names
 from paraminspect.naming.select import Selector, is_index_form, resolve_index_form, suggestions
 from paraminspect.output import render
 from paraminspect.output.render import OutputFormat
+from paraminspect.quant.logical import Recognition
 
 app = typer.Typer(
     name="paraminspect",
@@ -61,6 +62,24 @@ RootOpt = Annotated[
 ]
 
 
+RawOpt = Annotated[
+    bool,
+    typer.Option("--raw", help="Show quantized weights as their stored tensors (qweight, scales...), not as one row."),
+]
+
+
+def _quantized(ckpt: Checkpoint, raw: bool = False, *, notes: bool = True) -> Recognition | None:
+    """The quantized weights of ``ckpt`` (None with --raw or when there are none); notes on stderr."""
+    if raw:
+        return None
+    from paraminspect.quant.recognise import recognise
+
+    found = recognise(ckpt)
+    for note in found.notes if notes else ():
+        render.write_message(f"paraminspect: note: {ckpt.path}: {note}")
+    return found or None
+
+
 def _load_state_dict(path: Path, root: str | None, *, auto: bool = True) -> Checkpoint:
     """Open a file and cut out the state dict commands should work on (noted on stderr)."""
     ckpt, note = roots.select(open_checkpoint(path), root, auto=auto)
@@ -69,7 +88,7 @@ def _load_state_dict(path: Path, root: str | None, *, auto: bool = True) -> Chec
     return ckpt
 
 
-def _selector(ckpt: Checkpoint, patterns: list[str] | None, regex: bool) -> Selector:
+def _selector(ckpt: Checkpoint, patterns: list[str] | None, regex: bool, found: Recognition | None = None) -> Selector:
     """Build a selector and fail (exit 2) when a pattern matches nothing at all.
 
     Index-form patterns (``[0][1][0].bias``) are first resolved to the dotted
@@ -78,7 +97,7 @@ def _selector(ckpt: Checkpoint, patterns: list[str] | None, regex: bool) -> Sele
     given = list(patterns or [])
     resolved = resolved_patterns(given, regex, ckpt)
     selector = Selector(resolved, regex=regex)
-    missing = selector.unmatched(ckpt.entries)
+    missing = selector.unmatched([*ckpt.entries, *(found.weights if found else ())])
     if missing:
         pattern = given[resolved.index(missing[0])]
         close = [] if regex else suggestions(missing[0], ckpt.entries)

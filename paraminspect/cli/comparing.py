@@ -5,7 +5,17 @@ from typing import Annotated
 
 import typer
 
-from paraminspect.cli.app import FileArg, FormatOpt, PatternsArg, RegexOpt, RootOpt, SortOpt, app, resolved_patterns
+from paraminspect.cli.app import (
+    FileArg,
+    FormatOpt,
+    PatternsArg,
+    RegexOpt,
+    RootOpt,
+    SortOpt,
+    _quantized,
+    app,
+    resolved_patterns,
+)
 from paraminspect.compare.tolerance import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
 from paraminspect.errors import EXIT_DIFFERENT, EXIT_OK
 from paraminspect.formats.opening import open_checkpoint
@@ -155,6 +165,7 @@ def check_command(
         name_map=NameMap.from_options(strip or [], rename or []),
         allow_extra=allow_extra,
         max_params=budget,
+        found=_quantized(ckpt, notes=not quiet),
     )
     if not quiet:
         render.write(render.format_verdict(verdict, fmt))

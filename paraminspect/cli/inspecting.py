@@ -11,10 +11,12 @@ from paraminspect.cli.app import (
     FileArg,
     FormatOpt,
     PatternsArg,
+    RawOpt,
     RegexOpt,
     RootOpt,
     SortOpt,
     _load_state_dict,
+    _quantized,
     _selector,
     app,
 )
@@ -38,6 +40,7 @@ def tree_command(
         bool,
         typer.Option("--modules", help="Show layer kinds like print(model) (Linear, Conv2d, ...)."),
     ] = False,
+    raw: RawOpt = False,
 ) -> int:
     """Show the name hierarchy with per-subtree parameter counts and sizes."""
     from paraminspect.inspect import modules
@@ -51,7 +54,9 @@ def tree_command(
         selected = ckpt.subtree(patterns[0]) if patterns else ckpt
         render.write(render.format_modules(modules.report(selected, sort=sort), fmt))
         return EXIT_OK
-    report = tree.report(ckpt, selector=_selector(ckpt, patterns, regex), depth=depth, sort=sort)
+    found = _quantized(ckpt, raw)
+    selector = _selector(ckpt, patterns, regex, found)
+    report = tree.report(ckpt, selector=selector, depth=depth, sort=sort, found=found)
     render.write(render.format_tree(report, fmt, render.Colours(sys.stdout)))
     return EXIT_OK
 
@@ -73,16 +78,19 @@ def shapes_command(
             help="Sum tensors per name prefix of DEPTH parts, like du (whole file unless --root is given).",
         ),
     ] = None,
+    raw: RawOpt = False,
 ) -> int:
     """List every tensor: name, dtype, shape, element count and bytes, with a total."""
     from paraminspect.inspect import shapes, sizes
 
     # --by-prefix answers "what fills this file", so it sees the optimizer too.
     ckpt = _load_state_dict(file, root, auto=by_prefix is None)
+    found = _quantized(ckpt, raw)
+    selector = _selector(ckpt, patterns, regex, found)
     if by_prefix is not None:
-        table = sizes.report(ckpt, _selector(ckpt, patterns, regex), by_prefix, sort=sort)
+        table = sizes.report(ckpt, selector, by_prefix, sort=sort, found=found)
     else:
-        table = shapes.report(ckpt, _selector(ckpt, patterns, regex), sort=sort)
+        table = shapes.report(ckpt, selector, sort=sort, found=found)
     render.write(render.format_table(table, fmt))
     return EXIT_OK
 

@@ -23,6 +23,7 @@ from paraminspect.model import Checkpoint, TensorRef
 from paraminspect.naming.prefixes import NameMap
 from paraminspect.naming.select import Selector
 from paraminspect.output.report import Column, Kind, Table, Verdict
+from paraminspect.quant.logical import Recognition
 
 MAX_SPEC_BYTES = 256 << 20
 
@@ -132,6 +133,7 @@ def check(
     name_map: NameMap | None = None,
     allow_extra: bool = False,
     max_params: int | None = None,
+    found: Recognition | None = None,
 ) -> Verdict:
     """Compare the file's tensors (after mapping and selection) with the spec.
 
@@ -139,7 +141,8 @@ def check(
     entry of the same mapped name comes along).
     Fails on missing names, dtype or shape drift, unexpected names (unless
     ``allow_extra``: then they are counted but not listed), and on a unique
-    parameter count over ``max_params``. Non-tensor leaves are not part of it.
+    parameter count over ``max_params``. Non-tensor leaves are not part of it; the
+    storage tensors of a quantized weight (``found``) count as its logical parameters, once.
     """
     names = mapped_names(ckpt, name_map or NameMap())
     file_tensors = ckpt.tensors
@@ -198,10 +201,12 @@ def check(
 
     seen: set[tuple[object, ...]] = set()
     params = 0
-    for ref in tensors.values():
-        if ref.identity not in seen:
-            seen.add(ref.identity)
-            params += ref.numel
+    for new, ref in tensors.items():
+        weight = found.weights[found.owner[names[new]]] if found and names[new] in found.owner else None
+        identity, count = (weight.identity, weight.numel) if weight is not None else (ref.identity, ref.numel)
+        if identity not in seen:
+            seen.add(identity)
+            params += count
     over_budget = max_params is not None and params > max_params
     failures = counts[Drift.MISSING] + counts[Drift.DTYPE] + counts[Drift.SHAPE]
     if not allow_extra:
