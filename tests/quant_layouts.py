@@ -53,7 +53,7 @@ def _pack_words(values: np.ndarray, bits: int, axis: int) -> np.ndarray:
     words = np.zeros(v.shape[:-1], dtype=np.uint64)
     for i in range(per):
         words |= v[..., i] << np.uint64(bits * i)
-    return np.moveaxis(words.astype(np.uint32), -1, axis)
+    return np.ascontiguousarray(np.moveaxis(words.astype(np.uint32), -1, axis))
 
 
 def _asym_groups(w: np.ndarray, bits: int, group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

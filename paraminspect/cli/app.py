@@ -68,6 +68,14 @@ RawOpt = Annotated[
 ]
 
 
+DequantizeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dequantize", help="Decode quantized weights (GPTQ, AWQ, MLX, bitsandbytes...) to their float values."
+    ),
+]
+
+
 def _quantized(ckpt: Checkpoint, raw: bool = False, *, notes: bool = True) -> Recognition | None:
     """The quantized weights of ``ckpt`` (None with --raw or when there are none); notes on stderr."""
     if raw:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from paraminspect.cli.app import (
+    DequantizeOpt,
     FileArg,
     FormatOpt,
     PatternsArg,
@@ -114,6 +115,7 @@ def get_command(
     regex: RegexOpt = False,
     fmt: FormatOpt = OutputFormat.table,
     root: RootOpt = None,
+    dequantize: DequantizeOpt = False,
 ) -> int:
     """Print values the way torch prints them (JSON/CSV: every value, exact)."""
     from paraminspect.inspect import get as values
@@ -121,12 +123,13 @@ def get_command(
 
     # Names are explicit, so the whole file is in reach unless --root narrows it.
     ckpt = _load_state_dict(file, root, auto=False)
-    resolved = _selector(ckpt, names, regex).patterns  # index form resolved; unknown names fail here
+    found = _quantized(ckpt) if dequantize else None
+    resolved = _selector(ckpt, names, regex, found).patterns  # index form resolved; unknown names fail here
     options = printing.PrintOptions(precision=precision, threshold=math.inf if full else 1000)
     # Every value, read chunk by chunk: JSON/CSV always, the text form with --full.
     stream = fmt in (OutputFormat.json, OutputFormat.csv) or full
-    names = values.selected_names(ckpt, resolved, regex=regex)
-    report = values.report(ckpt, names, options, every_value=full, stream=stream)
+    names = values.selected_names(ckpt, resolved, regex=regex, found=found)
+    report = values.report(ckpt, names, options, every_value=full, stream=stream, quantized=found)
     for piece in render.format_values(report, fmt, render.Colours(sys.stdout)):
         render.write(piece)
     return EXIT_OK
@@ -144,16 +147,19 @@ def stats_command(
     regex: RegexOpt = False,
     fmt: FormatOpt = OutputFormat.table,
     root: RootOpt = None,
+    dequantize: DequantizeOpt = False,
 ) -> int:
     """Per tensor: min, max, mean, std (n-1), mean |x|, L2 norm, NaN/Inf/zero counts; and a total."""
     from paraminspect.inspect import stats
 
     ckpt = _load_state_dict(file, root)
-    table = stats.report(ckpt, _selector(ckpt, patterns, regex), by_prefix=by_prefix, sort=sort)
+    found = _quantized(ckpt) if dequantize else None
+    table = stats.report(ckpt, _selector(ckpt, patterns, regex, found), by_prefix=by_prefix, sort=sort, found=found)
     input_files.check_read(ckpt.sources)  # no numbers from a file that changed while it was read
     tensors = ckpt.tensors
     for name in table.document["skipped"]:
-        render.write_message(f"paraminspect: warning: {name}: cannot decode {tensors[name].dtype} values; skipped")
+        why = table.document.get("undecoded", {}).get(name) or f"cannot decode {tensors[name].dtype} values"
+        render.write_message(f"paraminspect: warning: {name}: {why}; skipped")
     render.write(render.format_table(table, fmt))
     return EXIT_OK
 
