@@ -148,3 +148,39 @@ def test_torch_quantized_tensors_match_torch_dequantize(tmp_path: Path) -> None:
     for name, q in sd.items():
         values = _get(tmp_path / "q.pt", name)
         np.testing.assert_allclose(values, q.dequantize().numpy(), rtol=1e-6, atol=1e-6, err_msg=name)
+
+
+def test_diff_dequantize_against_the_float_model(tmp_path: Path) -> None:
+    w = layouts.matrix(OUT, IN, seed=3)
+    gptq, expected = layouts.gptq(w, 4, 128, "l.")
+    awq, _ = layouts.awq(w, 128, "l.")
+    save_file(gptq, str(tmp_path / "gptq.safetensors"))
+    save_file(awq, str(tmp_path / "awq.safetensors"))
+    save_file({"l.weight": w}, str(tmp_path / "float.safetensors"))
+    save_file({"l.weight": expected}, str(tmp_path / "deq.safetensors"))
+
+    moved = run_cli("diff", "--dequantize", "-f", "json", tmp_path / "gptq.safetensors", tmp_path / "float.safetensors")
+    assert moved.code == 1, moved.err
+    (entry,) = json.loads(moved.out)["entries"]
+    gap = np.abs(expected.astype(np.float64) - w.astype(np.float64))
+    assert entry["status"] == "values_changed"
+    assert entry["a"] == {"kind": "tensor", "dtype": "int4", "shape": [OUT, IN]}
+    assert entry["max_abs_diff"] == pytest.approx(float(gap.max()))
+    assert entry["differing"] == int((gap > 1e-8 + 1e-5 * np.abs(w)).sum())
+    same = run_cli("diff", "--dequantize", tmp_path / "gptq.safetensors", tmp_path / "deq.safetensors")
+    assert same.code == 0, same.out
+    across = run_cli("diff", "--dequantize", tmp_path / "gptq.safetensors", tmp_path / "awq.safetensors")
+    assert across.code == 0, across.out  # one quantization, two packings: the same values
+    raw = run_cli("diff", "-f", "json", tmp_path / "gptq.safetensors", tmp_path / "float.safetensors")
+    assert {e["status"] for e in json.loads(raw.out)["entries"]} == {"only_in_a", "only_in_b"}
+
+
+def test_diff_dequantize_torch_qtensor_against_torch_dequantize(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q = torch.quantize_per_channel(torch.randn(6, 9), torch.rand(6) * 0.1 + 0.01, torch.arange(6), 0, torch.qint8)
+    torch.save({"w": q}, tmp_path / "q.pt")
+    torch.save({"w": q.dequantize()}, tmp_path / "f.pt")
+    result = run_cli("diff", "--dequantize", "--atol", "0", "--rtol", "1e-6", tmp_path / "q.pt", tmp_path / "f.pt")
+    assert result.code == 0, result.out + result.err

@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from paraminspect.cli.app import (
+    DequantizeOpt,
     FileArg,
     FormatOpt,
     PatternsArg,
@@ -96,6 +97,7 @@ def diff_command(
     sort: SortOpt = False,
     regex: RegexOpt = False,
     fmt: FormatOpt = OutputFormat.table,
+    dequantize: DequantizeOpt = False,
 ) -> int:
     """Compare two checkpoints name by name: exit 0 if equal, 1 if anything differs, 2 on error."""
     from paraminspect.compare import diff
@@ -108,6 +110,7 @@ def diff_command(
     map_b = both + NameMap.from_options(rename=rename_b or [])
     tolerance = Tolerance(atol, rtol, equal_nan)
     selector = Selector(resolved_patterns(patterns, regex, a, b), regex=regex)
+    quantized = (_quantized(a, notes=not quiet), _quantized(b, notes=not quiet)) if dequantize else (None, None)
     rows = diff.compare(
         a,
         b,
@@ -119,6 +122,7 @@ def diff_command(
         sort=sort,
         cast_values=not quiet,  # a dtype change decides the exit code without its values
         ties_equal=ties_equal,
+        quantized=quantized,
     )
     verdict = diff.report(a, b, rows, tolerance=tolerance, structure=structure, show_all=show_all)
     input_files.check_read(a.sources + b.sources)  # no verdict from a file that changed while it was compared
