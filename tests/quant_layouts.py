@@ -171,3 +171,36 @@ def fp8(w: np.ndarray, prefix: str = "") -> tuple[dict[str, np.ndarray], np.ndar
     q = (w / scale).astype(ml_dtypes.float8_e4m3fn)
     expected = q.astype(np.float32) * scale
     return {prefix + "weight": q, prefix + "weight_scale": scale}, expected.astype(np.float32)
+
+
+def bnb_nf4_nested(
+    w: np.ndarray, block: int = 64, nested: int = 256, prefix: str = ""
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """4-bit with double quantization: absmax itself 8-bit blockwise around its mean
+    (``nested_offset``), through a 256-entry map (any monotone map decodes the same way)."""
+    tensors, _ = bnb_nf4(w, block, prefix)
+    absmax = tensors.pop(prefix + "weight.absmax")
+    offset = float(absmax.mean())
+    centred = (absmax - offset).reshape(-1, nested)
+    nested_absmax = np.abs(centred).max(1).astype(np.float32)
+    nested_map = np.linspace(-1, 1, 256, dtype=np.float32)
+    q = np.abs((centred / nested_absmax[:, None])[..., None] - nested_map).argmin(-1).astype(np.uint8).reshape(-1)
+    state = {
+        "quant_type": "nf4",
+        "blocksize": block,
+        "dtype": "float16",
+        "shape": list(w.shape),
+        "nested_blocksize": nested,
+        "nested_dtype": "float32",
+        "nested_offset": offset,
+    }
+    tensors[prefix + "weight.absmax"] = q
+    tensors[prefix + "weight.nested_absmax"] = nested_absmax
+    tensors[prefix + "weight.nested_quant_map"] = nested_map
+    tensors[prefix + "weight.quant_state.bitsandbytes__nf4"] = _state_tensor(state)
+    decoded_absmax = nested_map[q] * np.repeat(nested_absmax, nested) + np.float32(offset)
+    packed = tensors[prefix + "weight"].reshape(-1)
+    codes = np.empty(packed.size * 2, dtype=np.uint8)
+    codes[0::2], codes[1::2] = packed >> 4, packed & 0x0F
+    expected = (NF4[codes].reshape(-1, block) * decoded_absmax[:, None]).reshape(w.shape)
+    return tensors, expected.astype(np.float32)

@@ -108,6 +108,26 @@ def test_stats_dequantize_counts_logical_values(tmp_path: Path) -> None:
     assert {r["name"] for r in raw["tensors"]} == {"l.qweight", "l.qzeros", "l.scales", "l.g_idx"}
 
 
+def test_nested_absmax_nf4(tmp_path: Path) -> None:
+    w = layouts.matrix(64, 256, seed=5)  # 256 blocks of 64: one nested block of 256 absmax values
+    tensors, expected = layouts.bnb_nf4_nested(w, 64, 256, "l.")
+    save_file(tensors, str(tmp_path / "n.safetensors"))
+    row = json.loads(run_cli("shapes", "-f", "json", tmp_path / "n.safetensors").out)["tensors"][0]
+    assert row["scheme"] == "bnb nf4 b64" and len(row["storage"]) == 6
+    values = _get(tmp_path / "n.safetensors")
+    np.testing.assert_allclose(values, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_a_hostile_g_idx_is_one_line_error(tmp_path: Path) -> None:
+    tensors, _ = layouts.gptq(layouts.matrix(OUT, IN), 4, 128, "l.")
+    tensors["l.g_idx"] = np.full(IN, 7, dtype=np.int32)  # two groups of scales; group 7 does not exist
+    path = tmp_path / "bad.safetensors"
+    save_file(tensors, str(path))
+    result = run_cli("get", "--dequantize", path, "l.weight")
+    assert result.code == 2 and result.out == ""
+    assert result.err == f"paraminspect: error: {path}: l.weight: g_idx names groups the scales do not have\n"
+
+
 def test_a_scheme_that_cannot_be_decoded_says_so(tmp_path: Path) -> None:
     tensors, _ = layouts.compressed(layouts.matrix(OUT, IN), 4, 32, "l.")
     tensors["l.weight_zero_point"] = np.zeros((OUT * 4 // 32, IN // 32), dtype=np.int32)  # packed along rows

@@ -114,11 +114,19 @@ def test_by_prefix_and_max_params_count_logical_parameters(tmp_path: Path) -> No
     assert doc["total"]["params"] == OUT * IN + OUT
     assert doc["total"]["bytes"] == sum(a.nbytes for a in tensors.values())
     spec = tmp_path / "spec.json"
-    spec.write_text(run_cli("shapes", "--raw", "-f", "json", path).out)  # check compares stored tensors
+    spec.write_text(run_cli("shapes", "-f", "json", path).out)
     ok = run_cli("check", path, "--expect", spec, "--max-params", str(OUT * IN + OUT))
     over = run_cli("check", path, "--expect", spec, "--max-params", str(OUT * IN + OUT - 1), "-f", "json")
     assert ok.code == 0, ok.out + ok.err
     assert over.code == 1 and json.loads(over.out)["params"] == OUT * IN + OUT
+    # The logical weight is checked as shapes lists it; --raw checks the stored tensors.
+    logical = json.loads(run_cli("check", path, "--expect", spec, "-f", "json").out)
+    assert logical["ok"] and logical["counts"]["matching"] == 2
+    raw_spec = tmp_path / "raw.json"
+    raw_spec.write_text(run_cli("shapes", "--raw", "-f", "json", path).out)
+    assert run_cli("check", "--raw", path, "--expect", raw_spec).code == 0
+    drift = json.loads(run_cli("check", path, "--expect", raw_spec, "-f", "json").out)
+    assert drift["counts"]["missing"] == 3 and drift["counts"]["unexpected"] == 1
 
 
 def test_a_layout_that_does_not_add_up_stays_storage(tmp_path: Path) -> None:
@@ -248,3 +256,22 @@ def test_llama_31_8b_gptq_header_only_parameter_count(tmp_path: Path) -> None:
     assert (q["logical_dtype"], q["logical_shape"], q["scheme"]) == ("int4", [kv, h], "gptq g128")
     sizes = json.loads(run_cli("shapes", "--by-prefix", "2", "-f", "json", path).out)
     assert sizes["total"]["params"] == _llama_params(c) and sizes["total"]["bytes"] == offset
+
+
+def test_recognition_is_header_only(tmp_path: Path) -> None:
+    """tree and shapes of quantized files (a descriptor read included) never import numpy or torch."""
+    import subprocess
+    import sys
+
+    paths = [_write(tmp_path, case)[0] for case in ("gptq", "ct", "nf4", "mlx")]
+    code = (
+        "import sys\n"
+        "from paraminspect.cli import main\n"
+        "for path in sys.argv[1:]:\n"
+        "    assert main(['tree', path]) == 0 and main(['shapes', '-f', 'json', path]) == 0\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "assert 'numpy' not in sys.modules, 'numpy was imported on a header-only path'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, paths)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count('"scheme"') == 4

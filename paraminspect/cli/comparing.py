@@ -10,6 +10,7 @@ from paraminspect.cli.app import (
     FileArg,
     FormatOpt,
     PatternsArg,
+    RawOpt,
     RegexOpt,
     RootOpt,
     SortOpt,
@@ -154,6 +155,7 @@ def check_command(
     quiet: QuietOpt = False,
     regex: RegexOpt = False,
     fmt: FormatOpt = OutputFormat.table,
+    raw: RawOpt = False,
 ) -> int:
     """Check a checkpoint against an expected structure: exit 0 if it holds, 1 on drift, 2 on error."""
     from paraminspect.compare import check
@@ -169,7 +171,7 @@ def check_command(
         name_map=NameMap.from_options(strip or [], rename or []),
         allow_extra=allow_extra,
         max_params=budget,
-        found=_quantized(ckpt, notes=not quiet),
+        found=_quantized(ckpt, raw, notes=not quiet),
     )
     if not quiet:
         render.write(render.format_verdict(verdict, fmt))

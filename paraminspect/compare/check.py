@@ -23,7 +23,7 @@ from paraminspect.model import Checkpoint, TensorRef
 from paraminspect.naming.prefixes import NameMap
 from paraminspect.naming.select import Selector
 from paraminspect.output.report import Column, Kind, Table, Verdict
-from paraminspect.quant.logical import Recognition
+from paraminspect.quant.logical import Logical, Recognition
 
 MAX_SPEC_BYTES = 256 << 20
 
@@ -120,8 +120,12 @@ def _expected_json(item: Expected) -> dict[str, Any]:
     return {"dtype": item.dtype, "shape": None if item.shape is None else list(item.shape)}
 
 
-def _actual_json(ref: TensorRef) -> dict[str, Any]:
-    return {"dtype": ref.dtype.name, "shape": list(ref.shape)}
+def _dtype(ref: TensorRef | Logical) -> str:
+    return ref.dtype if isinstance(ref, Logical) else ref.dtype.name
+
+
+def _actual_json(ref: TensorRef | Logical) -> dict[str, Any]:
+    return {"dtype": _dtype(ref), "shape": list(ref.shape)}
 
 
 def check(
@@ -141,11 +145,12 @@ def check(
     entry of the same mapped name comes along).
     Fails on missing names, dtype or shape drift, unexpected names (unless
     ``allow_extra``: then they are counted but not listed), and on a unique
-    parameter count over ``max_params``. Non-tensor leaves are not part of it; the
-    storage tensors of a quantized weight (``found``) count as its logical parameters, once.
+    parameter count over ``max_params``. Non-tensor leaves are not part of it. A
+    quantized weight (``found``) is checked as its logical dtype and shape (as
+    ``shapes`` lists it) and counts its logical parameters, once.
     """
-    names = mapped_names(ckpt, name_map or NameMap())
-    file_tensors = ckpt.tensors
+    names = mapped_names(ckpt, name_map or NameMap(), found=found)
+    file_tensors: dict[str, TensorRef | Logical] = {**ckpt.tensors, **(found.weights if found else {})}
     tensors = {new: file_tensors[old] for new, old in names.items() if old in file_tensors}
     wanted = list(spec)
     if selector:
@@ -163,7 +168,7 @@ def check(
     drift: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
 
-    def note(status: Drift, name: str, expected: Expected | None, actual: TensorRef | None) -> None:
+    def note(status: Drift, name: str, expected: Expected | None, actual: TensorRef | Logical | None) -> None:
         counts[status] += 1
         if status is Drift.UNEXPECTED and allow_extra:
             return
@@ -189,7 +194,7 @@ def check(
         item, ref = spec[name], tensors.get(name)
         if ref is None:
             note(Drift.MISSING, name, item, None)
-        elif item.dtype is not None and item.dtype != ref.dtype.name:
+        elif item.dtype is not None and item.dtype != _dtype(ref):
             note(Drift.DTYPE, name, item, ref)
         elif item.shape is not None and item.shape != ref.shape:
             note(Drift.SHAPE, name, item, ref)
@@ -201,12 +206,10 @@ def check(
 
     seen: set[tuple[object, ...]] = set()
     params = 0
-    for new, ref in tensors.items():
-        weight = found.weights[found.owner[names[new]]] if found and names[new] in found.owner else None
-        identity, count = (weight.identity, weight.numel) if weight is not None else (ref.identity, ref.numel)
-        if identity not in seen:
-            seen.add(identity)
-            params += count
+    for ref in tensors.values():
+        if ref.identity not in seen:
+            seen.add(ref.identity)
+            params += ref.numel
     over_budget = max_params is not None and params > max_params
     failures = counts[Drift.MISSING] + counts[Drift.DTYPE] + counts[Drift.SHAPE]
     if not allow_extra:

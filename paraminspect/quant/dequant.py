@@ -79,6 +79,26 @@ def _unpack(words: np.ndarray, bits: int, order: tuple[int, ...] | None = None) 
     return values.reshape(*words.shape[:-1], words.shape[-1] * per).astype(np.int32)
 
 
+def _per_row(values: np.ndarray, rows: int) -> np.ndarray:
+    """Scales or zero points as [rows, groups] float32 (one value for the whole tensor broadcast)."""
+    import numpy as np
+
+    values = values.astype(np.float32)
+    if values.size == 1:
+        return np.broadcast_to(values.reshape(1, 1), (rows, 1))
+    return values.reshape(rows, -1)
+
+
+def _indices(values: np.ndarray, count: int, groups: int, name: str) -> np.ndarray:
+    """A ``g_idx``: ``count`` group numbers, each naming one of ``groups``."""
+    import numpy as np
+
+    index = values.astype(np.int64).reshape(-1)
+    if index.size != count or (index.size and (index.min() < 0 or index.max() >= groups)):
+        raise CheckpointError(f"{name}: g_idx names groups the scales do not have")
+    return index
+
+
 def _block_rows(columns: int, multiple: int = 8) -> int:
     rows = max(1, BLOCK_ELEMENTS // max(columns, 1))
     return max(multiple, rows // multiple * multiple)
@@ -91,7 +111,16 @@ def iter_rows(weight: Logical, entries: Mapping[str, object]) -> Iterator[np.nda
         raise CheckpointError(f"{weight.name}: {reason}")
     tensors = {n: e for n, e in entries.items() if isinstance(e, TensorRef)}
     decoder = _DECODERS[weight.family]
-    yield from decoder(weight, tensors, entries)
+    try:
+        yield from decoder(weight, tensors, entries)
+    except CheckpointError as exc:
+        if exc.source is not None:
+            raise
+        first = entries.get(weight.storage[0])
+        path = first.storage.path if isinstance(first, TensorRef) else None
+        raise CheckpointError(
+            exc.message if exc.message.startswith(weight.name) else f"{weight.name}: {exc.message}", path
+        ) from None
 
 
 def dequantize(weight: Logical, entries: Mapping[str, object]) -> np.ndarray:
@@ -115,11 +144,10 @@ def _gptq_awq(weight: Logical, tensors: Mapping[str, TensorRef], _: Mapping[str,
     if weight.params.get("format") == "gptq":
         zeros = zeros + 1  # GPTQ's v1 checkpoints store zero points minus one
     scale = read_array(scales).astype(np.float32)
-    g_idx = read_array(tensors[weight.storage[3]]).astype(np.int64) if len(weight.storage) > 3 else None
-    if g_idx is None:
+    if len(weight.storage) > 3:
+        g_idx = _indices(read_array(tensors[weight.storage[3]]), columns, scale.shape[0], weight.name)
+    else:
         g_idx = np.arange(columns) // weight.params["group_size"]
-    if g_idx.min(initial=0) < 0 or g_idx.max(initial=0) >= scale.shape[0]:
-        raise CheckpointError(f"{weight.name}: g_idx points past the scales", qweight.storage.path)
     per = 32 // bits
     step = _block_rows(columns, 8)
     for first in range(0, out, step):
@@ -140,13 +168,13 @@ def _compressed(weight: Logical, tensors: Mapping[str, TensorRef], _: Mapping[st
     bits, (out, columns) = weight.params["bits"], weight.shape
     prefix = weight.storage[0].removesuffix("weight_packed")
     packed = _contiguous(tensors[weight.storage[0]], weight.storage[0])
-    scale = read_array(tensors[prefix + "weight_scale"]).astype(np.float32).reshape(out, -1)
+    scale = _per_row(read_array(tensors[prefix + "weight_scale"]), out)
     zero_ref = tensors.get(prefix + "weight_zero_point")
-    zero = read_array(zero_ref).astype(np.float32).reshape(out, -1) if zero_ref is not None else None
+    zero = _per_row(read_array(zero_ref), out) if zero_ref is not None else None
     g_ref = tensors.get(prefix + "weight_g_idx")
     groups = scale.shape[1]
     if g_ref is not None:
-        g_idx = read_array(g_ref).astype(np.int64)
+        g_idx = _indices(read_array(g_ref), columns, groups, weight.name)
     else:
         g_idx = np.minimum(np.arange(columns) // max(1, -(-columns // groups)), groups - 1)
     step = _block_rows(columns, 1)
@@ -177,7 +205,7 @@ def _mlx(weight: Logical, tensors: Mapping[str, TensorRef], _: Mapping[str, obje
         q = _unpack(read_array(_rows(packed, first, last)), bits)[:, :columns].astype(np.float32)
         s = read_array(_rows(scales, first, last)).astype(np.float32)[:, g_idx]
         b = read_array(_rows(biases, first, last)).astype(np.float32)[:, g_idx]
-        yield (q * s + b).reshape(last - first, *weight.shape[1:-1], columns) if len(weight.shape) > 2 else q * s + b
+        yield q * s + b  # rows of the flattened leading dimensions; dequantize() reshapes
 
 
 def _bnb_int8(weight: Logical, tensors: Mapping[str, TensorRef], _: Mapping[str, object]) -> Iterator[np.ndarray]:
@@ -203,9 +231,13 @@ def _bnb_4bit(weight: Logical, tensors: Mapping[str, TensorRef], _: Mapping[str,
         nested_map = read_array(tensors[base + ".nested_quant_map"]).astype(np.float32)
         nested_block = int(state.get("nested_blocksize", 256))
         offset = float(state.get("nested_offset", 0.0))
-        index = np.arange(absmax.size) // nested_block
+        index = np.arange(absmax.size) // max(nested_block, 1)
+        if nested_map.size < 256 or (index.size and index[-1] >= nested.size) or absmax.dtype != np.uint8:
+            raise CheckpointError(f"{base}: nested absmax does not fit its quant map and blocks")
         absmax = nested_map[absmax.astype(np.int64)] * nested[index] + offset
     absmax = absmax.astype(np.float32).reshape(-1)
+    if absmax.size < -(-weight.numel // blocksize):
+        raise CheckpointError(f"{base}: fewer absmax values than blocks")
     code = read_array(tensors[base + ".quant_map"]).astype(np.float32).reshape(-1)
     packed = read_array(_contiguous(tensors[base], base)).reshape(-1)
     numel = weight.numel

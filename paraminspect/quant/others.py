@@ -138,7 +138,11 @@ def qtensor_parts(value: Any) -> tuple[StorageRef, int, tuple[int, ...], tuple[i
             return None
     if len(size) != len(stride) or not isinstance(qparams, tuple) or not qparams:
         return None
-    return args[0], args[1], size, stride, qparams
+    storage, offset = args[0], args[1]
+    span = 1 + sum((n - 1) * s for n, s in zip(size, stride, strict=True)) if all(size) else 0
+    if offset + span > storage.numel or math.prod(size) > max(storage.numel, 1):
+        return None  # a view reaching past its storage (or repeating it) is not decoded as a weight
+    return storage, offset, size, stride, qparams
 
 
 def _scheme_name(qparams: tuple[Any, ...]) -> str | None:
