@@ -275,3 +275,12 @@ def test_recognition_is_header_only(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code, *map(str, paths)], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count('"scheme"') == 4
+
+
+def test_a_real_tensor_of_the_logical_name_keeps_everything_stored(tmp_path: Path) -> None:
+    tensors, _ = layouts.compressed(layouts.matrix(OUT, IN), 4, 32, "l.")
+    tensors["l.weight"] = np.zeros((OUT, IN), dtype=np.float16)  # never hide a tensor behind a logical row
+    save_file(tensors, str(tmp_path / "both.safetensors"))
+    rows = json.loads(run_cli("shapes", "-f", "json", tmp_path / "both.safetensors").out)["tensors"]
+    assert sorted(r["name"] for r in rows) == sorted(tensors)
+    assert all("scheme" not in r for r in rows)

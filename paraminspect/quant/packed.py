@@ -116,7 +116,9 @@ def _ct_bits(cfg: QuantConfig | None) -> tuple[int | None, str | None, int | Non
     return seen.pop() if len(seen) == 1 else (None, None, None)
 
 
-def compressed_tensors(tensors: Mapping[str, TensorRef], cfg: QuantConfig | None, found: Recognition) -> None:
+def compressed_tensors(
+    tensors: Mapping[str, TensorRef], entries: Mapping[str, object], cfg: QuantConfig | None, found: Recognition
+) -> None:
     """``weight_packed`` int32 [out, in·bits/32] (offset to unsigned, low bits first),
     ``weight_shape`` (the logical shape), ``weight_scale`` [out, groups], optional
     ``weight_zero_point`` and ``weight_g_idx``."""
@@ -135,7 +137,7 @@ def compressed_tensors(tensors: Mapping[str, TensorRef], cfg: QuantConfig | None
             continue
         scale = tensors.get(sibling(prefix, "weight_scale"))
         shape_ref = tensors.get(sibling(prefix, "weight_shape"))
-        if scale is None:
+        if scale is None or sibling(prefix, "weight") in entries:  # a real weight of that name: leave both be
             continue
         rows, words = packed.shape
         shape = integers(shape_ref) if shape_ref is not None else None

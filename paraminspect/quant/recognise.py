@@ -28,7 +28,7 @@ def recognise(ckpt: Checkpoint, cfg: QuantConfig | None = None, *, use_config: b
     tensors = ckpt.tensors
     found = Recognition()
     packed.gptq_awq(tensors, ckpt.entries, cfg, found)
-    packed.compressed_tensors(tensors, cfg, found)
+    packed.compressed_tensors(tensors, ckpt.entries, cfg, found)
     packed.mlx(tensors, cfg, found)
     others.bnb_4bit(tensors, found)
     others.bnb_int8(tensors, found)
