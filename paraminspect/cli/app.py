@@ -20,6 +20,7 @@ from paraminspect.naming.select import Selector, is_index_form, resolve_index_fo
 from paraminspect.output import render
 from paraminspect.output.render import OutputFormat
 from paraminspect.output.report import plural
+from paraminspect.quant.logical import Recognition
 
 app = typer.Typer(
     name="paraminspect",
@@ -80,6 +81,32 @@ def open_input(path: Path) -> Checkpoint:
     return ckpt
 
 
+RawOpt = Annotated[
+    bool,
+    typer.Option("--raw", help="Show quantized weights as their stored tensors (qweight, scales...), not as one row."),
+]
+
+
+DequantizeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dequantize", help="Decode quantized weights (GPTQ, AWQ, MLX, bitsandbytes...) to their float values."
+    ),
+]
+
+
+def _quantized(ckpt: Checkpoint, raw: bool = False, *, notes: bool = True) -> Recognition | None:
+    """The quantized weights of ``ckpt`` (None with --raw or when there are none); notes on stderr."""
+    if raw:
+        return None
+    from paraminspect.quant.recognise import recognise
+
+    found = recognise(ckpt)
+    for note in found.notes if notes else ():
+        render.write_message(f"paraminspect: note: {ckpt.path}: {note}")
+    return found or None
+
+
 def _load_state_dict(path: Path, root: str | None, *, auto: bool = True) -> Checkpoint:
     """Open a file and cut out the state dict commands should work on (noted on stderr)."""
     ckpt, note = roots.select(open_input(path), root, auto=auto)
@@ -88,7 +115,7 @@ def _load_state_dict(path: Path, root: str | None, *, auto: bool = True) -> Chec
     return ckpt
 
 
-def _selector(ckpt: Checkpoint, patterns: list[str] | None, regex: bool) -> Selector:
+def _selector(ckpt: Checkpoint, patterns: list[str] | None, regex: bool, found: Recognition | None = None) -> Selector:
     """Build a selector and fail (exit 2) when a pattern matches nothing at all.
 
     Index-form patterns (``[0][1][0].bias``) are first resolved to the dotted
@@ -97,7 +124,7 @@ def _selector(ckpt: Checkpoint, patterns: list[str] | None, regex: bool) -> Sele
     given = list(patterns or [])
     resolved = resolved_patterns(given, regex, ckpt)
     selector = Selector(resolved, regex=regex)
-    missing = selector.unmatched(ckpt.entries)
+    missing = selector.unmatched([*ckpt.entries, *(found.weights if found else ())])
     if missing:
         pattern = given[resolved.index(missing[0])]
         close = [] if regex else suggestions(missing[0], ckpt.entries)

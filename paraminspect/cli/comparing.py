@@ -6,12 +6,15 @@ from typing import Annotated
 import typer
 
 from paraminspect.cli.app import (
+    DequantizeOpt,
     FileArg,
     FormatOpt,
     PatternsArg,
+    RawOpt,
     RegexOpt,
     RootOpt,
     SortOpt,
+    _quantized,
     app,
     problems_note,
     resolved_patterns,
@@ -101,6 +104,7 @@ def diff_command(
     sort: SortOpt = False,
     regex: RegexOpt = False,
     fmt: FormatOpt = OutputFormat.table,
+    dequantize: DequantizeOpt = False,
 ) -> int:
     """Compare two checkpoints name by name: exit 0 if equal, 1 if anything differs, 2 on error."""
     from paraminspect.compare import diff
@@ -113,6 +117,7 @@ def diff_command(
     map_b = both + NameMap.from_options(rename=rename_b or [])
     tolerance = Tolerance(atol, rtol, equal_nan)
     selector = Selector(resolved_patterns(patterns, regex, a, b), regex=regex)
+    quantized = (_quantized(a, notes=not quiet), _quantized(b, notes=not quiet)) if dequantize else (None, None)
     rows = diff.compare(
         a,
         b,
@@ -124,6 +129,7 @@ def diff_command(
         sort=sort,
         cast_values=not quiet,  # a dtype change decides the exit code without its values
         ties_equal=ties_equal,
+        quantized=quantized,
     )
     verdict = diff.report(a, b, rows, tolerance=tolerance, structure=structure, show_all=show_all)
     input_files.check_read(a.sources + b.sources)  # no verdict from a file that changed while it was compared
@@ -158,6 +164,7 @@ def check_command(
     quiet: QuietOpt = False,
     regex: RegexOpt = False,
     fmt: FormatOpt = OutputFormat.table,
+    raw: RawOpt = False,
 ) -> int:
     """Check a checkpoint against an expected structure and its own consistency: exit 0 if it holds,
     1 on drift or an inconsistent file (a sharded index against its shards), 2 on error."""
@@ -174,6 +181,7 @@ def check_command(
         name_map=NameMap.from_options(strip or [], rename or []),
         allow_extra=allow_extra,
         max_params=budget,
+        found=_quantized(ckpt, raw, notes=not quiet),
     )
     if not quiet:
         render.write(render.format_verdict(verdict, fmt))

@@ -8,13 +8,16 @@ from typing import Annotated
 import typer
 
 from paraminspect.cli.app import (
+    DequantizeOpt,
     FileArg,
     FormatOpt,
     PatternsArg,
+    RawOpt,
     RegexOpt,
     RootOpt,
     SortOpt,
     _load_state_dict,
+    _quantized,
     _selector,
     app,
 )
@@ -38,6 +41,7 @@ def tree_command(
         bool,
         typer.Option("--modules", help="Show layer kinds like print(model) (Linear, Conv2d, ...)."),
     ] = False,
+    raw: RawOpt = False,
 ) -> int:
     """Show the name hierarchy with per-subtree parameter counts and sizes."""
     from paraminspect.inspect import modules
@@ -51,7 +55,9 @@ def tree_command(
         selected = ckpt.subtree(patterns[0]) if patterns else ckpt
         render.write(render.format_modules(modules.report(selected, sort=sort), fmt))
         return EXIT_OK
-    report = tree.report(ckpt, selector=_selector(ckpt, patterns, regex), depth=depth, sort=sort)
+    found = _quantized(ckpt, raw)
+    selector = _selector(ckpt, patterns, regex, found)
+    report = tree.report(ckpt, selector=selector, depth=depth, sort=sort, found=found)
     render.write(render.format_tree(report, fmt, render.Colours(sys.stdout)))
     return EXIT_OK
 
@@ -73,16 +79,19 @@ def shapes_command(
             help="Sum tensors per name prefix of DEPTH parts, like du (whole file unless --root is given).",
         ),
     ] = None,
+    raw: RawOpt = False,
 ) -> int:
     """List every tensor: name, dtype, shape, element count and bytes, with a total."""
     from paraminspect.inspect import shapes, sizes
 
     # --by-prefix answers "what fills this file", so it sees the optimizer too.
     ckpt = _load_state_dict(file, root, auto=by_prefix is None)
+    found = _quantized(ckpt, raw)
+    selector = _selector(ckpt, patterns, regex, found)
     if by_prefix is not None:
-        table = sizes.report(ckpt, _selector(ckpt, patterns, regex), by_prefix, sort=sort)
+        table = sizes.report(ckpt, selector, by_prefix, sort=sort, found=found)
     else:
-        table = shapes.report(ckpt, _selector(ckpt, patterns, regex), sort=sort)
+        table = shapes.report(ckpt, selector, sort=sort, found=found)
     render.write(render.format_table(table, fmt))
     return EXIT_OK
 
@@ -128,6 +137,7 @@ def get_command(
     regex: RegexOpt = False,
     fmt: FormatOpt = OutputFormat.table,
     root: RootOpt = None,
+    dequantize: DequantizeOpt = False,
 ) -> int:
     """Print values the way torch prints them (JSON/CSV: every value, exact)."""
     from paraminspect.inspect import get as values
@@ -135,12 +145,13 @@ def get_command(
 
     # Names are explicit, so the whole file is in reach unless --root narrows it.
     ckpt = _load_state_dict(file, root, auto=False)
-    resolved = _selector(ckpt, names, regex).patterns  # index form resolved; unknown names fail here
+    found = _quantized(ckpt) if dequantize else None
+    resolved = _selector(ckpt, names, regex, found).patterns  # index form resolved; unknown names fail here
     options = printing.PrintOptions(precision=precision, threshold=math.inf if full else 1000)
     # Every value, read chunk by chunk: JSON/CSV always, the text form with --full.
     stream = fmt in (OutputFormat.json, OutputFormat.csv) or full
-    names = values.selected_names(ckpt, resolved, regex=regex)
-    report = values.report(ckpt, names, options, every_value=full, stream=stream)
+    names = values.selected_names(ckpt, resolved, regex=regex, found=found)
+    report = values.report(ckpt, names, options, every_value=full, stream=stream, quantized=found)
     for piece in render.format_values(report, fmt, render.Colours(sys.stdout)):
         render.write(piece)
     return EXIT_OK
@@ -158,16 +169,19 @@ def stats_command(
     regex: RegexOpt = False,
     fmt: FormatOpt = OutputFormat.table,
     root: RootOpt = None,
+    dequantize: DequantizeOpt = False,
 ) -> int:
     """Per tensor: min, max, mean, std (n-1), mean |x|, L2 norm, NaN/Inf/zero counts; and a total."""
     from paraminspect.inspect import stats
 
     ckpt = _load_state_dict(file, root)
-    table = stats.report(ckpt, _selector(ckpt, patterns, regex), by_prefix=by_prefix, sort=sort)
+    found = _quantized(ckpt) if dequantize else None
+    table = stats.report(ckpt, _selector(ckpt, patterns, regex, found), by_prefix=by_prefix, sort=sort, found=found)
     input_files.check_read(ckpt.sources)  # no numbers from a file that changed while it was read
     tensors = ckpt.tensors
     for name in table.document["skipped"]:
-        render.write_message(f"paraminspect: warning: {name}: cannot decode {tensors[name].dtype} values; skipped")
+        why = table.document.get("undecoded", {}).get(name) or f"cannot decode {tensors[name].dtype} values"
+        render.write_message(f"paraminspect: warning: {name}: {why}; skipped")
     render.write(render.format_table(table, fmt))
     return EXIT_OK
 

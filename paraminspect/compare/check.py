@@ -23,6 +23,7 @@ from paraminspect.model import Checkpoint, TensorRef
 from paraminspect.naming.prefixes import NameMap
 from paraminspect.naming.select import Selector
 from paraminspect.output.report import Column, Kind, Table, Verdict
+from paraminspect.quant.logical import Logical, Recognition
 
 MAX_SPEC_BYTES = 256 << 20
 
@@ -119,8 +120,12 @@ def _expected_json(item: Expected) -> dict[str, Any]:
     return {"dtype": item.dtype, "shape": None if item.shape is None else list(item.shape)}
 
 
-def _actual_json(ref: TensorRef) -> dict[str, Any]:
-    return {"dtype": ref.dtype.name, "shape": list(ref.shape)}
+def _dtype(ref: TensorRef | Logical) -> str:
+    return ref.dtype if isinstance(ref, Logical) else ref.dtype.name
+
+
+def _actual_json(ref: TensorRef | Logical) -> dict[str, Any]:
+    return {"dtype": _dtype(ref), "shape": list(ref.shape)}
 
 
 # What a reader found inconsistent in the file itself (Checkpoint.problems), as check reports it.
@@ -154,6 +159,7 @@ def check(
     name_map: NameMap | None = None,
     allow_extra: bool = False,
     max_params: int | None = None,
+    found: Recognition | None = None,
 ) -> Verdict:
     """Compare the file's tensors (after mapping and selection) with the spec.
 
@@ -163,12 +169,14 @@ def check(
     ``allow_extra``: then they are counted but not listed), and on a unique
     parameter count over ``max_params``. Non-tensor leaves are not part of it.
     Without a spec (None) only the file's own consistency is checked: a sharded
-    index against its shards (:func:`file_problems`), which fails too.
+    index against its shards (:func:`file_problems`), which fails too. A
+    quantized weight (``found``) is checked as its logical dtype and shape (as
+    ``shapes`` lists it) and counts its logical parameters, once.
     """
     checked_spec = spec is not None
     spec = spec or {}
-    names = mapped_names(ckpt, name_map or NameMap())
-    file_tensors = ckpt.tensors
+    names = mapped_names(ckpt, name_map or NameMap(), found=found)
+    file_tensors: dict[str, TensorRef | Logical] = {**ckpt.tensors, **(found.weights if found else {})}
     tensors = {new: file_tensors[old] for new, old in names.items() if old in file_tensors}
     wanted = list(spec)
     if selector:
@@ -186,7 +194,7 @@ def check(
     drift: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
 
-    def note(status: Drift, name: str, expected: Expected | None, actual: TensorRef | None) -> None:
+    def note(status: Drift, name: str, expected: Expected | None, actual: TensorRef | Logical | None) -> None:
         counts[status] += 1
         if status is Drift.UNEXPECTED and allow_extra:
             return
@@ -212,7 +220,7 @@ def check(
         item, ref = spec[name], tensors.get(name)
         if ref is None:
             note(Drift.MISSING, name, item, None)
-        elif item.dtype is not None and item.dtype != ref.dtype.name:
+        elif item.dtype is not None and item.dtype != _dtype(ref):
             note(Drift.DTYPE, name, item, ref)
         elif item.shape is not None and item.shape != ref.shape:
             note(Drift.SHAPE, name, item, ref)

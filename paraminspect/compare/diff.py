@@ -9,7 +9,9 @@ compared when the shapes agree and the dtypes agree or are both numeric (a
 dtype-changed pair then stays "dtype changed" but shows how far its values
 moved), streamed chunk by chunk (see :mod:`paraminspect.compare.elementwise`);
 ``structure=True`` reads no tensor data.
-Names are mapped (prefix rules) and selected before they are paired up.
+Names are mapped (prefix rules) and selected before they are paired up. With
+``quantized`` (``--dequantize``), a quantized weight is one name of its logical
+shape, compared by its dequantized values (:mod:`paraminspect.compare.quantdiff`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from paraminspect.naming.order import ordered_names
 from paraminspect.naming.prefixes import NameMap
 from paraminspect.naming.select import Selector
 from paraminspect.output.report import Column, Kind, Table, Verdict
+from paraminspect.quant.logical import Logical, Recognition
 
 
 class Status(str, Enum):
@@ -68,7 +71,9 @@ class Side:
     value: Any = None
 
     @classmethod
-    def of(cls, entry: Entry) -> Side:
+    def of(cls, entry: Entry | Logical) -> Side:
+        if isinstance(entry, Logical):
+            return cls(entry.dtype, entry.shape)
         if isinstance(entry, TensorRef):
             return cls(entry.dtype.name, entry.shape)
         return cls(entry.type_name, None, entry.value)
@@ -152,9 +157,18 @@ def _classify(a: Entry, b: Entry, tolerance: Tolerance, structure: bool, cast_va
     return Status.VALUES, False
 
 
-def mapped_names(ckpt: Checkpoint, name_map: NameMap, *, sort: bool = False) -> dict[str, str]:
-    """``{mapped name: name in the file}`` in display order."""
-    return name_map.apply(ordered_names(ckpt, sort=sort), str(ckpt.path))
+def mapped_names(
+    ckpt: Checkpoint, name_map: NameMap, *, sort: bool = False, found: Recognition | None = None
+) -> dict[str, str]:
+    """``{mapped name: name in the file}`` in display order (a quantized weight by its
+    logical name when ``found`` is given)."""
+    names = ordered_names(ckpt, sort=sort)
+    return name_map.apply(found.display_names(names) if found else names, str(ckpt.path))
+
+
+def _entry(ckpt: Checkpoint, found: Recognition | None, name: str) -> Entry | Logical:
+    weight = found.weights.get(name) if found else None
+    return weight if weight is not None else ckpt.entries[name]
 
 
 def compare(
@@ -169,6 +183,7 @@ def compare(
     sort: bool = False,
     cast_values: bool = True,
     ties_equal: bool = False,
+    quantized: tuple[Recognition | None, Recognition | None] = (None, None),
 ) -> list[Row]:
     """Pair the (mapped, selected) names of A and B and classify every one.
 
@@ -182,8 +197,9 @@ def compare(
     tensor pair compared once is not read again for its other names.
     """
     tolerance = tolerance or Tolerance()
-    names_a = mapped_names(a, map_a or NameMap(), sort=sort)
-    names_b = mapped_names(b, map_b or NameMap(), sort=sort)
+    found_a, found_b = quantized
+    names_a = mapped_names(a, map_a or NameMap(), sort=sort, found=found_a)
+    names_b = mapped_names(b, map_b or NameMap(), sort=sort, found=found_b)
     # Each file's own full name (with the --root prefix a subtree was cut from).
     full_a = {n: _in_file(a, old) for n, old in names_a.items()}
     full_b = {n: _in_file(b, old) for n, old in names_b.items()}
@@ -203,9 +219,10 @@ def compare(
     waiting: list[tuple[Row, tuple[tuple[object, ...], tuple[object, ...]]]] = []
     rows: list[Row] = []
     tie_groups: dict[int, tuple[dict[str, list[str]], dict[str, str]]] = {}
+    logical: list[tuple[Row, TensorRef | Logical, TensorRef | Logical]] = []
     for name in order:
-        ea = a.entries[names_a[name]] if name in names_a else None
-        eb = b.entries[names_b[name]] if name in names_b else None
+        ea = _entry(a, found_a, names_a[name]) if name in names_a else None
+        eb = _entry(b, found_b, names_b[name]) if name in names_b else None
         a_name, b_name = full_a.get(name), full_b.get(name)
         side_a, side_b = (Side.of(ea) if ea is not None else None), (Side.of(eb) if eb is not None else None)
         if ea is None or eb is None:
@@ -219,6 +236,16 @@ def compare(
                 status = Status.TIED
             rows.append(Row(name, status, a_name, b_name, side_a, side_b, tied_to=tied_to))
             continue
+        if isinstance(ea, Logical) or isinstance(eb, Logical):
+            assert side_a is not None and side_b is not None
+            comparable_pair = isinstance(ea, TensorRef | Logical) and isinstance(eb, TensorRef | Logical)
+            status = Status.SHAPE if comparable_pair and side_a.shape != side_b.shape else Status.EQUAL
+            status = status if comparable_pair else Status.DTYPE
+            rows.append(Row(name, status, a_name, b_name, side_a, side_b))
+            if status is Status.EQUAL and not structure:
+                logical.append((rows[-1], ea, eb))  # type: ignore[arg-type]
+            continue
+        assert not isinstance(ea, Logical) and not isinstance(eb, Logical)
         status, read_values = _classify(ea, eb, tolerance, structure, cast_values)
         rows.append(Row(name, status, a_name, b_name, side_a, side_b))
         if read_values:
@@ -231,7 +258,29 @@ def compare(
         row.stats = found[key]
         if row.status is Status.EQUAL and row.stats.differing != 0:  # a dtype change stays one
             row.status = Status.VALUES
+    if logical:
+        _compare_logical(logical, a, b, tolerance)
     return rows
+
+
+def _compare_logical(
+    pairs: list[tuple[Row, TensorRef | Logical, TensorRef | Logical]],
+    a: Checkpoint,
+    b: Checkpoint,
+    tolerance: Tolerance,
+) -> None:
+    """Values of the pairs with a quantized side; one that cannot be decoded fails with why."""
+    from paraminspect.compare import quantdiff
+    from paraminspect.errors import CheckpointError
+
+    for row, ea, eb in pairs:
+        for item, ckpt in ((ea, a), (eb, b)):
+            reason = quantdiff.undecodable(item, ckpt.entries)
+            if reason is not None:
+                raise CheckpointError(f"{row.name}: cannot dequantize: {reason}", ckpt.path)
+        row.stats = quantdiff.compare_logical(ea, a.entries, eb, b.entries, tolerance)
+        if row.stats.differing != 0:
+            row.status = Status.VALUES
 
 
 def _tied_in_both(

@@ -1,4 +1,8 @@
-"""``shapes``: one row per tensor with name, dtype, shape, numel and bytes."""
+"""``shapes``: one row per tensor with name, dtype, shape, numel and bytes.
+
+A quantized weight (:mod:`paraminspect.quant`) is one row of its logical dtype
+and shape, its storage bytes exact, its storage tensors named in the JSON.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from paraminspect.model import Checkpoint
 from paraminspect.naming.order import tensor_names
 from paraminspect.naming.select import Selector
 from paraminspect.output.report import Column, Kind, Table, plural
+from paraminspect.quant.logical import Recognition
+from paraminspect.quant.recognise import display_names
 
 COLUMNS = [
     Column("name", "name", Kind.NAME),
@@ -18,20 +24,41 @@ COLUMNS = [
     Column("bytes", "bytes", Kind.BYTES),
     Column("tied_to", "tied to", Kind.NAME, optional=True),
 ]
+QUANT_COLUMN = Column("quantized", "quantized")
 
 
-def report(ckpt: Checkpoint, selector: Selector | None = None, *, sort: bool = False) -> Table:
+def report(
+    ckpt: Checkpoint, selector: Selector | None = None, *, sort: bool = False, found: Recognition | None = None
+) -> Table:
     """Rows for every selected tensor; the total counts tied tensors once."""
     tensors = ckpt.tensors
-    names = tensor_names(ckpt, selector, sort=sort)
+    quantized = found or Recognition()
+    names = (
+        display_names(ckpt, quantized, selector, sort=sort) if quantized else tensor_names(ckpt, selector, sort=sort)
+    )
     tied = ckpt.tied_groups()
     rows: list[dict[str, Any]] = []
     seen: set[tuple[object, ...]] = set()
     numel = nbytes = 0
     for name in names:
-        ref = tensors[name]
-        rows.append(
-            {
+        weight = quantized.weights.get(name)
+        if weight is not None:
+            rows.append(
+                {
+                    "name": name,
+                    "dtype": weight.dtype,
+                    "shape": list(weight.shape),
+                    "numel": weight.numel,
+                    "bytes": weight.storage_bytes,
+                    "tied_to": None,
+                    "quantized": weight.caption,
+                    **weight.facts(),
+                }
+            )
+            identity, count, size = weight.identity, weight.numel, weight.storage_bytes
+        else:
+            ref = tensors[name]
+            row = {
                 "name": name,
                 "dtype": ref.dtype.name,
                 "shape": list(ref.shape),
@@ -39,11 +66,12 @@ def report(ckpt: Checkpoint, selector: Selector | None = None, *, sort: bool = F
                 "bytes": ref.nbytes,
                 "tied_to": tied.get(name),
             }
-        )
-        if ref.identity not in seen:
-            seen.add(ref.identity)
-            numel += ref.numel
-            nbytes += ref.nbytes
+            rows.append({**row, "quantized": None} if quantized else row)
+            identity, count, size = ref.identity, ref.numel, ref.nbytes
+        if identity not in seen:
+            seen.add(identity)
+            numel += count
+            nbytes += size
     total = {"tensors": len(rows), "unique": len(seen), "numel": numel, "bytes": nbytes}
     document = {
         "file": str(ckpt.path),
@@ -55,4 +83,5 @@ def report(ckpt: Checkpoint, selector: Selector | None = None, *, sort: bool = F
     }
     label = f"total ({plural(len(rows), 'tensor')}" + (f", {len(seen)} unique)" if len(seen) != len(rows) else ")")
     total_row = {"name": label, "numel": numel, "bytes": nbytes}
-    return Table(COLUMNS, rows, total_row, document)
+    columns = [*COLUMNS[:5], QUANT_COLUMN, COLUMNS[5]] if quantized else COLUMNS
+    return Table(columns, rows, total_row, document)

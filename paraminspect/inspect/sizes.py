@@ -1,7 +1,8 @@
 """``shapes --by-prefix DEPTH``: parameters, bytes and dtype mix per name prefix, like ``du``.
 
 So a user sees at once that an optimizer's moments or an EMA copy doubles a
-file. Tied tensors are counted once per prefix and once in the total.
+file. Tied tensors are counted once per prefix and once in the total; a quantized
+weight counts its logical parameters and its storage bytes, as one tensor.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from paraminspect.model import Checkpoint
 from paraminspect.naming.order import tensor_names
 from paraminspect.naming.select import Selector
 from paraminspect.output.report import Column, Kind, Table, plural
+from paraminspect.quant.logical import Recognition
+from paraminspect.quant.recognise import display_names
 
 COLUMNS = [
     Column("prefix", "prefix", Kind.NAME),
@@ -52,16 +55,22 @@ def _mix(dtypes: dict[str, list[int]], nbytes: int) -> str:
     return ", ".join(f"{name} {round(100 * b / nbytes) if nbytes else 0}%" for name, (_, b) in ranked)
 
 
-def report(ckpt: Checkpoint, selector: Selector | None, depth: int, *, sort: bool = False) -> Table:
+def report(
+    ckpt: Checkpoint, selector: Selector | None, depth: int, *, sort: bool = False, found: Recognition | None = None
+) -> Table:
     """One row per prefix of ``depth`` name parts, in order of first appearance."""
     tensors = ckpt.tensors
-    names = tensor_names(ckpt, selector, sort=sort)
+    names = display_names(ckpt, found, selector, sort=sort) if found else tensor_names(ckpt, selector, sort=sort)
     groups: dict[str, _Sum] = {}
     total = _Sum()
     for name in names:
-        ref = tensors[name]
+        weight = found.weights.get(name) if found else None
         prefix = ".".join(name.split(".")[:depth])
-        fact = (ref.identity, ref.dtype.name, ref.numel, ref.nbytes)
+        if weight is not None:
+            fact = (weight.identity, weight.dtype, weight.numel, weight.storage_bytes)
+        else:
+            ref = tensors[name]
+            fact = (ref.identity, ref.dtype.name, ref.numel, ref.nbytes)
         groups.setdefault(prefix, _Sum()).add(*fact)
         total.add(*fact)
     rows: list[dict[str, Any]] = []

@@ -30,6 +30,8 @@ from paraminspect.model import Checkpoint, TensorRef
 from paraminspect.naming.order import tensor_names
 from paraminspect.naming.select import Selector
 from paraminspect.output.report import Column, Kind, Table, plural
+from paraminspect.quant.logical import Logical, Recognition
+from paraminspect.quant.recognise import display_names
 
 if TYPE_CHECKING:
     import numpy as np
@@ -209,43 +211,89 @@ def report(
     by_prefix: int | None = None,
     sort: bool = False,
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+    found: Recognition | None = None,
 ) -> Table:
     """Rows per tensor (or per subtree with ``by_prefix``) and a total that counts tied tensors once.
 
     Tensors whose dtype cannot be decoded (quantized, sub-byte floats) are
-    listed in ``document["skipped"]`` instead of failing the whole command.
+    listed in ``document["skipped"]`` instead of failing the whole command. With
+    ``found``, a quantized weight is one row of its dequantized values (one that
+    cannot be decoded is skipped, its reason in ``document["undecoded"]``).
     """
     tensors = ckpt.tensors
-    names = tensor_names(ckpt, selector, sort=sort)
+    names = display_names(ckpt, found, selector, sort=sort) if found else tensor_names(ckpt, selector, sort=sort)
+    logical = _logical_stats(ckpt, found, names) if found else {}
+    undecoded = {n: r for n, r in logical.items() if isinstance(r, str)}
     tied = ckpt.tied_groups()
     rows: list[dict[str, Any]] = []
     skipped: list[str] = []
-    unique = {tensors[n].identity: tensors[n] for n in names if tensors[n].dtype.numpy is not None}
+    unique = {
+        tensors[n].identity: tensors[n]
+        for n in names
+        if n in tensors and n not in logical and tensors[n].dtype.numpy is not None
+    }
     # A tied alias is read once; tensors are read two at a time (parallel.py).
     done = dict(
         zip(unique, ordered_map(lambda ref: tensor_stats(ref, chunk_elements), list(unique.values())), strict=True)
     )
+    kinds: dict[str, tuple[tuple[object, ...], str]] = {}
     for name in names:
+        result = logical.get(name)
+        if isinstance(result, str):
+            skipped.append(name)
+            continue
+        if result is not None:
+            weight = result[0]
+            done[weight.identity] = result[1]
+            kinds[name] = (weight.identity, weight.dtype)
+            row = {"name": name, "dtype": weight.dtype, "shape": list(weight.shape), "tied_to": None}
+            rows.append(row | result[1].result())
+            continue
         ref = tensors[name]
         if ref.dtype.numpy is None:
             skipped.append(name)
             continue
+        kinds[name] = (ref.identity, ref.dtype.name)
         row = {"name": name, "dtype": ref.dtype.name, "shape": list(ref.shape), "tied_to": tied.get(name)}
         rows.append(row | done[ref.identity].result())
     total = _combine(done.values())
     total_doc = {"tensors": len(rows), "unique": len(done)} | total.result()
     document: dict[str, Any] = {"file": str(ckpt.path), "format": ckpt.format, "by_prefix": by_prefix}
     if by_prefix is not None:
-        rows = _group_rows(rows, tensors, done, by_prefix)
+        rows = _group_rows(rows, kinds, done, by_prefix)
         document["groups"] = rows
     else:
         document["tensors"] = rows
     document |= {"total": total_doc, "skipped": skipped}
+    if undecoded:
+        document["undecoded"] = undecoded
     label = f"total ({plural(total_doc['tensors'], 'tensor')}" + (
         f", {len(done)} unique)" if len(done) != total_doc["tensors"] else ")"
     )
     total_row = {"name": label} | total.result()
     return Table(COLUMNS, rows, total_row, document)
+
+
+def _logical_stats(
+    ckpt: Checkpoint, found: Recognition, names: list[str]
+) -> dict[str, tuple[Logical, Accumulator] | str]:
+    """Per selected quantized weight: its statistics over dequantized row blocks, or why not."""
+    from paraminspect.quant import dequant
+
+    out: dict[str, tuple[Logical, Accumulator] | str] = {}
+    for name in names:
+        weight = found.weights.get(name)
+        if weight is None:
+            continue
+        reason = dequant.undecodable(weight, ckpt.entries)
+        if reason is not None:
+            out[name] = f"cannot dequantize: {reason}"
+            continue
+        acc = Accumulator()
+        for block in dequant.iter_rows(weight, ckpt.entries):
+            acc.add(block.reshape(-1))
+        out[name] = (weight, acc)
+    return out
 
 
 def _combine(parts: Iterable[Accumulator]) -> Accumulator:
@@ -257,7 +305,7 @@ def _combine(parts: Iterable[Accumulator]) -> Accumulator:
 
 def _group_rows(
     rows: list[dict[str, Any]],
-    tensors: dict[str, TensorRef],
+    kinds: dict[str, tuple[tuple[object, ...], str]],
     done: dict[tuple[object, ...], Accumulator],
     depth: int,
 ) -> list[dict[str, Any]]:
@@ -265,8 +313,8 @@ def _group_rows(
     groups: dict[str, dict[tuple[object, ...], str]] = {}
     for row in rows:
         prefix = ".".join(row["name"].split(".")[:depth])
-        ref = tensors[row["name"]]
-        groups.setdefault(prefix, {}).setdefault(ref.identity, ref.dtype.name)
+        identity, dtype = kinds[row["name"]]
+        groups.setdefault(prefix, {}).setdefault(identity, dtype)
     out = []
     for prefix, members in groups.items():
         dtypes = sorted(set(members.values()))

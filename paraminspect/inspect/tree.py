@@ -1,4 +1,8 @@
-"""Dotted names rebuilt into a hierarchy, with per-subtree totals and tied aliases."""
+"""Dotted names rebuilt into a hierarchy, with per-subtree totals and tied aliases.
+
+A quantized weight (:mod:`paraminspect.quant`) is one leaf of its logical dtype
+and shape in place of its storage tensors, which are folded into it.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +15,14 @@ from paraminspect.model import Checkpoint, Entry, Opaque, TensorRef, Value
 from paraminspect.naming.order import ordered_names
 from paraminspect.naming.select import Selector
 from paraminspect.output.report import Column, Kind, Table, TreeLine, TreeReport
+from paraminspect.quant.logical import Logical, Recognition
 
 
 @dataclass
 class Node:
     name: str
     path: str
-    entry: Entry | None = None
+    entry: Entry | Logical | None = None
     children: dict[str, Node] = field(default_factory=dict)
     identities: set[tuple[object, ...]] = field(default_factory=set)
     params: int = 0
@@ -25,7 +30,7 @@ class Node:
     tensors: int = 0
 
 
-def build(ckpt: Checkpoint, names: list[str]) -> Node:
+def build(ckpt: Checkpoint, names: list[str], found: Recognition | None = None) -> Node:
     """Insert ``names`` (already ordered) into a tree and total each subtree.
 
     Totals count each distinct tensor once per subtree, so a tied weight shows
@@ -41,7 +46,8 @@ def build(ckpt: Checkpoint, names: list[str]) -> Node:
                 child = Node(part, ".".join(parts[: depth + 1]))
                 node.children[part] = child
             node = child
-        node.entry = ckpt.entries[name]
+        weight = found.weights.get(name) if found else None
+        node.entry = weight if weight is not None else ckpt.entries[name]
     _total(root)
     return root
 
@@ -58,6 +64,9 @@ def _total(root: Node) -> None:
         if isinstance(node.entry, TensorRef):
             node.identities.add(node.entry.identity)
             node.params, node.nbytes, node.tensors = node.entry.numel, node.entry.nbytes, 1
+        elif isinstance(node.entry, Logical):
+            node.identities.add(node.entry.identity)
+            node.params, node.nbytes, node.tensors = node.entry.numel, node.entry.storage_bytes, 1
         for child in node.children.values():
             fresh = child.identities - node.identities
             if len(fresh) == len(child.identities):
@@ -69,18 +78,23 @@ def _total(root: Node) -> None:
                     if ref.identity in fresh:
                         fresh.discard(ref.identity)
                         node.params += ref.numel
-                        node.nbytes += ref.nbytes
+                        node.nbytes += ref.storage_bytes if isinstance(ref, Logical) else ref.nbytes
             node.identities |= child.identities
             node.tensors += child.tensors
 
 
-def _tensor_refs(node: Node) -> Iterator[TensorRef]:
+def _tensor_refs(node: Node) -> Iterator[TensorRef | Logical]:
     stack = [node]
     while stack:
         current = stack.pop()
-        if isinstance(current.entry, TensorRef):
+        if isinstance(current.entry, TensorRef | Logical):
             yield current.entry
         stack.extend(current.children.values())
+
+
+def _storage(found: Recognition, name: str) -> tuple[str, ...]:
+    weight = found.weights.get(name)
+    return weight.storage if weight is not None else ()
 
 
 def node_info(node: Node, tied: dict[str, str], *, folded: bool = False) -> dict[str, Any]:
@@ -97,6 +111,17 @@ def node_info(node: Node, tied: dict[str, str], *, folded: bool = False) -> dict
             tied_to=tied.get(node.path),
         )
         return info
+    if isinstance(entry, Logical):
+        info.update(
+            kind="tensor",
+            dtype=entry.dtype,
+            shape=list(entry.shape),
+            numel=entry.numel,
+            bytes=entry.storage_bytes,
+            tied_to=None,
+            **entry.facts(),
+        )
+        return info
     if isinstance(entry, Value) and isinstance(entry.value, Opaque):
         info.update(kind="object", type=entry.value.qualname)
     elif isinstance(entry, Value):
@@ -111,14 +136,23 @@ def node_info(node: Node, tied: dict[str, str], *, folded: bool = False) -> dict
 
 
 def report(
-    ckpt: Checkpoint, *, selector: Selector | None = None, depth: int | None = None, sort: bool = False
+    ckpt: Checkpoint,
+    *,
+    selector: Selector | None = None,
+    depth: int | None = None,
+    sort: bool = False,
+    found: Recognition | None = None,
 ) -> TreeReport:
     """Everything ``tree`` shows, for every output format."""
     names = ordered_names(ckpt, sort=sort)
-    if selector:
+    if found:
+        names = found.display_names(names)
+        if selector:
+            names = [n for n in names if selector.matches(n) or any(map(selector.matches, _storage(found, n)))]
+    elif selector:
         names = selector.filter(names)
     tied = ckpt.tied_groups()
-    root = build(ckpt, names)
+    root = build(ckpt, names, found)
     title = {
         "file": str(ckpt.path),
         "format": ckpt.format,

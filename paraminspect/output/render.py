@@ -317,6 +317,8 @@ def _tree_detail(info: dict[str, Any], colours: Colours) -> str:
     kind = info["kind"]
     if kind == "tensor":
         text = f"{info['dtype']} {shape_text(info['shape'])}"
+        if info.get("scheme"):
+            text += f"  ({info['scheme']}, {round(info['bits_per_weight'], 2):g} bpw)"
         if info.get("tied_to"):
             text += f"  (tied to {safe_text(info['tied_to'])})"
         return colours.dim(text)

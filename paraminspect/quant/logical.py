@@ -1,0 +1,86 @@
+"""A quantized weight as it is meant (logical dtype and shape) and as it is stored."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Logical:
+    """One logical weight rebuilt from the storage tensors a quantizer wrote.
+
+    ``storage`` names the entries it is made of (their bytes are ``storage_bytes``,
+    exact); ``params`` keeps what decoding needs (bits, group size, packing order).
+    """
+
+    name: str  # the weight's name as the model means it: "...q_proj.weight"
+    dtype: str  # logical element type: int4, int8, nf4, fp4, float8_e4m3fn, qint8...
+    shape: tuple[int, ...]
+    family: str  # gptq, awq, compressed-tensors, fp8, bnb-int8, bnb-4bit, mlx, torch
+    label: str  # what a person reads: "gptq g128"
+    storage: tuple[str, ...]
+    storage_bytes: int
+    params: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def bits_per_weight(self) -> float:
+        """Storage bits per logical parameter, scales and zero points included."""
+        return self.storage_bytes * 8 / self.numel if self.numel else 0.0
+
+    @property
+    def identity(self) -> tuple[object, ...]:
+        return ("logical", self.family, self.storage)
+
+    def facts(self) -> dict[str, Any]:
+        """The JSON keys every report adds to a logical row."""
+        return {
+            "logical_dtype": self.dtype,
+            "logical_shape": list(self.shape),
+            "bits_per_weight": self.bits_per_weight,
+            "scheme": self.label,
+            "storage": list(self.storage),
+        }
+
+    @property
+    def caption(self) -> str:
+        """``gptq g128, 4.25 bpw``."""
+        return f"{self.label}, {round(self.bits_per_weight, 2):g} bpw"
+
+
+@dataclass
+class Recognition:
+    """Every logical weight found in a checkpoint, by logical name, and what was noticed."""
+
+    weights: dict[str, Logical] = field(default_factory=dict)
+    owner: dict[str, str] = field(default_factory=dict)  # storage name -> logical name
+    notes: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.weights)
+
+    def add(self, weight: Logical) -> None:
+        if weight.name in self.weights or any(n in self.owner for n in weight.storage):
+            return  # first recogniser wins; a storage tensor belongs to one weight
+        self.weights[weight.name] = weight
+        for name in weight.storage:
+            self.owner[name] = weight.name
+
+    def display_names(self, names: list[str]) -> list[str]:
+        """``names`` with each weight's storage names replaced by its logical name,
+        at the position of its first storage tensor."""
+        out: list[str] = []
+        shown: set[str] = set()
+        for name in names:
+            logical = self.owner.get(name)
+            if logical is None:
+                out.append(name)
+            elif logical not in shown:
+                shown.add(logical)
+                out.append(logical)
+        return out

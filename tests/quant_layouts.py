@@ -1,0 +1,206 @@
+"""Quantized layouts built with numpy from a known float matrix, packed exactly as
+each scheme documents it, with the values each scheme's own dequantization gives.
+
+Written from the schemes' descriptions (GPTQ: values along the input dimension,
+low bits first, zeros stored minus one; AWQ: the interleaved order
+0,2,4,6,1,3,5,7 within each word; compressed-tensors pack_to_int32: offset to
+unsigned, low bits first along the last dimension; MLX: affine groups, low bits
+first; bitsandbytes: row absmax/127 for int8, blockwise absmax with the first
+code in the high nibble for 4-bit). Each builder returns (tensors, expected),
+expected being the float32 matrix the scheme's dequantization gives.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+AWQ_ORDER = [0, 2, 4, 6, 1, 3, 5, 7]
+NF4 = np.array(
+    [
+        -1.0,
+        -0.6961928009986877,
+        -0.5250730514526367,
+        -0.39491748809814453,
+        -0.28444138169288635,
+        -0.18477343022823334,
+        -0.09105003625154495,
+        0.0,
+        0.07958029955625534,
+        0.16093020141124725,
+        0.24611230194568634,
+        0.33791524171829224,
+        0.44070982933044434,
+        0.5626170039176941,
+        0.7229568362236023,
+        1.0,
+    ],
+    dtype=np.float32,
+)
+
+
+def matrix(out: int, inp: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((out, inp)).astype(np.float32)
+
+
+def _pack_words(values: np.ndarray, bits: int, axis: int) -> np.ndarray:
+    """Unsigned ``values`` packed 32/bits to a word along ``axis``, low bits first."""
+    per = 32 // bits
+    v = np.moveaxis(values.astype(np.uint64), axis, -1)
+    v = v.reshape(*v.shape[:-1], v.shape[-1] // per, per)
+    words = np.zeros(v.shape[:-1], dtype=np.uint64)
+    for i in range(per):
+        words |= v[..., i] << np.uint64(bits * i)
+    return np.ascontiguousarray(np.moveaxis(words.astype(np.uint32), -1, axis))
+
+
+def _asym_groups(w: np.ndarray, bits: int, group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(q [out, in], scale f16 [out, groups], zero [out, groups]) min/max quantization."""
+    out, inp = w.shape
+    g = w.reshape(out, inp // group, group)
+    lo, hi = np.minimum(g.min(-1), 0), np.maximum(g.max(-1), 0)
+    maxq = 2**bits - 1
+    scale = ((hi - lo) / maxq).astype(np.float16)
+    zero = np.clip(np.round(-lo / scale.astype(np.float32)), 1, maxq - 1)
+    q = np.clip(np.round(g / scale[..., None].astype(np.float32)) + zero[..., None], 0, maxq)
+    return q.reshape(out, inp).astype(np.int64), scale, zero.astype(np.int64)
+
+
+def gptq(w: np.ndarray, bits: int = 4, group: int = 128, prefix: str = "") -> tuple[dict[str, np.ndarray], np.ndarray]:
+    q, scale, zero = _asym_groups(w, bits, group)
+    inp = w.shape[1]
+    tensors = {
+        prefix + "qweight": _pack_words(q.T, bits, axis=0).view(np.int32),
+        prefix + "qzeros": _pack_words((zero - 1).T, bits, axis=1).view(np.int32),  # v1: zeros minus one
+        prefix + "scales": np.ascontiguousarray(scale.T),
+        prefix + "g_idx": (np.arange(inp) // group).astype(np.int32),
+    }
+    g_idx = np.arange(inp) // group
+    expected = (q - zero[:, g_idx]) * scale[:, g_idx].astype(np.float32)
+    return tensors, expected.astype(np.float32)
+
+
+def awq(w: np.ndarray, group: int = 128, prefix: str = "") -> tuple[dict[str, np.ndarray], np.ndarray]:
+    bits = 4
+    q, scale, zero = _asym_groups(w, bits, group)
+
+    def pack(values: np.ndarray) -> np.ndarray:  # [rows, cols] -> [rows, cols/8], AWQ's order
+        rows, cols = values.shape
+        words = np.zeros((rows, cols // 8), dtype=np.uint64)
+        for c in range(cols // 8):
+            for i in range(8):
+                words[:, c] |= values[:, c * 8 + AWQ_ORDER[i]].astype(np.uint64) << np.uint64(4 * i)
+        return words.astype(np.uint32).view(np.int32)
+
+    tensors = {
+        prefix + "qweight": pack(q.T),
+        prefix + "qzeros": pack(zero.T),
+        prefix + "scales": np.ascontiguousarray(scale.T),
+    }
+    g_idx = np.arange(w.shape[1]) // group
+    expected = (q - zero[:, g_idx]) * scale[:, g_idx].astype(np.float32)
+    return tensors, expected.astype(np.float32)
+
+
+def compressed(
+    w: np.ndarray, bits: int = 4, group: int = 32, prefix: str = ""
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    out, inp = w.shape
+    g = w.reshape(out, inp // group, group)
+    qmax = 2 ** (bits - 1) - 1
+    scale = (np.abs(g).max(-1) / qmax).astype(np.float16)
+    q = np.clip(np.round(g / scale[..., None].astype(np.float32)), -qmax - 1, qmax).reshape(out, inp)
+    tensors = {
+        prefix + "weight_packed": _pack_words(q + 2 ** (bits - 1), bits, axis=1).view(np.int32),
+        prefix + "weight_shape": np.array([out, inp], dtype=np.int64),
+        prefix + "weight_scale": scale,
+    }
+    expected = q * np.repeat(scale.astype(np.float32), group, axis=1)
+    return tensors, expected.astype(np.float32)
+
+
+def mlx(w: np.ndarray, bits: int = 4, group: int = 64, prefix: str = "") -> tuple[dict[str, np.ndarray], np.ndarray]:
+    out, inp = w.shape
+    g = w.reshape(out, inp // group, group)
+    lo, hi = g.min(-1), g.max(-1)
+    scale = ((hi - lo) / (2**bits - 1)).astype(np.float16)
+    bias = lo.astype(np.float16)
+    q = np.clip(
+        np.round((g - bias[..., None].astype(np.float32)) / scale[..., None].astype(np.float32)), 0, 2**bits - 1
+    )
+    q = q.reshape(out, inp)
+    tensors = {prefix + "weight": _pack_words(q, bits, axis=1), prefix + "scales": scale, prefix + "biases": bias}
+    expected = q * np.repeat(scale.astype(np.float32), group, 1) + np.repeat(bias.astype(np.float32), group, 1)
+    return tensors, expected.astype(np.float32)
+
+
+def bnb_int8(w: np.ndarray, prefix: str = "") -> tuple[dict[str, np.ndarray], np.ndarray]:
+    scb = np.abs(w).max(1).astype(np.float32)
+    q = np.clip(np.round(w * 127 / scb[:, None]), -127, 127).astype(np.int8)
+    expected = q.astype(np.float32) * scb[:, None] / 127
+    return {prefix + "weight": q, prefix + "SCB": scb}, expected.astype(np.float32)
+
+
+def _state_tensor(state: dict[str, Any]) -> np.ndarray:
+    return np.frombuffer(json.dumps(state).encode(), dtype=np.uint8).copy()
+
+
+def bnb_nf4(w: np.ndarray, block: int = 64, prefix: str = "") -> tuple[dict[str, np.ndarray], np.ndarray]:
+    flat = w.reshape(-1)
+    blocks = flat.reshape(-1, block)
+    absmax = np.abs(blocks).max(1).astype(np.float32)
+    codes = np.abs((blocks / absmax[:, None])[..., None] - NF4).argmin(-1).reshape(-1).astype(np.uint8)
+    packed = ((codes[0::2] << 4) | codes[1::2]).astype(np.uint8).reshape(-1, 1)
+    state = {"quant_type": "nf4", "blocksize": block, "dtype": "float16", "shape": list(w.shape)}
+    tensors = {
+        prefix + "weight": packed,
+        prefix + "weight.absmax": absmax,
+        prefix + "weight.quant_map": NF4.copy(),
+        prefix + "weight.quant_state.bitsandbytes__nf4": _state_tensor(state),
+    }
+    expected = (NF4[codes].reshape(-1, block) * absmax[:, None]).reshape(w.shape)
+    return tensors, expected.astype(np.float32)
+
+
+def fp8(w: np.ndarray, prefix: str = "") -> tuple[dict[str, np.ndarray], np.ndarray]:
+    import ml_dtypes
+
+    scale = (np.abs(w).max(1, keepdims=True) / 448.0).astype(np.float32)
+    q = (w / scale).astype(ml_dtypes.float8_e4m3fn)
+    expected = q.astype(np.float32) * scale
+    return {prefix + "weight": q, prefix + "weight_scale": scale}, expected.astype(np.float32)
+
+
+def bnb_nf4_nested(
+    w: np.ndarray, block: int = 64, nested: int = 256, prefix: str = ""
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """4-bit with double quantization: absmax itself 8-bit blockwise around its mean
+    (``nested_offset``), through a 256-entry map (any monotone map decodes the same way)."""
+    tensors, _ = bnb_nf4(w, block, prefix)
+    absmax = tensors.pop(prefix + "weight.absmax")
+    offset = float(absmax.mean())
+    centred = (absmax - offset).reshape(-1, nested)
+    nested_absmax = np.abs(centred).max(1).astype(np.float32)
+    nested_map = np.linspace(-1, 1, 256, dtype=np.float32)
+    q = np.abs((centred / nested_absmax[:, None])[..., None] - nested_map).argmin(-1).astype(np.uint8).reshape(-1)
+    state = {
+        "quant_type": "nf4",
+        "blocksize": block,
+        "dtype": "float16",
+        "shape": list(w.shape),
+        "nested_blocksize": nested,
+        "nested_dtype": "float32",
+        "nested_offset": offset,
+    }
+    tensors[prefix + "weight.absmax"] = q
+    tensors[prefix + "weight.nested_absmax"] = nested_absmax
+    tensors[prefix + "weight.nested_quant_map"] = nested_map
+    tensors[prefix + "weight.quant_state.bitsandbytes__nf4"] = _state_tensor(state)
+    decoded_absmax = nested_map[q] * np.repeat(nested_absmax, nested) + np.float32(offset)
+    packed = tensors[prefix + "weight"].reshape(-1)
+    codes = np.empty(packed.size * 2, dtype=np.uint8)
+    codes[0::2], codes[1::2] = packed >> 4, packed & 0x0F
+    expected = (NF4[codes].reshape(-1, block) * decoded_absmax[:, None]).reshape(w.shape)
+    return tensors, expected.astype(np.float32)
