@@ -1,5 +1,6 @@
 """Comparison commands: diff and check."""
 
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -116,6 +117,13 @@ def diff_command(
             help="List the measures per subtree of N name components, summed exactly.",
         ),
     ] = None,
+    heatmap: Annotated[
+        bool,
+        typer.Option(
+            "--heatmap",
+            help="Draw the relative L2 change per layer (rows) and module kind (columns) instead of the table.",
+        ),
+    ] = False,
     quiet: QuietOpt = False,
     sort: SortOpt = False,
     regex: RegexOpt = False,
@@ -145,7 +153,7 @@ def diff_command(
         ties_equal=ties_equal,
         # The measures cost a few passes per decoded slice: only when shown (JSON always).
         metrics=not quiet and (metrics or fmt is OutputFormat.json or sort_by is not None),
-        norms=not quiet and by_prefix is not None,  # a roll-up needs unchanged tensors' norms too
+        norms=not quiet and (by_prefix is not None or heatmap),  # roll-ups need unchanged tensors' norms too
     )
     verdict = diff.report(
         a,
@@ -157,9 +165,16 @@ def diff_command(
         metrics=metrics,
         sort_by=sort_by.value if sort_by is not None else None,
         by_prefix=by_prefix,
+        heatmap=heatmap,
     )
     input_files.check_read(a.sources + b.sources)  # no verdict from a file that changed while it was compared
-    if not quiet:
+    if quiet:
+        pass
+    elif verdict.picture is not None and fmt is OutputFormat.table:
+        from paraminspect.output import heatmap as picture
+
+        render.write(picture.format_verdict(verdict, render.Colours(sys.stdout)))
+    else:
         render.write(render.format_verdict(verdict, fmt))
     return EXIT_OK if verdict.ok else EXIT_DIFFERENT
 

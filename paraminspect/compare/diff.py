@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from paraminspect.compare import heatmap as grid
 from paraminspect.compare import rollup
 from paraminspect.compare.elementwise import ValueStats, cast_comparable, compare_pairs
 from paraminspect.compare.metrics import METRICS, measures, moved_key
@@ -366,12 +367,15 @@ def report(
     metrics: bool = False,
     sort_by: str | None = None,
     by_prefix: int | None = None,
+    heatmap: bool = False,
 ) -> Verdict:
     """The verdict: every row in JSON, the differing rows (or all) in tables.
 
     ``metrics``: the table gets the change measures' columns (JSON always has
     their keys); ``sort_by``: a measure, most moved first; ``by_prefix``: the
-    table lists the measures per subtree of that depth (JSON: ``by_prefix``).
+    table lists the measures per subtree of that depth (JSON: ``by_prefix``);
+    ``heatmap``: the relative L2 change per layer and module kind
+    (``Verdict.picture``; JSON: ``heatmap``).
     """
     if sort_by is not None:
         rows = sort_moved(rows, sort_by)
@@ -402,5 +406,9 @@ def report(
         listed_groups = [g.to_json() for g in groups]
         document["by_prefix"] = {"depth": by_prefix, "groups": listed_groups}
         table = Table(GROUP_COLUMNS, listed_groups, None, document)
+    picture = None
+    if heatmap:
+        picture = grid.heatmap((row.name, row.stats) for row in rows)
+        document["heatmap"] = grid.to_json(picture)
     shown = [(LABELS[s], n) for s, n in counts.items() if s is not Status.TIED or n]
-    return Verdict(table, shown, ok=bool(document["same"]))
+    return Verdict(table, shown, ok=bool(document["same"]), picture=picture)
