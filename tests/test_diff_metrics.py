@@ -258,3 +258,29 @@ def test_by_prefix_sums_equal_float64_of_the_concatenated_tensors(tmp_path: Path
         "model.layers.2",
         "model.norm.weight",
     ]
+
+
+@pytest.mark.parametrize("few", [elementwise.FEW_ELEMENTS, 0])
+def test_nonfinite_and_complex_on_both_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, few: int) -> None:
+    """Equal NaN/inf pairs are left out of every sum on the numpy path too; complex
+    pairs (numpy path only) use |a|^2 and Re<a, b>."""
+    monkeypatch.setattr(elementwise, "FEW_ELEMENTS", few)
+    a = torch.tensor([1.0, math.nan, math.inf, 2.0, -math.inf, 4.0], dtype=torch.float64)
+    b = torch.tensor([1.5, math.nan, math.inf, 3.0, -math.inf, 4.0], dtype=torch.float64)
+    ra, rb = _refs(tmp_path, a, b)
+    stats = Comparer(metrics=True).compare(ra, rb)  # type: ignore[arg-type]
+    assert stats.sums is not None
+    keep = torch.tensor([0, 3, 5])
+    _close(measures(stats.sums), reference(a[keep], b[keep], 2) | {"frac_differing": 2 / 6})
+    torch.manual_seed(6)
+    z = torch.randn(40, dtype=torch.complex128)
+    w = z * (1 + 0.1j) + 0.01
+    torch.save({"w": z}, tmp_path / "za.pt")
+    torch.save({"w": w}, tmp_path / "zb.pt")
+    stats = Comparer(metrics=True).compare(
+        open_checkpoint(tmp_path / "za.pt").tensors["w"], open_checkpoint(tmp_path / "zb.pt").tensors["w"]
+    )
+    assert stats.sums is not None
+    got = measures(stats.sums)
+    assert got["rel_l2"] == pytest.approx(float((w - z).norm() / z.norm()), rel=1e-12)
+    assert got["cosine"] == pytest.approx(float(torch.vdot(z, w).real / (z.norm() * w.norm())), rel=1e-12)

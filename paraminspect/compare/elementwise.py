@@ -132,6 +132,13 @@ def _exact_hidden(a: np.ndarray, b: np.ndarray, diff: np.ndarray, close: np.ndar
         diff[hidden] = np.minimum(d, np.negative(d))
 
 
+def _norm_sums(absolute: np.ndarray) -> tuple[float, float]:
+    """(sum of squares, sum) of a float64 array of |a|."""
+    import numpy as np
+
+    return float(np.einsum("i,i->", absolute, absolute)), float(absolute.sum())
+
+
 def _larger(value: float, than: float) -> bool:
     """Order for "largest difference": NaN beats everything, ties keep the first."""
     if math.isnan(than):
@@ -149,12 +156,12 @@ class _Workspace:
         self.arrays: tuple[np.ndarray, ...] = ()
 
     def get(self, n: int) -> tuple[np.ndarray, ...]:
-        """(diff, scale, work, absa) float64 and (close, mask) bool views of length ``n``."""
+        """(diff, scale, work) float64 and (close, mask) bool views of length ``n``."""
         import numpy as np
 
         if n > self.capacity:
             self.capacity = max(n, DECODE_ELEMENTS)
-            floats = [np.empty(self.capacity, np.float64) for _ in range(4)]
+            floats = [np.empty(self.capacity, np.float64) for _ in range(3)]
             self.arrays = (*floats, np.empty(self.capacity, bool), np.empty(self.capacity, bool))
         return tuple(x[:n] for x in self.arrays)
 
@@ -186,17 +193,31 @@ class _Accumulator:
         import numpy as np
 
         atol, rtol = self.tolerance.atol, self.tolerance.rtol
+        a_sums = (0.0, 0.0)  # (sum |a|^2, sum |a|) for the change measures
         with np.errstate(all="ignore"):
             if self.kind == "complex":  # rare: plain temporaries
                 ac, bc = a.astype(np.complex128), b.astype(np.complex128)
-                diff, scale, absa = np.abs(ac - bc), np.abs(bc), np.abs(ac)
+                diff, scale = np.abs(ac - bc), np.abs(bc)
+                if self.sums is not None:
+                    a_sums = _norm_sums(np.abs(ac))
                 close = diff <= scale * rtol + atol
                 rel, finite = diff / scale, np.isfinite(diff)
             else:
-                diff, scale, rel, absa, close, finite = self.workspace.get(len(a))
-                np.subtract(a, b, out=diff, dtype=np.float64)
-                np.absolute(diff, out=diff)
-                np.absolute(b, out=scale, dtype=np.float64)
+                diff, scale, rel, close, finite = self.workspace.get(len(a))
+                if self.sums is None:
+                    np.subtract(a, b, out=diff, dtype=np.float64)
+                    np.absolute(diff, out=diff)
+                    np.absolute(b, out=scale, dtype=np.float64)
+                else:
+                    # Both sides to float64 first (A in ``rel``, free until the
+                    # tolerance below): the same IEEE operations as the mixed-type
+                    # subtract above, and A's norms need no cast of their own.
+                    np.copyto(rel, a, casting="unsafe")
+                    np.copyto(scale, b, casting="unsafe")
+                    np.subtract(rel, scale, out=diff)
+                    np.absolute(diff, out=diff)
+                    a_sums = _norm_sums(np.absolute(rel, out=rel))
+                    np.absolute(scale, out=scale)
                 if self.kind in ("int", "bool"):
                     _equal_exact(a, b, close)  # exact: float64 cannot tell int64s apart past 2**53
                     if max(a.dtype.itemsize, b.dtype.itemsize) == 8:
@@ -218,7 +239,11 @@ class _Accumulator:
                 close[odd] = same
                 diff[odd[same]] = 0
                 rel[odd[same]] = 0
-                scale[odd[same]] = 0  # equal non-finite pairs add nothing to the norms either
+                if self.sums is not None:  # equal non-finite pairs add nothing to the norms either
+                    scale[odd[same]] = 0
+                    wide = np.abs(a.astype(np.complex128 if self.kind == "complex" else np.float64))
+                    wide[odd[same]] = 0
+                    a_sums = _norm_sums(wide)
         nan_at = np.flatnonzero(np.isnan(diff)) if not finite.all() else np.empty(0, np.intp)
         at = int(nan_at[0]) if len(nan_at) else int(np.argmax(diff))
         if len(nan_at):
@@ -227,13 +252,7 @@ class _Accumulator:
             with np.errstate(all="ignore"):
                 top_rel = float(np.nanmax(rel, initial=0.0))
         differing = int(close.size - np.count_nonzero(close))
-        sums = None
-        if self.sums is not None:
-            if self.kind != "complex":
-                np.absolute(a, out=absa, dtype=np.float64)
-            if not finite.all():
-                absa[odd[same]] = 0
-            sums = slice_sums(absa, scale, diff)
+        sums = slice_sums(*a_sums, scale, diff) if self.sums is not None else None
         self.merge(SliceSummary(differing, float(diff[at]), first + at, a[at], b[at], top_rel, sums))
 
     def add_few(self, items: list[tuple[int, Any, Any]]) -> None:

@@ -134,17 +134,17 @@ def moved_key(metric: str, value: float | None) -> tuple[int, float]:
     return (1, value if metric == "cosine" else -value)
 
 
-def slice_sums(af: np.ndarray, absb: np.ndarray, diff: np.ndarray) -> Sums:
-    """The sums of one decoded slice: |a|, |b| and |b-a| as float64 arrays (equal
-    non-finite positions already zeroed in all three); the caller sets the counts."""
+def slice_sums(aa: float, abs_a: float, absb: np.ndarray, diff: np.ndarray) -> Sums:
+    """The sums of one decoded slice: A's (already summed), |b| and |b-a| as float64
+    arrays (equal non-finite positions zeroed everywhere); the caller sets the counts."""
     import numpy as np
 
     return Sums(
-        aa=float(np.vdot(af, af)),
-        bb=float(np.vdot(absb, absb)),
-        dd=float(np.vdot(diff, diff)),
+        aa=aa,
+        bb=float(np.einsum("i,i->", absb, absb)),
+        dd=float(np.einsum("i,i->", diff, diff)),
         abs_d=float(diff.sum()),
-        abs_a=float(af.sum()),
+        abs_a=abs_a,
     )
 
 
@@ -161,7 +161,7 @@ def same_sums(a: np.ndarray, holes: list[int] | None = None) -> tuple[float, flo
             absolute[holes] = 0
         if not np.isfinite(absolute).all():
             absolute = np.where(np.isfinite(absolute), absolute, 0.0)
-        return float(np.vdot(absolute, absolute)), float(absolute.sum())
+        return float(np.einsum("i,i->", absolute, absolute)), float(absolute.sum())
 
 
 def same_sums_few(values: Iterable[Any]) -> tuple[float, float]:
