@@ -36,6 +36,8 @@ from paraminspect.output.report import Column, Kind, Table
 CONFIG = "adapter_config.json"
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")  # in a peft directory, in this order
 MAX_CONFIG_BYTES = 1 << 20
+# The r x r matrices cost r^2 floats: a "rank" past this is no low-rank adapter.
+MAX_RANK = 8192
 _PEFT = re.compile(r"^(?P<module>.+)\.lora_(?P<side>[AB])(?:\.[^.]+)?\.weight$")
 _KOHYA = re.compile(r"^(?P<module>.+)\.lora_(?P<side>down|up)\.weight$")
 
@@ -127,6 +129,8 @@ def modules(ckpt: Checkpoint, config: dict[str, Any] | None) -> list[Module]:
         if len(a.shape) < 2 or len(b.shape) < 2 or b.shape[1] != a.shape[0]:
             raise CheckpointError(f"{ckpt.path}: LoRA module {name!r}: shapes {list(a.shape)} and {list(b.shape)}")
         rank = a.shape[0]
+        if rank > MAX_RANK:
+            raise CheckpointError(f"{ckpt.path}: LoRA module {name!r}: rank {rank} is past {MAX_RANK}")
         a_values = read_array(a).reshape(rank, -1)  # a conv's [r, in, kh, kw] as [r, in*kh*kw]
         b_values = read_array(b).reshape(b.shape[0], rank)
         alpha: float | None = None
