@@ -284,3 +284,15 @@ def test_nonfinite_and_complex_on_both_paths(tmp_path: Path, monkeypatch: pytest
     got = measures(stats.sums)
     assert got["rel_l2"] == pytest.approx(float((w - z).norm() / z.norm()), rel=1e-12)
     assert got["cosine"] == pytest.approx(float(torch.vdot(z, w).real / (z.norm() * w.norm())), rel=1e-12)
+
+
+def test_undecodable_dtype_has_no_measures_even_in_rollups(tmp_path: Path) -> None:
+    """complex32 (no numeric decoding): equal bytes, but no norm to roll up, never an error."""
+    c = torch.tensor([1 + 2j, 3j, -1.0, 0j]).to(torch.complex32)
+    torch.save({"c": c}, tmp_path / "a.pt")
+    torch.save({"c": c.clone()}, tmp_path / "b.pt")
+    for args in (["--by-prefix", "1"], ["--heatmap"], []):
+        result = run_cli("diff", tmp_path / "a.pt", tmp_path / "b.pt", *args, "--format", "json")
+        assert (result.code, result.err) == (0, "")
+        doc = json.loads(result.out)
+        assert doc["entries"][0]["status"] == "equal" and doc["entries"][0]["rel_l2"] is None

@@ -358,7 +358,7 @@ class Comparer:
 
     def _compare(self, a: TensorRef, b: TensorRef) -> ValueStats:
         acc = _Accumulator(a, self.tolerance, self._workspace, b)
-        if self.metrics:
+        if self.metrics and _numeric(a) and _numeric(b):  # raw bits (bits8, float4...) have no norm
             acc.sums = Sums()
         stats = self._values(a, b, acc)
         if acc.sums is not None and stats.differing is not None:
