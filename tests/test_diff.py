@@ -383,6 +383,7 @@ def test_json_schema_is_fixed() -> None:
     assert doc["tolerance"] == {"atol": 0.0, "rtol": 0.0, "equal_nan": True}
     keys = ["name", "status", "a_name", "b_name", "a", "b", "differing", "max_abs_diff", "max_rel_diff", "index"]
     keys += ["a_value", "b_value", "tied_to"]
+    keys += ["rel_l2", "cosine", "nmse", "rel_mean_abs", "frac_differing"]  # issue 16: appended, the rest unchanged
     for entry in doc["entries"]:
         assert list(entry) == keys
         assert entry["status"] in doc["counts"]

@@ -158,6 +158,7 @@ def test_json_entry_for_a_cast(tmp_path: Path) -> None:
         "tied_alias": 0,
     }
     delta = float(a[1, 1].double() - a[1, 1].half().double())
+    ad, bd = a.double().flatten(), a.half().double().flatten()
     assert doc["entries"] == [
         {
             "name": "x",
@@ -173,6 +174,12 @@ def test_json_entry_for_a_cast(tmp_path: Path) -> None:
             "a_value": float(a[1, 1]),
             "b_value": 0.0999755859375,  # 0.1 in float16
             "tied_to": None,
+            # The change measures (issue 16), from torch in float64.
+            "rel_l2": pytest.approx(float((bd - ad).norm() / ad.norm()), rel=1e-12),
+            "cosine": pytest.approx(float(torch.nn.functional.cosine_similarity(ad, bd, dim=0)), rel=1e-12),
+            "nmse": pytest.approx(float((bd - ad).square().sum() / ad.square().sum()), rel=1e-12),
+            "rel_mean_abs": pytest.approx(float((bd - ad).abs().mean() / ad.abs().mean()), rel=1e-12),
+            "frac_differing": 0.25,
         }
     ]
     assert abs(delta) == pytest.approx(2.4415e-05, rel=1e-4)

@@ -1,5 +1,7 @@
 """Comparison commands: diff and check."""
 
+import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -47,6 +49,16 @@ RenameOpt = Annotated[
     ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; only the exit code tells.")]
+
+
+class Measure(str, Enum):
+    """The change measures ``--sort-by`` orders by (compare/metrics.py's METRICS)."""
+
+    rel_l2 = "rel_l2"
+    cosine = "cosine"
+    nmse = "nmse"
+    rel_mean_abs = "rel_mean_abs"
+    frac_differing = "frac_differing"
 
 
 def _load_all(sides: list[tuple[Path, str | None]], quiet: bool, *, warn: bool = True) -> list[Checkpoint]:
@@ -100,6 +112,36 @@ def diff_command(
             " embedding) is no difference.",
         ),
     ] = False,
+    metrics: Annotated[
+        bool,
+        typer.Option(
+            "--metrics",
+            help="Add the change measures to the table: relative L2 change, cosine, NMSE, relative mean"
+            " |B-A|, fraction differing (JSON always has them).",
+        ),
+    ] = False,
+    sort_by: Annotated[
+        Measure | None,
+        typer.Option(
+            "--sort-by", metavar="MEASURE", help="List the most moved first by this measure (cosine: lowest)."
+        ),
+    ] = None,
+    by_prefix: Annotated[
+        int | None,
+        typer.Option(
+            "--by-prefix",
+            metavar="N",
+            min=1,
+            help="List the measures per subtree of N name components, summed exactly.",
+        ),
+    ] = None,
+    heatmap: Annotated[
+        bool,
+        typer.Option(
+            "--heatmap",
+            help="Draw the relative L2 change per layer (rows) and module kind (columns) instead of the table.",
+        ),
+    ] = False,
     quiet: QuietOpt = False,
     sort: SortOpt = False,
     regex: RegexOpt = False,
@@ -130,10 +172,30 @@ def diff_command(
         cast_values=not quiet,  # a dtype change decides the exit code without its values
         ties_equal=ties_equal,
         quantized=quantized,
+        # The measures cost a few passes per decoded slice: only when shown (JSON always).
+        metrics=not quiet and (metrics or fmt is OutputFormat.json or sort_by is not None),
+        norms=not quiet and (by_prefix is not None or heatmap),  # roll-ups need unchanged tensors' norms too
     )
-    verdict = diff.report(a, b, rows, tolerance=tolerance, structure=structure, show_all=show_all)
+    verdict = diff.report(
+        a,
+        b,
+        rows,
+        tolerance=tolerance,
+        structure=structure,
+        show_all=show_all,
+        metrics=metrics,
+        sort_by=sort_by.value if sort_by is not None else None,
+        by_prefix=by_prefix,
+        heatmap=heatmap,
+    )
     input_files.check_read(a.sources + b.sources)  # no verdict from a file that changed while it was compared
-    if not quiet:
+    if quiet:
+        pass
+    elif verdict.picture is not None and fmt is OutputFormat.table:
+        from paraminspect.output import heatmap as picture
+
+        render.write(picture.format_verdict(verdict, render.Colours(sys.stdout)))
+    else:
         render.write(render.format_verdict(verdict, fmt))
     return EXIT_OK if verdict.ok else EXIT_DIFFERENT
 

@@ -212,3 +212,29 @@ def scan_command(
         count = f"{result.unsafe_files} of {len(files)} file(s)"
         render.write_message(f"paraminspect: scan: {count} reference globals outside the allow-list")
     return result.exit_code
+
+
+@app.command("lora")
+def lora_command(
+    adapter: Annotated[
+        Path,
+        typer.Argument(
+            metavar="ADAPTER",
+            help="A LoRA adapter: peft's directory (adapter_model.safetensors + adapter_config.json) or file,"
+            " or a kohya file (lora_down/lora_up/alpha).",
+        ),
+    ],
+    fmt: FormatOpt = OutputFormat.table,
+) -> int:
+    """Per LoRA module: rank, scale, ||BA|| and effective rank, from r x r matrices (BA is never formed)."""
+    from paraminspect.formats.opening import open_checkpoint
+    from paraminspect.inspect import lora
+
+    path = adapter
+    if adapter.is_dir():
+        path = next((adapter / n for n in lora.ADAPTER_FILES if (adapter / n).is_file()), adapter)
+    ckpt = open_checkpoint(path)
+    table = lora.report(ckpt, adapter)
+    input_files.check_read(ckpt.sources)
+    render.write(render.format_table(table, fmt))
+    return EXIT_OK

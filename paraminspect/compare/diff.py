@@ -22,7 +22,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from paraminspect.compare import heatmap as grid
+from paraminspect.compare import rollup
 from paraminspect.compare.elementwise import ValueStats, cast_comparable, compare_pairs
+from paraminspect.compare.metrics import METRICS, measures, moved_key
 from paraminspect.compare.tolerance import Tolerance
 from paraminspect.errors import SelectionError
 from paraminspect.inttext import safe_str
@@ -184,6 +187,8 @@ def compare(
     cast_values: bool = True,
     ties_equal: bool = False,
     quantized: tuple[Recognition | None, Recognition | None] = (None, None),
+    metrics: bool = False,
+    norms: bool = False,
 ) -> list[Row]:
     """Pair the (mapped, selected) names of A and B and classify every one.
 
@@ -195,6 +200,7 @@ def compare(
     (status ``tied_alias``): the data is the tied name's, compared on its own row.
     Order: A's names in A's order, then names only in B in B's order. A tied
     tensor pair compared once is not read again for its other names.
+    ``metrics``/``norms``: carry the change measures' sums (see :class:`Comparer`).
     """
     tolerance = tolerance or Tolerance()
     found_a, found_b = quantized
@@ -253,7 +259,8 @@ def compare(
             key = (ea.identity, eb.identity)  # a tied pair is read once
             pairs.setdefault(key, (ea, eb))
             waiting.append((rows[-1], key))
-    found = dict(zip(pairs, compare_pairs(list(pairs.values()), tolerance), strict=True))
+    compared = compare_pairs(list(pairs.values()), tolerance, metrics=metrics, norms=norms)
+    found = dict(zip(pairs, compared, strict=True))
     for row, key in waiting:
         row.stats = found[key]
         if row.status is Status.EQUAL and row.stats.differing != 0:  # a dtype change stays one
@@ -339,6 +346,37 @@ COLUMNS = [
     Column("tied_to", "tied to", Kind.NAME, optional=True),
 ]
 
+# With --metrics, before "tied to"; the JSON keys are the names in metrics.METRICS.
+METRIC_COLUMNS = [
+    Column("rel_l2", "rel L2", Kind.NUMBER),
+    Column("cosine", "cosine", Kind.NUMBER),
+    Column("nmse", "NMSE", Kind.NUMBER),
+    Column("rel_mean_abs", "rel mean abs", Kind.NUMBER),
+    Column("frac_differing", "frac differing", Kind.NUMBER),
+]
+
+
+GROUP_COLUMNS = [
+    Column("prefix", "prefix", Kind.NAME),
+    Column("tensors", "tensors", Kind.COUNT),
+    Column("not_compared", "not compared", Kind.COUNT),
+    Column("elements", "elements", Kind.COUNT),
+    Column("differing", "differing", Kind.COUNT),
+    *METRIC_COLUMNS,
+]
+
+
+def row_measures(row: Row) -> dict[str, float | None]:
+    """The change measures of a row whose values were compared with metrics, else all None."""
+    if row.stats is None or row.stats.sums is None:
+        return dict.fromkeys(METRICS)
+    return dict(measures(row.stats.sums))
+
+
+def sort_moved(rows: list[Row], metric: str) -> list[Row]:
+    """Most moved first by ``metric`` (cosine: lowest first), NaN first, rows without it last."""
+    return sorted(rows, key=lambda row: moved_key(metric, row_measures(row)[metric]))
+
 
 def _row_json(row: Row) -> dict[str, Any]:
     stats = row.stats
@@ -356,6 +394,7 @@ def _row_json(row: Row) -> dict[str, Any]:
         "a_value": stats.a_value if stats else None,
         "b_value": stats.b_value if stats else None,
         "tied_to": row.tied_to,
+        **row_measures(row),
     }
 
 
@@ -374,8 +413,21 @@ def report(
     tolerance: Tolerance,
     structure: bool = False,
     show_all: bool = False,
+    metrics: bool = False,
+    sort_by: str | None = None,
+    by_prefix: int | None = None,
+    heatmap: bool = False,
 ) -> Verdict:
-    """The verdict: every row in JSON, the differing rows (or all) in tables."""
+    """The verdict: every row in JSON, the differing rows (or all) in tables.
+
+    ``metrics``: the table gets the change measures' columns (JSON always has
+    their keys); ``sort_by``: a measure, most moved first; ``by_prefix``: the
+    table lists the measures per subtree of that depth (JSON: ``by_prefix``);
+    ``heatmap``: the relative L2 change per layer and module kind
+    (``Verdict.picture``; JSON: ``heatmap``).
+    """
+    if sort_by is not None:
+        rows = sort_moved(rows, sort_by)
     counts = dict.fromkeys(Status, 0)
     for row in rows:
         counts[row.status] += 1
@@ -394,6 +446,18 @@ def report(
         "counts": {status.value: n for status, n in counts.items()},
         "entries": entries,
     }
-    table = Table(COLUMNS, listed, None, document)
+    columns = [*COLUMNS[:-1], *METRIC_COLUMNS, COLUMNS[-1]] if metrics else COLUMNS
+    table = Table(columns, listed, None, document)
+    if by_prefix is not None:
+        groups = rollup.by_prefix(((row.name, row.stats) for row in rows), by_prefix)
+        if sort_by is not None:
+            groups = rollup.sort_groups(groups, sort_by)
+        listed_groups = [g.to_json() for g in groups]
+        document["by_prefix"] = {"depth": by_prefix, "groups": listed_groups}
+        table = Table(GROUP_COLUMNS, listed_groups, None, document)
+    picture = None
+    if heatmap:
+        picture = grid.heatmap((row.name, row.stats) for row in rows)
+        document["heatmap"] = grid.to_json(picture)
     shown = [(LABELS[s], n) for s, n in counts.items() if s is not Status.TIED or n]
-    return Verdict(table, shown, ok=bool(document["same"]))
+    return Verdict(table, shown, ok=bool(document["same"]), picture=picture)

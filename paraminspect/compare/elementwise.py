@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from paraminspect.compare.differing import SliceSummary, decoder, differing_offsets, summarize
+from paraminspect.compare.metrics import Sums, same_sums, slice_sums
+from paraminspect.compare.owed import Owed, settle
 from paraminspect.compare.tolerance import Tolerance
 from paraminspect.data import broadcast
 from paraminspect.data.arrays import DEFAULT_CHUNK_ELEMENTS, decode_bytes, iter_chunks, iter_raw_chunks
@@ -64,6 +66,9 @@ class ValueStats:
     index: list[int] | None = None
     a_value: Any = None
     b_value: Any = None
+    # The float64 sums the change measures are made of (metrics.py); None unless
+    # asked for, or when the values cannot be decoded.
+    sums: Sums | None = None
 
 
 def _kind(ref: TensorRef) -> str:
@@ -127,6 +132,13 @@ def _exact_hidden(a: np.ndarray, b: np.ndarray, diff: np.ndarray, close: np.ndar
         diff[hidden] = np.minimum(d, np.negative(d))
 
 
+def _norm_sums(absolute: np.ndarray) -> tuple[float, float]:
+    """(sum of squares, sum) of a float64 array of |a|."""
+    import numpy as np
+
+    return float(np.einsum("i,i->", absolute, absolute)), float(absolute.sum())
+
+
 def _larger(value: float, than: float) -> bool:
     """Order for "largest difference": NaN beats everything, ties keep the first."""
     if math.isnan(than):
@@ -169,6 +181,7 @@ class _Accumulator:
         self.tolerance = tolerance
         self.workspace = workspace
         self.stats = ValueStats()
+        self.sums: Sums | None = None  # set by a Comparer that wants the change measures
 
     def add(self, first: int, a: np.ndarray, b: np.ndarray) -> None:
         """Fold in elements [first, first + len(a)) of both tensors.
@@ -180,17 +193,31 @@ class _Accumulator:
         import numpy as np
 
         atol, rtol = self.tolerance.atol, self.tolerance.rtol
+        a_sums = (0.0, 0.0)  # (sum |a|^2, sum |a|) for the change measures
         with np.errstate(all="ignore"):
             if self.kind == "complex":  # rare: plain temporaries
                 ac, bc = a.astype(np.complex128), b.astype(np.complex128)
                 diff, scale = np.abs(ac - bc), np.abs(bc)
+                if self.sums is not None:
+                    a_sums = _norm_sums(np.abs(ac))
                 close = diff <= scale * rtol + atol
                 rel, finite = diff / scale, np.isfinite(diff)
             else:
                 diff, scale, rel, close, finite = self.workspace.get(len(a))
-                np.subtract(a, b, out=diff, dtype=np.float64)
-                np.absolute(diff, out=diff)
-                np.absolute(b, out=scale, dtype=np.float64)
+                if self.sums is None:
+                    np.subtract(a, b, out=diff, dtype=np.float64)
+                    np.absolute(diff, out=diff)
+                    np.absolute(b, out=scale, dtype=np.float64)
+                else:
+                    # Both sides to float64 first (A in ``rel``, free until the
+                    # tolerance below): the same IEEE operations as the mixed-type
+                    # subtract above, and A's norms need no cast of their own.
+                    np.copyto(rel, a, casting="unsafe")
+                    np.copyto(scale, b, casting="unsafe")
+                    np.subtract(rel, scale, out=diff)
+                    np.absolute(diff, out=diff)
+                    a_sums = _norm_sums(np.absolute(rel, out=rel))
+                    np.absolute(scale, out=scale)
                 if self.kind in ("int", "bool"):
                     _equal_exact(a, b, close)  # exact: float64 cannot tell int64s apart past 2**53
                     if max(a.dtype.itemsize, b.dtype.itemsize) == 8:
@@ -212,6 +239,11 @@ class _Accumulator:
                 close[odd] = same
                 diff[odd[same]] = 0
                 rel[odd[same]] = 0
+                if self.sums is not None:  # equal non-finite pairs add nothing to the norms either
+                    scale[odd[same]] = 0
+                    wide = np.abs(a.astype(np.complex128 if self.kind == "complex" else np.float64))
+                    wide[odd[same]] = 0
+                    a_sums = _norm_sums(wide)
         nan_at = np.flatnonzero(np.isnan(diff)) if not finite.all() else np.empty(0, np.intp)
         at = int(nan_at[0]) if len(nan_at) else int(np.argmax(diff))
         if len(nan_at):
@@ -220,17 +252,20 @@ class _Accumulator:
             with np.errstate(all="ignore"):
                 top_rel = float(np.nanmax(rel, initial=0.0))
         differing = int(close.size - np.count_nonzero(close))
-        self.merge(SliceSummary(differing, float(diff[at]), first + at, a[at], b[at], top_rel))
+        sums = slice_sums(*a_sums, scale, diff) if self.sums is not None else None
+        self.merge(SliceSummary(differing, float(diff[at]), first + at, a[at], b[at], top_rel, sums))
 
     def add_few(self, items: list[tuple[int, Any, Any]]) -> None:
         """Fold in the elements of one slice whose bytes differ, as (flat index,
         a, b) Python numbers: same result as :meth:`add` on the whole slice."""
-        self.merge(summarize(items, self.kind, self.tolerance.atol, self.tolerance.rtol))
+        self.merge(summarize(items, self.kind, self.tolerance.atol, self.tolerance.rtol, self.sums is not None))
 
     def merge(self, part: SliceSummary) -> None:
         """Fold one slice's summary into the totals (shared by both paths, so they agree)."""
         assert self.stats.differing is not None
         self.stats.differing += part.differing
+        if self.sums is not None and part.sums is not None:
+            self.sums.add(part.sums)
         if part.largest != 0 and _larger(part.largest, float(self.stats.max_abs)):
             self.stats.max_abs = part.largest
             self.stats.index = _unravel(part.at, self.shape)
@@ -284,8 +319,12 @@ def _same_bytes(x: memoryview, y: memoryview) -> bool:
 class Comparer:
     """Compares tensor pairs with one pair of reusable read buffers (bounded memory)."""
 
-    def __init__(self, tolerance: Tolerance | None = None) -> None:
+    def __init__(self, tolerance: Tolerance | None = None, *, metrics: bool = False, norms: bool = False) -> None:
+        """``metrics``: also carry the sums of the change measures (``ValueStats.sums``);
+        ``norms``: complete ones even for unchanged tensors (a roll-up adds them up)."""
         self.tolerance = tolerance or Tolerance()
+        self.metrics = metrics or norms
+        self.norms = norms
         self._buffers: tuple[bytearray, bytearray] | None = None
         self._workspace = _Workspace()
         self._few_left = FEW_ELEMENTS  # budget of the numpy-free path, shared by all pairs
@@ -311,13 +350,24 @@ class Comparer:
         stats = self._compare(a_part, b_part)
         if stats.differing is not None:
             stats.differing *= times
+        if stats.sums is not None:
+            stats.sums.times(times)
         if stats.index is not None:
             stats.index = broadcast.full_index(stats.index, kept, len(a.shape))
         return stats
 
     def _compare(self, a: TensorRef, b: TensorRef) -> ValueStats:
-        cast = a.dtype != b.dtype
         acc = _Accumulator(a, self.tolerance, self._workspace, b)
+        if self.metrics and _numeric(a) and _numeric(b):  # raw bits (bits8, float4...) have no norm
+            acc.sums = Sums()
+        stats = self._values(a, b, acc)
+        if acc.sums is not None and stats.differing is not None:
+            acc.sums.elements, acc.sums.differing = a.numel, stats.differing
+            stats.sums = acc.sums
+        return stats
+
+    def _values(self, a: TensorRef, b: TensorRef, acc: _Accumulator) -> ValueStats:
+        cast = a.dtype != b.dtype
         if a.numel == 0:
             return acc.stats
         if bytes_comparable(a, b):
@@ -326,8 +376,12 @@ class Comparer:
             first = 0
             buf_a, buf_b = self._raw_buffers()
             decode = decoder(a, acc.kind, self.tolerance.equal_nan)
+            owed = Owed()
             for raw_a, raw_b in zip(iter_raw_chunks(a, buf_a), iter_raw_chunks(b, buf_b), strict=True):
-                if not _same_bytes(raw_a, raw_b):
+                if _same_bytes(raw_a, raw_b):
+                    if acc.sums is not None:
+                        owed.add(first * itemsize, len(raw_a), itemsize)
+                else:
                     if a.dtype.numpy is None:  # cannot decode: all we know is that bytes differ
                         return ValueStats(differing=None)
                     if decode is not None and self._few_left > 0:
@@ -335,6 +389,8 @@ class Comparer:
                         if offsets is not None:
                             self._few_left -= len(offsets)
                             self._add_few(acc, first, offsets, raw_a, raw_b, decode)
+                            if acc.sums is not None:
+                                owed.add(first * itemsize, len(raw_a), itemsize, offsets)
                             first += len(raw_a) // itemsize
                             continue
                         self._few_left = 0  # many differ: numpy from now on
@@ -342,7 +398,14 @@ class Comparer:
                         part_a, part_b = raw_a[start : start + sub], raw_b[start : start + sub]
                         if not buf_a.startswith(part_b, start):  # memcmp (raw_a is a prefix of buf_a)
                             acc.add(first + start // itemsize, decode_bytes(a, part_a), decode_bytes(b, part_b))
+                        elif acc.sums is not None:
+                            owed.add(first * itemsize + start, len(part_a), itemsize)
                 first += len(raw_a) // itemsize
+            if acc.sums is not None and owed.ranges:
+                if acc.sums.abs_d != 0 or self.norms:  # unchanged: the measures need no norm
+                    settle(a, owed, acc.sums, buf_a)
+                else:
+                    acc.sums.complete = False
             return acc.stats
         first = 0
         for chunk_a, chunk_b in zip(iter_chunks(a, DECODE_ELEMENTS), iter_chunks(b, DECODE_ELEMENTS), strict=True):
@@ -350,6 +413,8 @@ class Comparer:
                 raise ValueError("chunk sizes of equal-shape tensors disagree")
             if cast or chunk_a.tobytes() != chunk_b.tobytes():  # across dtypes, bytes say nothing
                 acc.add(first, chunk_a, chunk_b)
+            elif acc.sums is not None:  # decoded anyway: no point owing its norms
+                acc.sums.add_same(*same_sums(chunk_a))
             first += len(chunk_a)
         return acc.stats
 
@@ -374,12 +439,16 @@ class Comparer:
                 group = []
 
 
-def compare_tensors(a: TensorRef, b: TensorRef, tolerance: Tolerance | None = None) -> ValueStats:
+def compare_tensors(
+    a: TensorRef, b: TensorRef, tolerance: Tolerance | None = None, *, metrics: bool = False, norms: bool = False
+) -> ValueStats:
     """Compare one pair of tensors (see :class:`Comparer` for many pairs)."""
-    return Comparer(tolerance).compare(a, b)
+    return Comparer(tolerance, metrics=metrics, norms=norms).compare(a, b)
 
 
-def compare_pairs(pairs: Sequence[tuple[TensorRef, TensorRef]], tolerance: Tolerance) -> list[ValueStats]:
+def compare_pairs(
+    pairs: Sequence[tuple[TensorRef, TensorRef]], tolerance: Tolerance, *, metrics: bool = False, norms: bool = False
+) -> list[ValueStats]:
     """:meth:`Comparer.compare` for every pair, several pairs at a time
     (:mod:`paraminspect.data.parallel`), one Comparer and so one set of buffers per
     thread; results in the pairs' order."""
@@ -388,7 +457,7 @@ def compare_pairs(pairs: Sequence[tuple[TensorRef, TensorRef]], tolerance: Toler
     def one(pair: tuple[TensorRef, TensorRef]) -> ValueStats:
         comparer = getattr(local, "comparer", None)
         if comparer is None:
-            comparer = local.comparer = Comparer(tolerance)
+            comparer = local.comparer = Comparer(tolerance, metrics=metrics, norms=norms)
         return comparer.compare(*pair)
 
     return ordered_map(one, pairs)

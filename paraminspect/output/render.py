@@ -197,6 +197,10 @@ class Colours:
     def _wrap(self, code: str, text: str) -> str:
         return f"\033[{code}m{text}\033[0m" if self.enabled and text else text
 
+    def wrap(self, code: str, text: str) -> str:
+        """``text`` in the SGR style ``code`` (``"31"``: red), when colour is on."""
+        return self._wrap(code, text)
+
     def bold(self, text: str) -> str:
         return self._wrap("1", text)
 
@@ -307,10 +311,15 @@ def format_verdict(verdict: Verdict, fmt: OutputFormat) -> str:
     """JSON/CSV as for any table; a table or markdown listing gets a summary line of counts."""
     if fmt in (OutputFormat.json, OutputFormat.csv):
         return format_table(verdict.table, fmt)
-    summary = ", ".join(f"{human_count(n)} {label}" for label, n in verdict.counts) + "\n"
+    summary = summary_line(verdict)
     if not verdict.table.rows:
         return summary
     return format_table(verdict.table, fmt) + "\n" + summary
+
+
+def summary_line(verdict: Verdict) -> str:
+    """The counts line that ends a verdict's table (``0 only in A, ..., 3 equal``)."""
+    return ", ".join(f"{human_count(n)} {label}" for label, n in verdict.counts) + "\n"
 
 
 def _tree_detail(info: dict[str, Any], colours: Colours) -> str:

@@ -61,6 +61,7 @@ class Verdict:
     table: Table
     counts: list[tuple[str, int]]
     ok: bool
+    picture: Heatmap | None = None  # diff --heatmap: drawn instead of the table
 
 
 @dataclass
@@ -126,3 +127,15 @@ class ModuleReport:
 
     lines: list[ModuleLine]
     table: Table
+
+
+@dataclass
+class Heatmap:
+    """``diff --heatmap``: one measure per (layer, module kind) cell, plus one value
+    per other prefix; None where there is no such tensor or its values were not compared."""
+
+    measure: str
+    columns: list[str]
+    rows: list[tuple[str, list[float | None]]]
+    absent: list[list[bool]]  # rows x columns: no tensor of that kind in that layer
+    other: list[tuple[str, float | None]]
