@@ -48,8 +48,12 @@ def _load_all(sides: list[tuple[Path, str | None]], quiet: bool) -> list[Checkpo
 
 @app.command("diff")
 def diff_command(
-    file_a: Annotated[Path, typer.Argument(metavar="A", help="First checkpoint (any supported format).")],
-    file_b: Annotated[Path, typer.Argument(metavar="B", help="Second checkpoint (any supported format).")],
+    file_a: Annotated[
+        Path, typer.Argument(metavar="A", help="First checkpoint (any supported format), or a lockfile.")
+    ],
+    file_b: Annotated[
+        Path, typer.Argument(metavar="B", help="Second checkpoint (any supported format), or a lockfile.")
+    ],
     patterns: PatternsArg = None,
     atol: Annotated[
         float, typer.Option("--atol", min=0.0, help="Absolute tolerance: equal if |a-b| <= atol + rtol*|b|.")
@@ -87,31 +91,48 @@ def diff_command(
     regex: RegexOpt = False,
     fmt: FormatOpt = OutputFormat.table,
 ) -> int:
-    """Compare two checkpoints name by name: exit 0 if equal, 1 if anything differs, 2 on error."""
-    from paraminspect.compare import diff
+    """Compare two checkpoints name by name: exit 0 if equal, 1 if anything differs, 2 on error.
 
-    a, b = _load_all(
-        [(file_a, root if root_a is None else root_a), (file_b, root if root_b is None else root_b)], quiet
-    )
+    Either side may be a lockfile ('paraminspect hash -f json'): tensors are then compared by content hash.
+    """
+    from paraminspect.compare import diff, lockfile
+
     both = NameMap.from_options(strip or [], rename or [])
     map_a = both + NameMap.from_options(rename=rename_a or [])
     map_b = both + NameMap.from_options(rename=rename_b or [])
     tolerance = Tolerance(atol, rtol, equal_nan)
-    selector = Selector(resolved_patterns(patterns, regex, a, b), regex=regex)
-    rows = diff.compare(
-        a,
-        b,
-        tolerance=tolerance,
-        selector=selector,
-        map_a=map_a,
-        map_b=map_b,
-        structure=structure,
-        sort=sort,
-        cast_values=not quiet,  # a dtype change decides the exit code without its values
-        ties_equal=ties_equal,
-    )
-    verdict = diff.report(a, b, rows, tolerance=tolerance, structure=structure, show_all=show_all)
-    input_files.check_read(a.sources + b.sources)  # no verdict from a file that changed while it was compared
+    locks = [lockfile.read_if_lockfile(file_a), lockfile.read_if_lockfile(file_b)]
+    if any(locks):
+        pairs = zip((file_a, file_b), (root_a, root_b), locks, strict=True)
+        wanted = [(f, root if r is None else r) for f, r, lock in pairs if lock is None]
+        opened = iter(_load_all(wanted, quiet))
+        side_a, side_b = (next(opened) if lock is None else lock for lock in locks)
+        checkpoints = [side for side in (side_a, side_b) if isinstance(side, Checkpoint)]
+        resolved = resolved_patterns(patterns, regex, *checkpoints) if checkpoints else list(patterns or [])
+        rows = lockfile.compare(
+            side_a, side_b, selector=Selector(resolved, regex=regex), map_a=map_a, map_b=map_b, structure=structure
+        )
+        verdict = diff.report(side_a, side_b, rows, tolerance=tolerance, structure=structure, show_all=show_all)
+        input_files.check_read([source for c in checkpoints for source in c.sources])
+    else:
+        a, b = _load_all(
+            [(file_a, root if root_a is None else root_a), (file_b, root if root_b is None else root_b)], quiet
+        )
+        selector = Selector(resolved_patterns(patterns, regex, a, b), regex=regex)
+        rows = diff.compare(
+            a,
+            b,
+            tolerance=tolerance,
+            selector=selector,
+            map_a=map_a,
+            map_b=map_b,
+            structure=structure,
+            sort=sort,
+            cast_values=not quiet,  # a dtype change decides the exit code without its values
+            ties_equal=ties_equal,
+        )
+        verdict = diff.report(a, b, rows, tolerance=tolerance, structure=structure, show_all=show_all)
+        input_files.check_read(a.sources + b.sources)  # no verdict from a file that changed while it was compared
     if not quiet:
         render.write(render.format_verdict(verdict, fmt))
     return EXIT_OK if verdict.ok else EXIT_DIFFERENT
@@ -124,7 +145,10 @@ def check_command(
     expect: Annotated[
         Path,
         typer.Option(
-            "--expect", metavar="SPEC", help="The expected structure: JSON written by 'paraminspect shapes -f json'."
+            "--expect",
+            metavar="SPEC",
+            help="The expected structure: JSON written by 'paraminspect shapes -f json', or a lockfile"
+            " ('paraminspect hash -f json': content is checked too).",
         ),
     ] = ...,  # type: ignore[assignment]
     allow_extra: Annotated[

@@ -1,4 +1,4 @@
-"""Read-only commands: tree, shapes, get, stats, scan."""
+"""Read-only commands: tree, shapes, get, stats, hash, scan."""
 
 import math
 import sys
@@ -146,6 +146,29 @@ def stats_command(
     tensors = ckpt.tensors
     for name in table.document["skipped"]:
         render.write_message(f"paraminspect: warning: {name}: cannot decode {tensors[name].dtype} values; skipped")
+    render.write(render.format_table(table, fmt))
+    return EXIT_OK
+
+
+@app.command("hash")
+def hash_command(
+    file: FileArg,
+    patterns: PatternsArg = None,
+    sort: SortOpt = False,
+    regex: RegexOpt = False,
+    fmt: FormatOpt = OutputFormat.table,
+    root: RootOpt = None,
+) -> int:
+    """SHA-256 of each tensor's canonical bytes, and of the state dict; --format json writes a lockfile.
+
+    The same tensor hashes the same in any format, layout or shard. Check a file against the
+    lockfile with 'check FILE --expect lock.json', or diff against it: 'diff lock.json FILE'.
+    """
+    from paraminspect.inspect import hashing
+
+    ckpt = _load_state_dict(file, root)
+    table = hashing.report(ckpt, _selector(ckpt, patterns, regex), sort=sort)
+    input_files.check_read(ckpt.sources)  # no hashes from a file that changed while it was read
     render.write(render.format_table(table, fmt))
     return EXIT_OK
 

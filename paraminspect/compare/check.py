@@ -4,12 +4,13 @@ The contract (SPEC) is the JSON ``paraminspect shapes --format json`` writes.
 Only its ``tensors`` list is read, and of each item only ``name`` (required),
 ``dtype`` and ``shape`` (each optional: leave one out to leave it unchecked);
 every other key (``file``, ``numel``, ``total`` ...) is ignored, so a spec can
-also be written by hand. No tensor data is read.
+also be written by hand. No tensor data is read, except for a lockfile
+(``hash --format json``, recognised by its ``schema``): each item's ``sha256``
+is then checked too, hashing the tensors whose dtype and shape match.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from enum import Enum
@@ -17,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from paraminspect import dtypes
+from paraminspect.compare import lockfile
 from paraminspect.compare.diff import Side, mapped_names
-from paraminspect.errors import CheckpointError, SelectionError, UsageError, reading
+from paraminspect.data.hashing import hash_tensors
+from paraminspect.errors import CheckpointError, SelectionError, UsageError
 from paraminspect.model import Checkpoint, TensorRef
 from paraminspect.naming.prefixes import NameMap
 from paraminspect.naming.select import Selector
 from paraminspect.output.report import Column, Kind, Table, Verdict
-
-MAX_SPEC_BYTES = 256 << 20
 
 
 class Drift(str, Enum):
@@ -32,6 +33,7 @@ class Drift(str, Enum):
     UNEXPECTED = "unexpected"
     DTYPE = "dtype_changed"
     SHAPE = "shape_changed"
+    CONTENT = "content_changed"  # a lockfile's hash differs
 
 
 LABELS = {
@@ -39,6 +41,7 @@ LABELS = {
     Drift.UNEXPECTED: "unexpected",
     Drift.DTYPE: "dtype changed",
     Drift.SHAPE: "shape changed",
+    Drift.CONTENT: "content changed",
 }
 
 
@@ -49,6 +52,7 @@ class Expected:
     name: str
     dtype: str | None
     shape: tuple[int, ...] | None
+    sha256: str | None = None  # from a lockfile
 
 
 def _canonical_dtype(text: str) -> str:
@@ -57,17 +61,11 @@ def _canonical_dtype(text: str) -> str:
 
 
 def load_spec(path: Path) -> dict[str, Expected]:
-    """Read and validate a spec file; any problem is a one-line error about the spec."""
-    with reading(path, "spec file"), open(path, "rb") as fh:
-        raw = fh.read(MAX_SPEC_BYTES + 1)
-    if len(raw) > MAX_SPEC_BYTES:
-        raise CheckpointError(f"spec is larger than {MAX_SPEC_BYTES >> 20} MiB", path)
-    try:
-        document = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise CheckpointError(f"spec is not valid JSON ({exc})", path) from None
-    except RecursionError:
-        raise CheckpointError("spec JSON is nested too deeply", path) from None
+    """Read and validate a spec file (or lockfile); any problem is a one-line error about it."""
+    document = lockfile.read_document(path, "spec")
+    locked = lockfile.is_lock_document(document)
+    if locked:
+        lockfile.check_version(document, path)
     items = document.get("tensors") if isinstance(document, dict) else None
     if not isinstance(items, list):
         raise CheckpointError("spec has no 'tensors' list (write one with 'paraminspect shapes FILE -f json')", path)
@@ -83,7 +81,10 @@ def load_spec(path: Path) -> dict[str, Expected]:
         if name in spec:
             raise CheckpointError(f"spec lists {name!r} twice", path)
         spec[name] = Expected(
-            name, None if dtype is None else _canonical_dtype(dtype), None if shape is None else tuple(shape)
+            name,
+            None if dtype is None else _canonical_dtype(dtype),
+            None if shape is None else tuple(shape),
+            lockfile.sha256_of(item, name, path) if locked else None,
         )
     return spec
 
@@ -116,11 +117,25 @@ def _expected_side(item: Expected) -> Side:
 
 
 def _expected_json(item: Expected) -> dict[str, Any]:
-    return {"dtype": item.dtype, "shape": None if item.shape is None else list(item.shape)}
+    found = {"dtype": item.dtype, "shape": None if item.shape is None else list(item.shape)}
+    return found | ({"sha256": item.sha256} if item.sha256 is not None else {})
 
 
 def _actual_json(ref: TensorRef) -> dict[str, Any]:
     return {"dtype": ref.dtype.name, "shape": list(ref.shape)}
+
+
+def _content_hashes(spec: dict[str, Expected], wanted: list[str], tensors: dict[str, TensorRef]) -> dict[str, str]:
+    """The hashes of the tensors a lockfile fixes whose dtype and shape hold (the others are not read)."""
+    names = [
+        n
+        for n in wanted
+        if spec[n].sha256 is not None
+        and n in tensors
+        and spec[n].dtype in (None, tensors[n].dtype.name)
+        and spec[n].shape in (None, tensors[n].shape)
+    ]
+    return dict(zip(names, hash_tensors([tensors[n] for n in names]), strict=True))
 
 
 def check(
@@ -156,11 +171,14 @@ def check(
             if selector.matches(n) or selector.matches(names[n]) or selector.matches(own[n])
         }
         wanted = [n for n in wanted if selector.matches(n) or n in tensors]
-    counts = dict.fromkeys(Drift, 0)
+    locked = any(item.sha256 is not None for item in spec.values())  # a lockfile: content is checked
+    counts = dict.fromkeys([d for d in Drift if locked or d is not Drift.CONTENT], 0)
     drift: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
 
-    def note(status: Drift, name: str, expected: Expected | None, actual: TensorRef | None) -> None:
+    def note(
+        status: Drift, name: str, expected: Expected | None, actual: TensorRef | None, digest: str | None = None
+    ) -> None:
         counts[status] += 1
         if status is Drift.UNEXPECTED and allow_extra:
             return
@@ -169,7 +187,7 @@ def check(
                 "name": name,
                 "status": status.value,
                 "expected": _expected_json(expected) if expected else None,
-                "actual": _actual_json(actual) if actual else None,
+                "actual": (_actual_json(actual) | ({"sha256": digest} if digest else {})) if actual else None,
             }
         )
         rows.append(
@@ -181,6 +199,7 @@ def check(
             }
         )
 
+    digests = _content_hashes(spec, wanted, tensors)
     matching = 0
     for name in wanted:
         item, ref = spec[name], tensors.get(name)
@@ -190,6 +209,8 @@ def check(
             note(Drift.DTYPE, name, item, ref)
         elif item.shape is not None and item.shape != ref.shape:
             note(Drift.SHAPE, name, item, ref)
+        elif name in digests and digests[name] != item.sha256:
+            note(Drift.CONTENT, name, item, ref, digests[name])
         else:
             matching += 1
     for name, ref in tensors.items():
@@ -203,7 +224,7 @@ def check(
             seen.add(ref.identity)
             params += ref.numel
     over_budget = max_params is not None and params > max_params
-    failures = counts[Drift.MISSING] + counts[Drift.DTYPE] + counts[Drift.SHAPE]
+    failures = counts[Drift.MISSING] + counts[Drift.DTYPE] + counts[Drift.SHAPE] + counts.get(Drift.CONTENT, 0)
     if not allow_extra:
         failures += counts[Drift.UNEXPECTED]
     ok = failures == 0 and not over_budget
@@ -212,6 +233,7 @@ def check(
         "format": ckpt.format,
         "root": ckpt.selected,
         "spec": str(spec_path),
+        "lockfile": locked,
         "ok": ok,
         "allow_extra": allow_extra,
         "counts": {**{status.value: n for status, n in counts.items()}, "matching": matching},

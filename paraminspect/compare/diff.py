@@ -18,7 +18,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from paraminspect.compare.elementwise import ValueStats, cast_comparable, compare_pairs
 from paraminspect.compare.tolerance import Tolerance
@@ -317,9 +318,20 @@ def _label(row: Row) -> str:
     return LABELS[row.status]
 
 
+class Described(Protocol):
+    """What the report says about a side: a checkpoint, or a lockfile (lockfile.py)."""
+
+    @property
+    def path(self) -> Path: ...
+    @property
+    def format(self) -> str: ...
+    @property
+    def selected(self) -> str: ...
+
+
 def report(
-    a: Checkpoint,
-    b: Checkpoint,
+    a: Described,
+    b: Described,
     rows: list[Row],
     *,
     tolerance: Tolerance,
