@@ -7,7 +7,7 @@ import typer
 
 from paraminspect.cli.app import FileArg, FormatOpt, PatternsArg, RegexOpt, RootOpt, SortOpt, app, resolved_patterns
 from paraminspect.compare.tolerance import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
-from paraminspect.errors import EXIT_DIFFERENT, EXIT_OK
+from paraminspect.errors import EXIT_DIFFERENT, EXIT_OK, UsageError
 from paraminspect.formats.opening import open_checkpoint
 from paraminspect.io import source as input_files
 from paraminspect.model import Checkpoint
@@ -33,6 +33,7 @@ RenameOpt = Annotated[
         help="Replace the name prefix OLD by NEW (whole components; empty side strips/adds). Repeatable.",
     ),
 ]
+_POLICY = "Value policies"
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; only the exit code tells.")]
 
 
@@ -143,20 +144,43 @@ def check_command(
     file: FileArg,
     patterns: PatternsArg = None,
     expect: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--expect",
             metavar="SPEC",
             help="The expected structure: JSON written by 'paraminspect shapes -f json', or a lockfile"
-            " ('paraminspect hash -f json': content is checked too).",
+            " ('paraminspect hash -f json': content is checked too). May hold a 'policies' object.",
         ),
-    ] = ...,  # type: ignore[assignment]
+    ] = None,
     allow_extra: Annotated[
         bool, typer.Option("--allow-extra", help="Tensors the spec does not list are allowed (counted, not listed).")
     ] = False,
     max_params: Annotated[
         str | None,
         typer.Option("--max-params", metavar="N", help="Fail if unique parameters exceed N (e.g. 110M, 7B)."),
+    ] = None,
+    finite: Annotated[bool, typer.Option("--finite", help="Fail on any NaN or Inf.", rich_help_panel=_POLICY)] = False,
+    max_abs: Annotated[
+        float | None,
+        typer.Option("--max-abs", metavar="X", min=0.0, help="Fail on any |value| > X.", rich_help_panel=_POLICY),
+    ] = None,
+    no_all_zero: Annotated[
+        bool, typer.Option("--no-all-zero", help="Fail on a tensor that is zero everywhere.", rich_help_panel=_POLICY)
+    ] = False,
+    no_constant: Annotated[
+        bool,
+        typer.Option(
+            "--no-constant", help="Fail on a tensor whose elements are all equal (2+).", rich_help_panel=_POLICY
+        ),
+    ] = False,
+    dtype_rules: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--dtype",
+            metavar="SELECTOR:DTYPE",
+            help="Every tensor SELECTOR matches has DTYPE (e.g. '*.weight:bfloat16'). Repeatable.",
+            rich_help_panel=_POLICY,
+        ),
     ] = None,
     strip: StripOpt = None,
     rename: RenameOpt = None,
@@ -165,11 +189,17 @@ def check_command(
     regex: RegexOpt = False,
     fmt: FormatOpt = OutputFormat.table,
 ) -> int:
-    """Check a checkpoint against an expected structure: exit 0 if it holds, 1 on drift, 2 on error."""
+    """Check a checkpoint against an expected structure, lockfile and value policies: exit 0 if it
+    holds, 1 on drift or a violation, 2 on error."""
     from paraminspect.compare import check
+    from paraminspect.compare.policies import DtypeRule, Policies
 
     budget = check.parse_count(max_params) if max_params is not None else None
-    spec = check.load_spec(expect)
+    given = Policies(finite, max_abs, no_all_zero, no_constant, tuple(DtypeRule.parse(r) for r in dtype_rules or []))
+    if expect is None and not given and budget is None:
+        raise UsageError("check needs --expect SPEC, a value policy (--finite, --max-abs ...) or --max-params")
+    spec, in_spec = check.load_spec(expect) if expect is not None else (None, Policies())
+    rules = in_spec.merged(given)
     (ckpt,) = _load_all([(file, root)], quiet)
     verdict = check.check(
         ckpt,
@@ -179,7 +209,10 @@ def check_command(
         name_map=NameMap.from_options(strip or [], rename or []),
         allow_extra=allow_extra,
         max_params=budget,
+        policies=rules,
     )
+    for name in verdict.table.document.get("unchecked", []):
+        render.write_message(f"paraminspect: warning: {name}: cannot decode its values; value policies unchecked")
     if not quiet:
         render.write(render.format_verdict(verdict, fmt))
     return EXIT_OK if verdict.ok else EXIT_DIFFERENT

@@ -6,7 +6,8 @@ Only its ``tensors`` list is read, and of each item only ``name`` (required),
 every other key (``file``, ``numel``, ``total`` ...) is ignored, so a spec can
 also be written by hand. No tensor data is read, except for a lockfile
 (``hash --format json``, recognised by its ``schema``): each item's ``sha256``
-is then checked too, hashing the tensors whose dtype and shape match.
+is then checked too, hashing the tensors whose dtype and shape match. A
+``policies`` object (policies.py) adds value policies to the contract.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from paraminspect import dtypes
 from paraminspect.compare import lockfile
+from paraminspect.compare import policies as value_policies
 from paraminspect.compare.diff import Side, mapped_names
 from paraminspect.data.hashing import hash_tensors
 from paraminspect.errors import CheckpointError, SelectionError, UsageError
@@ -60,13 +62,19 @@ def _canonical_dtype(text: str) -> str:
     return found.name if found else text
 
 
-def load_spec(path: Path) -> dict[str, Expected]:
-    """Read and validate a spec file (or lockfile); any problem is a one-line error about it."""
+def load_spec(path: Path) -> tuple[dict[str, Expected] | None, value_policies.Policies]:
+    """Read and validate a spec file (or lockfile): its tensors (None if it has only
+    policies) and its policies; any problem is a one-line error about it."""
     document = lockfile.read_document(path, "spec")
     locked = lockfile.is_lock_document(document)
     if locked:
         lockfile.check_version(document, path)
     items = document.get("tensors") if isinstance(document, dict) else None
+    rules = value_policies.Policies()
+    if isinstance(document, dict) and "policies" in document:
+        rules = value_policies.from_spec(document["policies"], path)
+        if items is None:
+            return None, rules
     if not isinstance(items, list):
         raise CheckpointError("spec has no 'tensors' list (write one with 'paraminspect shapes FILE -f json')", path)
     spec: dict[str, Expected] = {}
@@ -86,7 +94,7 @@ def load_spec(path: Path) -> dict[str, Expected]:
             None if shape is None else tuple(shape),
             lockfile.sha256_of(item, name, path) if locked else None,
         )
-    return spec
+    return spec, rules
 
 
 _COUNT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kKmMbBgGtT]?)\s*\Z")
@@ -140,13 +148,14 @@ def _content_hashes(spec: dict[str, Expected], wanted: list[str], tensors: dict[
 
 def check(
     ckpt: Checkpoint,
-    spec: dict[str, Expected],
-    spec_path: Path,
+    spec: dict[str, Expected] | None,
+    spec_path: Path | None,
     *,
     selector: Selector | None = None,
     name_map: NameMap | None = None,
     allow_extra: bool = False,
     max_params: int | None = None,
+    policies: value_policies.Policies | None = None,
 ) -> Verdict:
     """Compare the file's tensors (after mapping and selection) with the spec.
 
@@ -155,7 +164,11 @@ def check(
     Fails on missing names, dtype or shape drift, unexpected names (unless
     ``allow_extra``: then they are counted but not listed), and on a unique
     parameter count over ``max_params``. Non-tensor leaves are not part of it.
+    Without a spec (None) the structure is not checked, only ``policies`` and
+    ``max_params``; each policy violation is a row of its own.
     """
+    structural = spec is not None
+    spec = spec or {}
     names = mapped_names(ckpt, name_map or NameMap())
     file_tensors = ckpt.tensors
     tensors = {new: file_tensors[old] for new, old in names.items() if old in file_tensors}
@@ -214,8 +227,19 @@ def check(
         else:
             matching += 1
     for name, ref in tensors.items():
-        if name not in spec:
+        if name not in spec and structural:
             note(Drift.UNEXPECTED, name, None, ref)
+    policies = policies or value_policies.Policies()
+    outcome = value_policies.evaluate(tensors, policies) if policies else value_policies.Outcome()
+    for violation in outcome.violations:
+        rows.append(
+            {
+                "status": value_policies.LABELS[violation.policy],
+                "name": violation.name,
+                "expected": violation.expected or policies.wanted(violation.policy),
+                "actual": violation.detail,
+            }
+        )
 
     seen: set[tuple[object, ...]] = set()
     params = 0
@@ -227,12 +251,12 @@ def check(
     failures = counts[Drift.MISSING] + counts[Drift.DTYPE] + counts[Drift.SHAPE] + counts.get(Drift.CONTENT, 0)
     if not allow_extra:
         failures += counts[Drift.UNEXPECTED]
-    ok = failures == 0 and not over_budget
-    document = {
+    ok = failures == 0 and not over_budget and not outcome.violations
+    document: dict[str, Any] = {
         "file": str(ckpt.path),
         "format": ckpt.format,
         "root": ckpt.selected,
-        "spec": str(spec_path),
+        "spec": None if spec_path is None else str(spec_path),
         "lockfile": locked,
         "ok": ok,
         "allow_extra": allow_extra,
@@ -242,8 +266,16 @@ def check(
         "over_budget": over_budget,
         "drift": drift,
     }
-    summary = [(LABELS[s], n) for s, n in counts.items()]
-    summary += [("matching", matching), ("params", params)]
+    if policies:
+        document |= {
+            "policies": policies.to_json(),
+            "violations": [v.to_json() for v in outcome.violations],
+            "unchecked": outcome.unchecked,
+        }
+    summary = [*((LABELS[s], n) for s, n in counts.items()), ("matching", matching)] if structural else []
+    if policies:
+        summary += [("policy violations", len(outcome.violations)), ("tensors checked", len(tensors))]
+    summary.append(("params", params))
     if max_params is not None:
         summary.append(("params allowed" + (" (exceeded)" if over_budget else ""), max_params))
     return Verdict(Table(COLUMNS, rows, None, document), summary, ok)
