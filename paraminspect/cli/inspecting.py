@@ -18,7 +18,7 @@ from paraminspect.cli.app import (
     _selector,
     app,
 )
-from paraminspect.errors import EXIT_OK, UsageError
+from paraminspect.errors import EXIT_ERROR, EXIT_OK, UsageError
 from paraminspect.inspect import tree
 from paraminspect.io import source as input_files
 from paraminspect.output import render
@@ -189,7 +189,10 @@ def scan_command(
     from paraminspect.inspect import scan
 
     result = scan.report(files, unsafe_only=unsafe_only)
-    render.write(render.format_table(result.table, fmt))
+    if fmt is OutputFormat.sarif:
+        render.write(render.format_findings(result.findings, complete=result.exit_code != EXIT_ERROR))
+    else:
+        render.write(render.format_table(result.table, fmt))
     for item in result.scans:
         if item.status == "ambiguous":  # exit 1: a finding about the file, like an unsafe global
             render.write_message(f"paraminspect: scan: {item.error}")

@@ -27,7 +27,7 @@ from paraminspect.errors import CheckpointError, SelectionError, UsageError
 from paraminspect.model import Checkpoint, TensorRef
 from paraminspect.naming.prefixes import NameMap
 from paraminspect.naming.select import Selector
-from paraminspect.output.report import Column, Kind, Table, Verdict
+from paraminspect.output.report import Column, Finding, Kind, Table, Verdict
 
 
 class Drift(str, Enum):
@@ -37,6 +37,10 @@ class Drift(str, Enum):
     SHAPE = "shape_changed"
     CONTENT = "content_changed"  # a lockfile's hash differs
 
+
+RULES = {Drift.MISSING: "PI101", Drift.UNEXPECTED: "PI102", Drift.DTYPE: "PI103", Drift.SHAPE: "PI104"}
+RULES[Drift.CONTENT] = "PI105"
+POLICY_RULES = {"finite": "PI111", "max_abs": "PI112", "no_all_zero": "PI113", "no_constant": "PI114", "dtype": "PI115"}
 
 LABELS = {
     Drift.MISSING: "missing",
@@ -186,6 +190,8 @@ def check(
         wanted = [n for n in wanted if selector.matches(n) or n in tensors]
     locked = any(item.sha256 is not None for item in spec.values())  # a lockfile: content is checked
     counts = dict.fromkeys([d for d in Drift if locked or d is not Drift.CONTENT], 0)
+    findings: list[Finding] = []
+    file = str(ckpt.path)
     drift: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
 
@@ -203,13 +209,18 @@ def check(
                 "actual": (_actual_json(actual) | ({"sha256": digest} if digest else {})) if actual else None,
             }
         )
-        rows.append(
-            {
-                "status": LABELS[status],
-                "name": name,
-                "expected": _expected_side(expected) if expected else None,
-                "actual": Side.of(actual) if actual else None,
-            }
+        row: dict[str, Any] = {
+            "status": LABELS[status],
+            "name": name,
+            "expected": _expected_side(expected) if expected else None,
+            "actual": Side.of(actual) if actual else None,
+        }
+        if digest is not None and expected is not None and expected.sha256 is not None:  # show what differs
+            row |= {"expected": f"sha256 {expected.sha256[:16]}…", "actual": f"sha256 {digest[:16]}…"}
+        rows.append(row)
+        what = f"expected {row['expected']}" if expected else "not in the spec"
+        findings.append(
+            Finding(RULES[status], f"{name!r}: {LABELS[status]} ({what}, found {row['actual']})", file, name)
         )
 
     digests = _content_hashes(spec, wanted, tensors)
@@ -240,6 +251,8 @@ def check(
                 "actual": violation.detail,
             }
         )
+        message = f"{violation.name!r}: {value_policies.LABELS[violation.policy]}: {violation.detail}"
+        findings.append(Finding(POLICY_RULES[violation.policy], message, file, violation.name))
 
     seen: set[tuple[object, ...]] = set()
     params = 0
@@ -252,6 +265,8 @@ def check(
     if not allow_extra:
         failures += counts[Drift.UNEXPECTED]
     ok = failures == 0 and not over_budget and not outcome.violations
+    if over_budget:
+        findings.append(Finding("PI106", f"{params:,} unique parameters exceed --max-params {max_params:,}", file))
     document: dict[str, Any] = {
         "file": str(ckpt.path),
         "format": ckpt.format,
@@ -278,4 +293,4 @@ def check(
     summary.append(("params", params))
     if max_params is not None:
         summary.append(("params allowed" + (" (exceeded)" if over_budget else ""), max_params))
-    return Verdict(Table(COLUMNS, rows, None, document), summary, ok)
+    return Verdict(Table(COLUMNS, rows, None, document), summary, ok, findings)

@@ -29,7 +29,7 @@ from paraminspect.model import Checkpoint, Entry, Opaque, TensorRef, Value
 from paraminspect.naming.order import ordered_names
 from paraminspect.naming.prefixes import NameMap
 from paraminspect.naming.select import Selector
-from paraminspect.output.report import Column, Kind, Table, Verdict
+from paraminspect.output.report import Column, Finding, Kind, Table, Verdict
 
 
 class Status(str, Enum):
@@ -52,6 +52,9 @@ LABELS = {
     Status.EQUAL: "equal",
     Status.TIED: "tied alias",
 }
+
+RULES = {Status.ONLY_A: "PI201", Status.ONLY_B: "PI202", Status.DTYPE: "PI203", Status.SHAPE: "PI204"}
+RULES[Status.VALUES] = "PI205"
 
 _VALUE_TEXT_LIMIT = 60
 
@@ -359,4 +362,18 @@ def report(
     }
     table = Table(COLUMNS, listed, None, document)
     shown = [(LABELS[s], n) for s, n in counts.items() if s is not Status.TIED or n]
-    return Verdict(table, shown, ok=bool(document["same"]))
+    findings = [_finding(row, a, b) for row in rows if row.status in RULES]
+    return Verdict(table, shown, ok=bool(document["same"]), findings=findings)
+
+
+def _finding(row: Row, a: Described, b: Described) -> Finding:
+    """A differing name as a finding on B (on A for a name only A holds)."""
+    text = f"{row.name!r}: {_label(row)}"
+    if row.a is not None and row.b is not None:
+        text += f" (A: {row.a}, B: {row.b})"
+    if row.stats is not None and row.stats.differing:
+        text += f"; {row.stats.differing:,} elements differ, max abs diff {row.stats.max_abs:g} at {row.stats.index}"
+    if row.tied_to is not None:
+        text += f"; tied to {row.tied_to!r}"
+    side = a if row.status is Status.ONLY_A else b
+    return Finding(RULES[row.status], text, str(side.path), row.a_name if side is a else row.b_name)

@@ -33,6 +33,7 @@ from paraminspect.formats.torchzip import max_records, open_archive
 from paraminspect.io.files import open_regular
 from paraminspect.limits import Limits
 from paraminspect.output.report import Column, Kind, Table
+from paraminspect.output.report import Finding as CodeFinding
 
 
 @dataclass(frozen=True)
@@ -280,6 +281,25 @@ class ScanReport:
     @property
     def unsafe_files(self) -> int:
         return sum(s.status == "unsafe" for s in self.scans)
+
+    @property
+    def findings(self) -> list[CodeFinding]:
+        """Each unsafe reference, ambiguous archive and unfinished scan, for ``--format sarif``."""
+        found: list[CodeFinding] = []
+        for scan in self.scans:
+            file = str(scan.path)
+            for f in scan.findings:
+                if f.ref.status == UNSAFE:
+                    where = f"{f.record} at byte {f.positions[0]}" + (
+                        f" (and {len(f.positions) - 1} more)" if len(f.positions) > 1 else ""
+                    )
+                    text = f"{f.ref.kind} {f.ref.name!r} is outside the allow-list: {where}"
+                    found.append(CodeFinding("PI001", text, file, f.record))
+            if scan.status == "ambiguous" and scan.error is not None:
+                found.append(CodeFinding("PI002", scan.error.message, file))
+            elif scan.error is not None:
+                found.append(CodeFinding("PI003", f"scan did not finish: {scan.error.message}", file))
+        return found
 
 
 def report(paths: list[Path], *, unsafe_only: bool = False, limits: Limits | None = None) -> ScanReport:
