@@ -179,6 +179,12 @@ def scan_command(
     unsafe_only: Annotated[
         bool, typer.Option("--unsafe-only", help="List only references outside the allow-list.")
     ] = False,
+    explained: Annotated[
+        bool,
+        typer.Option(
+            "--explain", help="Per finding, one line on what loading the file would do and what to do instead."
+        ),
+    ] = False,
     fmt: FormatOpt = OutputFormat.table,
 ) -> int:
     """List every pickle global and persistent id each file references, and which are allowed.
@@ -188,11 +194,13 @@ def scan_command(
     """
     from paraminspect.inspect import scan
 
-    result = scan.report(files, unsafe_only=unsafe_only)
+    result = scan.report(files, unsafe_only=unsafe_only, explained=explained)
     if fmt is OutputFormat.sarif:
         render.write(render.format_findings(result.findings, complete=result.exit_code != EXIT_ERROR))
     else:
         render.write(render.format_table(result.table, fmt))
+    if explained and fmt in (OutputFormat.table, OutputFormat.markdown):  # JSON has them; CSV stays rows
+        render.write(render.format_lines(result.explanations()))
     for item in result.scans:
         if item.status == "ambiguous":  # exit 1: a finding about the file, like an unsafe global
             render.write_message(f"paraminspect: scan: {item.error}")

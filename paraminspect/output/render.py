@@ -286,6 +286,11 @@ def _markdown_lines(headers: list[str], body: list[list[str]], right: list[bool]
     ]
 
 
+def format_lines(lines: list[str]) -> str:
+    """Lines of text after a table (``scan --explain``), escaped, after a blank line."""
+    return "\n" + "".join(safe_text(line) + "\n" for line in lines) if lines else ""
+
+
 def format_verdict(verdict: Verdict, fmt: OutputFormat) -> str:
     """JSON/CSV as for any table; a table or markdown listing gets a summary line of counts; SARIF the findings."""
     if fmt is OutputFormat.sarif:
