@@ -24,6 +24,7 @@ from paraminspect.naming.prefixes import NameMap
 from paraminspect.naming.select import Selector
 
 MAX_LOCK_BYTES = 256 << 20
+SNIFF_BYTES = 64 << 10  # ``hash -f json`` writes the schema first; a hand-made lockfile should too
 _HEX = re.compile(r"[0-9a-f]{64}\Z")
 
 
@@ -104,17 +105,18 @@ def parse(document: dict[str, Any], path: Path) -> Lock:
 def read_if_lockfile(path: Path) -> Lock | None:
     """The lockfile at ``path``, or None if ``path`` is not one (a checkpoint, a directory).
 
-    Sniffed by content: a regular file starting with ``{`` whose JSON has
-    ``"schema": "paraminspect-lockfile"`` (a sharded index is JSON too, without it).
+    Sniffed by content: a regular file starting with ``{`` that names the schema
+    in its first :data:`SNIFF_BYTES` and whose JSON has ``"schema":
+    "paraminspect-lockfile"`` (a sharded index is JSON too, and is not parsed here).
     """
     try:
         if not path.is_file():
             return None
         with open(path, "rb") as fh:
-            head = fh.read(64).lstrip()
+            head = fh.read(SNIFF_BYTES)
     except OSError:
         return None
-    if not head.startswith(b"{"):
+    if not head.lstrip().startswith(b"{") or LOCK_SCHEMA.encode() not in head:
         return None
     document = read_document(path, "lockfile")
     return parse(document, path) if is_lock_document(document) else None
