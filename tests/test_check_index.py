@@ -150,3 +150,14 @@ def test_index_problems_join_a_spec_check(pretrained: tuple[Path, int], tmp_path
     assert result.out.endswith(
         "0 missing, 0 unexpected, 0 dtype changed, 0 shape changed, 21 matching, 6,736 params, 1 file problems\n"
     )
+
+
+def test_index_problems_are_sarif_findings(pretrained: tuple[Path, int], tmp_path: Path) -> None:
+    directory, parameters = pretrained
+    size = _index(directory)["metadata"]["total_size"]
+    broken = _copy(directory, tmp_path / "m", {"metadata": {"total_size": size + 4, "total_parameters": parameters}})
+    result = run_cli("check", broken, "-f", "sarif")
+    assert result.code == 1
+    (run,) = json.loads(result.out)["runs"]
+    assert [(r["ruleId"], r["level"]) for r in run["results"]] == [("PI107", "error")]
+    assert "total_size differs" in run["results"][0]["message"]["text"]

@@ -52,7 +52,7 @@ def test_trainer_checkpoint_names_argparse_namespace_through_the_script() -> Non
     assert proc.returncode == 1
     assert proc.stderr == "paraminspect: scan: 1 of 2 file(s) reference globals outside the allow-list\n"
     doc = json.loads(proc.stdout)
-    assert doc["summary"] == {"files": 2, "clean": 1, "unsafe": 1, "ambiguous": 0, "errors": 0}
+    assert doc["summary"] == {"files": 2, "clean": 1, "unsafe": 1, "ambiguous": 0, "inconclusive": 0}
     first, second = doc["files"]
     assert first["status"] == "unsafe" and first["format"] == "torch-zip" and first["error"] is None
     unsafe = [r for r in first["references"] if r["status"] == "unsafe"]
@@ -88,7 +88,7 @@ def test_unreadable_file_is_exit_2_with_other_files_still_reported(tmp_path: Pat
         f"paraminspect: error: {tmp_path / 'missing.pt'}: no such file",
         "paraminspect: scan: 1 of 2 file(s) reference globals outside the allow-list",
     ]
-    assert f"{tmp_path / 'missing.pt'},,error,no such file,error,,," in result.out
+    assert f"{tmp_path / 'missing.pt'},,error,no such file,inconclusive,,," in result.out
     assert "argparse.Namespace,unsafe,1,GLOBAL,1491" in result.out
 
 

@@ -43,7 +43,22 @@ PatternsArg = Annotated[
     list[str] | None,
     typer.Argument(help="Names to select: globs ('*.weight'), exact names or subtree prefixes ('0.block 1')."),
 ]
-FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")]
+
+
+def _check_format(ctx: typer.Context, value: OutputFormat) -> str:
+    """Refuse --format sarif before a command without findings reads anything.
+
+    Typer converts what the callback returns into the enum again, from its
+    value's text (an enum member given back would become None)."""
+    if ctx.info_name not in render.FINDING_COMMANDS:
+        render.refuse_sarif(value)
+    return value.value
+
+
+FormatOpt = Annotated[
+    OutputFormat,
+    typer.Option("--format", "-f", callback=_check_format, help="Output format (sarif: scan, check and diff only)."),
+]
 RegexOpt = Annotated[bool, typer.Option("--regex", "-e", help="Treat PATTERNs as regular expressions.")]
 SortOpt = Annotated[
     bool, typer.Option("--sort", help="Natural sort (layers.2 before layers.10) instead of file order.")

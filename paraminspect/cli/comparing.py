@@ -48,6 +48,7 @@ RenameOpt = Annotated[
         help="Replace the name prefix OLD by NEW (whole components; empty side strips/adds). Repeatable.",
     ),
 ]
+_POLICY = "Value policies"
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; only the exit code tells.")]
 
 
@@ -78,8 +79,12 @@ def _load_all(sides: list[tuple[Path, str | None]], quiet: bool, *, warn: bool =
 
 @app.command("diff")
 def diff_command(
-    file_a: Annotated[Path, typer.Argument(metavar="A", help="First checkpoint (any supported format).")],
-    file_b: Annotated[Path, typer.Argument(metavar="B", help="Second checkpoint (any supported format).")],
+    file_a: Annotated[
+        Path, typer.Argument(metavar="A", help="First checkpoint (any supported format), or a lockfile.")
+    ],
+    file_b: Annotated[
+        Path, typer.Argument(metavar="B", help="Second checkpoint (any supported format), or a lockfile.")
+    ],
     patterns: PatternsArg = None,
     atol: Annotated[
         float, typer.Option("--atol", min=0.0, help="Absolute tolerance: equal if |a-b| <= atol + rtol*|b|.")
@@ -148,47 +153,64 @@ def diff_command(
     fmt: FormatOpt = OutputFormat.table,
     dequantize: DequantizeOpt = False,
 ) -> int:
-    """Compare two checkpoints name by name: exit 0 if equal, 1 if anything differs, 2 on error."""
-    from paraminspect.compare import diff
+    """Compare two checkpoints name by name: exit 0 if equal, 1 if anything differs, 2 on error.
 
-    a, b = _load_all(
-        [(file_a, root if root_a is None else root_a), (file_b, root if root_b is None else root_b)], quiet
-    )
+    Either side may be a lockfile ('paraminspect hash -f json'): tensors are then compared by content hash.
+    """
+    from paraminspect.compare import diff, lockfile
+
     both = NameMap.from_options(strip or [], rename or [])
     map_a = both + NameMap.from_options(rename=rename_a or [])
     map_b = both + NameMap.from_options(rename=rename_b or [])
     tolerance = Tolerance(atol, rtol, equal_nan)
-    selector = Selector(resolved_patterns(patterns, regex, a, b), regex=regex)
-    quantized = (_quantized(a, notes=not quiet), _quantized(b, notes=not quiet)) if dequantize else (None, None)
-    rows = diff.compare(
-        a,
-        b,
-        tolerance=tolerance,
-        selector=selector,
-        map_a=map_a,
-        map_b=map_b,
-        structure=structure,
-        sort=sort,
-        cast_values=not quiet,  # a dtype change decides the exit code without its values
-        ties_equal=ties_equal,
-        quantized=quantized,
-        # The measures cost a few passes per decoded slice: only when shown (JSON always).
-        metrics=not quiet and (metrics or fmt is OutputFormat.json or sort_by is not None),
-        norms=not quiet and (by_prefix is not None or heatmap),  # roll-ups need unchanged tensors' norms too
-    )
-    verdict = diff.report(
-        a,
-        b,
-        rows,
-        tolerance=tolerance,
-        structure=structure,
-        show_all=show_all,
-        metrics=metrics,
-        sort_by=sort_by.value if sort_by is not None else None,
-        by_prefix=by_prefix,
-        heatmap=heatmap,
-    )
-    input_files.check_read(a.sources + b.sources)  # no verdict from a file that changed while it was compared
+    locks = [lockfile.read_if_lockfile(file_a), lockfile.read_if_lockfile(file_b)]
+    if any(locks):
+        pairs = zip((file_a, file_b), (root_a, root_b), locks, strict=True)
+        wanted = [(f, root if r is None else r) for f, r, lock in pairs if lock is None]
+        opened = iter(_load_all(wanted, quiet))
+        side_a, side_b = (next(opened) if lock is None else lock for lock in locks)
+        checkpoints = [side for side in (side_a, side_b) if isinstance(side, Checkpoint)]
+        resolved = resolved_patterns(patterns, regex, *checkpoints) if checkpoints else list(patterns or [])
+        rows = lockfile.compare(
+            side_a, side_b, selector=Selector(resolved, regex=regex), map_a=map_a, map_b=map_b, structure=structure
+        )
+        verdict = diff.report(side_a, side_b, rows, tolerance=tolerance, structure=structure, show_all=show_all)
+        input_files.check_read([source for c in checkpoints for source in c.sources])
+    else:
+        a, b = _load_all(
+            [(file_a, root if root_a is None else root_a), (file_b, root if root_b is None else root_b)], quiet
+        )
+        selector = Selector(resolved_patterns(patterns, regex, a, b), regex=regex)
+        quantized = (_quantized(a, notes=not quiet), _quantized(b, notes=not quiet)) if dequantize else (None, None)
+        rows = diff.compare(
+            a,
+            b,
+            tolerance=tolerance,
+            selector=selector,
+            map_a=map_a,
+            map_b=map_b,
+            structure=structure,
+            sort=sort,
+            cast_values=not quiet,  # a dtype change decides the exit code without its values
+            ties_equal=ties_equal,
+            quantized=quantized,
+            # The measures cost a few passes per decoded slice: only when shown (JSON always).
+            metrics=not quiet and (metrics or fmt is OutputFormat.json or sort_by is not None),
+            norms=not quiet and (by_prefix is not None or heatmap),  # roll-ups need unchanged tensors' norms too
+        )
+        verdict = diff.report(
+            a,
+            b,
+            rows,
+            tolerance=tolerance,
+            structure=structure,
+            show_all=show_all,
+            metrics=metrics,
+            sort_by=sort_by.value if sort_by is not None else None,
+            by_prefix=by_prefix,
+            heatmap=heatmap,
+        )
+        input_files.check_read(a.sources + b.sources)  # no verdict from a file that changed while it was compared
     if quiet:
         pass
     elif verdict.picture is not None and fmt is OutputFormat.table:
@@ -209,8 +231,9 @@ def check_command(
         typer.Option(
             "--expect",
             metavar="SPEC",
-            help="The expected structure: JSON written by 'paraminspect shapes -f json'. "
-            "Without it only the file's own consistency is checked (a sharded index against its shards).",
+            help="The expected structure: JSON written by 'paraminspect shapes -f json', or a lockfile"
+            " ('paraminspect hash -f json': content is checked too). May hold a 'policies' object."
+            " Without it (and without policies) only the file's own consistency is checked.",
         ),
     ] = None,
     allow_extra: Annotated[
@@ -220,6 +243,29 @@ def check_command(
         str | None,
         typer.Option("--max-params", metavar="N", help="Fail if unique parameters exceed N (e.g. 110M, 7B)."),
     ] = None,
+    finite: Annotated[bool, typer.Option("--finite", help="Fail on any NaN or Inf.", rich_help_panel=_POLICY)] = False,
+    max_abs: Annotated[
+        float | None,
+        typer.Option("--max-abs", metavar="X", min=0.0, help="Fail on any |value| > X.", rich_help_panel=_POLICY),
+    ] = None,
+    no_all_zero: Annotated[
+        bool, typer.Option("--no-all-zero", help="Fail on a tensor that is zero everywhere.", rich_help_panel=_POLICY)
+    ] = False,
+    no_constant: Annotated[
+        bool,
+        typer.Option(
+            "--no-constant", help="Fail on a tensor whose elements are all equal (2+).", rich_help_panel=_POLICY
+        ),
+    ] = False,
+    dtype_rules: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--dtype",
+            metavar="SELECTOR:DTYPE",
+            help="Every tensor SELECTOR matches has DTYPE (e.g. '*.weight:bfloat16'). Repeatable.",
+            rich_help_panel=_POLICY,
+        ),
+    ] = None,
     strip: StripOpt = None,
     rename: RenameOpt = None,
     root: RootOpt = None,
@@ -228,12 +274,15 @@ def check_command(
     fmt: FormatOpt = OutputFormat.table,
     raw: RawOpt = False,
 ) -> int:
-    """Check a checkpoint against an expected structure and its own consistency: exit 0 if it holds,
-    1 on drift or an inconsistent file (a sharded index against its shards), 2 on error."""
+    """Check a checkpoint against an expected structure, a lockfile, value policies and its own
+    consistency: exit 0 if it holds, 1 on drift, a violation or an inconsistent file, 2 on error."""
     from paraminspect.compare import check
+    from paraminspect.compare.policies import DtypeRule, Policies
 
     budget = check.parse_count(max_params) if max_params is not None else None
-    spec = check.load_spec(expect) if expect is not None else None
+    given = Policies(finite, max_abs, no_all_zero, no_constant, tuple(DtypeRule.parse(r) for r in dtype_rules or []))
+    spec, in_spec = check.load_spec(expect) if expect is not None else (None, Policies())
+    rules = in_spec.merged(given)
     (ckpt,) = _load_all([(file, root)], quiet, warn=False)
     verdict = check.check(
         ckpt,
@@ -244,7 +293,10 @@ def check_command(
         allow_extra=allow_extra,
         max_params=budget,
         found=_quantized(ckpt, raw, notes=not quiet),
+        policies=rules,
     )
+    for name in verdict.table.document.get("unchecked", []):
+        render.write_message(f"paraminspect: warning: {name}: cannot decode its values; value policies unchecked")
     if not quiet:
         render.write(render.format_verdict(verdict, fmt))
     return EXIT_OK if verdict.ok else EXIT_DIFFERENT

@@ -1,4 +1,4 @@
-"""Read-only commands: tree, shapes, meta, get, stats, scan."""
+"""Read-only commands: tree, shapes, meta, get, stats, hash, lora, scan."""
 
 import math
 import sys
@@ -21,7 +21,7 @@ from paraminspect.cli.app import (
     _selector,
     app,
 )
-from paraminspect.errors import EXIT_OK, UsageError
+from paraminspect.errors import EXIT_ERROR, EXIT_OK, UsageError
 from paraminspect.inspect import tree
 from paraminspect.io import source as input_files
 from paraminspect.output import render
@@ -186,11 +186,40 @@ def stats_command(
     return EXIT_OK
 
 
+@app.command("hash")
+def hash_command(
+    file: FileArg,
+    patterns: PatternsArg = None,
+    sort: SortOpt = False,
+    regex: RegexOpt = False,
+    fmt: FormatOpt = OutputFormat.table,
+    root: RootOpt = None,
+) -> int:
+    """SHA-256 of each tensor's canonical bytes, and of the state dict; --format json writes a lockfile.
+
+    The same tensor hashes the same in any format, layout or shard. Check a file against the
+    lockfile with 'check FILE --expect lock.json', or diff against it: 'diff lock.json FILE'.
+    """
+    from paraminspect.inspect import hashing
+
+    ckpt = _load_state_dict(file, root)
+    table = hashing.report(ckpt, _selector(ckpt, patterns, regex), sort=sort)
+    input_files.check_read(ckpt.sources)  # no hashes from a file that changed while it was read
+    render.write(render.format_table(table, fmt))
+    return EXIT_OK
+
+
 @app.command("scan")
 def scan_command(
     files: Annotated[list[Path], typer.Argument(help="Checkpoint files to analyse (nothing in them is run).")],
     unsafe_only: Annotated[
         bool, typer.Option("--unsafe-only", help="List only references outside the allow-list.")
+    ] = False,
+    explained: Annotated[
+        bool,
+        typer.Option(
+            "--explain", help="Per finding, one line on what loading the file would do and what to do instead."
+        ),
     ] = False,
     fmt: FormatOpt = OutputFormat.table,
 ) -> int:
@@ -201,8 +230,13 @@ def scan_command(
     """
     from paraminspect.inspect import scan
 
-    result = scan.report(files, unsafe_only=unsafe_only)
-    render.write(render.format_table(result.table, fmt))
+    result = scan.report(files, unsafe_only=unsafe_only, explained=explained)
+    if fmt is OutputFormat.sarif:
+        render.write(render.format_findings(result.findings, complete=result.exit_code != EXIT_ERROR))
+    else:
+        render.write(render.format_table(result.table, fmt))
+    if explained and fmt in (OutputFormat.table, OutputFormat.markdown):  # JSON has them; CSV stays rows
+        render.write(render.format_lines(result.explanations()))
     for item in result.scans:
         if item.status == "ambiguous":  # exit 1: a finding about the file, like an unsafe global
             render.write_message(f"paraminspect: scan: {item.error}")

@@ -20,7 +20,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from paraminspect.compare import heatmap as grid
 from paraminspect.compare import rollup
@@ -33,7 +34,7 @@ from paraminspect.model import Checkpoint, Entry, Opaque, TensorRef, Value
 from paraminspect.naming.order import ordered_names
 from paraminspect.naming.prefixes import NameMap
 from paraminspect.naming.select import Selector
-from paraminspect.output.report import Column, Kind, Table, Verdict
+from paraminspect.output.report import Column, Finding, Kind, Table, Verdict
 from paraminspect.quant.logical import Logical, Recognition
 
 
@@ -57,6 +58,9 @@ LABELS = {
     Status.EQUAL: "equal",
     Status.TIED: "tied alias",
 }
+
+RULES = {Status.ONLY_A: "PI201", Status.ONLY_B: "PI202", Status.DTYPE: "PI203", Status.SHAPE: "PI204"}
+RULES[Status.VALUES] = "PI205"
 
 _VALUE_TEXT_LIMIT = 60
 
@@ -405,9 +409,20 @@ def _label(row: Row) -> str:
     return LABELS[row.status]
 
 
+class Described(Protocol):
+    """What the report says about a side: a checkpoint, or a lockfile (lockfile.py)."""
+
+    @property
+    def path(self) -> Path: ...
+    @property
+    def format(self) -> str: ...
+    @property
+    def selected(self) -> str: ...
+
+
 def report(
-    a: Checkpoint,
-    b: Checkpoint,
+    a: Described,
+    b: Described,
     rows: list[Row],
     *,
     tolerance: Tolerance,
@@ -460,4 +475,18 @@ def report(
         picture = grid.heatmap((row.name, row.stats) for row in rows)
         document["heatmap"] = grid.to_json(picture)
     shown = [(LABELS[s], n) for s, n in counts.items() if s is not Status.TIED or n]
-    return Verdict(table, shown, ok=bool(document["same"]), picture=picture)
+    findings = [_finding(row, a, b) for row in rows if row.status in RULES]
+    return Verdict(table, shown, ok=bool(document["same"]), picture=picture, findings=findings)
+
+
+def _finding(row: Row, a: Described, b: Described) -> Finding:
+    """A differing name as a finding on B (on A for a name only A holds)."""
+    text = f"{row.name!r}: {_label(row)}"
+    if row.a is not None and row.b is not None:
+        text += f" (A: {row.a}, B: {row.b})"
+    if row.stats is not None and row.stats.differing:
+        text += f"; {row.stats.differing:,} elements differ, max abs diff {row.stats.max_abs:g} at {row.stats.index}"
+    if row.tied_to is not None:
+        text += f"; tied to {row.tied_to!r}"
+    side = a if row.status is Status.ONLY_A else b
+    return Finding(RULES[row.status], text, str(side.path), row.a_name if side is a else row.b_name)

@@ -37,9 +37,11 @@ from paraminspect.formats.opening import open_checkpoint, resolve_directory
 from paraminspect.formats.pickle.scanner import UNSAFE, Reference, scan_pickle
 from paraminspect.formats.safetensors import read_safetensors
 from paraminspect.formats.torchzip import ZipRecords, is_torchscript, max_records, open_archive
+from paraminspect.inspect.explain import explain, explain_unfinished
 from paraminspect.io.files import open_regular
 from paraminspect.limits import Limits
 from paraminspect.output.report import Column, Kind, Table
+from paraminspect.output.report import Finding as CodeFinding
 
 
 @dataclass(frozen=True)
@@ -247,6 +249,10 @@ class Finding:
     opcodes: list[str] = field(default_factory=list)
 
 
+# A scan that could not finish (unreadable file, corrupt record, a limit hit): exit 2.
+INCONCLUSIVE = "inconclusive"
+
+
 @dataclass
 class FileScan:
     path: Path
@@ -260,7 +266,7 @@ class FileScan:
         if isinstance(self.error, AmbiguousArchive):
             return "ambiguous"  # a finding, not a failure: torch may load something we did not see
         if self.error is not None:
-            return "error"
+            return INCONCLUSIVE  # never "clean": what the rest of the file holds is unknown
         return "unsafe" if any(f.ref.status == UNSAFE for f in self.findings) else "clean"
 
 
@@ -379,17 +385,56 @@ class ScanReport:
     @property
     def exit_code(self) -> int:
         statuses = {s.status for s in self.scans}
-        if "error" in statuses:
+        if INCONCLUSIVE in statuses:
             return EXIT_ERROR
         return EXIT_DIFFERENT if statuses & {"unsafe", "ambiguous"} else EXIT_OK
+
+    def explanations(self) -> list[str]:
+        """``scan --explain``: one line per unsafe reference and per unfinished scan."""
+        lines = []
+        for scan in self.scans:
+            for f in scan.findings:
+                if f.ref.status == UNSAFE:
+                    load, instead = explain(f.ref.kind, f.ref.name)
+                    lines.append(f"{scan.path}: {f.ref.name}: {load}. Instead: {instead}.")
+            if scan.status == INCONCLUSIVE and scan.error is not None:
+                load, instead = explain_unfinished(scan.error.message)
+                lines.append(f"{scan.path}: inconclusive: {load}. Instead: {instead}.")
+        return lines
 
     @property
     def unsafe_files(self) -> int:
         return sum(s.status == "unsafe" for s in self.scans)
 
+    @property
+    def findings(self) -> list[CodeFinding]:
+        """Each unsafe reference, ambiguous archive and unfinished scan, for ``--format sarif``."""
+        found: list[CodeFinding] = []
+        for scan in self.scans:
+            file = str(scan.path)
+            for f in scan.findings:
+                if f.ref.status == UNSAFE:
+                    where = f"{f.record} at byte {f.positions[0]}" + (
+                        f" (and {len(f.positions) - 1} more)" if len(f.positions) > 1 else ""
+                    )
+                    load, instead = explain(f.ref.kind, f.ref.name)
+                    text = (
+                        f"{f.ref.kind} {f.ref.name!r} is outside the allow-list ({where}): {load}; instead, {instead}"
+                    )
+                    found.append(CodeFinding("PI001", text, file, f.record))
+            if scan.status == "ambiguous" and scan.error is not None:
+                found.append(CodeFinding("PI002", scan.error.message, file))
+            elif scan.error is not None:
+                load, instead = explain_unfinished(scan.error.message)
+                found.append(CodeFinding("PI003", f"inconclusive: {load}; {instead}", file))
+        return found
 
-def report(paths: list[Path], *, unsafe_only: bool = False, limits: Limits | None = None) -> ScanReport:
-    """Scan every file; rows per referenced name (or one row for a file with none)."""
+
+def report(
+    paths: list[Path], *, unsafe_only: bool = False, limits: Limits | None = None, explained: bool = False
+) -> ScanReport:
+    """Scan every file; rows per referenced name (or one row for a file with none).
+    ``explained``: each unsafe reference in JSON gets ``explanation`` (explain.py)."""
     scans = [scan_file(p, limits) for p in paths]
     rows: list[dict[str, Any]] = []
     files: list[dict[str, Any]] = []
@@ -408,9 +453,20 @@ def report(paths: list[Path], *, unsafe_only: bool = False, limits: Limits | Non
         ]
         error = None if scan.error is None else scan.error.message
         shown = [r for r in refs if r["status"] == UNSAFE] if unsafe_only else refs
-        files.append(
-            {"file": str(scan.path), "format": scan.format, "status": scan.status, "error": error, "references": shown}
-        )
+        entry: dict[str, Any] = {
+            "file": str(scan.path),
+            "format": scan.format,
+            "status": scan.status,
+            "error": error,
+            "references": shown,
+        }
+        if explained:
+            for ref in shown:
+                if ref["status"] == UNSAFE:
+                    ref["explanation"] = dict(zip(("load", "instead"), explain(ref["kind"], ref["name"]), strict=True))
+            if scan.status == INCONCLUSIVE and error is not None:
+                entry["explanation"] = dict(zip(("load", "instead"), explain_unfinished(error), strict=True))
+        files.append(entry)
         base = {"file": str(scan.path)}
         for ref in shown:
             rows.append({**base, **ref, "opcode": ",".join(ref["opcodes"]), "position": ref["positions"][0]})
@@ -424,7 +480,7 @@ def report(paths: list[Path], *, unsafe_only: bool = False, limits: Limits | Non
         "clean": sum(s.status == "clean" for s in scans),
         "unsafe": sum(s.status == "unsafe" for s in scans),
         "ambiguous": sum(s.status == "ambiguous" for s in scans),
-        "errors": sum(s.status == "error" for s in scans),
+        "inconclusive": sum(s.status == INCONCLUSIVE for s in scans),
     }
     table = Table(COLUMNS, rows, document={"files": files, "summary": summary})
     return ScanReport(table, scans)

@@ -17,9 +17,11 @@ from collections.abc import Iterator
 from enum import Enum
 from typing import Any, TextIO
 
+from paraminspect.errors import UsageError
 from paraminspect.inttext import fits, int_text, safe_str
 from paraminspect.output.report import (
     Column,
+    Finding,
     Kind,
     MetaValue,
     ModuleReport,
@@ -38,6 +40,25 @@ class OutputFormat(str, Enum):
     json = "json"
     csv = "csv"
     markdown = "markdown"
+    sarif = "sarif"  # findings only: scan, check and diff (FINDING_COMMANDS)
+
+
+# The commands whose output is findings, the only ones that can write SARIF.
+FINDING_COMMANDS = ("scan", "check", "diff")
+NO_SARIF = "--format sarif is for commands that report findings (scan, check, diff)"
+
+
+def refuse_sarif(fmt: OutputFormat) -> None:
+    """Fail clearly when a command without findings is asked for SARIF."""
+    if fmt is OutputFormat.sarif:
+        raise UsageError(NO_SARIF)
+
+
+def format_findings(findings: list[Finding], *, complete: bool = True) -> str:
+    """A SARIF 2.1.0 log of ``findings`` (sarif.py)."""
+    from paraminspect.output import sarif
+
+    return json.dumps(_json_safe(sarif.log(findings, complete=complete)), indent=2, allow_nan=False) + "\n"
 
 
 def safe_text(text: str) -> str:
@@ -250,6 +271,7 @@ def _numeric(column: Column) -> bool:
 
 
 def format_table(table: Table, fmt: OutputFormat) -> str:
+    refuse_sarif(fmt)  # a table has no findings; verdicts and scans bring their own
     if fmt is OutputFormat.json:
         return json.dumps(_json_safe(table.document), indent=2, allow_nan=False) + "\n"
     if fmt is OutputFormat.csv:
@@ -307,8 +329,15 @@ def _markdown_lines(headers: list[str], body: list[list[str]], right: list[bool]
     ]
 
 
+def format_lines(lines: list[str]) -> str:
+    """Lines of text after a table (``scan --explain``), escaped, after a blank line."""
+    return "\n" + "".join(safe_text(line) + "\n" for line in lines) if lines else ""
+
+
 def format_verdict(verdict: Verdict, fmt: OutputFormat) -> str:
-    """JSON/CSV as for any table; a table or markdown listing gets a summary line of counts."""
+    """JSON/CSV as for any table; a table or markdown listing gets a summary line of counts; SARIF the findings."""
+    if fmt is OutputFormat.sarif:
+        return format_findings(verdict.findings)
     if fmt in (OutputFormat.json, OutputFormat.csv):
         return format_table(verdict.table, fmt)
     summary = summary_line(verdict)
@@ -385,6 +414,7 @@ def format_values(report: ValuesReport, fmt: OutputFormat, colours: Colours) -> 
     Yields the output piece by piece: JSON and CSV stream every value of
     tensors of any size in bounded memory.
     """
+    refuse_sarif(fmt)
     if fmt is OutputFormat.json:
         yield from _values_json(report)
         return
@@ -543,6 +573,7 @@ def format_edit_summary(doc: dict[str, Any]) -> str:
 
 def write_edit(doc: dict[str, Any], fmt: OutputFormat) -> None:
     """JSON goes to stdout for pipelines; every other format gets the summary on stderr."""
+    refuse_sarif(fmt)
     if fmt is OutputFormat.json:
         write(json.dumps(_json_safe(doc), indent=2, allow_nan=False) + "\n")
     else:

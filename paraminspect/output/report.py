@@ -53,15 +53,30 @@ class Table:
     document: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Finding:
+    """One finding for code scanning (``--format sarif``): a stable rule id
+    (output/sarif.py), a message a reviewer understands, the file, and the
+    tensor name or pickle record it is about."""
+
+    rule: str
+    message: str
+    file: str
+    name: str | None = None
+    level: str | None = None  # None: the rule's default level
+
+
 @dataclass
 class Verdict:
     """The answer of a command whose exit code matters (diff, check): the rows
-    worth listing, labelled counts for a summary line, and whether all held."""
+    worth listing, labelled counts for a summary line, whether all held, and
+    the findings for ``--format sarif``."""
 
     table: Table
     counts: list[tuple[str, int]]
     ok: bool
     picture: Heatmap | None = None  # diff --heatmap: drawn instead of the table
+    findings: list[Finding] = field(default_factory=list)
 
 
 @dataclass
