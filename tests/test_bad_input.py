@@ -182,5 +182,8 @@ def test_errors_through_the_installed_script(tmp_path: Path) -> None:
     result = run_script("shapes", tmp_path / "x.pt")
     assert result.returncode == 2
     assert result.stdout == ""
-    reason = "not a recognised checkpoint (expected torch.save, safetensors, a sharded *.index.json or a DCP directory)"
+    reason = (
+        "not a recognised checkpoint"
+        " (expected torch.save, safetensors, GGUF, a sharded *.index.json or a DCP directory)"
+    )
     assert result.stderr == f"paraminspect: error: {tmp_path / 'x.pt'}: {reason}\n"

@@ -1,7 +1,7 @@
 """Open any supported checkpoint: sniff the content (never the suffix), dispatch.
 
-Files: torch.save zip, legacy torch.save pickle stream, safetensors, a sharded
-model's ``*.index.json``, or a DCP ``.metadata``. Directories: a sharded model
+Files: torch.save zip, legacy torch.save pickle stream, safetensors, GGUF, a
+sharded model's ``*.index.json``, or a DCP ``.metadata``. Directories: a sharded model
 (its index), a DCP checkpoint (``.metadata``), or a model directory holding a
 single checkpoint file (``model.safetensors``, ``pytorch_model.bin``).
 """
@@ -17,6 +17,7 @@ from typing import BinaryIO
 from paraminspect import limits as _limits
 from paraminspect.errors import CheckpointError, reading
 from paraminspect.formats.magic import (
+    GGUF_MAGIC,
     METADATA_NAME,
     NPY_MAGIC,
     SNIFF_BYTES,
@@ -171,6 +172,10 @@ def _dispatch(target: Path, fh: BinaryIO, head: bytes, size: int, limits: Limits
         except CheckpointError:
             refuse_numpy_zip(fh, target)
             raise
+    if head.startswith(GGUF_MAGIC):
+        from paraminspect.formats.gguf import read_gguf
+
+        return read_gguf(target, fh, size, limits)
     from paraminspect.formats import legacy, sharded
 
     if legacy.looks_like_legacy(head):
@@ -193,7 +198,8 @@ def _dispatch(target: Path, fh: BinaryIO, head: bytes, size: int, limits: Limits
     if head.startswith(NPY_MAGIC):
         raise CheckpointError("numpy .npy files are not supported yet", target)
     raise CheckpointError(
-        "not a recognised checkpoint (expected torch.save, safetensors, a sharded *.index.json or a DCP directory)",
+        "not a recognised checkpoint"
+        " (expected torch.save, safetensors, GGUF, a sharded *.index.json or a DCP directory)",
         target,
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from paraminspect.dtypes import DType
 from paraminspect.model import Checkpoint
 from paraminspect.naming.order import tensor_names
 from paraminspect.naming.select import Selector
@@ -17,6 +18,10 @@ COLUMNS = [
     Column("bytes", "bytes", Kind.BYTES),
     Column("tied_to", "tied to", Kind.NAME, optional=True),
 ]
+# GGUF files add the ggml type and its stored bits per weight (4.5 for Q4_0), and a
+# subtotal row after each block of layers (``blk.N``); other formats' output is unchanged.
+GGUF_COLUMNS = [*COLUMNS[:2], Column("ggml_type", "ggml type"), Column("bpw", "bits/weight", Kind.NUMBER), *COLUMNS[2:]]
+BLOCK_PREFIX = "blk"
 
 
 def report(ckpt: Checkpoint, selector: Selector | None = None, *, sort: bool = False) -> Table:
@@ -25,20 +30,22 @@ def report(ckpt: Checkpoint, selector: Selector | None = None, *, sort: bool = F
     names = tensor_names(ckpt, selector, sort=sort)
     tied = ckpt.tied_groups()
     rows: list[dict[str, Any]] = []
+    gguf = ckpt.format == "gguf"
     seen: set[tuple[object, ...]] = set()
     numel = nbytes = 0
     for name in names:
         ref = tensors[name]
-        rows.append(
-            {
-                "name": name,
-                "dtype": ref.dtype.name,
-                "shape": list(ref.shape),
-                "numel": ref.numel,
-                "bytes": ref.nbytes,
-                "tied_to": tied.get(name),
-            }
-        )
+        row = {
+            "name": name,
+            "dtype": ref.dtype.name,
+            "shape": list(ref.shape),
+            "numel": ref.numel,
+            "bytes": ref.nbytes if ref.dtype.size_known else None,
+            "tied_to": tied.get(name),
+        }
+        if gguf:
+            row.update(ggml_type=ggml_type_name(ref.dtype), bpw=round(ref.dtype.bits_per_weight, 4))
+        rows.append(row)
         if ref.identity not in seen:
             seen.add(ref.identity)
             numel += ref.numel
@@ -47,4 +54,58 @@ def report(ckpt: Checkpoint, selector: Selector | None = None, *, sort: bool = F
     document = {"file": str(ckpt.path), "format": ckpt.format, "root": ckpt.selected, "tensors": rows, "total": total}
     label = f"total ({plural(len(rows), 'tensor')}" + (f", {len(seen)} unique)" if len(seen) != len(rows) else ")")
     total_row = {"name": label, "numel": numel, "bytes": nbytes}
-    return Table(COLUMNS, rows, total_row, document)
+    if not gguf:
+        return Table(COLUMNS, rows, total_row, document)
+    blocks = block_totals(rows)
+    document["blocks"] = blocks
+    return Table(GGUF_COLUMNS, with_subtotals(rows, blocks), total_row, document)
+
+
+def ggml_type_name(dtype: DType) -> str:
+    """GGUF's spelling of a dtype: F32, BF16, Q4_K (the blocked types are named so already)."""
+    return dtype.name if dtype.blocked else GGUF_PLAIN.get(dtype.name, dtype.name)
+
+
+GGUF_PLAIN = {
+    "float32": "F32",
+    "float16": "F16",
+    "bfloat16": "BF16",
+    "float64": "F64",
+    "int8": "I8",
+    "int16": "I16",
+    "int32": "I32",
+    "int64": "I64",
+}
+
+
+def _block_of(name: str) -> str | None:
+    parts = name.split(".", 2)
+    return f"{parts[0]}.{parts[1]}" if len(parts) > 2 and parts[0] == BLOCK_PREFIX else None
+
+
+def block_totals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Tensors, elements and bytes per ``blk.N`` (first-seen order)."""
+    blocks: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        block = _block_of(row["name"])
+        if block is not None:
+            total = blocks.setdefault(block, {"name": block, "tensors": 0, "numel": 0, "bytes": 0})
+            total["tensors"] += 1
+            total["numel"] += row["numel"]
+            total["bytes"] += row["bytes"] or 0
+    return list(blocks.values())
+
+
+def with_subtotals(rows: list[dict[str, Any]], blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with a subtotal row after the last row of each block (table, markdown, CSV)."""
+    last = {_block_of(row["name"]): i for i, row in enumerate(rows)}
+    by_name = {b["name"]: b for b in blocks}
+    out: list[dict[str, Any]] = []
+    for i, row in enumerate(rows):
+        out.append(row)
+        block = _block_of(row["name"])
+        if block is not None and last[block] == i:
+            total = by_name[block]
+            label = f"{block} subtotal ({plural(total['tensors'], 'tensor')})"
+            out.append({"name": label, "numel": total["numel"], "bytes": total["bytes"]})
+    return out

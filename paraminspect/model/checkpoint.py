@@ -18,6 +18,10 @@ class Checkpoint:
     format: str  # "torch-zip", "safetensors", ...
     entries: dict[str, Entry]
     metadata: dict[str, str] = field(default_factory=dict)
+    # The file's own key/values with their types, as `meta` shows them: key -> (type, value).
+    # GGUF key/values (GGUF type names: "UINT32", "STRING", "[STRING]", ...), a sharded
+    # index's "metadata", safetensors __metadata__ ("str"), Lightning hyper_parameters.
+    file_metadata: dict[str, tuple[str, Any]] = field(default_factory=dict)
     # True when the file's own order is meaningful (a torch state dict keeps
     # module order); False when writers reorder (safetensors sorts by dtype).
     ordered: bool = True
