@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import json
 import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
+import gguf
 import numpy as np
 import pytest
-
-import gguf
 from gguf import GGMLQuantizationType as T
+from safetensors.numpy import save_file
+
 from paraminspect import dtypes
+from paraminspect.data import ggml
+from paraminspect.data.arrays import iter_chunks, read_array, read_indices
 from paraminspect.errors import CheckpointError
 from paraminspect.formats.gguf import GGML_NAMES, ggml_dtype
 from paraminspect.formats.opening import open_checkpoint
@@ -163,7 +167,8 @@ def test_plain_values_match_what_was_written(which: str, request: pytest.Fixture
 
 
 def _handmade(path: Path, type_id: int, dims: list[int], data: bytes) -> None:
-    path.write_bytes(gguf_bytes(tensors=[tensor_info("a", [4], F32, 0), tensor_info("b", dims, type_id, 32)], data=data))
+    infos = [tensor_info("a", [4], F32, 0), tensor_info("b", dims, type_id, 32)]
+    path.write_bytes(gguf_bytes(tensors=infos, data=data))
 
 
 def test_unknown_type_id_is_listed_not_fatal(tmp_path: Path) -> None:
@@ -202,7 +207,8 @@ def test_scan_of_a_clean_gguf(model: tuple[Path, Any]) -> None:
 
 def test_scan_flags_template_injection_trailing_data_and_appended_zip(tmp_path: Path) -> None:
     bad = tmp_path / "bad.gguf"
-    write_model(bad, template="{{ ''.__class__.__mro__[1].__subclasses__() }}{{ cycler.__init__.__globals__.os.popen('id') }}")
+    payload = "{{ ''.__class__.__mro__[1].__subclasses__() }}{{ cycler.__init__.__globals__.os.popen('id') }}"
+    write_model(bad, template=payload)
     result = run_cli("scan", bad, "--format", "json")
     assert result.code == 1, result.err
     names = {r["name"] for r in json.loads(result.out)["files"][0]["references"]}
@@ -237,3 +243,136 @@ def test_version_2_reads_like_version_3(tmp_path: Path) -> None:
     np.testing.assert_array_equal(gguf.GGUFReader(path).tensors[0].data, [1, 2, 3, 4])
     result = run_cli("get", path, "w", "--format", "json")
     assert result.code == 0, result.err
+
+
+# Byte offsets of the float16 scales (and mins) in each type's block; MXFP4's E8M0 exponent at 0.
+SCALES = {
+    "Q4_0": [0],
+    "Q4_1": [0, 2],
+    "Q5_0": [0],
+    "Q5_1": [0, 2],
+    "Q8_0": [0],
+    "Q2_K": [80, 82],
+    "Q3_K": [108],
+    "Q4_K": [0, 2],
+    "Q5_K": [0, 2],
+    "Q6_K": [208],
+}
+
+
+def random_blocks(name: str, rows: int, row_blocks: int, *, finite: bool) -> np.ndarray:
+    """Random stored bytes of a ``rows x (row_blocks blocks)`` tensor; with ``finite``, the
+    scales are set to ordinary float16 values (random bytes make some inf or nan)."""
+    kind = T[name]
+    size = gguf.constants.GGML_QUANT_SIZES[kind][1]
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    raw = rng.integers(0, 256, (rows * row_blocks, size), dtype=np.uint8)
+    if finite and name == "MXFP4":
+        raw[:, 0] = rng.integers(110, 135, rows * row_blocks)
+    elif finite:
+        for at in SCALES[name]:
+            raw[:, at : at + 2] = rng.standard_normal((rows * row_blocks, 1)).astype("<f2").view(np.uint8)
+    return raw.reshape(rows, row_blocks * size)
+
+
+def write_quantized(path: Path, tensors: dict[str, tuple[str, np.ndarray]], *, big: bool = False) -> None:
+    endian = gguf.GGUFEndian.BIG if big else gguf.GGUFEndian.LITTLE
+    writer = gguf.GGUFWriter(path, "llama", endianess=endian)
+    for name, (kind, raw) in tensors.items():
+        writer.add_tensor(name, raw, raw_shape=raw.shape, raw_dtype=T[kind])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def test_decoded_types_are_the_decoders() -> None:
+    assert set(ggml.DECODERS) == dtypes.GGML_DECODED
+    assert {d.name for d in dtypes.GGML_QUANT.values() if d.numpy} == set(ggml.DECODERS)
+
+
+@pytest.mark.parametrize("name", sorted(ggml.DECODERS))
+@pytest.mark.parametrize("big", [False, True])
+def test_dequantized_values_match_gguf_quants(name: str, big: bool, tmp_path: Path) -> None:
+    raw = random_blocks(name, 6, 3, finite=False)  # any bytes: inf and nan scales included
+    path = tmp_path / "q.gguf"
+    write_quantized(path, {"w": (name, raw)}, big=big)
+    with np.errstate(all="ignore"):
+        expected = gguf.quants.dequantize(raw, T[name])
+    ref = open_checkpoint(path).tensors["w"]
+    assert ref.shape == expected.shape
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(read_array(ref), expected)
+        # whole-block reads for chunks that cut blocks anywhere, and for scattered elements
+        chunks = list(iter_chunks(ref, 1000))
+        assert [len(c) for c in chunks[:-1]] == [1000] * (len(chunks) - 1)
+        np.testing.assert_array_equal(np.concatenate(chunks), expected.reshape(-1))
+        rows, cols = [0, 5, 2], [1, ref.shape[1] - 1, 257 % ref.shape[1], 40]
+        np.testing.assert_array_equal(read_indices(ref, [rows, cols]), expected[np.ix_(rows, cols)])
+
+
+@pytest.mark.parametrize("name", ["Q4_K", "Q8_0", "MXFP4"])
+def test_get_stats_and_diff_on_quantized_tensors(name: str, tmp_path: Path) -> None:
+    raw = random_blocks(name, 8, 2, finite=True)
+    path = tmp_path / "q.gguf"
+    write_quantized(path, {"blk.0.w": (name, raw)})
+    expected = gguf.quants.dequantize(raw, T[name]).astype(np.float32)
+    assert np.isfinite(expected).all()
+    got = run_cli("get", path, "blk.0.w", "--format", "json")
+    assert got.code == 0, got.err
+    np.testing.assert_array_equal(np.array(json.loads(got.out)["entries"][0]["values"], np.float32), expected)
+    text = run_cli("get", path, "blk.0.w")
+    assert text.code == 0 and text.out.startswith(f"blk.0.w  {name} [8, {expected.shape[1]}]\ntensor([[")
+    stats = run_cli("stats", path, "--format", "json")
+    assert stats.code == 0, stats.err
+    row = json.loads(stats.out)["tensors"][0]
+    assert row["min"] == float(expected.min()) and row["max"] == float(expected.max())
+    assert row["mean"] == pytest.approx(float(expected.astype(np.float64).mean()), rel=1e-6)
+    same = tmp_path / "same.safetensors"
+    save_file({"blk.0.w": expected}, same)
+    assert run_cli("diff", path, same).code == 1  # dtype changed, values equal
+    doc = json.loads(run_cli("diff", path, same, "--format", "json").out)
+    assert doc["counts"]["values_changed"] == 0
+    moved = expected.copy()
+    moved[3, 7] += 0.5
+    other = tmp_path / "moved.safetensors"
+    save_file({"blk.0.w": moved}, other)
+    entry = json.loads(run_cli("diff", path, other, "--format", "json").out)["entries"][0]
+    assert (entry["differing"], entry["index"], entry["max_abs_diff"]) == (1, [3, 7], 0.5)
+
+
+def test_undecodable_type_lists_but_refuses_values(tmp_path: Path) -> None:
+    path = tmp_path / "iq.gguf"
+    raw = np.random.default_rng(0).integers(0, 256, (2, 66), dtype=np.uint8)
+    write_quantized(path, {"a": ("IQ2_XXS", raw), "b": ("Q8_0", random_blocks("Q8_0", 2, 8, finite=True))})
+    shapes = json.loads(run_cli("shapes", path, "--format", "json").out)["tensors"]
+    assert [(r["name"], r["ggml_type"], r["shape"], r["bytes"], r["bpw"]) for r in shapes] == [
+        ("a", "IQ2_XXS", [2, 256], 132, 2.0625),
+        ("b", "Q8_0", [2, 256], 544, 8.5),
+    ]
+    result = run_cli("get", path, "a")
+    assert result.code == 2
+    assert result.err.endswith("cannot decode IQ2_XXS values (a GGUF type paraminspect does not dequantize yet)\n")
+    assert run_cli("get", path, "b").code == 0
+    stats = run_cli("stats", path)
+    assert stats.code == 0 and "a: cannot decode IQ2_XXS values; skipped" in stats.err
+
+
+def test_shapes_table_and_blocks(model: tuple[Path, Any]) -> None:
+    path, _ = model
+    reader = gguf.GGUFReader(path)
+    doc = json.loads(run_cli("shapes", path, "--format", "json").out)
+    blocks = {b["name"]: b for b in doc["blocks"]}
+    for b in ("blk.0", "blk.1"):
+        mine = [t for t in reader.tensors if t.name.startswith(b + ".")]
+        assert blocks[b] == {
+            "name": b,
+            "tensors": len(mine),
+            "numel": sum(int(t.n_elements) for t in mine),
+            "bytes": sum(int(t.n_bytes) for t in mine),
+        }
+    table = run_cli("shapes", path).out.splitlines()
+    assert table[0].split() == ["name", "dtype", "ggml", "type", "bits/weight", "shape", "numel", "bytes"]
+    assert any(line.startswith("blk.0 subtotal (6 tensors)") for line in table)
+    row = next(line for line in table if line.startswith("blk.0.attn_v.weight"))
+    assert row.split()[1:4] == ["Q5_1", "Q5_1", "6"]
