@@ -376,3 +376,71 @@ def test_shapes_table_and_blocks(model: tuple[Path, Any]) -> None:
     assert any(line.startswith("blk.0 subtotal (6 tensors)") for line in table)
     row = next(line for line in table if line.startswith("blk.0.attn_v.weight"))
     assert row.split()[1:4] == ["Q5_1", "Q5_1", "6"]
+
+
+def write_split(folder: Path, per_file: int) -> dict[str, np.ndarray]:
+    folder.mkdir()
+    writer = gguf.GGUFWriter(folder / "m.gguf", "llama", split_max_tensors=per_file)
+    writer.add_block_count(5)
+    writer.add_token_list([f"t{i}" for i in range(100)])
+    written = {}
+    for i in range(5):
+        written[f"blk.{i}.w"] = np.random.default_rng(i).standard_normal((4, 32)).astype(np.float32)
+        writer.add_tensor(f"blk.{i}.w", written[f"blk.{i}.w"])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return written
+
+
+def test_split_model_opens_as_one_checkpoint(tmp_path: Path) -> None:
+    folder = tmp_path / "split"
+    written = write_split(folder, 2)
+    files = sorted(folder.iterdir())
+    assert [f.name for f in files] == [f"m-0000{i}-of-00003.gguf" for i in (1, 2, 3)]
+    expected = [(t.name, f) for f in files for t in gguf.GGUFReader(f).tensors]
+    for target in (folder, files[0], files[1]):
+        ckpt = open_checkpoint(target)
+        assert [(name, ref.storage.path.name) for name, ref in ckpt.tensors.items()] == [
+            (name, f.name) for name, f in expected
+        ]
+        assert ckpt.file_metadata["general.architecture"] == ("STRING", "llama")
+        np.testing.assert_array_equal(read_array(ckpt.tensors["blk.4.w"]), written["blk.4.w"])
+    result = run_cli("shapes", folder, "--format", "json")
+    assert result.code == 0 and json.loads(result.out)["total"]["tensors"] == 5
+    files[1].unlink()
+    missing = run_cli("shapes", files[0])
+    assert missing.code == 2 and "split m-00002-of-00003.gguf of this GGUF model is missing" in missing.err
+
+
+def test_split_that_lies_about_its_tensor_count(tmp_path: Path) -> None:
+    folder = tmp_path / "split"
+    write_split(folder, 3)
+    first = folder / "m-00001-of-00002.gguf"
+    raw = bytearray(first.read_bytes())
+    key = gguf.GGUFReader(first).fields["split.tensors.count"]
+    at = key.offset + sum(part.nbytes for part in key.parts[:-1])  # the value: the field's last part
+    raw[at : at + 4] = struct.pack("<i", 6)
+    first.write_bytes(bytes(raw))
+    result = run_cli("shapes", first)
+    assert result.code == 2 and "the splits hold 5 tensors but split.tensors.count says 6" in result.err
+
+
+def test_check_against_a_golden_shapes_file(model: tuple[Path, Any], tmp_path: Path) -> None:
+    path, _ = model
+    golden = tmp_path / "golden.json"
+    golden.write_text(run_cli("shapes", path, "--format", "json").out)
+    assert run_cli("check", path, "--expect", golden).code == 0
+    reader = gguf.GGUFReader(path)
+    dequantized = {
+        t.name: gguf.quants.dequantize(t.data, t.tensor_type)
+        .astype(np.float32)
+        .reshape(tuple(int(d) for d in reversed(t.shape.tolist())))
+        for t in reader.tensors
+    }
+    other = tmp_path / "deq.safetensors"
+    save_file(dequantized, other)
+    drift = run_cli("check", other, "--expect", golden, "--format", "json")
+    assert drift.code == 1
+    assert json.loads(drift.out)["counts"]["dtype_changed"] == sum(t.tensor_type != T.F32 for t in reader.tensors)
