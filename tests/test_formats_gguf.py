@@ -358,24 +358,24 @@ def test_undecodable_type_lists_but_refuses_values(tmp_path: Path) -> None:
     assert stats.code == 0 and "a: cannot decode IQ2_XXS values; skipped" in stats.err
 
 
-def test_shapes_table_and_blocks(model: tuple[Path, Any]) -> None:
+def test_shapes_table_and_block_totals(model: tuple[Path, Any]) -> None:
     path, _ = model
     reader = gguf.GGUFReader(path)
-    doc = json.loads(run_cli("shapes", path, "--format", "json").out)
-    blocks = {b["name"]: b for b in doc["blocks"]}
-    for b in ("blk.0", "blk.1"):
-        mine = [t for t in reader.tensors if t.name.startswith(b + ".")]
-        assert blocks[b] == {
-            "name": b,
-            "tensors": len(mine),
-            "numel": sum(int(t.n_elements) for t in mine),
-            "bytes": sum(int(t.n_bytes) for t in mine),
-        }
     table = run_cli("shapes", path).out.splitlines()
     assert table[0].split() == ["name", "dtype", "ggml", "type", "bits/weight", "shape", "numel", "bytes"]
-    assert any(line.startswith("blk.0 subtotal (6 tensors)") for line in table)
-    row = next(line for line in table if line.startswith("blk.0.attn_v.weight"))
-    assert row.split()[1:4] == ["Q5_1", "Q5_1", "6"]
+    for t in reader.tensors:
+        row = next(line for line in table if line.startswith(t.name + " "))
+        bpw = gguf.constants.GGML_QUANT_SIZES[t.tensor_type]
+        assert row.split()[2:4] == [t.tensor_type.name, f"{bpw[1] * 8 / bpw[0]:g}"]
+    doc = json.loads(run_cli("shapes", path, "--by-prefix", "2", "--format", "json").out)
+    blocks = {p["prefix"]: p for p in doc["prefixes"]}
+    for b in ("blk.0", "blk.1"):
+        mine = [t for t in reader.tensors if t.name.startswith(b + ".")]
+        assert (blocks[b]["tensors"], blocks[b]["params"], blocks[b]["bytes"]) == (
+            len(mine),
+            sum(int(t.n_elements) for t in mine),
+            sum(int(t.n_bytes) for t in mine),
+        )
 
 
 def write_split(folder: Path, per_file: int) -> dict[str, np.ndarray]:

@@ -18,10 +18,9 @@ COLUMNS = [
     Column("bytes", "bytes", Kind.BYTES),
     Column("tied_to", "tied to", Kind.NAME, optional=True),
 ]
-# GGUF files add the ggml type and its stored bits per weight (4.5 for Q4_0), and a
-# subtotal row after each block of layers (``blk.N``); other formats' output is unchanged.
+# GGUF files add the ggml type and its stored bits per weight (4.5 for Q4_0); other
+# formats' output is unchanged. Per-block totals (blk.N) are ``shapes --by-prefix 2``.
 GGUF_COLUMNS = [*COLUMNS[:2], Column("ggml_type", "ggml type"), Column("bpw", "bits/weight", Kind.NUMBER), *COLUMNS[2:]]
-BLOCK_PREFIX = "blk"
 
 
 def report(ckpt: Checkpoint, selector: Selector | None = None, *, sort: bool = False) -> Table:
@@ -54,11 +53,7 @@ def report(ckpt: Checkpoint, selector: Selector | None = None, *, sort: bool = F
     document = {"file": str(ckpt.path), "format": ckpt.format, "root": ckpt.selected, "tensors": rows, "total": total}
     label = f"total ({plural(len(rows), 'tensor')}" + (f", {len(seen)} unique)" if len(seen) != len(rows) else ")")
     total_row = {"name": label, "numel": numel, "bytes": nbytes}
-    if not gguf:
-        return Table(COLUMNS, rows, total_row, document)
-    blocks = block_totals(rows)
-    document["blocks"] = blocks
-    return Table(GGUF_COLUMNS, with_subtotals(rows, blocks), total_row, document)
+    return Table(GGUF_COLUMNS if gguf else COLUMNS, rows, total_row, document)
 
 
 def ggml_type_name(dtype: DType) -> str:
@@ -76,36 +71,3 @@ GGUF_PLAIN = {
     "int32": "I32",
     "int64": "I64",
 }
-
-
-def _block_of(name: str) -> str | None:
-    parts = name.split(".", 2)
-    return f"{parts[0]}.{parts[1]}" if len(parts) > 2 and parts[0] == BLOCK_PREFIX else None
-
-
-def block_totals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Tensors, elements and bytes per ``blk.N`` (first-seen order)."""
-    blocks: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        block = _block_of(row["name"])
-        if block is not None:
-            total = blocks.setdefault(block, {"name": block, "tensors": 0, "numel": 0, "bytes": 0})
-            total["tensors"] += 1
-            total["numel"] += row["numel"]
-            total["bytes"] += row["bytes"] or 0
-    return list(blocks.values())
-
-
-def with_subtotals(rows: list[dict[str, Any]], blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows with a subtotal row after the last row of each block (table, markdown, CSV)."""
-    last = {_block_of(row["name"]): i for i, row in enumerate(rows)}
-    by_name = {b["name"]: b for b in blocks}
-    out: list[dict[str, Any]] = []
-    for i, row in enumerate(rows):
-        out.append(row)
-        block = _block_of(row["name"])
-        if block is not None and last[block] == i:
-            total = by_name[block]
-            label = f"{block} subtotal ({plural(total['tensors'], 'tensor')})"
-            out.append({"name": label, "numel": total["numel"], "bytes": total["bytes"]})
-    return out
