@@ -173,20 +173,36 @@ class _Cursor:
             raise CheckpointError(f"GGUF {what} {where} is not valid UTF-8 (byte {exc.start})") from None
 
     def strings(self, n: int, what: str) -> list[str]:
-        """``n`` strings (a vocabulary: the hot loop of a large header)."""
-        out: list[str] = []
-        length_code = struct.Struct(self.order + "Q")
+        """``n`` strings: a vocabulary, the hot loop of a large header (locals, one decode)."""
+        raw: list[bytes] = []
+        append = raw.append
+        unpack = struct.Struct(self.order + "Q").unpack_from
+        buf, i = self.buf, self.i
+        end = len(buf)
         for _ in range(n):
-            if self.i + 8 > len(self.buf):
+            if i + 8 > end:
+                self.i = i
                 self.need(8, f"{what} length")
-            (length,) = length_code.unpack_from(self.buf, self.i)
-            self.i += 8
-            if self.i + length > len(self.buf):
+                buf, i, end = self.buf, self.i, len(self.buf)
+            (length,) = unpack(buf, i)
+            i += 8
+            if i + length > end:
+                self.i = i
                 self.need(length, what)
-            raw = self.buf[self.i : self.i + length]
-            self.i += length
+                buf, i, end = self.buf, self.i, len(self.buf)
+            append(buf[i : i + length])
+            i += length
+        self.i = i
+        joined = b"\0".join(raw)
+        if joined.count(0) == max(n - 1, 0):  # no NUL inside a string: decode all at once
             try:
-                out.append(raw.decode("utf-8"))
+                return joined.decode("utf-8").split("\0") if n else []
+            except UnicodeDecodeError:
+                pass
+        out: list[str] = []
+        for item in raw:
+            try:
+                out.append(item.decode("utf-8"))
             except UnicodeDecodeError as exc:
                 raise CheckpointError(f"GGUF {what} item {len(out)} is not valid UTF-8 (byte {exc.start})") from None
         return out
