@@ -444,3 +444,15 @@ def test_check_against_a_golden_shapes_file(model: tuple[Path, Any], tmp_path: P
     drift = run_cli("check", other, "--expect", golden, "--format", "json")
     assert drift.code == 1
     assert json.loads(drift.out)["counts"]["dtype_changed"] == sum(t.tensor_type != T.F32 for t in reader.tensors)
+
+
+def test_tree_of_a_gguf(model: tuple[Path, Any]) -> None:
+    path, _ = model
+    reader = gguf.GGUFReader(path)
+    result = run_cli("tree", path)
+    assert result.code == 0, result.err
+    params = sum(int(t.n_elements) for t in reader.tensors)
+    assert result.out.splitlines()[0].startswith(
+        f"{path}  (gguf: {len(reader.tensors)} tensors, {params / 1000:.1f}K params"
+    )
+    assert "└── blk" in result.out or "├── blk" in result.out
