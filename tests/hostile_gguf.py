@@ -78,7 +78,7 @@ GGUF_HOSTILE = {
     # 3.2 million one-byte elements: 3.2 MB of file, ~100 MB of Python ints if built.
     "gguf_array_element_budget": (
         _g([kv("a", ARRAY, u32(U8) + struct.pack("<Q", 3_200_000) + b"\1" * 3_200_000)]),
-        "holds more array elements than a header within the 100,000,000-byte limit may",
+        "holds more values than a header within the 100,000,000-byte limit may",
     ),
     "gguf_array_nesting_bomb": (_g([_nested(100_000)]), "nests arrays deeper than 8 levels"),
     "gguf_kv_count_past_file": (_g(n_kvs=2**40), "key/value count 1,099,511,627,776 needs at least"),

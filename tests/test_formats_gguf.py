@@ -458,3 +458,15 @@ def test_tree_of_a_gguf(model: tuple[Path, Any]) -> None:
         f"{path}  (gguf: {len(reader.tensors)} tensors, {params / 1000:.1f}K params"
     )
     assert "└── blk" in result.out or "├── blk" in result.out
+
+
+def test_many_key_values_are_bounded_before_they_are_built(tmp_path: Path) -> None:
+    from paraminspect.limits import Limits
+    from tests.hostile_gguf import U8, kv
+
+    path = tmp_path / "kvs.gguf"
+    path.write_bytes(gguf_bytes([kv(f"k{i}", U8, b"\1") for i in range(20_000)]))
+    assert len(gguf.GGUFReader(path).fields) >= 20_000  # a valid file, only large
+    assert len(open_checkpoint(path).file_metadata) == 20_000
+    with pytest.raises(CheckpointError, match="holds more values than a header within the 1,000,000-byte"):
+        open_checkpoint(path, limits=Limits(max_header_bytes=1_000_000))

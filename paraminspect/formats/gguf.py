@@ -30,6 +30,7 @@ MAX_NESTING = 8  # arrays of arrays: real files use none
 INT64_MAX = (1 << 63) - 1  # ggml counts elements in int64
 # Python objects per array element cost ~32 bytes: this many bytes of header per element allowed.
 BYTES_PER_ELEMENT_BUDGET = 32
+KV_ELEMENTS = 4  # a key/value (key string, tuple, dict slot) costs about four elements
 
 # gguf-py's GGUFValueType names, by type id; fixed-size ones with their struct code.
 TYPE_NAMES = {
@@ -159,7 +160,7 @@ class _Cursor:
         self.elements_left -= n
         if self.elements_left < 0:
             raise LimitExceeded(
-                f"GGUF {what} holds more array elements than a header within the"
+                f"GGUF {what} holds more values than a header within the"
                 f" {self.limits.max_header_bytes:,}-byte limit may (use --max-header-bytes to raise it)"
             )
 
@@ -285,6 +286,7 @@ def read_layout(fh: BinaryIO, size: int, limits: Limits) -> Layout:
             raise CheckpointError(
                 f"GGUF {what} count {n:,} needs at least {n * least:,} bytes but only {size - cur.pos:,} are left"
             )
+    cur.spend(KV_ELEMENTS * n_kvs, "header")  # 13 bytes of file may make a ~150-byte key/value
     kvs: dict[str, tuple[str, Any]] = {}
     for _ in range(n_kvs):
         key = cur.string("key")
