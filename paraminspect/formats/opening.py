@@ -102,7 +102,7 @@ def _first_split(files: list[str]) -> list[str]:
     """A folder holding one split GGUF model (and nothing else) stands for its first split."""
     if len(files) < 2 or not all(n.endswith(".gguf") for n in files):
         return files
-    from paraminspect.formats.gguf import SPLIT_NAME
+    from paraminspect.formats.ggufsplit import SPLIT_NAME
 
     found = [SPLIT_NAME.match(n) for n in files]
     models = {(m["stem"], m["count"]) for m in found if m is not None}
@@ -189,13 +189,13 @@ def _dispatch(target: Path, fh: BinaryIO, head: bytes, size: int, limits: Limits
             refuse_numpy_zip(fh, target)
             raise
     if head.startswith(GGUF_MAGIC):
-        from paraminspect.formats import gguf
+        from paraminspect.formats import gguf, ggufsplit
 
         ckpt = gguf.read_gguf(target, fh, size, limits)
-        files = gguf.split_files(target, ckpt.file_metadata) if whole else None
+        files = ggufsplit.split_files(target, ckpt.file_metadata) if whole else None
         if not files:
             return ckpt
-        return gguf.merge_splits(target, [ckpt if f == target else _open_split(f, limits) for f in files])
+        return ggufsplit.merge_splits(target, [ckpt if f == target else _open_split(f, limits) for f in files])
     from paraminspect.formats import legacy, sharded
 
     if legacy.looks_like_legacy(head):
