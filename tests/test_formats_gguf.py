@@ -4,6 +4,7 @@ gguf-py's own reader (names, shapes, types, offsets, key/values) and dequantizer
 from __future__ import annotations
 
 import json
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -325,6 +326,8 @@ def test_get_stats_and_diff_on_quantized_tensors(name: str, tmp_path: Path) -> N
     np.testing.assert_array_equal(np.array(json.loads(got.out)["entries"][0]["values"], np.float32), expected)
     text = run_cli("get", path, "blk.0.w")
     assert text.code == 0 and text.out.startswith(f"blk.0.w  {name} [8, {expected.shape[1]}]\ntensor([[")
+    # printed as torch prints the dequantized float32 tensor: 4 decimals (or sci), no dtype suffix
+    assert "dtype=" not in text.out and not re.search(r"\.\d{5}", text.out)
     stats = run_cli("stats", path, "--format", "json")
     assert stats.code == 0, stats.err
     row = json.loads(stats.out)["tensors"][0]
