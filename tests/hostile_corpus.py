@@ -30,6 +30,7 @@ from tests.hostile_build import (
     torch_zip,
     touch,
 )
+from tests.hostile_gguf import GGUF_HOSTILE
 from tests.hostile_numpy import NUMPY_CASES
 from tests.hostile_onnx import ONNX_CASES
 from tests.hostile_safetensors import SAFETENSORS_JSON_QUIRKS, SAFETENSORS_OFFICIAL
@@ -371,7 +372,7 @@ def corpus() -> list[Case]:
             scan_code=0,
         ),
     ]
-    for table in (SAFETENSORS_OFFICIAL, SAFETENSORS_JSON_QUIRKS):
+    for table in (SAFETENSORS_OFFICIAL, SAFETENSORS_JSON_QUIRKS, GGUF_HOSTILE):
         for name, (build, reason) in table.items():
             cases.append(Case(name, build, ("tree", "shapes", "scan"), 2, reason))
     for name, (build, commands, code, reason, scan_code) in NUMPY_CASES.items():

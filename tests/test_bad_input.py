@@ -183,7 +183,7 @@ def test_errors_through_the_installed_script(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stdout == ""
     reason = (
-        "not a recognised checkpoint (expected torch.save, safetensors, numpy .npy/.npz, ONNX,"
+        "not a recognised checkpoint (expected torch.save, safetensors, GGUF, numpy .npy/.npz, ONNX,"
         " a sharded *.index.json or a DCP directory)"
     )
     assert result.stderr == f"paraminspect: error: {tmp_path / 'x.pt'}: {reason}\n"

@@ -74,6 +74,8 @@ class ValueStats:
 def _kind(ref: TensorRef) -> str:
     """bool, int, float or complex: which comparison rule and Python type apply."""
     name = ref.dtype.name
+    if ref.dtype.blocked:  # GGUF quant types decode to float32
+        return "float"
     if name == "bool":
         return "bool"
     if name.startswith("complex"):
@@ -299,6 +301,8 @@ def _unravel(flat: int, shape: tuple[int, ...]) -> list[int]:
 def bytes_comparable(a: TensorRef, b: TensorRef) -> bool:
     """True when equal stored bytes imply equal values (and the bytes line up)."""
     same_order = a.storage.byteorder == b.storage.byteorder or a.dtype.itemsize == 1
+    if a.dtype.blocked:  # raw chunks would split blocks; compared decoded
+        return False
     return a.dtype == b.dtype and a.shape == b.shape and a.is_contiguous and b.is_contiguous and same_order
 
 

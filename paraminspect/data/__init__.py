@@ -1,7 +1,8 @@
 """Tensor data: bytes to numpy arrays, and the machinery long reads run on.
 
 Owns: :mod:`~paraminspect.data.arrays` (a tensor's bytes as an array, in
-chunks, views and DCP pieces included), :mod:`~paraminspect.data.peek` (a few
+chunks, views and DCP pieces included), :mod:`~paraminspect.data.ggml` (GGUF's
+block-quantized types dequantized, whole blocks at a time), :mod:`~paraminspect.data.peek` (a few
 elements decoded without numpy), :mod:`~paraminspect.data.casting` (dtype
 conversion with torch's rounding), :mod:`~paraminspect.data.broadcast`
 (stride-0 views read once), :mod:`~paraminspect.data.parallel` (the two-thread

@@ -1,6 +1,7 @@
 """Tensor bytes to numpy arrays: exactly the tensor's byte range, every dtype.
 
-bfloat16 and the float8 types decode through ml_dtypes. Strided views
+bfloat16 and the float8 types decode through ml_dtypes; GGUF's block-quantized
+types through :mod:`paraminspect.data.ggml`. Strided views
 (transposes, slices, expands) honour storage offset and strides. Large tensors
 can be walked in fixed-size chunks so memory stays bounded by the chunk, and a
 tensor saved in pieces (DCP shards from several ranks) is assembled from them.
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from paraminspect.data import interrupts, packed
+from paraminspect.data import ggml, interrupts, packed
 from paraminspect.errors import CheckpointError
 from paraminspect.io import source
 from paraminspect.model import Chunk, TensorRef, contiguous_strides
@@ -29,6 +30,9 @@ def numpy_dtype(ref: TensorRef) -> np.dtype[np.generic]:
     """The numpy dtype that decodes ``ref``'s bytes as stored (with its byte order)."""
     import numpy as np
 
+    if ref.dtype.blocked:  # a GGUF quant type: decoded to float32 (or refused) by data.ggml
+        ggml.decoder(ref)
+        return np.dtype(np.float32)
     name = ref.dtype.numpy
     if name is None:
         raise CheckpointError(f"decoding {ref.dtype.name} values is not supported", ref.storage.path)
@@ -165,6 +169,8 @@ def _read_array(ref: TensorRef) -> np.ndarray:
     if ref.chunks:  # saved in pieces (DCP shards): assemble
         return read_chunked(ref)
     ensure_in_file(ref)
+    if ref.dtype.blocked:
+        return ggml.read_elements(ref, 0, ref.numel).reshape(ref.shape)
     if _dense(ref):
         return _read_contiguous(packed.reader(ref.storage), ref, 0, ref.numel).reshape(ref.shape)
     begin, end = ref.byte_range()
@@ -185,6 +191,9 @@ def iter_chunks(ref: TensorRef, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) ->
         yield from iter_chunked(ref, chunk_elements)
         return
     ensure_in_file(ref)
+    if ref.dtype.blocked:
+        yield from ggml.iter_elements(ref, chunk_elements)
+        return
     if _dense(ref):
         src = packed.reader(ref.storage)
         for first in range(0, ref.numel, chunk_elements):
@@ -214,6 +223,8 @@ def read_indices(ref: TensorRef, indices: list[list[int]]) -> np.ndarray:
     grids = np.ix_(*[np.asarray(axis, dtype=np.int64) for axis in indices])
     offsets = sum((grid * stride for grid, stride in zip(grids, ref.strides, strict=True)), np.zeros((), np.int64))
     offsets = np.broadcast_to(offsets, tuple(len(axis) for axis in indices))
+    if ref.dtype.blocked:  # contiguous: element offsets are C-order positions
+        return ggml.gather(ref, offsets.reshape(-1)).reshape(offsets.shape)
     return _gather(ref, offsets.reshape(-1)).reshape(offsets.shape)
 
 
@@ -226,8 +237,8 @@ def iter_raw_chunks(ref: TensorRef, buffer: bytearray) -> Iterator[memoryview]:
     callers decode (:func:`decode_bytes`) only chunks that differ. Reusing one
     buffer across tensors keeps memory flat and avoids re-faulting fresh pages.
     """
-    if not ref.is_contiguous:
-        raise ValueError("raw chunks need a contiguous tensor")
+    if not ref.is_contiguous or ref.dtype.blocked:
+        raise ValueError("raw chunks need a contiguous tensor of whole elements")
     total = ref.dtype.nbytes(ref.numel)
     if total == 0:
         return

@@ -3,7 +3,8 @@
 Owns: :mod:`~paraminspect.formats.opening` (``open_checkpoint``: sniff the content,
 never the suffix, and dispatch), :mod:`~paraminspect.formats.magic` (what first
 bytes mean), a reader per format (``safetensors``, ``torchzip`` with the strict
-zip parser ``zipstrict``, ``legacy``, ``sharded``, ``dcp``) and ``pickle/`` (the
+zip parser ``zipstrict``, ``legacy``, ``sharded``, ``dcp``, ``gguf`` with its split
+models in ``ggufsplit``) and ``pickle/`` (the
 allow-list unpickler, its opcode guard and the static scanner).
 
 Readers are header-only: they produce a :class:`~paraminspect.model.Checkpoint`

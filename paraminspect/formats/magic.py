@@ -9,6 +9,7 @@ import struct
 # format is met, so a run pays only for the format it reads.
 ZIP_MAGIC = b"PK\x03\x04"
 NPY_MAGIC = b"\x93NUMPY"
+GGUF_MAGIC = b"GGUF"  # llama.cpp; the magic is the same bytes in big-endian files
 SNIFF_BYTES = 32  # enough for the legacy magic after a protocol 4/5 frame header
 METADATA_NAME = ".metadata"  # DCP
 

@@ -1,6 +1,6 @@
 """Open any supported checkpoint: sniff the content (never the suffix), dispatch.
 
-Files: torch.save zip, legacy torch.save pickle stream, safetensors, numpy
+Files: torch.save zip, legacy torch.save pickle stream, safetensors, GGUF, numpy
 ``.npy``/``.npz``, an ONNX model, a sharded model's ``*.index.json``, or a DCP
 ``.metadata``. Directories: a sharded model (its index), a DCP checkpoint
 (``.metadata``), or a model directory holding a single checkpoint file (``model.safetensors``, ``pytorch_model.bin``).
@@ -16,6 +16,7 @@ from typing import BinaryIO
 from paraminspect import limits as _limits
 from paraminspect.errors import CheckpointError, reading
 from paraminspect.formats.magic import (
+    GGUF_MAGIC,
     METADATA_NAME,
     NPY_MAGIC,
     SNIFF_BYTES,
@@ -31,7 +32,7 @@ INDEX_NAMES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 INDEX_SUFFIX = ".index.json"
 SINGLE_NAMES = ("model.safetensors", "pytorch_model.bin")
 # Files a directory may hold as its checkpoint (".tar" covers torchvision-era ".pth.tar").
-CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".tar")
+CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".tar", ".gguf")
 
 
 def open_checkpoint(path: str | os.PathLike[str], *, limits: Limits | None = None) -> Checkpoint:
@@ -123,10 +124,26 @@ def resolve_directory(directory: Path, *, look_inside: bool = True) -> Path:
         # Another naming scheme (diffusion_pytorch_model..., a lone model.pt): only if unambiguous.
         indexes = [n for n in names if n.endswith(INDEX_SUFFIX)]
         files = [n for n in names if n.endswith(CHECKPOINT_SUFFIXES) and (directory / n).is_file()]
+        files = _first_split(files)
         chosen = indexes[0] if len(indexes) == 1 else files[0] if not indexes and len(files) == 1 else None
         if chosen is None:
             raise _not_one_checkpoint(directory, names, indexes or files, look_inside)
     return directory / chosen
+
+
+def _first_split(files: list[str]) -> list[str]:
+    """A folder holding one split GGUF model (and nothing else) stands for its first split."""
+    if len(files) < 2 or not all(n.endswith(".gguf") for n in files):
+        return files
+    from paraminspect.formats.ggufsplit import SPLIT_NAME
+
+    found = [SPLIT_NAME.match(n) for n in files]
+    models = {(m["stem"], m["count"]) for m in found if m is not None}
+    if None in found or len(models) != 1:
+        return files
+    stem, count = models.pop()
+    first = f"{stem}-00001-of-{count}.gguf"
+    return [first] if first in files else files
 
 
 LISTED = 4  # candidates a "which one?" message names
@@ -209,6 +226,14 @@ def _dispatch(target: Path, fh: BinaryIO, head: bytes, size: int, limits: Limits
 
             return read_torchscript(target, records, limits)
         return torchzip.read_torch_zip(target, fh, size, limits)
+    if head.startswith(GGUF_MAGIC):
+        from paraminspect.formats import gguf, ggufsplit
+
+        ckpt = gguf.read_gguf(target, fh, size, limits)
+        files = ggufsplit.split_files(target, ckpt.file_metadata) if whole else None
+        if not files:
+            return ckpt
+        return ggufsplit.merge_splits(target, [ckpt if f == target else _open_split(f, limits) for f in files])
     from paraminspect.formats import legacy, sharded
 
     if legacy.looks_like_legacy(head):
@@ -237,7 +262,13 @@ def _dispatch(target: Path, fh: BinaryIO, head: bytes, size: int, limits: Limits
     if onnx.looks_like_onnx(head):
         return onnx.read_onnx(target, fh, size, limits)
     raise CheckpointError(
-        "not a recognised checkpoint (expected torch.save, safetensors, numpy .npy/.npz, ONNX,"
+        "not a recognised checkpoint (expected torch.save, safetensors, GGUF, numpy .npy/.npz, ONNX,"
         " a sharded *.index.json or a DCP directory)",
         target,
     )
+
+
+def _open_split(path: Path, limits: Limits) -> Checkpoint:
+    if not path.exists():
+        raise CheckpointError(f"split {path.name} of this GGUF model is missing")
+    return _open_file(path, limits, whole=False)

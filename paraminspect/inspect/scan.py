@@ -26,6 +26,7 @@ from typing import Any, BinaryIO
 from paraminspect import limits as _limits
 from paraminspect.errors import EXIT_DIFFERENT, EXIT_ERROR, EXIT_OK, AmbiguousArchive, CheckpointError
 from paraminspect.formats.magic import (
+    GGUF_MAGIC,
     METADATA_NAME,
     NPY_MAGIC,
     SNIFF_BYTES,
@@ -53,6 +54,8 @@ class PickleSource:
     persistent_kinds: frozenset[str] = frozenset()
     pickles: int = 1  # how many pickles follow each other from the start of ``data``
     code: tuple[str, ...] = ()  # code files the archive holds beside this pickle (TorchScript's code/)
+    # Findings that are no pickle's (a GGUF's chat template, trailing data), reported as they are.
+    notes: tuple[Reference, ...] = ()
 
 
 _STORAGE = frozenset({"storage"})
@@ -156,6 +159,13 @@ def _safetensors(path: Path, limits: Limits) -> list[PickleSource]:
     return []
 
 
+def _gguf(path: Path, limits: Limits) -> list[PickleSource]:
+    # No pickle; the file must be valid, and its templates and tail are looked at.
+    from paraminspect.inspect.ggufscan import gguf_findings
+
+    return [PickleSource(record, b"", pickles=0, notes=(ref,)) for record, ref in gguf_findings(path, limits)]
+
+
 def _sharded(path: Path, limits: Limits) -> Iterator[PickleSource]:
     """Each shard by its own format; records are prefixed with the shard's file name.
     Every shard is located (inside the directory, existing) before any is read."""
@@ -225,10 +235,12 @@ def _is_index(path: Path, head: bytes) -> bool:
 _TORCH_ZIP: Source = ("torch-zip", lambda _path, head: head.startswith(ZIP_MAGIC), _torch_zip)
 _LEGACY: Source = ("torch-legacy", _is_legacy, _legacy)
 _SAFETENSORS: Source = ("safetensors", lambda _path, head: looks_like_safetensors(head), _safetensors)
+_GGUF: Source = ("gguf", lambda _path, head: head.startswith(GGUF_MAGIC), _gguf)
 # Tried in order, as open_checkpoint tries them (an index before safetensors: see _is_index).
 SOURCES: list[Source] = [
     ("npz", _is_npz, _npz),
     _TORCH_ZIP,
+    _GGUF,
     _LEGACY,
     ("sharded", _is_index, _sharded),
     _SAFETENSORS,
@@ -280,6 +292,9 @@ def scan_file(path: Path, limits: Limits | None = None) -> FileScan:
         with _limits.using(limits):  # pickle.guard.read_one checks the same limits
             result.format, sources = _extract(path, limits)
             for source in _readable(sources):
+                for ref in source.notes:
+                    key = (source.record, ref.kind, ref.name, ref.status)
+                    grouped.setdefault(key, Finding(source.record, ref)).positions.append(ref.position)
                 start = 0
                 for _ in range(source.pickles):
                     result.pickles += 1

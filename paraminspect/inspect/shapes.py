@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from paraminspect.dtypes import DType
 from paraminspect.inspect.meta import metadata_document
 from paraminspect.model import Checkpoint
 from paraminspect.naming.order import tensor_names
@@ -26,6 +27,10 @@ COLUMNS = [
 ]
 QUANT_COLUMN = Column("quantized", "quantized")
 
+# GGUF files add the ggml type and its stored bits per weight (4.5 for Q4_0); other
+# formats' output is unchanged. Per-block totals (blk.N) are ``shapes --by-prefix 2``.
+GGUF_COLUMNS = [*COLUMNS[:2], Column("ggml_type", "ggml type"), Column("bpw", "bits/weight", Kind.NUMBER), *COLUMNS[2:]]
+
 
 def report(
     ckpt: Checkpoint, selector: Selector | None = None, *, sort: bool = False, found: Recognition | None = None
@@ -38,6 +43,7 @@ def report(
     )
     tied = ckpt.tied_groups()
     rows: list[dict[str, Any]] = []
+    gguf = ckpt.format == "gguf"
     seen: set[tuple[object, ...]] = set()
     numel = nbytes = 0
     for name in names:
@@ -63,9 +69,11 @@ def report(
                 "dtype": ref.dtype.name,
                 "shape": list(ref.shape),
                 "numel": ref.numel,
-                "bytes": ref.nbytes,
+                "bytes": ref.nbytes if ref.dtype.size_known else None,
                 "tied_to": tied.get(name),
             }
+            if gguf:
+                row.update(ggml_type=ggml_type_name(ref.dtype), bpw=round(ref.dtype.bits_per_weight, 4))
             rows.append({**row, "quantized": None} if quantized else row)
             identity, count, size = ref.identity, ref.numel, ref.nbytes
         if identity not in seen:
@@ -83,5 +91,23 @@ def report(
     }
     label = f"total ({plural(len(rows), 'tensor')}" + (f", {len(seen)} unique)" if len(seen) != len(rows) else ")")
     total_row = {"name": label, "numel": numel, "bytes": nbytes}
-    columns = [*COLUMNS[:5], QUANT_COLUMN, COLUMNS[5]] if quantized else COLUMNS
+    base = GGUF_COLUMNS if gguf else COLUMNS
+    columns = [*base[:-1], QUANT_COLUMN, base[-1]] if quantized else base
     return Table(columns, rows, total_row, document)
+
+
+def ggml_type_name(dtype: DType) -> str:
+    """GGUF's spelling of a dtype: F32, BF16, Q4_K (the blocked types are named so already)."""
+    return dtype.name if dtype.blocked else GGUF_PLAIN.get(dtype.name, dtype.name)
+
+
+GGUF_PLAIN = {
+    "float32": "F32",
+    "float16": "F16",
+    "bfloat16": "BF16",
+    "float64": "F64",
+    "int8": "I8",
+    "int16": "I16",
+    "int32": "I32",
+    "int64": "I64",
+}

@@ -139,6 +139,8 @@ class TensorRef(Sealed):
         begin = self.storage.offset + self.storage_offset * itemsize
         if self.numel == 0:
             return begin, begin
+        if self.dtype.blocked:  # whole blocks, always contiguous (GGUF): the storage's bytes
+            return begin, begin + self.storage.nbytes
         last = sum((n - 1) * s for n, s in zip(self.shape, self.strides, strict=True))
         return begin, begin + (last + 1) * itemsize
 

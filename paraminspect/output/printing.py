@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from paraminspect import dtypes
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -67,6 +69,8 @@ def corners(array: np.ndarray, options: PrintOptions) -> np.ndarray:
 
 
 def _kind(dtype_name: str) -> str:
+    if dtype_name in dtypes.GGML_BY_NAME:  # GGUF quant types: dequantized to float32
+        return "float"
     if dtype_name.startswith("complex"):
         return "complex"
     if "float" in dtype_name:
@@ -209,7 +213,7 @@ def tensor_text(
         cut = [summarised and n > 2 * options.edgeitems for n in full_shape]
         cell, width = _element_formatter(values, len(full_shape), _kind(dtype_name), options.precision)
         body = _body(values, cut, indent, cell, width, options)
-        if dtype_name not in _IMPLIED_DTYPES:
+        if dtype_name not in _IMPLIED_DTYPES and dtype_name not in dtypes.GGML_BY_NAME:
             suffixes.append(f"dtype=torch.{dtype_name}")
     return _with_suffixes(prefix + body, suffixes, indent, options.linewidth) + ")"
 
