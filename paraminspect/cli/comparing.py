@@ -10,6 +10,7 @@ from paraminspect.compare.tolerance import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
 from paraminspect.errors import EXIT_DIFFERENT, EXIT_OK
 from paraminspect.formats.opening import open_checkpoint
 from paraminspect.io import source as input_files
+from paraminspect.io import url
 from paraminspect.model import Checkpoint
 from paraminspect.naming import roots
 from paraminspect.naming.prefixes import NameMap
@@ -48,8 +49,13 @@ def _load_all(sides: list[tuple[Path, str | None]], quiet: bool) -> list[Checkpo
 
 @app.command("diff")
 def diff_command(
-    file_a: Annotated[Path, typer.Argument(metavar="A", help="First checkpoint (any supported format).")],
-    file_b: Annotated[Path, typer.Argument(metavar="B", help="Second checkpoint (any supported format).")],
+    file_a: Annotated[
+        Path, typer.Argument(metavar="A", parser=url.to_path, help="First checkpoint (any supported format, or a URL).")
+    ],
+    file_b: Annotated[
+        Path,
+        typer.Argument(metavar="B", parser=url.to_path, help="Second checkpoint (any supported format, or a URL)."),
+    ],
     patterns: PatternsArg = None,
     atol: Annotated[
         float, typer.Option("--atol", min=0.0, help="Absolute tolerance: equal if |a-b| <= atol + rtol*|b|.")

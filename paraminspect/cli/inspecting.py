@@ -17,10 +17,12 @@ from paraminspect.cli.app import (
     _load_state_dict,
     _selector,
     app,
+    remote_cost,
 )
 from paraminspect.errors import EXIT_OK, UsageError
 from paraminspect.inspect import tree
 from paraminspect.io import source as input_files
+from paraminspect.io import url
 from paraminspect.output import render
 from paraminspect.output.render import OutputFormat
 
@@ -52,6 +54,8 @@ def tree_command(
         render.write(render.format_modules(modules.report(selected, sort=sort), fmt))
         return EXIT_OK
     report = tree.report(ckpt, selector=_selector(ckpt, patterns, regex), depth=depth, sort=sort)
+    if (cost := remote_cost(ckpt)) is not None:
+        report.table.document["remote"] = cost
     render.write(render.format_tree(report, fmt, render.Colours(sys.stdout)))
     return EXIT_OK
 
@@ -83,6 +87,8 @@ def shapes_command(
         table = sizes.report(ckpt, _selector(ckpt, patterns, regex), by_prefix, sort=sort)
     else:
         table = shapes.report(ckpt, _selector(ckpt, patterns, regex), sort=sort)
+    if (cost := remote_cost(ckpt)) is not None:
+        table.document["remote"] = cost
     render.write(render.format_table(table, fmt))
     return EXIT_OK
 
@@ -152,7 +158,10 @@ def stats_command(
 
 @app.command("scan")
 def scan_command(
-    files: Annotated[list[Path], typer.Argument(help="Checkpoint files to analyse (nothing in them is run).")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(parser=url.to_path, help="Checkpoint files to analyse (nothing in them is run)."),
+    ],
     unsafe_only: Annotated[
         bool, typer.Option("--unsafe-only", help="List only references outside the allow-list.")
     ] = False,
