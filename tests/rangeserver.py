@@ -27,6 +27,7 @@ class Logged:
     range: str | None
     status: int
     sent: int  # body bytes
+    overlap: int = 0  # other requests in flight when this one arrived
 
 
 @dataclass
@@ -53,9 +54,11 @@ class RangeServer:
     settings: Settings = field(default_factory=Settings)
     log: list[Logged] = field(default_factory=list)
     auth_seen: list[str | None] = field(default_factory=list)
+    most_at_once: int = 0  # the most requests in flight together (concurrency, seen by the server)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._in_flight = 0
         self._server = _Quiet(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -91,6 +94,7 @@ class RangeServer:
     def reset(self) -> None:
         with self._lock:
             self.log.clear()
+            self.most_at_once = 0
 
 
 def _handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
@@ -107,9 +111,20 @@ def _handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
-            server.record(Logged(self.path, self.headers.get("Range"), status, len(body)))
+            server.record(Logged(self.path, self.headers.get("Range"), status, len(body), self.overlap))
 
         def do_GET(self) -> None:
+            with server._lock:
+                server._in_flight += 1
+                server.most_at_once = max(server.most_at_once, server._in_flight)
+                self.overlap = server._in_flight - 1
+            try:
+                self._get()
+            finally:
+                with server._lock:
+                    server._in_flight -= 1
+
+        def _get(self) -> None:
             s = server.settings
             if s.latency:
                 time.sleep(s.latency)
