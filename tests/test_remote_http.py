@@ -306,3 +306,18 @@ def test_local_start_up_does_not_import_the_http_code(samples: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_dcp_over_http_reads_like_torch(tmp_path: Path) -> None:
+    """A DCP checkpoint by its .metadata URL: the data files are its siblings on the server."""
+    pytest.importorskip("torch")
+    from tests.test_formats_dcp import TWO_RANKS, _dcp_load, _model_state
+
+    expected = _dcp_load(TWO_RANKS, _model_state())
+    with RangeServer(TWO_RANKS) as server:
+        for name, value in expected.items():
+            result = run_cli("get", server.url(".metadata"), name, "-f", "json")
+            assert result.code == 0, result.err
+            got = np.array(json.loads(result.out)["entries"][0]["values"], dtype=np.float32)
+            np.testing.assert_array_equal(got, value.float().numpy())
+        assert {e.path for e in server.log} <= {"/.metadata", "/__0_0.distcp", "/__1_0.distcp"}
