@@ -321,3 +321,16 @@ def test_dcp_over_http_reads_like_torch(tmp_path: Path) -> None:
             got = np.array(json.loads(result.out)["entries"][0]["values"], dtype=np.float32)
             np.testing.assert_array_equal(got, value.float().numpy())
         assert {e.path for e in server.log} <= {"/.metadata", "/__0_0.distcp", "/__1_0.distcp"}
+
+
+def test_diff_remote_against_local(served: RangeServer) -> None:
+    a = {"w": np.arange(300_000, dtype=np.float32), "b": np.zeros(3, np.float32)}
+    b = {"w": a["w"].copy(), "b": np.array([0, 1, 0], np.float32)}  # one element of b differs
+    save_file(a, served.root / "a.safetensors")
+    save_file(b, served.root / "b.safetensors")
+    same = run_cli("diff", served.url("a.safetensors"), served.root / "a.safetensors", "-q")
+    assert same.code == 0, same.err
+    result = run_cli("diff", served.url("a.safetensors"), served.url("b.safetensors"), "-f", "json")
+    assert result.code == 1, result.err
+    doc = json.loads(result.out)
+    assert doc["counts"]["values_changed"] == 1 and doc["counts"]["equal"] == 1, doc["counts"]
