@@ -13,6 +13,7 @@ import typer
 from paraminspect import __version__, limits
 from paraminspect.errors import SelectionError
 from paraminspect.formats.opening import open_checkpoint
+from paraminspect.io import source, url
 from paraminspect.model import Checkpoint
 from paraminspect.naming import roots
 from paraminspect.naming.order import ordered_names
@@ -35,8 +36,10 @@ app = typer.Typer(
 FileArg = Annotated[
     Path,
     typer.Argument(
+        parser=url.to_path,
         help="Checkpoint file (.pt/.pth/.bin/.ckpt/.safetensors, detected by content), "
-        "a sharded model's *.index.json or directory, or a DCP directory."
+        "a sharded model's *.index.json or directory, or a DCP directory; or a URL "
+        "(https://..., hf://org/repo[@rev][/path]) or a cached Hub repo (org/repo[@rev]).",
     ),
 ]
 PatternsArg = Annotated[
@@ -180,6 +183,23 @@ def resolved_patterns(patterns: list[str] | None, regex: bool, *ckpts: Checkpoin
     return resolved
 
 
+class Verbosity:
+    """--verbose: what remote reads cost, on stderr at the end of the command (cli.dispatch)."""
+
+    verbose = False
+
+
+VERBOSITY = Verbosity()
+
+
+def remote_cost(*ckpts: Checkpoint) -> dict[str, int] | None:
+    """Requests made and bytes fetched, when any of these checkpoints was read remotely
+    (tree/shapes JSON add it as "remote"; local outputs stay as they were)."""
+    if any(getattr(s, "remote", False) for c in ckpts for s in c.sources):
+        return source.COST.as_dict()
+    return None
+
+
 def _version(value: bool) -> None:
     if value:
         render.write(f"paraminspect {__version__}\n")
@@ -236,9 +256,21 @@ def _root(
             rich_help_panel=_LIMIT_HELP,
         ),
     ] = _DEFAULT.max_elements,
+    allow_full_download: Annotated[
+        bool,
+        typer.Option(
+            "--allow-full-download",
+            help="Read from a server without range support by downloading the whole file (to a temporary file).",
+        ),
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Print what remote reads cost (requests, bytes) on stderr.")
+    ] = False,
 ) -> None:
     """Inspect, compare and edit saved model checkpoints without torch."""
     # Global options, so every command (and every file a command opens) gets them.
+    VERBOSITY.verbose = verbose
+    source.ALLOW_FULL_DOWNLOAD = allow_full_download
     limits.set_current(
         limits.Limits(
             max_entries=max_entries,

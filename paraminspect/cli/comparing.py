@@ -25,6 +25,7 @@ from paraminspect.compare.tolerance import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
 from paraminspect.errors import EXIT_DIFFERENT, EXIT_OK
 from paraminspect.formats.opening import open_checkpoint
 from paraminspect.io import source as input_files
+from paraminspect.io import url
 from paraminspect.model import Checkpoint
 from paraminspect.naming import roots
 from paraminspect.naming.prefixes import NameMap
@@ -80,10 +81,16 @@ def _load_all(sides: list[tuple[Path, str | None]], quiet: bool, *, warn: bool =
 @app.command("diff")
 def diff_command(
     file_a: Annotated[
-        Path, typer.Argument(metavar="A", help="First checkpoint (any supported format), or a lockfile.")
+        Path,
+        typer.Argument(
+            metavar="A", parser=url.to_path, help="First checkpoint (any supported format, or a URL), or a lockfile."
+        ),
     ],
     file_b: Annotated[
-        Path, typer.Argument(metavar="B", help="Second checkpoint (any supported format), or a lockfile.")
+        Path,
+        typer.Argument(
+            metavar="B", parser=url.to_path, help="Second checkpoint (any supported format, or a URL), or a lockfile."
+        ),
     ],
     patterns: PatternsArg = None,
     atol: Annotated[

@@ -16,7 +16,7 @@ import traceback
 import typer
 
 from paraminspect.cli import comparing, editing, inspecting  # noqa: F401  (importing registers the commands)
-from paraminspect.cli.app import app
+from paraminspect.cli.app import VERBOSITY, app
 from paraminspect.data import interrupts
 from paraminspect.errors import EXIT_ERROR, EXIT_INTERNAL, EXIT_OK, ParamInspectError
 from paraminspect.io import source as input_files
@@ -53,11 +53,26 @@ def _run(argv: list[str] | None) -> tuple[int, str | None]:
     command = typer.main.get_command(app)
     # A fresh context: limits set by the global options do not outlive this call.
     context = contextvars.copy_context()
+    input_files.COST.reset()
     with input_files.collecting() as opened:  # held open until checked
-        result = context.run(command.main, args=argv, prog_name="paraminspect", standalone_mode=False)
-        sys.stdout.flush()
-        input_files.check_read(opened)  # a file that changed under a command: its output is not to be trusted
+        try:
+            result = context.run(command.main, args=argv, prog_name="paraminspect", standalone_mode=False)
+            sys.stdout.flush()
+            input_files.check_read(opened)  # a file that changed under a command: its output is not to be trusted
+        finally:
+            _report_cost()
     return (result if isinstance(result, int) else EXIT_OK), None
+
+
+def _report_cost() -> None:
+    """``--verbose``: what remote reads cost, one line on stderr (nothing for local files)."""
+    cost = input_files.COST.as_dict()
+    if VERBOSITY.verbose and cost["requests"]:
+        with contextlib.suppress(OSError, ValueError):
+            render.write_message(
+                f"paraminspect: remote: {cost['requests']:,} requests, {cost['bytes']:,} bytes fetched"
+            )
+    VERBOSITY.verbose = False
 
 
 def _failure(exc: BaseException) -> tuple[int, str | None]:

@@ -20,10 +20,12 @@ from paraminspect.cli.app import (
     _quantized,
     _selector,
     app,
+    remote_cost,
 )
 from paraminspect.errors import EXIT_ERROR, EXIT_OK, UsageError
 from paraminspect.inspect import tree
 from paraminspect.io import source as input_files
+from paraminspect.io import url
 from paraminspect.output import render
 from paraminspect.output.render import OutputFormat
 
@@ -58,6 +60,8 @@ def tree_command(
     found = _quantized(ckpt, raw)
     selector = _selector(ckpt, patterns, regex, found)
     report = tree.report(ckpt, selector=selector, depth=depth, sort=sort, found=found)
+    if (cost := remote_cost(ckpt)) is not None:
+        report.table.document["remote"] = cost
     render.write(render.format_tree(report, fmt, render.Colours(sys.stdout)))
     return EXIT_OK
 
@@ -92,6 +96,8 @@ def shapes_command(
         table = sizes.report(ckpt, selector, by_prefix, sort=sort, found=found)
     else:
         table = shapes.report(ckpt, selector, sort=sort, found=found)
+    if (cost := remote_cost(ckpt)) is not None:
+        table.document["remote"] = cost
     render.write(render.format_table(table, fmt))
     return EXIT_OK
 
@@ -211,7 +217,10 @@ def hash_command(
 
 @app.command("scan")
 def scan_command(
-    files: Annotated[list[Path], typer.Argument(help="Checkpoint files to analyse (nothing in them is run).")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(parser=url.to_path, help="Checkpoint files to analyse (nothing in them is run)."),
+    ],
     unsafe_only: Annotated[
         bool, typer.Option("--unsafe-only", help="List only references outside the allow-list.")
     ] = False,

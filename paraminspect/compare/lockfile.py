@@ -19,6 +19,7 @@ from typing import Any
 from paraminspect.compare.diff import Row, Side, Status, mapped_names
 from paraminspect.data.hashing import LOCK_SCHEMA, LOCK_VERSION, hash_tensors
 from paraminspect.errors import CheckpointError, SelectionError, reading
+from paraminspect.io.url import UrlPath
 from paraminspect.model import Checkpoint, TensorRef
 from paraminspect.naming.prefixes import NameMap
 from paraminspect.naming.select import Selector
@@ -109,6 +110,8 @@ def read_if_lockfile(path: Path) -> Lock | None:
     in its first :data:`SNIFF_BYTES` and whose JSON has ``"schema":
     "paraminspect-lockfile"`` (a sharded index is JSON too, and is not parsed here).
     """
+    if isinstance(path, UrlPath):  # a URL names a checkpoint, never a lockfile
+        return None
     try:
         if not path.is_file():
             return None

@@ -57,7 +57,7 @@ def check_output(output: Path, *, source: Path, in_place: bool, force: bool) -> 
     target = resolve_target(output)
     if target.is_dir():
         raise UsageError("output is a directory", output)
-    same = target == resolve_target(source)
+    same = not getattr(source, "remote", False) and target == resolve_target(source)  # a URL is never the output
     if same and not in_place:
         raise UsageError("output is the input file; use --in-place to overwrite it", output)
     if target.exists() and not same and not force:
@@ -165,7 +165,7 @@ class AtomicFile:
         """The replaced file keeps its mode; a new file gets the source's, less the umask (like cp)."""
         if self.target.exists():
             return stat.S_IMODE(self.target.stat().st_mode)
-        if self.mode_from is not None and self.mode_from.exists():
+        if self.mode_from is not None and not getattr(self.mode_from, "remote", False) and self.mode_from.exists():
             return stat.S_IMODE(self.mode_from.stat().st_mode) & ~_umask()
         return 0o666 & ~_umask()
 

@@ -24,7 +24,7 @@ from paraminspect.formats.magic import (
     fits_safetensors,
     looks_like_safetensors,
 )
-from paraminspect.io import source
+from paraminspect.io import source, url
 from paraminspect.limits import Limits
 from paraminspect.model import Checkpoint
 
@@ -45,7 +45,7 @@ def open_checkpoint(path: str | os.PathLike[str], *, limits: Limits | None = Non
     limits = limits or _limits.current()
     # so checks deep in the readers (pickle.guard) see the same limits
     with _limits.using(limits), source.collecting() as opened:
-        ckpt = _read(Path(path), limits)
+        ckpt = _read(locate(path), limits)
     ckpt.sources = tuple(dict.fromkeys(opened))  # every file it is made of, read through these handles
     try:
         _limits.enforce(ckpt, limits)
@@ -53,6 +53,63 @@ def open_checkpoint(path: str | os.PathLike[str], *, limits: Limits | None = Non
         exc.source = exc.source or str(path)
         raise
     return ckpt
+
+
+def locate(path: str | os.PathLike[str]) -> Path:
+    """Where a checkpoint named by the user is: a URL (``https://``, ``hf://`` resolved on
+    the Hub), a local path, or a bare ``org/repo[@rev]`` found in the local Hub cache."""
+    if isinstance(path, str) and url.is_url(path):
+        path = url.parse(path)
+    target = path if isinstance(path, Path) else Path(path)
+    if isinstance(target, url.UrlPath):
+        return _on_hub(target) if target.scheme == "hf" else target
+    text = str(path)
+    if not text.startswith(("/", ".", "~")) and not target.exists():
+        from paraminspect.io import hub
+
+        if hub.looks_like_repo(text):
+            repo, _, rev = text.partition("@")
+            return hub.cached(repo, rev or "main") or target
+    return target
+
+
+def _on_hub(target: url.UrlPath) -> Path:
+    """``hf://org/repo[@rev][/path]`` as the file to read: a resolve URL on the Hub
+    (a repo: the file :func:`choose` picks from its listing), or the cached copy offline."""
+    from paraminspect.io import hub
+
+    repo, rev, inner = hub.split(str(target)[len("hf://") :])
+    if hub.offline():
+        found = hub.cached(repo, rev, inner)
+        if found is None:
+            raise CheckpointError("is not in the local Hugging Face cache, and HF_HUB_OFFLINE is set", target)
+        return found
+    if inner:
+        return hub.file_url(repo, rev, inner)
+    commit, names = hub.repo_files(repo, rev)
+    top = sorted(n for n in names if "/" not in n)
+    chosen = choose(top, top)
+    if chosen is None:
+        raise CheckpointError(
+            f"the repo holds no checkpoint at its top level (looked for {', '.join(INDEX_NAMES + SINGLE_NAMES)});"
+            " name a file: hf://org/repo/path",
+            target,
+        )
+    return hub.file_url(repo, commit, chosen)
+
+
+def choose(names: list[str], files: list[str]) -> str | None:
+    """The name a folder's checkpoint is (its index, DCP metadata, one checkpoint file), if
+    just one; ``files`` are those of ``names`` that are files."""
+    chosen = next((n for n in INDEX_NAMES if n in names), None)
+    if chosen is None and METADATA_NAME in names:
+        return METADATA_NAME
+    chosen = chosen or next((n for n in SINGLE_NAMES if n in names), None)
+    if chosen is None:
+        indexes = [n for n in names if n.endswith(INDEX_SUFFIX)]
+        candidates = _first_split([n for n in files if n.endswith(CHECKPOINT_SUFFIXES)])
+        chosen = indexes[0] if len(indexes) == 1 else candidates[0] if not indexes and len(candidates) == 1 else None
+    return chosen
 
 
 def _read(target: Path, limits: Limits) -> Checkpoint:
@@ -116,18 +173,12 @@ def resolve_directory(directory: Path, *, look_inside: bool = True) -> Path:
         names = sorted(p.name for p in directory.iterdir())
     except OSError as exc:
         raise CheckpointError(f"cannot list directory ({exc.strerror or exc})", directory) from None
-    chosen = next((n for n in INDEX_NAMES if n in names), None)
-    if chosen is None and METADATA_NAME in names:
-        return directory / METADATA_NAME
-    chosen = chosen or next((n for n in SINGLE_NAMES if n in names), None)
+    # Another naming scheme (diffusion_pytorch_model..., a lone model.pt): only if unambiguous.
+    files = [n for n in names if n.endswith(CHECKPOINT_SUFFIXES) and (directory / n).is_file()]
+    chosen = choose(names, files)
     if chosen is None:
-        # Another naming scheme (diffusion_pytorch_model..., a lone model.pt): only if unambiguous.
         indexes = [n for n in names if n.endswith(INDEX_SUFFIX)]
-        files = [n for n in names if n.endswith(CHECKPOINT_SUFFIXES) and (directory / n).is_file()]
-        files = _first_split(files)
-        chosen = indexes[0] if len(indexes) == 1 else files[0] if not indexes and len(files) == 1 else None
-        if chosen is None:
-            raise _not_one_checkpoint(directory, names, indexes or files, look_inside)
+        raise _not_one_checkpoint(directory, names, indexes or files, look_inside)
     return directory / chosen
 
 
@@ -243,12 +294,11 @@ def _dispatch(target: Path, fh: BinaryIO, head: bytes, size: int, limits: Limits
 
         return read_safetensors(target, fh, size, limits)
     if whole and sharded.looks_like_index(head):
-        return sharded.read_index(
-            target,
-            sharded.read_index_bytes(fh, size, limits),
-            limits,
-            lambda shard, lim: _open_file(shard, lim, whole=False),
-        )
+        raw = sharded.read_index_bytes(fh, size, limits)
+        held = _open_shards(target, raw, limits) if isinstance(target, url.UrlPath) else []
+        ckpt = sharded.read_index(target, raw, limits, lambda shard, lim: _open_file(shard, lim, whole=False))
+        del held  # opened concurrently above, now the checkpoint's sources hold them
+        return ckpt
     if whole and target.name == METADATA_NAME and head.startswith(b"\x80"):
         from paraminspect.formats.dcp import read_dcp
 
@@ -272,3 +322,20 @@ def _open_split(path: Path, limits: Limits) -> Checkpoint:
     if not path.exists():
         raise CheckpointError(f"split {path.name} of this GGUF model is missing")
     return _open_file(path, limits, whole=False)
+
+
+SHARD_FIRST_READ_PER_TENSOR = 192  # header bytes per tensor a shard's first read allows for
+
+
+def _open_shards(index: Path, raw: bytes, limits: Limits) -> list[source.Source]:
+    """Open a remote index's shards concurrently (their headers, in one request each when
+    the first read, sized by the tensors the index puts in the shard, holds the header)."""
+    from paraminspect.formats import sharded
+    from paraminspect.io import http
+
+    weight_map, _ = sharded.parse_index(raw)
+    jobs = []
+    for shard, names in sharded.group_by_shard(weight_map, limits).items():
+        first = min(http.FIRST_READ, (16 << 10) + SHARD_FIRST_READ_PER_TENSOR * len(names))
+        jobs.append((sharded.shard_path(index.parent, shard), first))
+    return http.open_many(jobs)  # a shard's error names the shard's URL

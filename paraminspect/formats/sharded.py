@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 
 from paraminspect.errors import CheckpointError, LimitExceeded
 from paraminspect.formats.strictjson import unique_keys
-from paraminspect.io.files import require_regular
+from paraminspect.io.files import hub_blobs, require_regular
 from paraminspect.limits import Limits
 from paraminspect.model import Checkpoint, Entry
 
@@ -89,6 +89,8 @@ def shard_path(directory: Path, name: str) -> Path:
     candidate = directory / name
     try:
         inside = candidate.resolve().is_relative_to(directory.resolve())
+        if not inside and (blobs := hub_blobs(directory)) is not None:
+            inside = candidate.resolve().is_relative_to(blobs)  # a Hub cache snapshot links into its blobs
     except (OSError, RuntimeError):  # symlink loops
         inside = False
     if not inside:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from paraminspect.errors import AmbiguousArchive, CheckpointError, LimitExceeded
+from paraminspect.io import source
 
 END = b"PK\x05\x06"
 END64 = b"PK\x06\x06"
@@ -263,6 +264,10 @@ def _check_layout(fh: BinaryIO, records: dict[str, Record], cd_offset: int) -> N
     """Local records tile bytes [0, cd_offset) in offset order, each agreeing with its directory entry."""
     blocks = _Blocks(fh, cd_offset)
     order = sorted(records, key=lambda key: records[key].header_offset)
+    # A remote source fetches the local headers concurrently (a local file ignores the hint).
+    # From just before each header: the previous record's data descriptor (<= 24 bytes) is checked too.
+    offsets = [records[k].header_offset for k in order]
+    source.prefetch(fh, [(max(0, o - 24), min(_BLOCK, cd_offset - o) + 24) for o in offsets])
     ends = [records[key].header_offset for key in order[1:]] + [cd_offset]
     position = 0
     for key, next_offset in zip(order, ends, strict=True):

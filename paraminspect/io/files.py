@@ -59,3 +59,13 @@ def regular_fd(path: str | os.PathLike[str]) -> int:
 def require_regular(path: Path) -> None:
     """Refuse a name that is not a regular file, for readers that open it later (mmap, pathlib)."""
     open_regular(path).close()
+
+
+def hub_blobs(directory: Path) -> Path | None:
+    """The blob store of the Hugging Face cache snapshot ``directory`` is in, if it is in one:
+    a snapshot's files are symlinks to ``models--org--repo/blobs/<hash>``."""
+    here = directory.absolute()
+    for folder in (here, *here.parents):
+        if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--"):
+            return (folder.parent.parent / "blobs").resolve()
+    return None

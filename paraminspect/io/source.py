@@ -8,8 +8,9 @@ and :meth:`Source.changed` notices: the path no longer names the opened inode,
 or its size or mtime moved, or the header bytes read at open differ when read
 again. Reads are positional (``pread``) into buffers, never memory maps: a file
 truncated underneath gives a short read and a one-line error, not the SIGBUS a
-mapped page past the end raises. A remote source (HTTP ranges) would be another
-kind of Source here, below the format readers.
+mapped page past the end raises. A remote source (HTTP ranges,
+:mod:`~paraminspect.io.http`) is another kind of Source, opened for a
+:class:`~paraminspect.io.url.UrlPath`; :data:`COST` counts what it fetched.
 
 Sources live as long as the :class:`~paraminspect.model.Checkpoint` holding them
 (plus the last :data:`RECENT` opened; the registry otherwise keeps only weak
@@ -53,9 +54,38 @@ class Snapshot:
         return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+@dataclass
+class Cost:
+    """What remote reads cost this process: requests made and bytes fetched."""
+
+    requests: int = 0
+    bytes: int = 0
+
+    def add(self, requests: int, nbytes: int) -> None:
+        with _cost_lock:
+            self.requests += requests
+            self.bytes += nbytes
+
+    def reset(self) -> None:
+        with _cost_lock:
+            self.requests = self.bytes = 0
+
+    def as_dict(self) -> dict[str, int]:
+        with _cost_lock:
+            return {"requests": self.requests, "bytes": self.bytes}
+
+
+_cost_lock = threading.Lock()
+COST = Cost()
+# Remote sources: whether a server without range support may send the whole file.
+ALLOW_FULL_DOWNLOAD = False
+
+
 class Source:
     """One opened input file: a descriptor, the snapshot taken when it was opened, and
     the byte ranges the header readers read from it (checked again by :meth:`changed`)."""
+
+    remote = False
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -70,7 +100,7 @@ class Source:
         self.replaced = False  # this process replaced the file (--in-place): the path names the new one
         self._header: list[tuple[int, int, int]] = []  # (offset, length, crc32) read while opening
         self._lock = threading.Lock()
-        self._closer = weakref.finalize(self, os.close, self.fd)
+        self._closer: weakref.finalize[Any, Any] = weakref.finalize(self, os.close, self.fd)
 
     @property
     def closed(self) -> bool:
@@ -99,6 +129,20 @@ class Source:
         """A seekable binary stream for the format readers, recording what it reads as the
         header: of the whole file, or of bytes [start, start+length) (a DCP item's zip)."""
         return io.BufferedReader(_HeaderReader(self, start, self.size - start if length is None else length))
+
+    def read_header(self, view: memoryview, offset: int) -> int:
+        """Up to ``len(view)`` bytes at ``offset`` for the header readers (noted for :meth:`changed`)."""
+        n = _pread_into(self.fd, view, offset) if len(view) else 0
+        if n:
+            self.note_header(offset, view[:n])
+        return n
+
+    def current_size(self) -> int:
+        """The file's size now (a shrunk file is reported by the readers)."""
+        return os.fstat(self.fd).st_size
+
+    def prefetch(self, ranges: list[tuple[int, int]]) -> None:
+        """A hint that these (offset, length) ranges are read next: a local file needs none."""
 
     def note_header(self, offset: int, data: bytes | memoryview) -> None:
         with self._lock:
@@ -163,14 +207,22 @@ class _HeaderReader(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
         view = view[: max(0, min(len(view), self._length - self._pos))]
-        n = _pread_into(self._source.fd, view, self._start + self._pos) if len(view) else 0
-        if n:
-            self._source.note_header(self._start + self._pos, view[:n])
+        n = self._source.read_header(view, self._start + self._pos)
         self._pos += n
         return n
 
     def fileno(self) -> int:
+        if self._source.remote:
+            raise io.UnsupportedOperation("a remote source has no file descriptor")
         return self._source.fd
+
+
+def prefetch(fh: Any, ranges: list[tuple[int, int]]) -> None:
+    """Tell the Source behind a reader (from :meth:`Source.reader`) which ranges come next,
+    so a remote one fetches them concurrently; offsets are the reader's own."""
+    raw = getattr(fh, "raw", None)
+    if isinstance(raw, _HeaderReader) and raw._source.remote:
+        raw._source.prefetch([(raw._start + offset, length) for offset, length in ranges])
 
 
 _registry: weakref.WeakValueDictionary[Path, Source] = weakref.WeakValueDictionary()
@@ -185,11 +237,19 @@ _recent: collections.OrderedDict[Path, Source] = collections.OrderedDict()
 
 def open_source(path: Path) -> Source:
     """The Source for ``path``: the one already open if the file is still that file,
-    else a fresh one (snapshot now). Called by the format readers when they open a file."""
-    fresh = Source(path)
+    else a fresh one (snapshot now). Called by the format readers when they open a file.
+    A URL (:class:`~paraminspect.io.url.UrlPath`) gets a remote Source, reused while open."""
+    if getattr(path, "remote", False):
+        with _registry_lock:
+            ahead = _adopted.pop(path, None)  # opened ahead, concurrently (a remote index's shards)
+        fresh: Source = ahead or path.open_remote()  # type: ignore[attr-defined]
+    else:
+        fresh = Source(path)
     with _registry_lock:
         known = _registry.get(path)
-        if known is not None and not known.closed and known.snapshot == fresh.snapshot:
+        if known is fresh:
+            pass
+        elif known is not None and not known.closed and not fresh.remote and known.snapshot == fresh.snapshot:
             fresh.close()
             fresh = known
         else:
@@ -201,6 +261,16 @@ def open_source(path: Path) -> Source:
         for opened in _collecting:
             opened.append(fresh)
     return fresh
+
+
+_adopted: weakref.WeakValueDictionary[Path, Source] = weakref.WeakValueDictionary()
+
+
+def adopt(opened: Source) -> None:
+    """A Source opened ahead (remote shards, opened concurrently): the next
+    :func:`open_source` of its path takes it instead of opening the path again."""
+    with _registry_lock:
+        _adopted[opened.path] = opened
 
 
 def get(path: Path) -> Source:
@@ -248,5 +318,5 @@ def check_read(sources: Iterable[Source], consequence: str = "its values were no
 def size(path: Path) -> tuple[int, bool]:
     """The opened file's size now, and whether it shrank since it was opened."""
     opened = get(path)
-    now = os.fstat(opened.fd).st_size
-    return now, now < opened.snapshot.size
+    now = opened.current_size()
+    return now, now < opened.size

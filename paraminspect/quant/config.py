@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from paraminspect.io.url import UrlPath
 from paraminspect.model import Checkpoint
 
 MAX_CONFIG_BYTES = 4 << 20
@@ -32,6 +33,8 @@ class QuantConfig:
 
 
 def _load(path: Path) -> dict[str, Any] | None:
+    if isinstance(path, UrlPath):  # a remote checkpoint: recognised by its tensors alone
+        return None
     try:
         if not path.is_file() or path.stat().st_size > MAX_CONFIG_BYTES:
             return None
