@@ -39,7 +39,7 @@ FileArg = Annotated[
         parser=url.to_path,
         help="Checkpoint file (.pt/.pth/.bin/.ckpt/.safetensors, detected by content), "
         "a sharded model's *.index.json or directory, or a DCP directory; or a URL "
-        "(https://..., hf://org/repo[@rev][/path]) or a cached Hub repo (org/repo[@rev]).",
+        "(https://..., hf://org/repo, hf://org/repo@rev/file) or a cached Hub repo (org/repo, org/repo@rev).",
     ),
 ]
 PatternsArg = Annotated[
