@@ -26,3 +26,11 @@ run diff sample_models/mlp.pt "$scratch/mlp0.pt"
 run convert sample_models/tied.pt "$scratch/tied.safetensors"
 run cast sample_models/mlp.pt --dtype bfloat16 -o "$scratch/mlp_bf16.safetensors"
 run diff sample_models/mlp.pt "$scratch/mlp_bf16.safetensors"
+# This round: how far each tensor moved, file metadata, a weights lockfile, value policies.
+run diff sample_models/mlp.pt "$scratch/mlp_bf16.safetensors" --metrics --sort-by rel_l2 --format markdown
+run set-meta sample_models/mlp.safetensors note "fine-tuned on run 7" -o "$scratch/mlp_noted.safetensors"
+run meta "$scratch/mlp_noted.safetensors"
+run hash sample_models/mlp.safetensors
+"$pi" hash sample_models/mlp.safetensors --format json > "$scratch/mlp.lock.json"  # a lockfile
+run diff "$scratch/mlp.lock.json" sample_models/mlp.pt
+run check sample_models/mlp.pt --finite --max-abs 10 --no-all-zero

@@ -15,7 +15,7 @@ def test_demo_script_runs_every_command() -> None:
     assert result.returncode == 0, result.stderr
     commands = [line for line in result.stdout.splitlines() if line.startswith("$ paraminspect ")]
     assert len(commands) == (ROOT / "scripts" / "demo.sh").read_text().count("\nrun ")
-    # The expected non-zero exits: unsafe globals found, and two diffs that find differences.
-    assert result.stdout.count("[exit 1]") == 3
+    # The expected non-zero exits: unsafe globals found, and three diffs that find differences.
+    assert result.stdout.count("[exit 1]") == 4
     assert "[exit 2]" not in result.stdout and "Traceback" not in result.stdout + result.stderr
     assert "4 dtype changed, 0 shape changed, 0 values changed, 0 equal" in result.stdout
