@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import pytest
@@ -153,7 +154,9 @@ def test_pinned_table_and_json_keys() -> None:
 
 
 def test_undecodable_dtype_is_skipped_with_a_warning(tmp_path: Path) -> None:
-    with pytest.warns(UserWarning, match="ComplexHalf"):
+    # torch warns about ComplexHalf once per process (whichever test makes one first): silence, not assert.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
         torch.save({"a": torch.ones(3), "c": torch.ones(2, dtype=torch.complex32)}, tmp_path / "m.pt")
     result = run_cli("stats", tmp_path / "m.pt", "-f", "json")
     assert result.code == 0
