@@ -18,26 +18,16 @@ from typing import Any, BinaryIO
 from paraminspect import dtypes
 from paraminspect.errors import CheckpointError, LimitExceeded
 from paraminspect.formats.filemeta import hyper_parameters
+from paraminspect.formats.magic import LEGACY_MAGIC_NUMBER
 from paraminspect.formats.pickle.guard import read_one
 from paraminspect.formats.pickle.unpickler import StorageType, safe_loads
 from paraminspect.limits import Limits
 from paraminspect.model import Checkpoint, StorageRef, flatten
 
-MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001
-# The first pickle is the magic number: LONG1 of 10 bytes, little-endian, after
-# the PROTO opcode (and, from protocol 4, an 8-byte FRAME header).
-MAGIC = b"\x8a\x0a" + MAGIC_NUMBER.to_bytes(10, "little")
 _ITEM_SIZES = {1, 2, 4, 8, 16}
 # The pickles at the start of the file, in order; storage records follow them.
 PICKLES = ("magic number", "protocol version", "sys info", "object", "storage keys")
-
-
-def looks_like_legacy(head: bytes) -> bool:
-    """``torch.save(..., _use_new_zipfile_serialization=False)`` with any pickle protocol (2-5)."""
-    if len(head) < 2 or head[0] != 0x80 or not 2 <= head[1] <= 5:
-        return False
-    return head[2:].startswith(MAGIC) or (head[2:3] == b"\x95" and head[11:].startswith(MAGIC))
 
 
 def raw_pickles(fh: BinaryIO) -> bytes:
@@ -61,7 +51,7 @@ def _storage_facts(pid: Any) -> tuple[str, dtypes.DType, int]:
 
 
 def read_legacy(path: Path, fh: BinaryIO, size: int, limits: Limits) -> Checkpoint:
-    if safe_loads(fh) != MAGIC_NUMBER:
+    if safe_loads(fh) != LEGACY_MAGIC_NUMBER:
         raise CheckpointError("legacy torch file with a wrong magic number")
     version = safe_loads(fh)
     if version != PROTOCOL_VERSION:

@@ -22,6 +22,7 @@ from paraminspect.formats.magic import (
     SNIFF_BYTES,
     ZIP_MAGIC,
     fits_safetensors,
+    looks_like_legacy,
     looks_like_safetensors,
 )
 from paraminspect.io import source, url
@@ -285,10 +286,12 @@ def _dispatch(target: Path, fh: BinaryIO, head: bytes, size: int, limits: Limits
         if not files:
             return ckpt
         return ggufsplit.merge_splits(target, [ckpt if f == target else _open_split(f, limits) for f in files])
-    from paraminspect.formats import legacy, sharded
+    if looks_like_legacy(head):  # the legacy reader (and the unpickler) only for legacy files
+        from paraminspect.formats import legacy
 
-    if legacy.looks_like_legacy(head):
         return legacy.read_legacy(target, fh, size, limits)
+    from paraminspect.formats import sharded
+
     if looks_like_safetensors(head) and (fits_safetensors(head, size) or not sharded.looks_like_index(head)):
         from paraminspect.formats.safetensors import read_safetensors
 

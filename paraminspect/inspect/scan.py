@@ -32,6 +32,7 @@ from paraminspect.formats.magic import (
     SNIFF_BYTES,
     ZIP_MAGIC,
     fits_safetensors,
+    looks_like_legacy,
     looks_like_safetensors,
 )
 from paraminspect.formats.opening import open_checkpoint, resolve_directory
@@ -220,9 +221,7 @@ def _within(exc: CheckpointError, where: str, source: Path | None = None) -> Che
 
 
 def _is_legacy(_path: Path, head: bytes) -> bool:
-    from paraminspect.formats import legacy
-
-    return legacy.looks_like_legacy(head)
+    return looks_like_legacy(head)
 
 
 def _is_index(path: Path, head: bytes) -> bool:
