@@ -117,8 +117,9 @@ def _handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
             if getattr(self, "_head", False):
                 self._head = False
                 body = b""
-            self.wfile.write(body)
+            # logged before the body goes out: a client that has its bytes may ask for the log at once
             server.record(Logged(self.path, self.headers.get("Range"), status, len(body), self.overlap))
+            self.wfile.write(body)
 
         def do_GET(self) -> None:
             with server._lock:
@@ -200,10 +201,10 @@ def _handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
                     self.send_header(k, v)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                server.record(Logged(self.path, wanted, 206, max(0, len(body) - s.short_by)))
                 self.wfile.write(body[: max(0, len(body) - s.short_by)])
                 self.wfile.flush()
                 self.close_connection = True
-                server.record(Logged(self.path, wanted, 206, max(0, len(body) - s.short_by)))
                 return
             self._reply(206, body, headers)
 
