@@ -1,6 +1,6 @@
 """Open any supported checkpoint: sniff the content (never the suffix), dispatch.
 
-Files: torch.save zip, legacy torch.save pickle stream, safetensors, GGUF, numpy
+Files: torch.save zip, TorchScript, torch.export ``.pt2``, legacy torch.save pickle stream, safetensors, GGUF, numpy
 ``.npy``/``.npz``, an ONNX model, a sharded model's ``*.index.json``, or a DCP
 ``.metadata``. Directories: a sharded model (its index), a DCP checkpoint
 (``.metadata``), or a model directory holding a single checkpoint file (``model.safetensors``, ``pytorch_model.bin``).
@@ -277,6 +277,10 @@ def _dispatch(target: Path, fh: BinaryIO, head: bytes, size: int, limits: Limits
             from paraminspect.formats.torchscript import read_torchscript
 
             return read_torchscript(target, records, limits)
+        if "archive_format" in records:  # torch.export.save (.pt2)
+            from paraminspect.formats.export import read_pt2
+
+            return read_pt2(target, records, limits)
         return torchzip.read_torch_zip(target, fh, size, limits)
     if head.startswith(GGUF_MAGIC):
         from paraminspect.formats import gguf, ggufsplit
@@ -315,7 +319,7 @@ def _dispatch(target: Path, fh: BinaryIO, head: bytes, size: int, limits: Limits
     if onnx.looks_like_onnx(head):
         return onnx.read_onnx(target, fh, size, limits)
     raise CheckpointError(
-        "not a recognised checkpoint (expected torch.save, safetensors, GGUF, numpy .npy/.npz, ONNX,"
+        "not a recognised checkpoint (expected torch.save, torch.export .pt2, safetensors, GGUF, numpy .npy/.npz, ONNX,"
         " a sharded *.index.json or a DCP directory)",
         target,
     )
