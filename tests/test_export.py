@@ -253,3 +253,36 @@ def test_was_refused_before(net_pt2: Path) -> None:
     assert not any(n.endswith("/data.pkl") for n in names)
     result = run_cli("shapes", net_pt2)
     assert result.code == 0 and "data.pkl" not in result.err
+
+
+def test_old_layout_state_dict_in_one_record(tmp_path: Path, net_pt2: Path) -> None:
+    """Archives from before payload configs hold one torch.save state dict a program
+    (``data/weights/model.pt``), which torch.export.load still reads: read as a torch.save zip
+    inside the archive, offsets made absolute, never unpickled by pickle."""
+    import io
+
+    torch.manual_seed(0)
+    state = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2)).state_dict()
+    inner = io.BytesIO()
+    torch.save(state, inner)
+    path = tmp_path / "old.pt2"
+    with zipfile.ZipFile(net_pt2) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+        for info in src.infolist():
+            name = info.filename.replace("net/", "old/", 1)
+            if "/data/weights/" in name or "/data/constants/" in name:
+                continue
+            z.writestr(name, src.read(info))
+        z.writestr("old/data/weights/model.pt", inner.getvalue())
+        z.writestr("old/data/constants/model.pt", _saved({}))
+    ckpt = open_checkpoint(path)
+    assert list(ckpt.entries) == list(state)
+    for name, tensor in state.items():
+        _same(ckpt.entries[name], tensor, name)
+
+
+def _saved(obj: object) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()

@@ -159,7 +159,9 @@ def _payloads(
     folder, config_name, what = kind
     legacy = f"{folder}{model}.pt"  # archives from before payload configs: one torch.save state dict
     if f"{folder}{config_name.format(model)}" not in records and legacy in records:
-        yield from _nested(path, records, legacy, limits).entries.items()
+        for name, entry in _nested(path, records, legacy, limits).entries.items():
+            if name or not isinstance(entry, Value):  # an empty state dict flattens to one empty value
+                yield name, entry
         return
     config = read_config(records, folder + config_name.format(model), limits)
     storages: dict[str, StorageRef] = {}
