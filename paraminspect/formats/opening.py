@@ -34,6 +34,9 @@ INDEX_SUFFIX = ".index.json"
 SINGLE_NAMES = ("model.safetensors", "pytorch_model.bin")
 # Files a directory may hold as its checkpoint (".tar" covers torchvision-era ".pth.tar").
 CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".tar", ".gguf")
+# Other formats a folder may hold as its one checkpoint, looked for only when it holds none of the above
+# (an ONNX model beside its external data, a lone .pt2 or .npz).
+OTHER_SUFFIXES = (".onnx", ".pt2", ".npz", ".npy")
 
 
 def open_checkpoint(path: str | os.PathLike[str], *, limits: Limits | None = None) -> Checkpoint:
@@ -109,6 +112,7 @@ def choose(names: list[str], files: list[str]) -> str | None:
     if chosen is None:
         indexes = [n for n in names if n.endswith(INDEX_SUFFIX)]
         candidates = _first_split([n for n in files if n.endswith(CHECKPOINT_SUFFIXES)])
+        candidates = candidates or [n for n in files if n.endswith(OTHER_SUFFIXES)]
         chosen = indexes[0] if len(indexes) == 1 else candidates[0] if not indexes and len(candidates) == 1 else None
     return chosen
 
@@ -175,7 +179,9 @@ def resolve_directory(directory: Path, *, look_inside: bool = True) -> Path:
     except OSError as exc:
         raise CheckpointError(f"cannot list directory ({exc.strerror or exc})", directory) from None
     # Another naming scheme (diffusion_pytorch_model..., a lone model.pt): only if unambiguous.
-    files = [n for n in names if n.endswith(CHECKPOINT_SUFFIXES) and (directory / n).is_file()]
+    files = [n for n in names if n.endswith(CHECKPOINT_SUFFIXES + OTHER_SUFFIXES) and (directory / n).is_file()]
+    if any(n.endswith(CHECKPOINT_SUFFIXES) for n in files):
+        files = [n for n in files if n.endswith(CHECKPOINT_SUFFIXES)]
     chosen = choose(names, files)
     if chosen is None:
         indexes = [n for n in names if n.endswith(INDEX_SUFFIX)]
