@@ -32,6 +32,9 @@ from paraminspect.model import Checkpoint
 INDEX_NAMES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 INDEX_SUFFIX = ".index.json"
 SINGLE_NAMES = ("model.safetensors", "pytorch_model.bin")
+# What diffusers' from_pretrained loads from a component folder when no variant is asked for,
+# so a folder holding variants beside it (diffusion_pytorch_model.fp16.safetensors) opens as it does.
+DIFFUSERS_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 # Files a directory may hold as its checkpoint (".tar" covers torchvision-era ".pth.tar").
 CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".tar", ".gguf")
 # Other formats a folder may hold as its one checkpoint, looked for only when it holds none of the above
@@ -108,7 +111,7 @@ def choose(names: list[str], files: list[str]) -> str | None:
     chosen = next((n for n in INDEX_NAMES if n in names), None)
     if chosen is None and METADATA_NAME in names:
         return METADATA_NAME
-    chosen = chosen or next((n for n in SINGLE_NAMES if n in names), None)
+    chosen = chosen or next((n for n in SINGLE_NAMES + DIFFUSERS_NAMES if n in names), None)
     if chosen is None:
         indexes = [n for n in names if n.endswith(INDEX_SUFFIX)]
         candidates = _first_split([n for n in files if n.endswith(CHECKPOINT_SUFFIXES)])
