@@ -328,7 +328,7 @@ def _dispatch(target: Path, fh: BinaryIO, head: bytes, size: int, limits: Limits
     if onnx.looks_like_onnx(head):
         return onnx.read_onnx(target, fh, size, limits)
     raise CheckpointError(
-        "not a recognised checkpoint (expected torch.save, torch.export .pt2, safetensors, GGUF, numpy .npy/.npz, ONNX,"
+        "not a recognised checkpoint (expected torch.save, safetensors, GGUF, numpy .npy/.npz, ONNX,"
         " a sharded *.index.json or a DCP directory)",
         target,
     )
