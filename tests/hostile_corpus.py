@@ -30,6 +30,7 @@ from tests.hostile_build import (
     torch_zip,
     touch,
 )
+from tests.hostile_export import EXPORT_CASES
 from tests.hostile_gguf import GGUF_HOSTILE
 from tests.hostile_numpy import NUMPY_CASES
 from tests.hostile_onnx import ONNX_CASES
@@ -379,4 +380,6 @@ def corpus() -> list[Case]:
         cases.append(Case(name, build, commands, code, reason, scan_code=scan_code))
     for name, (build, commands, code, reason) in ONNX_CASES.items():
         cases.append(Case(name, build, commands, code, reason, scan_code=0 if commands == ("stats",) else None))
+    for name, (build, commands, code, reason, scan_code, scan_reason) in EXPORT_CASES.items():
+        cases.append(Case(name, build, commands, code, reason, scan_code=scan_code, scan_reason=scan_reason))
     return cases

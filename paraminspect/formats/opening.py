@@ -1,6 +1,6 @@
 """Open any supported checkpoint: sniff the content (never the suffix), dispatch.
 
-Files: torch.save zip, legacy torch.save pickle stream, safetensors, GGUF, numpy
+Files: torch.save zip, TorchScript, torch.export ``.pt2``, legacy torch.save pickle stream, safetensors, GGUF, numpy
 ``.npy``/``.npz``, an ONNX model, a sharded model's ``*.index.json``, or a DCP
 ``.metadata``. Directories: a sharded model (its index), a DCP checkpoint
 (``.metadata``), or a model directory holding a single checkpoint file (``model.safetensors``, ``pytorch_model.bin``).
@@ -32,8 +32,14 @@ from paraminspect.model import Checkpoint
 INDEX_NAMES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 INDEX_SUFFIX = ".index.json"
 SINGLE_NAMES = ("model.safetensors", "pytorch_model.bin")
+# What diffusers' from_pretrained loads from a component folder when no variant is asked for,
+# so a folder holding variants beside it (diffusion_pytorch_model.fp16.safetensors) opens as it does.
+DIFFUSERS_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 # Files a directory may hold as its checkpoint (".tar" covers torchvision-era ".pth.tar").
 CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".tar", ".gguf")
+# Other formats a folder may hold as its one checkpoint, looked for only when it holds none of the above
+# (an ONNX model beside its external data, a lone .pt2 or .npz).
+OTHER_SUFFIXES = (".onnx", ".pt2", ".npz", ".npy")
 
 
 def open_checkpoint(path: str | os.PathLike[str], *, limits: Limits | None = None) -> Checkpoint:
@@ -105,10 +111,11 @@ def choose(names: list[str], files: list[str]) -> str | None:
     chosen = next((n for n in INDEX_NAMES if n in names), None)
     if chosen is None and METADATA_NAME in names:
         return METADATA_NAME
-    chosen = chosen or next((n for n in SINGLE_NAMES if n in names), None)
+    chosen = chosen or next((n for n in SINGLE_NAMES + DIFFUSERS_NAMES if n in names), None)
     if chosen is None:
         indexes = [n for n in names if n.endswith(INDEX_SUFFIX)]
         candidates = _first_split([n for n in files if n.endswith(CHECKPOINT_SUFFIXES)])
+        candidates = candidates or [n for n in files if n.endswith(OTHER_SUFFIXES)]
         chosen = indexes[0] if len(indexes) == 1 else candidates[0] if not indexes and len(candidates) == 1 else None
     return chosen
 
@@ -175,7 +182,9 @@ def resolve_directory(directory: Path, *, look_inside: bool = True) -> Path:
     except OSError as exc:
         raise CheckpointError(f"cannot list directory ({exc.strerror or exc})", directory) from None
     # Another naming scheme (diffusion_pytorch_model..., a lone model.pt): only if unambiguous.
-    files = [n for n in names if n.endswith(CHECKPOINT_SUFFIXES) and (directory / n).is_file()]
+    files = [n for n in names if n.endswith(CHECKPOINT_SUFFIXES + OTHER_SUFFIXES) and (directory / n).is_file()]
+    if any(n.endswith(CHECKPOINT_SUFFIXES) for n in files):
+        files = [n for n in files if n.endswith(CHECKPOINT_SUFFIXES)]
     chosen = choose(names, files)
     if chosen is None:
         indexes = [n for n in names if n.endswith(INDEX_SUFFIX)]
@@ -277,6 +286,10 @@ def _dispatch(target: Path, fh: BinaryIO, head: bytes, size: int, limits: Limits
             from paraminspect.formats.torchscript import read_torchscript
 
             return read_torchscript(target, records, limits)
+        if "archive_format" in records:  # torch.export.save (.pt2)
+            from paraminspect.formats.export import read_pt2
+
+            return read_pt2(target, records, limits)
         return torchzip.read_torch_zip(target, fh, size, limits)
     if head.startswith(GGUF_MAGIC):
         from paraminspect.formats import gguf, ggufsplit

@@ -55,6 +55,7 @@ class PickleSource:
     persistent_kinds: frozenset[str] = frozenset()
     pickles: int = 1  # how many pickles follow each other from the start of ``data``
     code: tuple[str, ...] = ()  # code files the archive holds beside this pickle (TorchScript's code/)
+    code_label: str = "TorchScript source (run by torch.jit.load's module)"
     # Findings that are no pickle's (a GGUF's chat template, trailing data), reported as they are.
     notes: tuple[Reference, ...] = ()
 
@@ -77,7 +78,22 @@ def _torch_zip(path: Path, limits: Limits) -> list[PickleSource]:
         records = ZipRecords(path, fh, size, max_records(limits))
         if is_torchscript(records):
             return _torchscript(records, limits)
+        if "archive_format" in records:
+            return _pt2(path, records, limits)
         return [_zip_pickle(path, fh, size, limits)]
+
+
+def _pt2(path: Path, records: ZipRecords, limits: Limits) -> list[PickleSource]:
+    """A torch.export archive: its pickles (example inputs, pickled payloads, custom objects)
+    and any AOTInductor build (compiled code, listed as findings)."""
+    from paraminspect.formats import export
+
+    if export.model_names(records) or not export.code_files(records):  # else: only an AOTInductor build
+        export.read_pt2(path, records, limits)  # the whole archive is valid before it is called clean
+    found = [PickleSource(where, data, _STORAGE) for where, data in export.pickles(path, records, limits)]
+    code = tuple(f"{records.top}/{n}" for n in export.code_files(records))
+    label = "AOTInductor build (compiled code, loaded by torch._inductor.aoti_load_package)"
+    return [*found, PickleSource("(none)", b"N.", code=code, code_label=label)] if code else found
 
 
 def _torchscript(records: ZipRecords, limits: Limits) -> list[PickleSource]:
@@ -305,7 +321,7 @@ def scan_file(path: Path, limits: Limits | None = None) -> FileScan:
                         if ref.opcode not in finding.opcodes:
                             finding.opcodes.append(ref.opcode)
                 for file in source.code:
-                    code = Reference("code", "TorchScript source (run by torch.jit.load's module)", "-", 0, UNSAFE)
+                    code = Reference("code", source.code_label, "-", 0, UNSAFE)
                     grouped.setdefault((file, "code", file, UNSAFE), Finding(file, code, [0], ["-"]))
     except CheckpointError as exc:
         exc.source = exc.source or str(path)
