@@ -48,6 +48,7 @@ def open_checkpoint(path: str | os.PathLike[str], *, limits: Limits | None = Non
     with _limits.using(limits), source.collecting() as opened:
         ckpt = _read(locate(path), limits)
     ckpt.sources = tuple(dict.fromkeys(opened))  # every file it is made of, read through these handles
+    source.hold(ckpt.sources, ckpt)  # closing another checkpoint of these files leaves them open
     try:
         _limits.enforce(ckpt, limits)
     except CheckpointError as exc:

@@ -17,6 +17,13 @@ Sources live as long as the :class:`~paraminspect.model.Checkpoint` holding them
 references), so a library caller opening many files does not run out of file
 descriptors. A path re-opened after it changed gets a new Source, and reads of
 that path go through the new one from then on.
+
+One Source serves every checkpoint of an unchanged file (two ``safe_open`` of
+it, a sharded model and one of its shards), so closing is by ownership: each
+checkpoint holds its sources (:func:`hold`), and :func:`release` closes one only
+when no other live holder is left. Closing one reader never closes the handle
+another reads through (which would make its next read reopen the path and read
+whatever file is there now, unchecked).
 """
 
 from __future__ import annotations
@@ -101,6 +108,8 @@ class Source:
         self._header: list[tuple[int, int, int]] = []  # (offset, length, crc32) read while opening
         self._lock = threading.Lock()
         self._closer: weakref.finalize[Any, Any] = weakref.finalize(self, os.close, self.fd)
+        # The live checkpoints reading through it, by id (a dataclass Checkpoint is unhashable).
+        self.holders: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
 
     @property
     def closed(self) -> bool:
@@ -299,6 +308,24 @@ def collecting() -> Iterator[list[Source]]:
     finally:
         with _registry_lock:  # by identity: two collections of the same files compare equal
             _collecting[:] = [c for c in _collecting if c is not opened]
+
+
+def hold(sources: Iterable[Source], owner: object) -> None:
+    """``owner`` (a checkpoint) reads through ``sources``: they stay open until it releases
+    them or is garbage-collected."""
+    with _registry_lock:
+        for opened in sources:
+            opened.holders[id(owner)] = owner
+
+
+def release(sources: Iterable[Source], owner: object) -> None:
+    """``owner`` is done with ``sources``: each is closed unless another live owner holds it."""
+    with _registry_lock:
+        for opened in sources:
+            if opened.holders.get(id(owner)) is owner:
+                del opened.holders[id(owner)]
+            if not opened.holders:
+                opened.close()
 
 
 def check(sources: Iterable[Source], consequence: str) -> None:
