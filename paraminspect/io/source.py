@@ -108,8 +108,6 @@ class Source:
         self._header: list[tuple[int, int, int]] = []  # (offset, length, crc32) read while opening
         self._lock = threading.Lock()
         self._closer: weakref.finalize[Any, Any] = weakref.finalize(self, os.close, self.fd)
-        # The live checkpoints reading through it, by id (a dataclass Checkpoint is unhashable).
-        self.holders: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
 
     @property
     def closed(self) -> bool:
@@ -310,21 +308,27 @@ def collecting() -> Iterator[list[Source]]:
             _collecting[:] = [c for c in _collecting if c is not opened]
 
 
+# Each source's live holders (the checkpoints reading through it), by id: a dataclass
+# Checkpoint is unhashable. Kept here, not on the Source, so every kind of Source has them.
+_holders: weakref.WeakKeyDictionary[Source, weakref.WeakValueDictionary[int, Any]] = weakref.WeakKeyDictionary()
+
+
 def hold(sources: Iterable[Source], owner: object) -> None:
     """``owner`` (a checkpoint) reads through ``sources``: they stay open until it releases
     them or is garbage-collected."""
     with _registry_lock:
         for opened in sources:
-            opened.holders[id(owner)] = owner
+            _holders.setdefault(opened, weakref.WeakValueDictionary())[id(owner)] = owner
 
 
 def release(sources: Iterable[Source], owner: object) -> None:
     """``owner`` is done with ``sources``: each is closed unless another live owner holds it."""
     with _registry_lock:
         for opened in sources:
-            if opened.holders.get(id(owner)) is owner:
-                del opened.holders[id(owner)]
-            if not opened.holders:
+            holders = _holders.get(opened)
+            if holders is not None and holders.get(id(owner)) is owner:
+                del holders[id(owner)]
+            if not holders:
                 opened.close()
 
 
