@@ -291,9 +291,14 @@ def _dispatch(target: Path, fh: BinaryIO, head: bytes, size: int, limits: Limits
         from paraminspect.formats import legacy
 
         return legacy.read_legacy(target, fh, size, limits)
+    safetensors_head = looks_like_safetensors(head)
+    if safetensors_head and fits_safetensors(head, size):  # the sharded reader only when the head is in doubt
+        from paraminspect.formats.safetensors import read_safetensors
+
+        return read_safetensors(target, fh, size, limits)
     from paraminspect.formats import sharded
 
-    if looks_like_safetensors(head) and (fits_safetensors(head, size) or not sharded.looks_like_index(head)):
+    if safetensors_head and not sharded.looks_like_index(head):
         from paraminspect.formats.safetensors import read_safetensors
 
         return read_safetensors(target, fh, size, limits)
