@@ -72,18 +72,29 @@ def _nones(n: int) -> Callable[[Path], None]:
 
 
 def _sparse_data_pkl(path: Path, size: int = 1 << 30) -> None:
-    """A stored zip whose data.pkl record claims ``size`` bytes, left sparse on disk."""
-    name = b"archive/data.pkl"
+    """A stored zip whose data.pkl record claims ``size`` bytes, left sparse on disk, then the
+    version record torch.save writes."""
+    name, version_name, version = b"archive/data.pkl", b"archive/version", b"3\n"
     local = struct.pack("<4s5H3I2H", b"PK\x03\x04", 20, 0, 0, 0, 0, 0, size, size, len(name), 0) + name
+    fields = (b"PK\x03\x04", 20, 0, 0, 0, 0, 0, len(version), len(version), len(version_name), 0)
+    version_local = struct.pack("<4s5H3I2H", *fields) + version_name
     with open(path, "wb") as fh:
         fh.write(local)
         fh.seek(size, os.SEEK_CUR)
+        version_at = fh.tell()
+        fh.write(version_local + version)
         cd_at = fh.tell()
         central = struct.pack(
             "<4s6H3I5H2I", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, size, size, len(name), 0, 0, 0, 0, 0, 0
         )
-        fh.write(central + name)
-        fh.write(struct.pack("<4s4H2IH", b"PK\x05\x06", 0, 0, 1, 1, len(central) + len(name), cd_at, 0))
+        version_central = struct.pack(
+            "<4s6H3I5H2I",
+            *(b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, len(version), len(version), len(version_name), 0, 0, 0, 0, 0),
+            version_at,
+        )
+        directory = central + name + version_central + version_name
+        fh.write(directory)
+        fh.write(struct.pack("<4s4H2IH", b"PK\x05\x06", 0, 0, 2, 2, len(directory), cd_at, 0))
 
 
 def safetensors_file(path: Path, tensors: dict[str, dict[str, object]], data: bytes = b"") -> None:

@@ -73,12 +73,14 @@ def test_truncated_zip(tmp_path: Path, keep: float) -> None:
 def test_zip_that_is_not_a_torch_archive(tmp_path: Path) -> None:
     with zipfile.ZipFile(tmp_path / "z.pt", "w") as z:
         z.writestr("folder/readme.txt", "hello")
+        z.writestr("folder/version", "3\n")
     assert_clean_error(tmp_path / "z.pt", "no folder/data.pkl")
 
 
 def test_compressed_records_are_refused(tmp_path: Path) -> None:
     with zipfile.ZipFile(tmp_path / "c.pt", "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("archive/data.pkl", pickle.dumps({"a": 1}, protocol=2))
+        z.writestr("archive/version", "3\n", zipfile.ZIP_STORED)
     assert_clean_error(tmp_path / "c.pt", "compressed")
 
 

@@ -6,11 +6,19 @@ from __future__ import annotations
 import pytest
 import typer
 
-import paraminspect.cli.dispatch  # noqa: F401  (registers every command on the app)
 from paraminspect.cli.app import app
+from paraminspect.cli.dispatch import COMMAND_MODULES, register_commands
 from tests.conftest import run_cli
 
+register_commands([])  # no command named: every command module registers its commands
 COMMANDS = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+
+
+def test_each_command_is_registered_by_the_module_dispatch_imports_for_it() -> None:
+    assert set(COMMAND_MODULES) == set(COMMANDS)
+    for info in app.registered_commands:
+        assert info.callback is not None and info.name is not None
+        assert info.callback.__module__ == f"paraminspect.cli.{COMMAND_MODULES[info.name]}", info.name
 
 
 def test_the_command_list_is_complete() -> None:

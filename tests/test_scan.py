@@ -38,6 +38,8 @@ MLP_TABLE = (
 def zip_with_pickle(path: Path, pkl: bytes) -> Path:
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
         z.writestr("archive/data.pkl", pkl)
+        z.writestr("archive/byteorder", "little")
+        z.writestr("archive/version", "3\n")  # as torch.save writes it (torch refuses archives without one)
     return path
 
 

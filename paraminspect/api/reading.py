@@ -24,6 +24,7 @@ from paraminspect.data import arrays as tensors
 from paraminspect.data import slicing
 from paraminspect.errors import SelectionError, UsageError
 from paraminspect.formats.opening import open_checkpoint
+from paraminspect.io import source
 from paraminspect.model import Checkpoint, TensorRef
 
 if TYPE_CHECKING:
@@ -134,6 +135,7 @@ class CheckpointReader:
             raise UsageError(f"framework {framework!r} is not supported: use 'numpy' or 'torch'")
         self._checkpoint: Checkpoint | None = checkpoint
         self._framework = framework
+        source.hold(checkpoint.sources, checkpoint)  # a checkpoint made elsewhere is held too
 
     @property
     def checkpoint(self) -> Checkpoint:
@@ -193,12 +195,12 @@ class CheckpointReader:
         return array
 
     def close(self) -> None:
-        """Close the checkpoint's files (later calls raise UsageError). Another
-        checkpoint of the same unchanged file shares its handle; its next read reopens it."""
+        """Close the checkpoint's files (later calls raise UsageError). A file another open
+        checkpoint reads too (a second ``safe_open`` of it, a sharded model holding the
+        shard) shares its handle, which stays open for that one until it is closed too."""
         ckpt, self._checkpoint = self._checkpoint, None
         if ckpt is not None:
-            for opened in ckpt.sources:
-                opened.close()
+            source.release(ckpt.sources, ckpt)
 
     def __enter__(self) -> CheckpointReader:
         return self

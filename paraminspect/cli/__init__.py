@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
 def __getattr__(name: str) -> Any:
     if name == "app":
         from paraminspect.cli.app import app
+        from paraminspect.cli.dispatch import register_commands
 
+        register_commands([])  # the whole app: every command registered
         return app
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

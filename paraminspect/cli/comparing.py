@@ -28,7 +28,6 @@ from paraminspect.io import source as input_files
 from paraminspect.io import url
 from paraminspect.model import Checkpoint
 from paraminspect.naming import roots
-from paraminspect.naming.prefixes import NameMap
 from paraminspect.naming.select import Selector
 from paraminspect.output import render
 from paraminspect.output.render import OutputFormat
@@ -165,6 +164,7 @@ def diff_command(
     Either side may be a lockfile ('paraminspect hash -f json'): tensors are then compared by content hash.
     """
     from paraminspect.compare import diff, lockfile
+    from paraminspect.naming.prefixes import NameMap
 
     both = NameMap.from_options(strip or [], rename or [])
     map_a = both + NameMap.from_options(rename=rename_a or [])
@@ -285,6 +285,7 @@ def check_command(
     consistency: exit 0 if it holds, 1 on drift, a violation or an inconsistent file, 2 on error."""
     from paraminspect.compare import check
     from paraminspect.compare.policies import DtypeRule, Policies
+    from paraminspect.naming.prefixes import NameMap
 
     budget = check.parse_count(max_params) if max_params is not None else None
     given = Policies(finite, max_abs, no_all_zero, no_constant, tuple(DtypeRule.parse(r) for r in dtype_rules or []))

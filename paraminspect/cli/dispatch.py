@@ -9,13 +9,13 @@ exit 1, which scripts read as "differences found".
 
 import contextlib
 import contextvars
+import importlib
 import os
 import sys
 import traceback
 
 import typer
 
-from paraminspect.cli import comparing, editing, inspecting  # noqa: F401  (importing registers the commands)
 from paraminspect.cli.app import VERBOSITY, app
 from paraminspect.data import interrupts
 from paraminspect.errors import EXIT_ERROR, EXIT_INTERNAL, EXIT_OK, ParamInspectError
@@ -25,7 +25,21 @@ from paraminspect.output import render
 # Help lists commands in the order a user meets them: look, compare, scan, edit.
 _ORDER = ["tree", "shapes", "meta", "get", "stats", "hash", "diff", "check", "lora", "scan"]
 _ORDER += ["set", "init", "rename", "drop", "extract", "cast", "convert", "set-meta", "rm-meta"]
-app.registered_commands.sort(key=lambda info: _ORDER.index(info.name or ""))
+# The module whose import registers each command. A run imports the modules of the command
+# names among its arguments, or all of them when it names none (``--help``, a typo): so
+# ``shapes`` does not load the diff, check and edit commands' options and their imports.
+COMMAND_MODULES = {name: "inspecting" for name in ["tree", "shapes", "meta", "get", "stats", "hash", "lora", "scan"]}
+COMMAND_MODULES |= {"diff": "comparing", "check": "comparing"}
+COMMAND_MODULES |= {name: "editing" for name in _ORDER if name not in COMMAND_MODULES}
+
+
+def register_commands(argv: list[str]) -> None:
+    """Import the command modules ``argv`` may run (each registers its commands with ``app``)."""
+    wanted = {COMMAND_MODULES[arg] for arg in argv if arg in COMMAND_MODULES} or set(COMMAND_MODULES.values())
+    for module in sorted(wanted):
+        importlib.import_module(f"paraminspect.cli.{module}")
+    app.registered_commands.sort(key=lambda info: _ORDER.index(info.name or ""))
+
 
 DEBUG_VARIABLE = "PARAMINSPECT_DEBUG"
 _INTERRUPTED = interrupts.exit_code(2)  # what typer returns for a KeyboardInterrupt inside a command
@@ -50,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str] | None) -> tuple[int, str | None]:
+    register_commands(sys.argv[1:] if argv is None else argv)
     command = typer.main.get_command(app)
     # A fresh context: limits set by the global options do not outlive this call.
     context = contextvars.copy_context()

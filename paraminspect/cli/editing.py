@@ -8,7 +8,6 @@ import typer
 
 from paraminspect.cli.app import FileArg, FormatOpt, PatternsArg, RegexOpt, _selector, app, open_input
 from paraminspect.errors import EXIT_OK, ParamInspectError, SelectionError, UsageError
-from paraminspect.naming.prefixes import NameMap
 from paraminspect.naming.select import Selector
 from paraminspect.output import render
 from paraminspect.output.render import OutputFormat
@@ -165,7 +164,7 @@ def rename_command(
 ) -> int:
     """Rename tensors: OLD=NEW prefix replacements, --strip-prefix, --add-prefix."""
     from paraminspect.edit import plan as edit
-    from paraminspect.naming.prefixes import PrefixRule
+    from paraminspect.naming.prefixes import NameMap, PrefixRule
 
     mapping = NameMap.from_options(strip_prefix or [], mappings or [])
     if add_prefix:

@@ -23,7 +23,6 @@ from paraminspect.cli.app import (
     remote_cost,
 )
 from paraminspect.errors import EXIT_ERROR, EXIT_OK, UsageError
-from paraminspect.inspect import tree
 from paraminspect.io import source as input_files
 from paraminspect.io import url
 from paraminspect.output import render
@@ -46,7 +45,7 @@ def tree_command(
     raw: RawOpt = False,
 ) -> int:
     """Show the name hierarchy with per-subtree parameter counts and sizes."""
-    from paraminspect.inspect import modules
+    from paraminspect.inspect import modules, tree
 
     # The whole object by default; --modules is a view of the model, so it picks the state dict.
     ckpt = _load_state_dict(file, root, auto=show_modules)
@@ -86,13 +85,15 @@ def shapes_command(
     raw: RawOpt = False,
 ) -> int:
     """List every tensor: name, dtype, shape, element count and bytes, with a total."""
-    from paraminspect.inspect import shapes, sizes
+    from paraminspect.inspect import shapes
 
     # --by-prefix answers "what fills this file", so it sees the optimizer too.
     ckpt = _load_state_dict(file, root, auto=by_prefix is None)
     found = _quantized(ckpt, raw)
     selector = _selector(ckpt, patterns, regex, found)
     if by_prefix is not None:
+        from paraminspect.inspect import sizes
+
         table = sizes.report(ckpt, selector, by_prefix, sort=sort, found=found)
     else:
         table = shapes.report(ckpt, selector, sort=sort, found=found)

@@ -54,6 +54,7 @@ def open_checkpoint(path: str | os.PathLike[str], *, limits: Limits | None = Non
     with _limits.using(limits), source.collecting() as opened:
         ckpt = _read(locate(path), limits)
     ckpt.sources = tuple(dict.fromkeys(opened))  # every file it is made of, read through these handles
+    source.hold(ckpt.sources, ckpt)  # closing another checkpoint of these files leaves them open
     try:
         _limits.enforce(ckpt, limits)
     except CheckpointError as exc:
@@ -303,9 +304,14 @@ def _dispatch(target: Path, fh: BinaryIO, head: bytes, size: int, limits: Limits
         from paraminspect.formats import legacy
 
         return legacy.read_legacy(target, fh, size, limits)
+    safetensors_head = looks_like_safetensors(head)
+    if safetensors_head and fits_safetensors(head, size):  # the sharded reader only when the head is in doubt
+        from paraminspect.formats.safetensors import read_safetensors
+
+        return read_safetensors(target, fh, size, limits)
     from paraminspect.formats import sharded
 
-    if looks_like_safetensors(head) and (fits_safetensors(head, size) or not sharded.looks_like_index(head)):
+    if safetensors_head and not sharded.looks_like_index(head):
         from paraminspect.formats.safetensors import read_safetensors
 
         return read_safetensors(target, fh, size, limits)

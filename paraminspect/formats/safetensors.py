@@ -120,10 +120,15 @@ def _tensor_info(name: str, info: Any) -> tuple[dtypes.DType, tuple[int, ...], i
             raise CheckpointError(f"tensor {name!r}: shape {shape} overflows 64 bits")
     if numel * dtype.bits > U64_MAX:
         raise CheckpointError(f"tensor {name!r}: {dtype.safetensors} {shape} is more than 2^64 bits")
-    if numel * dtype.bits % 8 or numel * dtype.bits // 8 != offsets[1] - offsets[0]:
+    if numel * dtype.bits % 8:  # the official loader: a sub-byte tensor must end on a byte boundary
         raise CheckpointError(
-            f"tensor {name!r}: {dtype.safetensors} {shape} needs {numel * dtype.bits / 8:g} bytes "
-            f"but data_offsets span {offsets[1] - offsets[0]}"
+            f"tensor {name!r}: {dtype.safetensors} {shape} is {numel * dtype.bits} bits, not a whole number of bytes"
+        )
+    nbytes = dtype.nbytes(numel)  # the one byte count: TensorRef.nbytes and byte_range() read this many
+    if nbytes != offsets[1] - offsets[0]:
+        raise CheckpointError(
+            f"tensor {name!r}: {dtype.safetensors} {shape} needs {nbytes} bytes but data_offsets span"
+            f" {offsets[1] - offsets[0]}"
         )
     return dtype, tuple(shape), offsets[0], offsets[1]
 

@@ -19,7 +19,13 @@ from paraminspect.formats.pickle.unpickler import StorageType, safe_loads
 from paraminspect.limits import Limits
 from paraminspect.model import Checkpoint, StorageRef, flatten
 
-SUPPORTED_VERSION = 3  # the ``version`` record torch 2.x writes
+# The archive format versions torch's reader opens (caffe2/serialize/versions.h of torch 2.13:
+# kMinSupportedFileFormatVersion, kMaxSupportedFileFormatVersion); torch.save writes 3.
+MIN_VERSION, MAX_VERSION = 1, 10
+_C_SPACE = b" \t\n\v\f\r"  # C's isspace
+_DIGITS = b"0123456789"
+_U64 = 1 << 64
+VERSION_SCAN_BYTES = 1 << 20  # how far into a version record its number may start or end
 
 
 class ZipRecords:
@@ -40,6 +46,7 @@ class ZipRecords:
             if not key.startswith(self._prefix):
                 raise CheckpointError(f"zip record {record.name!r} is outside the archive folder {self.top!r}")
         self._records = records
+        check_version(self)
 
     def _get(self, name: str) -> zipstrict.Record | None:
         return self._records.get(self._prefix + zipstrict.fold(name))
@@ -69,6 +76,14 @@ class ZipRecords:
         record = self._get(name)
         return record.crc if record is not None and record.crc else None
 
+    def read_prefix(self, offset: int, length: int) -> bytes:
+        """``length`` bytes at ``offset`` (within a located record's payload)."""
+        self._fh.seek(offset)
+        data = self._fh.read(length)
+        if len(data) != length:
+            raise CheckpointError(f"zip record at byte {offset:,} runs past the end of the file (truncated?)")
+        return data
+
     def read(self, name: str, limit: int) -> bytes:
         start, size = self.locate(name)
         if size > limit:
@@ -79,6 +94,51 @@ class ZipRecords:
         if len(data) != size:
             raise CheckpointError(f"zip record {self.top}/{name} runs past the end of the file (truncated?)")
         return data
+
+
+def check_version(records: ZipRecords) -> None:
+    """Refuse the archives whose version record torch's reader refuses (PyTorchStreamReader::init):
+    ``.data/version`` if present, else ``version``, read like C's ``stoull`` (leading C spaces, a
+    sign, decimal digits; what follows them is ignored), within [MIN_VERSION, MAX_VERSION]."""
+    name = ".data/version" if ".data/version" in records else "version"
+    record = records._get(name)
+    if record is None:
+        raise CheckpointError(
+            f"archive has no version record ({records.top}/version or {records.top}/.data/version); torch refuses it"
+        )
+    where = f"version record {record.name!r}"
+    value, text = _stoull(records, name, where)
+    if value is None:
+        raise CheckpointError(f"{where} holds no version number ({text!r}), which torch refuses")
+    if value >= _U64:
+        raise CheckpointError(f"{where} holds a version number of 2^64 or more ({text!r}), which torch refuses")
+    if not MIN_VERSION <= value <= MAX_VERSION:
+        age = "newer" if value > MAX_VERSION else "older"
+        raise CheckpointError(
+            f"archive format version {value} ({where}: {text!r}) is {age} than torch reads"
+            f" ({MIN_VERSION} to {MAX_VERSION})"
+        )
+
+
+def _stoull(records: ZipRecords, name: str, where: str) -> tuple[int | None, str]:
+    """What ``std::stoull`` makes of the record: its value (None when it holds no number; 2^64
+    or more when out of range), and the text that spelled it (for messages)."""
+    offset, size = records.locate(name)
+    raw = records.read_prefix(offset, min(size, VERSION_SCAN_BYTES))
+    body = raw.lstrip(_C_SPACE)
+    sign = body[:1] if body[:1] in (b"+", b"-") else b""
+    digits = body[len(sign) :]
+    number = digits[: len(digits) - len(digits.lstrip(_DIGITS))]
+    if len(raw) < size and len(sign) + len(number) == len(body):  # the number may go on past what was read
+        raise LimitExceeded(f"{where} does not end its number within {VERSION_SCAN_BYTES:,} bytes")
+    shown = ((sign + number)[:40] if number else raw[:40]).decode("ascii", "backslashreplace")
+    if not number:
+        return None, shown
+    significant = number.lstrip(b"0")
+    value = int(significant or b"0") if len(significant) <= 20 else _U64  # 2^64 has 20 digits
+    if sign == b"-" and value < _U64:
+        value = -value % _U64  # strtoull negates in unsigned arithmetic: "-1" is 2^64 - 1
+    return value, shown
 
 
 def is_torchscript(records: ZipRecords) -> bool:
@@ -93,7 +153,24 @@ def open_archive(path: Path, fh: BinaryIO, size: int, max_records: int | None = 
         raise CheckpointError("this is a TorchScript archive (torch.jit.save), not a torch.save checkpoint")
     if "data.pkl" not in records:
         raise CheckpointError(f"zip archive has no {records.top}/data.pkl: not a torch.save checkpoint")
+    check_load_records(records)
     return records
+
+
+def check_load_records(records: ZipRecords) -> None:
+    """Refuse what ``torch.load`` refuses before it unpickles: a ``byteorder`` record that is not
+    exactly ``little`` or ``big``, a ``.storage_alignment`` that Python's ``int()`` cannot read."""
+    if "byteorder" in records:
+        raw = records.read("byteorder", 16)
+        if raw not in (b"little", b"big"):  # compared as bytes: no stripping, no case folding
+            raise CheckpointError(f"unknown byteorder record {raw.decode('ascii', 'backslashreplace')!r}")
+    if ".storage_alignment" in records:
+        alignment = records.read(".storage_alignment", 4096)
+        try:
+            int(alignment)  # torch.load's very call
+        except ValueError:
+            shown = alignment[:40].decode("ascii", "backslashreplace")
+            raise CheckpointError(f"storage alignment record {shown!r} is not an integer") from None
 
 
 def max_records(limits: Limits) -> int:
@@ -118,10 +195,6 @@ def load_pickle(path: Path, records: ZipRecords, name: str, limits: Limits) -> A
         byteorder = records.read("byteorder", 16).decode("ascii", "replace").strip()
         if byteorder not in ("little", "big"):
             raise CheckpointError(f"unknown byteorder record {byteorder!r}")
-    if "version" in records:
-        text = records.read("version", 16).decode("ascii", "replace").strip()
-        if not text.isdigit() or int(text) > SUPPORTED_VERSION:
-            raise CheckpointError(f"archive format version {text!r} is newer than this paraminspect understands")
 
     storages: dict[str, StorageRef] = {}
 

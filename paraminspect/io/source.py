@@ -17,6 +17,13 @@ Sources live as long as the :class:`~paraminspect.model.Checkpoint` holding them
 references), so a library caller opening many files does not run out of file
 descriptors. A path re-opened after it changed gets a new Source, and reads of
 that path go through the new one from then on.
+
+One Source serves every checkpoint of an unchanged file (two ``safe_open`` of
+it, a sharded model and one of its shards), so closing is by ownership: each
+checkpoint holds its sources (:func:`hold`), and :func:`release` closes one only
+when no other live holder is left. Closing one reader never closes the handle
+another reads through (which would make its next read reopen the path and read
+whatever file is there now, unchecked).
 """
 
 from __future__ import annotations
@@ -299,6 +306,30 @@ def collecting() -> Iterator[list[Source]]:
     finally:
         with _registry_lock:  # by identity: two collections of the same files compare equal
             _collecting[:] = [c for c in _collecting if c is not opened]
+
+
+# Each source's live holders (the checkpoints reading through it), by id: a dataclass
+# Checkpoint is unhashable. Kept here, not on the Source, so every kind of Source has them.
+_holders: weakref.WeakKeyDictionary[Source, weakref.WeakValueDictionary[int, Any]] = weakref.WeakKeyDictionary()
+
+
+def hold(sources: Iterable[Source], owner: object) -> None:
+    """``owner`` (a checkpoint) reads through ``sources``: they stay open until it releases
+    them or is garbage-collected."""
+    with _registry_lock:
+        for opened in sources:
+            _holders.setdefault(opened, weakref.WeakValueDictionary())[id(owner)] = owner
+
+
+def release(sources: Iterable[Source], owner: object) -> None:
+    """``owner`` is done with ``sources``: each is closed unless another live owner holds it."""
+    with _registry_lock:
+        for opened in sources:
+            holders = _holders.get(opened)
+            if holders is not None and holders.get(id(owner)) is owner:
+                del holders[id(owner)]
+            if not holders:
+                opened.close()
 
 
 def check(sources: Iterable[Source], consequence: str) -> None:

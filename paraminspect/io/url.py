@@ -15,7 +15,6 @@ This module imports nothing heavy; the HTTP code is imported when a source is op
 
 from __future__ import annotations
 
-import base64
 import threading
 import urllib.parse
 from pathlib import Path, PosixPath
@@ -113,6 +112,8 @@ def parse(text: str) -> UrlPath:
         if parts.username is not None:
             user = urllib.parse.unquote(parts.username)
             password = urllib.parse.unquote(parts.password or "")
+            import base64  # only for a URL with credentials: not on every command's start-up
+
             token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
             _auth[f"{scheme}://{netloc}"] = f"Basic {token}"
         if parts.query:

@@ -141,6 +141,8 @@ class TensorRef(Sealed):
             return begin, begin
         if self.dtype.blocked:  # whole blocks, always contiguous (GGUF): the storage's bytes
             return begin, begin + self.storage.nbytes
+        if self.dtype.bits % 8:  # packed sub-byte elements (F4, F6, int4), always contiguous
+            return begin, begin + self.nbytes  # DType.nbytes: the count the readers check headers with
         last = sum((n - 1) * s for n, s in zip(self.shape, self.strides, strict=True))
         return begin, begin + (last + 1) * itemsize
 

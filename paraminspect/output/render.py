@@ -7,7 +7,6 @@ escapes control characters in names, and colours only a TTY without NO_COLOR.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import math
@@ -275,6 +274,8 @@ def format_table(table: Table, fmt: OutputFormat) -> str:
     if fmt is OutputFormat.json:
         return json.dumps(_json_safe(table.document), indent=2, allow_nan=False) + "\n"
     if fmt is OutputFormat.csv:
+        import csv  # only for csv output: not on every command's start-up
+
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow([c.key for c in table.columns])
