@@ -14,6 +14,7 @@ from paraminspect.quant.logical import Logical, Recognition
 from paraminspect.quant.small import integers
 
 _WORDS = ("int32", "uint32")
+GPTQ_BITS = (2, 3, 4, 8)  # AutoGPTQ/GPTQModel: 3 bits pack 32 values into 3 words, as one bit stream
 
 
 def _is_2d(ref: TensorRef | None, *dtypes: str) -> bool:
@@ -42,19 +43,26 @@ def gptq_awq(
         rows, cols = qweight.shape
         g_idx = tensors.get(sibling(prefix, "g_idx"))
         layout = "gptq" if cols == out else "awq"
-        if layout == "gptq":
-            pack = out // qzeros.shape[1] if qzeros.shape[1] and out % qzeros.shape[1] == 0 else 0
-            columns = rows * pack
+        if layout == "gptq":  # qzeros [groups, out·bits/32]; 3 bits run across words (32 values in 3)
+            packed_zeros = qzeros.shape[1] * 32
+            bits = packed_zeros // out if out and packed_zeros % out == 0 else 0
+            columns = rows * 32 // bits if bits and rows * 32 % bits == 0 else 0
         else:
             pack = out // cols if cols and out % cols == 0 else 0
+            bits = 32 // pack if pack and 32 % pack == 0 else 0
             columns = rows
-        bits = 32 // pack if pack and 32 % pack == 0 else 0
         wanted = number(cfg.get("bits")) if cfg is not None and cfg.method in ("gptq", "awq") else None
         if cfg is not None and cfg.method == "awq":
             wanted = number(cfg.get("w_bit")) or wanted
-        ok = bits in PACKABLE_BITS and qzeros.shape[0] == groups and groups > 0 and qweight.shape[0] > 0
+        ok = (
+            bits in (GPTQ_BITS if layout == "gptq" else PACKABLE_BITS)
+            and columns > 0
+            and qzeros.shape[0] == groups
+            and groups > 0
+            and qweight.shape[0] > 0
+        )
         if ok and layout == "awq":
-            ok = qzeros.shape[1] * pack == out
+            ok = qzeros.shape[1] * 32 == out * bits
         if ok and g_idx is not None:
             ok = g_idx.shape == (columns,) and g_idx.dtype.name in ("int32", "int64")
         logical_name = sibling(prefix, "weight")
@@ -128,7 +136,7 @@ def compressed_tensors(
         if (
             isinstance(fmt, str)
             and fmt not in ("pack-quantized", "mixed-precision")
-            and any(split(n, "weight_packed") is not None for n in tensors)
+            and any(split(n, "weight_packed") is not None and r.dtype.name == "int32" for n, r in tensors.items())
         ):
             found.notes.append(f"config format is {fmt!r} but tensors are pack-quantized; read as pack-quantized")
     for name, packed in tensors.items():
