@@ -37,24 +37,31 @@ QWEN3_30B_A3B = {
 
 
 class Sparse:
-    """A safetensors header built entry by entry; :meth:`write` leaves the data as a hole
+    """A safetensors header built entry by entry; :meth:`write` lays the data out as
+    safetensors' writer does (grouped by dtype, then by name) and leaves it a hole
     but for the bytes given (``data``)."""
 
     def __init__(self) -> None:
+        self.entries: list[tuple[str, str, list[int], bytes | None]] = []
         self.header: dict[str, object] = {}
         self.offset = 0
         self.data: dict[int, bytes] = {}
 
     def add(self, name: str, dtype: str, shape: list[int], data: bytes | None = None) -> None:
-        size = math.prod(shape) * _SIZES[dtype]
-        self.header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [self.offset, self.offset + size]}
-        if data is not None:
-            assert len(data) == size
-            self.data[self.offset] = data
-        self.offset += size
+        assert data is None or len(data) == math.prod(shape) * _SIZES[dtype]
+        self.entries.append((name, dtype, shape, data))
+
+    def _layout(self) -> None:
+        for name, dtype, shape, data in sorted(self.entries, key=lambda e: (-_SIZES[e[1]], e[1], e[0])):
+            size = math.prod(shape) * _SIZES[dtype]
+            self.header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [self.offset, self.offset + size]}
+            if data is not None:
+                self.data[self.offset] = data
+            self.offset += size
 
     def write(self, path: Path) -> int:
         """Write the file; returns the data bytes it declares."""
+        self._layout()
         text = json.dumps(self.header).encode()
         text += b" " * (-len(text) % 8)
         with open(path, "wb") as f:
@@ -109,11 +116,11 @@ def qwen3_moe_params(c: dict[str, int]) -> int:
     return 2 * v * h + h + c["num_hidden_layers"] * per_layer
 
 
-def qwen3_moe(path: Path, *, quantized: bool = True, group: int = 128) -> int:
+def qwen3_moe(path: Path, *, quantized: bool = True, group: int = 128, layers: int | None = None) -> int:
     """Qwen3-30B-A3B as llm-compressor writes it W4A16 (compressed-tensors ``pack-quantized``:
     ``weight_packed`` int32, ``weight_shape``, ``weight_scale`` bf16 per group; router and
-    lm_head left in bf16), or wholly unquantized bf16."""
-    c = QWEN3_30B_A3B
+    lm_head left in bf16), or wholly unquantized bf16; ``layers``: only the first few."""
+    c = {**QWEN3_30B_A3B, "num_hidden_layers": layers or QWEN3_30B_A3B["num_hidden_layers"]}
     h, e, m, v = c["hidden_size"], c["num_experts"], c["moe_intermediate_size"], c["vocab_size"]
     q, kv = c["num_attention_heads"] * c["head_dim"], c["num_key_value_heads"] * c["head_dim"]
     s = Sparse()

@@ -52,8 +52,10 @@ def compressed_fp4(
     cfg_group = _config_group(cfg)
     seen: set[str] = set()
     for name, packed in tensors.items():
+        if packed.dtype.name != "uint8" or len(packed.shape) != 2:
+            continue
         prefix = split(name, "weight_packed")
-        if prefix is None or packed.dtype.name != "uint8" or len(packed.shape) != 2:
+        if prefix is None:
             continue
         scale = tensors.get(sibling(prefix, "weight_scale"))
         global_scale = tensors.get(sibling(prefix, "weight_global_scale"))

@@ -48,7 +48,7 @@ def fp8(tensors: Mapping[str, TensorRef], cfg: QuantConfig | None, found: Recogn
 def bnb_int8(tensors: Mapping[str, TensorRef], found: Recognition) -> None:
     """LLM.int8(): ``weight`` int8 [out, in] and ``SCB`` float32 [out] (row absmax)."""
     for name, scb in tensors.items():
-        prefix = split(name, "SCB")
+        prefix = split(name, "SCB") if name.endswith("SCB") else None
         if prefix is None:
             continue
         weight_name = sibling(prefix, "weight")

@@ -11,7 +11,7 @@ from paraminspect.model import TensorRef
 from paraminspect.quant.common import PACKABLE_BITS, ceil_div, group_label, sibling, split, storage_bytes
 from paraminspect.quant.config import QuantConfig, number
 from paraminspect.quant.logical import Logical, Recognition
-from paraminspect.quant.small import integers
+from paraminspect.quant.small import integers_many
 
 _WORDS = ("int32", "uint32")
 GPTQ_BITS = (2, 3, 4, 8)  # AutoGPTQ/GPTQModel: 3 bits pack 32 values into 3 words, as one bit stream
@@ -32,7 +32,7 @@ def gptq_awq(
     dimension ([in·bits/32, out]), AWQ along the output ([in, out·bits/32]); the
     shapes tell which, whatever the config claims."""
     for name, qweight in tensors.items():
-        prefix = split(name, "qweight")
+        prefix = split(name, "qweight") if name.endswith("qweight") else None
         if prefix is None:
             continue
         qzeros, scales = tensors.get(sibling(prefix, "qzeros")), tensors.get(sibling(prefix, "scales"))
@@ -139,16 +139,20 @@ def compressed_tensors(
             and any(split(n, "weight_packed") is not None and r.dtype.name == "int32" for n, r in tensors.items())
         ):
             found.notes.append(f"config format is {fmt!r} but tensors are pack-quantized; read as pack-quantized")
+    candidates: list[tuple[str, str, TensorRef, TensorRef, TensorRef | None]] = []
     for name, packed in tensors.items():
-        prefix = split(name, "weight_packed")
+        prefix = split(name, "weight_packed") if name.endswith("weight_packed") else None
         if prefix is None or not _is_2d(packed, "int32"):
             continue
         scale = tensors.get(sibling(prefix, "weight_scale"))
-        shape_ref = tensors.get(sibling(prefix, "weight_shape"))
         if scale is None or sibling(prefix, "weight") in entries:  # a real weight of that name: leave both be
             continue
+        candidates.append((name, prefix, packed, scale, tensors.get(sibling(prefix, "weight_shape"))))
+    refs = {c[0]: c[4] for c in candidates if c[4] is not None}
+    shapes = dict(zip(refs, integers_many(list(refs.values())), strict=True))  # few reads for thousands
+    for name, prefix, packed, scale, _ in candidates:
         rows, words = packed.shape
-        shape = integers(shape_ref) if shape_ref is not None else None
+        shape = shapes.get(name)
         if shape is not None and (len(shape) != 2 or shape[0] != rows or shape[1] <= 0):
             found.notes.append(f"{name}: weight_shape {list(shape)} does not fit the packed tensor; shown as stored")
             continue
@@ -199,8 +203,10 @@ def _mlx_setting(cfg: QuantConfig | None, prefix: str) -> tuple[int | None, int 
 def mlx(tensors: Mapping[str, TensorRef], cfg: QuantConfig | None, found: Recognition) -> None:
     """``weight`` uint32 [..., in·bits/32] with ``scales`` and ``biases`` [..., in/group_size]."""
     for name, weight in tensors.items():
+        if weight.dtype.name != "uint32" or len(weight.shape) < 2:
+            continue
         prefix = split(name, "weight")
-        if prefix is None or weight.dtype.name != "uint32" or len(weight.shape) < 2:
+        if prefix is None:
             continue
         scales, biases = tensors.get(sibling(prefix, "scales")), tensors.get(sibling(prefix, "biases"))
         if scales is None or biases is None or scales.shape != biases.shape:
