@@ -68,12 +68,46 @@ def _asym_groups(w: np.ndarray, bits: int, group: int) -> tuple[np.ndarray, np.n
     return q.reshape(out, inp).astype(np.int64), scale, zero.astype(np.int64)
 
 
+def _pack_3bit(values: np.ndarray) -> np.ndarray:
+    """AutoGPTQ's 3-bit packing along axis 0, step by step as its ``pack`` documents it:
+    each 32 values fill 3 words; value 10 puts its low 2 bits at the top of the first
+    word and its high bit at the bottom of the second, value 21 its low bit at the top
+    of the second and its high 2 bits at the bottom of the third."""
+    v = values.astype(np.uint64)
+    out = np.zeros((v.shape[0] // 32 * 3, *v.shape[1:]), dtype=np.uint64)
+    i = row = 0
+    while row < out.shape[0]:
+        for j in range(i, i + 10):
+            out[row] |= v[j] << np.uint64(3 * (j - i))
+        i += 10
+        out[row] |= (v[i] << np.uint64(30)) & np.uint64(0xFFFFFFFF)
+        row += 1
+        out[row] |= (v[i] >> np.uint64(2)) & np.uint64(1)
+        i += 1
+        for j in range(i, i + 10):
+            out[row] |= v[j] << np.uint64(3 * (j - i) + 1)
+        i += 10
+        out[row] |= (v[i] << np.uint64(31)) & np.uint64(0xFFFFFFFF)
+        row += 1
+        out[row] |= (v[i] >> np.uint64(1)) & np.uint64(3)
+        i += 1
+        for j in range(i, i + 10):
+            out[row] |= v[j] << np.uint64(3 * (j - i) + 2)
+        i += 10
+        row += 1
+    return out.astype(np.uint32)
+
+
 def gptq(w: np.ndarray, bits: int = 4, group: int = 128, prefix: str = "") -> tuple[dict[str, np.ndarray], np.ndarray]:
     q, scale, zero = _asym_groups(w, bits, group)
     inp = w.shape[1]
+    if bits == 3:  # qweight along the input (rows of q.T), qzeros along the output (columns)
+        qweight, qzeros = _pack_3bit(q.T), np.ascontiguousarray(_pack_3bit(zero - 1).T)
+    else:
+        qweight, qzeros = _pack_words(q.T, bits, axis=0), _pack_words((zero - 1).T, bits, axis=1)
     tensors = {
-        prefix + "qweight": _pack_words(q.T, bits, axis=0).view(np.int32),
-        prefix + "qzeros": _pack_words((zero - 1).T, bits, axis=1).view(np.int32),  # v1: zeros minus one
+        prefix + "qweight": qweight.view(np.int32),
+        prefix + "qzeros": qzeros.view(np.int32),  # v1: zeros minus one
         prefix + "scales": np.ascontiguousarray(scale.T),
         prefix + "g_idx": (np.arange(inp) // group).astype(np.int32),
     }
@@ -203,4 +237,58 @@ def bnb_nf4_nested(
     codes = np.empty(packed.size * 2, dtype=np.uint8)
     codes[0::2], codes[1::2] = packed >> 4, packed & 0x0F
     expected = (NF4[codes].reshape(-1, block) * decoded_absmax[:, None]).reshape(w.shape)
+    return tensors, expected.astype(np.float32)
+
+
+E2M1 = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0], dtype=np.float32)
+
+
+def _fp4_codes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(4-bit codes, their float values) of the E2M1 values nearest ``x``: the
+    magnitude's index in 0, .5, 1, 1.5, 2, 3, 4, 6 and the sign in bit 3."""
+    index = np.abs(np.abs(x)[..., None] - E2M1).argmin(-1)
+    negative = np.signbit(x)
+    codes = (index + (negative.astype(np.int64) << 3)).astype(np.uint8)
+    return codes, np.where(negative, -E2M1[index], E2M1[index])
+
+
+def _pack_fp4(codes: np.ndarray) -> np.ndarray:
+    """compressed-tensors' pack_fp4_to_uint8: consecutive pairs, the first in the low nibble."""
+    pairs = codes.reshape(-1, 2)
+    return (pairs[:, 0] | (pairs[:, 1] << 4)).astype(np.uint8).reshape(codes.shape[0], -1)
+
+
+def nvfp4(w: np.ndarray, prefix: str = "") -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """NVFP4: a global scale 448·6/amax, an E4M3 scale per 16 (amax·global/6), codes of
+    w / (scale / global); dequantized as code x scale / global."""
+    import ml_dtypes
+
+    out, inp = w.shape
+    global_scale = np.float32(448.0 * 6.0 / np.abs(w).max())
+    g = w.reshape(out, inp // 16, 16)
+    scale = (np.abs(g).max(-1) / 6.0 * global_scale).astype(ml_dtypes.float8_e4m3fn)
+    effective = scale.astype(np.float32) / global_scale
+    codes, values = _fp4_codes(g / effective[..., None])
+    tensors = {
+        prefix + "weight_packed": _pack_fp4(codes.reshape(out, inp)),
+        prefix + "weight_scale": scale,
+        prefix + "weight_global_scale": np.array([global_scale], dtype=np.float32),
+    }
+    expected = (values * effective[..., None]).reshape(out, inp)
+    return tensors, expected.astype(np.float32)
+
+
+def mxfp4(w: np.ndarray, prefix: str = "") -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """MXFP4: an E8M0 exponent byte e per 32 (scale 2^(e-127), chosen here as the
+    power of two at or above amax/6 so that no value clips); dequantized as code x 2^(e-127)."""
+    out, inp = w.shape
+    g = w.reshape(out, inp // 32, 32)
+    exponent = np.ceil(np.log2(np.abs(g).max(-1) / 6.0)).astype(np.int64)
+    scale = np.exp2(exponent.astype(np.float64)).astype(np.float32)
+    codes, values = _fp4_codes(g / scale[..., None])
+    tensors = {
+        prefix + "weight_packed": _pack_fp4(codes.reshape(out, inp)),
+        prefix + "weight_scale": (exponent + 127).astype(np.uint8),
+    }
+    expected = (values * scale[..., None]).reshape(out, inp)
     return tensors, expected.astype(np.float32)

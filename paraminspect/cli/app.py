@@ -21,7 +21,7 @@ from paraminspect.naming.select import Selector, is_index_form, resolve_index_fo
 from paraminspect.output import render
 from paraminspect.output.render import OutputFormat
 from paraminspect.output.report import plural
-from paraminspect.quant.logical import Recognition
+from paraminspect.quant.logical import Recognition, looks_quantized
 
 app = typer.Typer(
     name="paraminspect",
@@ -115,7 +115,7 @@ DequantizeOpt = Annotated[
 
 def _quantized(ckpt: Checkpoint, raw: bool = False, *, notes: bool = True) -> Recognition | None:
     """The quantized weights of ``ckpt`` (None with --raw or when there are none); notes on stderr."""
-    if raw:
+    if raw or not looks_quantized(ckpt):  # a cheap name test first: no recogniser imported
         return None
     from paraminspect.quant.recognise import recognise
 

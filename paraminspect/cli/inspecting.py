@@ -54,7 +54,8 @@ def tree_command(
             raise UsageError("--modules takes at most one prefix (a group such as 'encoder.layers.0')")
         _selector(ckpt, patterns, regex)  # a clear error for a prefix that matches nothing
         selected = ckpt.subtree(patterns[0]) if patterns else ckpt
-        render.write(render.format_modules(modules.report(selected, sort=sort), fmt))
+        found = _quantized(selected, raw)
+        render.write(render.format_modules(modules.report(selected, sort=sort, found=found), fmt))
         return EXIT_OK
     found = _quantized(ckpt, raw)
     selector = _selector(ckpt, patterns, regex, found)

@@ -270,7 +270,7 @@ def compare(
         if row.status is Status.EQUAL and row.stats.differing != 0:  # a dtype change stays one
             row.status = Status.VALUES
     if logical:
-        _compare_logical(logical, a, b, tolerance)
+        _compare_logical(logical, a, b, tolerance, metrics=metrics or norms)
     return rows
 
 
@@ -279,6 +279,8 @@ def _compare_logical(
     a: Checkpoint,
     b: Checkpoint,
     tolerance: Tolerance,
+    *,
+    metrics: bool = False,
 ) -> None:
     """Values of the pairs with a quantized side; one that cannot be decoded fails with why."""
     from paraminspect.compare import quantdiff
@@ -289,7 +291,7 @@ def _compare_logical(
             reason = quantdiff.undecodable(item, ckpt.entries)
             if reason is not None:
                 raise CheckpointError(f"{row.name}: cannot dequantize: {reason}", ckpt.path)
-        row.stats = quantdiff.compare_logical(ea, a.entries, eb, b.entries, tolerance)
+        row.stats = quantdiff.compare_logical(ea, a.entries, eb, b.entries, tolerance, metrics=metrics)
         if row.stats.differing != 0:
             row.status = Status.VALUES
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from paraminspect import dtypes
 from paraminspect.compare.elementwise import DECODE_ELEMENTS, ValueStats, _Accumulator, _Workspace
+from paraminspect.compare.metrics import Sums
 from paraminspect.compare.tolerance import Tolerance
 from paraminspect.data.arrays import iter_chunks
 from paraminspect.model import StorageRef, TensorRef, contiguous_strides
@@ -72,13 +73,28 @@ def undecodable(item: Item, entries: Mapping[str, object]) -> str | None:
 
 
 def compare_logical(
-    a: Item, a_entries: Mapping[str, object], b: Item, b_entries: Mapping[str, object], tolerance: Tolerance
+    a: Item,
+    a_entries: Mapping[str, object],
+    b: Item,
+    b_entries: Mapping[str, object],
+    tolerance: Tolerance,
+    *,
+    metrics: bool = False,
 ) -> ValueStats:
-    """Compare two sides of equal logical shape, at least one of them quantized."""
+    """Compare two sides of equal logical shape, at least one of them quantized.
+
+    ``metrics``: also carry the change measures' sums (``ValueStats.sums``), from
+    the same pass; every element is decoded, so they are always complete."""
     ref_a, ref_b = _as_ref(a), _as_ref(b)
     acc = _Accumulator(ref_a, tolerance, _Workspace(), ref_b)
+    if metrics:
+        acc.sums = Sums()
     first = 0
     for piece_a, piece_b in _aligned(_pieces(a, a_entries), _pieces(b, b_entries)):
         acc.add(first, piece_a, piece_b)
         first += len(piece_a)
-    return acc.stats
+    stats = acc.stats
+    if acc.sums is not None and stats.differing is not None:
+        acc.sums.elements, acc.sums.differing = ref_a.numel, stats.differing
+        stats.sums = acc.sums
+    return stats

@@ -19,6 +19,7 @@ from paraminspect.errors import SelectionError, UsageError
 from paraminspect.model import Checkpoint, TensorRef, Value
 from paraminspect.naming.prefixes import NameMap
 from paraminspect.naming.select import Selector
+from paraminspect.quant.logical import Recognition
 
 if TYPE_CHECKING:
     import numpy as np
@@ -193,16 +194,29 @@ def _require_matches(ckpt: Checkpoint, selector: Selector, names: Iterable[str])
 # ---- structural edits: rename, drop, extract --------------------------------------
 
 
+def _quantized(ckpt: Checkpoint) -> Recognition | None:
+    from paraminspect.quant.companions import recognition
+
+    return recognition(ckpt)
+
+
 def plan_rename(ckpt: Checkpoint, mapping: NameMap) -> Plan:
-    """Rename by whole-component prefix rules (the same ``NameMap`` diff and check use)."""
-    names = list(ckpt.entries)
+    """Rename by whole-component prefix rules (the same ``NameMap`` diff and check use);
+    a quantized weight's storage tensors follow its logical name (quant/companions.py)."""
+    found = _quantized(ckpt)
+    names = [*ckpt.entries, *(found.weights if found else ())]
     for rule in mapping.rules:
         if rule.old and not any(rule.apply(n) != n for n in names):
             raise SelectionError(f"no name starts with {rule.old!r}", ckpt.path)
+    moved: dict[str, str] = {}
+    if found:
+        from paraminspect.quant.companions import renamed
+
+        moved = renamed(found, mapping, ckpt.path)
     base = Plan.unchanged(ckpt, "rename")
     plan = Plan(ckpt, "rename", {}, {}, rename=mapping)
     for name, item in base.items.items():
-        new = mapping(name)
+        new = moved.get(name) or mapping(name)
         if not new:
             raise UsageError(f"renaming {name!r} leaves an empty name", ckpt.path)
         if new in plan.items:
@@ -214,10 +228,22 @@ def plan_rename(ckpt: Checkpoint, mapping: NameMap) -> Plan:
     return plan
 
 
+def _chosen(ckpt: Checkpoint, selector: Selector, verb: str) -> Collection[str]:
+    """The entry names a drop or extract takes: a quantized weight whole or not at all."""
+    found = _quantized(ckpt)
+    _require_matches(ckpt, selector, [*ckpt.entries, *(found.weights if found else ())])
+    chosen = selector.filter(ckpt.entries)
+    if not found:
+        return set(chosen)
+    from paraminspect.quant.companions import whole
+
+    return whole(found, selector, chosen, ckpt.path, verb)
+
+
 def plan_drop(ckpt: Checkpoint, selector: Selector) -> Plan:
-    _require_matches(ckpt, selector, ckpt.entries)
+    chosen = _chosen(ckpt, selector, "drop")
     plan = Plan.unchanged(ckpt, "drop")
-    for name in selector.filter(list(plan.items)):
+    for name in [n for n in plan.items if n in chosen]:
         del plan.items[name], plan.origin[name]
         plan.change("dropped", name)
     if not plan.tensors:
@@ -227,7 +253,7 @@ def plan_drop(ckpt: Checkpoint, selector: Selector) -> Plan:
 
 def plan_extract(ckpt: Checkpoint, selector: Selector, *, reroot: bool) -> Plan:
     """Keep only the selected names; with ``reroot`` strip the one subtree prefix selected."""
-    _require_matches(ckpt, selector, ckpt.entries)
+    chosen = _chosen(ckpt, selector, "extract")
     prefix = ""
     if reroot:
         if len(selector.patterns) != 1 or selector.regex or any(c in selector.patterns[0] for c in "*?["):
@@ -235,7 +261,7 @@ def plan_extract(ckpt: Checkpoint, selector: Selector, *, reroot: bool) -> Plan:
         prefix = selector.patterns[0] + "."
     plan = Plan(ckpt, "extract", {}, {})
     for name, entry in ckpt.entries.items():
-        if not selector.matches(name):
+        if name not in chosen:
             continue
         new = name[len(prefix) :] if prefix and name.startswith(prefix) else name
         if not new or (new == selector.patterns[0] and prefix):

@@ -26,6 +26,9 @@ from paraminspect.inspect.tree import Node, build
 from paraminspect.model import Checkpoint, TensorRef
 from paraminspect.naming.order import tensor_names
 from paraminspect.output.report import Column, Kind, ModuleLine, ModuleReport, Table
+from paraminspect.quant.logical import Logical, Recognition, display_names
+
+Param = TensorRef | Logical  # a quantized weight is one parameter of its logical shape
 
 _EMBEDDING = {"wte", "wpe", "embedding", "embeddings"}
 _LINEAR = {"proj", "linear", "fc", "head", "dense", "query", "key", "value", "gate", "up", "down", "out"}
@@ -52,6 +55,7 @@ class Module:
     children: list[Module] = field(default_factory=list)
     repeat: int = 1  # > 1: this entry stands for a run of identical numbered blocks
     last_name: str = ""
+    quantized: list[Logical] = field(default_factory=list)  # its quantized weights (JSON ``quantized``)
 
 
 def _tokens(path: str) -> list[str]:
@@ -78,7 +82,7 @@ class Evidence:
     transposed_conv: bool = False
 
 
-def gather_evidence(groups: list[dict[str, TensorRef]]) -> Evidence:
+def gather_evidence(groups: list[dict[str, Param]]) -> Evidence:
     swapped = transposed = False
     for params in groups:
         weight, bias = params.get("weight"), params.get("bias")
@@ -90,7 +94,7 @@ def gather_evidence(groups: list[dict[str, TensorRef]]) -> Evidence:
     return Evidence(swapped, transposed)
 
 
-def classify(name: str, params: dict[str, TensorRef], evidence: Evidence = Evidence()) -> tuple[str, str] | None:
+def classify(name: str, params: dict[str, Param], evidence: Evidence = Evidence()) -> tuple[str, str] | None:
     """(kind, text) for a group of parameters, or None when it cannot be told for sure."""
     words = _tokens(name.rpartition(".")[2])  # the module's own name: q_proj, ln_f, embed_tokens
     last = words[-1] if words else ""
@@ -156,7 +160,7 @@ def classify(name: str, params: dict[str, TensorRef], evidence: Evidence = Evide
     return None
 
 
-def _unknown(params: dict[str, TensorRef]) -> str:
+def _unknown(params: dict[str, Param]) -> str:
     inner = ", ".join(f"{k}: [{', '.join(map(str, v.shape))}]" for k, v in params.items())
     return "{" + inner + "}"
 
@@ -164,33 +168,35 @@ def _unknown(params: dict[str, TensorRef]) -> str:
 def infer(node: Node, evidence: Evidence = Evidence()) -> Module:
     """The module tree under ``node`` (iterative over containers would not help much:
     module nesting is shallow, and :func:`tree.build` already bounds it)."""
-    params = {k: c.entry for k, c in node.children.items() if isinstance(c.entry, TensorRef) and not c.children}
+    params = {k: c.entry for k, c in node.children.items() if isinstance(c.entry, Param) and not c.children}
     groups = [c for c in node.children.values() if c.children]
     if params and not groups:
         found = classify(node.path, params, evidence)
-        if found:
-            return Module(node.name, node.path, found[0], found[1], node.params)
-        return Module(node.name, node.path, None, _unknown(params), node.params)
+        text = found[1] if found else _unknown(params)
+        quantized = [p for p in params.values() if isinstance(p, Logical)]
+        text += "".join(f" [{p.dtype} {p.caption}]" for p in quantized)  # the weight as meant, how stored
+        return Module(node.name, node.path, found[0] if found else None, text, node.params, quantized=quantized)
     module = Module(node.name, node.path, "Module", "Module", node.params)
     for child in node.children.values():
         if child.children:
             module.children.append(infer(child, evidence))
-        elif isinstance(child.entry, TensorRef):
-            shape = ", ".join(map(str, child.entry.shape))
-            module.children.append(
-                Module(
-                    child.name, child.path, "Parameter", f"Parameter([{shape}], {child.entry.dtype.name})", child.params
-                )
-            )
+        elif isinstance(child.entry, Param):
+            entry = child.entry
+            shape = ", ".join(map(str, entry.shape))
+            dtype = entry.dtype if isinstance(entry, Logical) else entry.dtype.name
+            caption = f", {entry.caption}" if isinstance(entry, Logical) else ""
+            quantized = [entry] if isinstance(entry, Logical) else []
+            text = f"Parameter([{shape}], {dtype}{caption})"
+            module.children.append(Module(child.name, child.path, "Parameter", text, child.params, quantized=quantized))
     module.children = _fold(module.children)
     return module
 
 
-def _leaf_groups(root: Node) -> Iterator[dict[str, TensorRef]]:
+def _leaf_groups(root: Node) -> Iterator[dict[str, Param]]:
     stack = [root]
     while stack:
         node = stack.pop()
-        params = {k: c.entry for k, c in node.children.items() if isinstance(c.entry, TensorRef) and not c.children}
+        params = {k: c.entry for k, c in node.children.items() if isinstance(c.entry, Param) and not c.children}
         if params:
             yield params
         stack.extend(c for c in node.children.values() if c.children)
@@ -224,10 +230,11 @@ def _fold(children: list[Module]) -> list[Module]:
     return folded
 
 
-def report(ckpt: Checkpoint, *, sort: bool = False) -> ModuleReport:
-    """Everything ``tree --modules`` shows, for every output format."""
-    names = tensor_names(ckpt, sort=sort)
-    root = build(ckpt, names)
+def report(ckpt: Checkpoint, *, sort: bool = False, found: Recognition | None = None) -> ModuleReport:
+    """Everything ``tree --modules`` shows, for every output format; with ``found``, a
+    quantized weight is one parameter of its logical dtype and shape, its storage folded in."""
+    names = display_names(ckpt, found, sort=sort) if found else tensor_names(ckpt, sort=sort)
+    root = build(ckpt, names, found)
     try:
         top = infer(root, gather_evidence(list(_leaf_groups(root))))
         modules_doc = _to_json(top)
@@ -262,6 +269,8 @@ def _to_json(module: Module) -> dict[str, Any]:
         "repr": module.text,
         "params": module.params,
     }
+    if module.quantized:
+        doc["quantized"] = {w.name.rpartition(".")[2]: w.facts() for w in module.quantized}
     if module.repeat > 1:
         doc.update(repeat=module.repeat, last=module.last_name)
     if module.kind == "Module":

@@ -14,8 +14,7 @@ from paraminspect.model import Checkpoint
 from paraminspect.naming.order import tensor_names
 from paraminspect.naming.select import Selector
 from paraminspect.output.report import Column, Kind, Table, plural
-from paraminspect.quant.logical import Recognition
-from paraminspect.quant.recognise import display_names
+from paraminspect.quant.logical import Recognition, display_names
 
 COLUMNS = [
     Column("prefix", "prefix", Kind.NAME),

@@ -30,8 +30,7 @@ from paraminspect.model import Checkpoint, TensorRef
 from paraminspect.naming.order import tensor_names
 from paraminspect.naming.select import Selector
 from paraminspect.output.report import Column, Kind, Table, plural
-from paraminspect.quant.logical import Logical, Recognition
-from paraminspect.quant.recognise import display_names
+from paraminspect.quant.logical import Logical, Recognition, display_names
 
 if TYPE_CHECKING:
     import numpy as np

@@ -79,6 +79,26 @@ def _unpack(words: np.ndarray, bits: int, order: tuple[int, ...] | None = None) 
     return values.reshape(*words.shape[:-1], words.shape[-1] * per).astype(np.int32)
 
 
+def _unpack_stream(words: np.ndarray, bits: int) -> np.ndarray:
+    """Values packed as one little-endian bit stream along the last axis, value k in
+    bits [k·bits, (k+1)·bits): GPTQ's 3 bits, 32 values in 3 words, some across a
+    word boundary (for 2, 4 and 8 bits this is :func:`_unpack`'s order)."""
+    import numpy as np
+
+    count = words.shape[-1] * 32 // bits
+    wide = np.zeros((*words.shape[:-1], words.shape[-1] + 1), dtype=np.uint64)
+    wide[..., :-1] = words.astype(np.uint32)
+    position = np.arange(count, dtype=np.uint64) * np.uint64(bits)
+    index, offset = (position // np.uint64(32)).astype(np.intp), position % np.uint64(32)
+    window: np.ndarray = wide[..., index] | (wide[..., index + 1] << np.uint64(32))
+    values: np.ndarray = (window >> offset) & np.uint64((1 << bits) - 1)
+    return values.astype(np.int32)
+
+
+def _words(words: np.ndarray, bits: int, order: tuple[int, ...] | None = None) -> np.ndarray:
+    return _unpack(words, bits, order) if 32 % bits == 0 else _unpack_stream(words, bits)
+
+
 def _per_row(values: np.ndarray, rows: int) -> np.ndarray:
     """Scales or zero points as [rows, groups] float32 (one value for the whole tensor broadcast)."""
     import numpy as np
@@ -140,7 +160,7 @@ def _gptq_awq(weight: Logical, tensors: Mapping[str, TensorRef], _: Mapping[str,
     qweight, qzeros, scales = (_contiguous(tensors[n], n) for n in weight.storage[:3])
     awq = weight.family == "awq"
     order = _AWQ_ORDER if awq else None
-    zeros = _unpack(read_array(qzeros), bits, order)[:, :out]
+    zeros = _words(read_array(qzeros), bits, order)[:, :out]
     if weight.params.get("format") == "gptq":
         zeros = zeros + 1  # GPTQ's v1 checkpoints store zero points minus one
     scale = read_array(scales).astype(np.float32)
@@ -148,7 +168,7 @@ def _gptq_awq(weight: Logical, tensors: Mapping[str, TensorRef], _: Mapping[str,
         g_idx = _indices(read_array(tensors[weight.storage[3]]), columns, scale.shape[0], weight.name)
     else:
         g_idx = np.arange(columns) // weight.params["group_size"]
-    per = 32 // bits
+    per = 32 // bits if awq else 1
     step = _block_rows(columns, 8)
     for first in range(0, out, step):
         last = min(out, first + step)
@@ -157,7 +177,7 @@ def _gptq_awq(weight: Logical, tensors: Mapping[str, TensorRef], _: Mapping[str,
             q = _unpack(words, bits, order)[:, first % per : first % per + last - first]
         else:
             words = read_array(_columns(qweight, first, last))  # [in/per, rows]
-            q = _unpack(np.ascontiguousarray(words.T), bits).T[:columns]  # [in, rows]
+            q = _words(np.ascontiguousarray(words.T), bits).T[:columns]  # [in, rows]
         block = (q - zeros[g_idx, first:last]) * scale[g_idx, first:last]
         yield np.ascontiguousarray(block.T, dtype=np.float32)
 
@@ -185,6 +205,35 @@ def _compressed(weight: Logical, tensors: Mapping[str, TensorRef], _: Mapping[st
         if zero is not None:
             values = values - zero[first:last][:, g_idx]
         yield values * scale[first:last][:, g_idx]
+
+
+E2M1 = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0)
+
+
+def _fp4(weight: Logical, tensors: Mapping[str, TensorRef], _: Mapping[str, object]) -> Iterator[np.ndarray]:
+    """compressed-tensors' NVFP4 (code x E4M3 scale / global scale) and MXFP4
+    (code x 2^(e-127)); each byte holds two codes, the first in its low nibble."""
+    import numpy as np
+
+    prefix = weight.storage[0].removesuffix("weight_packed")
+    packed = _contiguous(tensors[weight.storage[0]], weight.storage[0])
+    (out, columns), group = weight.shape, weight.params["group_size"]
+    scale_ref = tensors[prefix + "weight_scale"]
+    scale = read_array(scale_ref)
+    if scale_ref.dtype.name == "uint8":  # E8M0 stored as its biased exponent byte
+        scale = np.where(scale == 255, np.float32(np.nan), np.exp2(scale.astype(np.float32) - 127))
+    scale = scale.astype(np.float32).reshape(out, -1)
+    if weight.params["kind"] == "nvfp4":
+        scale = scale / read_array(tensors[prefix + "weight_global_scale"]).astype(np.float32).reshape(-1)[0]
+    table = np.array(E2M1, dtype=np.float32)
+    g_idx = np.arange(columns) // group
+    step = _block_rows(columns, 1)
+    for first in range(0, out, step):
+        last = min(out, first + step)
+        raw = read_array(_rows(packed, first, last))
+        codes = np.empty((last - first, raw.shape[1] * 2), dtype=np.uint8)
+        codes[:, 0::2], codes[:, 1::2] = raw & 0x0F, raw >> 4
+        yield table[codes[:, :columns]] * scale[first:last][:, g_idx]
 
 
 def _mlx(weight: Logical, tensors: Mapping[str, TensorRef], _: Mapping[str, object]) -> Iterator[np.ndarray]:
@@ -299,6 +348,7 @@ _DECODERS: dict[str, Any] = {
     "gptq": _gptq_awq,
     "awq": _gptq_awq,
     "compressed-tensors": _compressed,
+    "fp4": _fp4,
     "mlx": _mlx,
     "bnb-int8": _bnb_int8,
     "bnb-4bit": _bnb_4bit,

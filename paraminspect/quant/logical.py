@@ -6,6 +6,27 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from paraminspect.model import Checkpoint, Value
+from paraminspect.naming.order import ordered_names
+from paraminspect.naming.select import Selector
+
+# The last name part of a storage tensor some quantizer writes beside (or instead of)
+# a weight; a file with none of them (and no torch quantized tensor) is not looked at
+# further, so an unquantized file never imports the recognisers (see looks_quantized).
+STORAGE_LEAVES = frozenset(
+    (
+        "qweight",  # GPTQ, AWQ
+        "qzeros",
+        "scales",  # GPTQ, AWQ, MLX
+        "weight_packed",  # compressed-tensors int and fp4
+        "weight_scale",  # compressed-tensors, FP8
+        "weight_scale_inv",  # DeepSeek FP8
+        "SCB",  # bitsandbytes int8
+        "absmax",  # bitsandbytes 4-bit
+    )
+)
+QTENSOR = "torch._utils._rebuild_qtensor"
+
 
 @dataclass(frozen=True)
 class Logical:
@@ -84,3 +105,30 @@ class Recognition:
                 shown.add(logical)
                 out.append(logical)
         return out
+
+
+def looks_quantized(ckpt: Checkpoint) -> bool:
+    """A cheap test by names (and torch's quantized placeholders) that a file may hold
+    quantized weights: False means no recogniser could find one."""
+    for name, entry in ckpt.entries.items():
+        if name.rpartition(".")[2] in STORAGE_LEAVES or ".quant_state." in name:
+            return True
+        if isinstance(entry, Value) and getattr(entry.value, "qualname", None) == QTENSOR:
+            return True
+    return False
+
+
+def display_names(
+    ckpt: Checkpoint, found: Recognition, selector: Selector | None = None, *, sort: bool = False
+) -> list[str]:
+    """Tensor names in display order with each quantized weight's storage replaced by its
+    logical name; a weight is selected when its logical name or any storage name matches."""
+    tensors = ckpt.tensors
+    names = found.display_names([n for n in ordered_names(ckpt, sort=sort) if n in tensors or n in found.owner])
+    if not selector:
+        return names
+    return [
+        n
+        for n in names
+        if selector.matches(n) or (n in found.weights and any(selector.matches(s) for s in found.weights[n].storage))
+    ]

@@ -12,7 +12,7 @@ from typing import Any
 from paraminspect.model import Opaque, StorageRef, TensorRef, Value
 from paraminspect.quant.common import ceil_div, sibling, split, storage_bytes
 from paraminspect.quant.config import QuantConfig
-from paraminspect.quant.logical import Logical, Recognition
+from paraminspect.quant.logical import QTENSOR, Logical, Recognition
 from paraminspect.quant.small import json_object
 
 
@@ -48,7 +48,7 @@ def fp8(tensors: Mapping[str, TensorRef], cfg: QuantConfig | None, found: Recogn
 def bnb_int8(tensors: Mapping[str, TensorRef], found: Recognition) -> None:
     """LLM.int8(): ``weight`` int8 [out, in] and ``SCB`` float32 [out] (row absmax)."""
     for name, scb in tensors.items():
-        prefix = split(name, "SCB")
+        prefix = split(name, "SCB") if name.endswith("SCB") else None
         if prefix is None:
             continue
         weight_name = sibling(prefix, "weight")
@@ -114,7 +114,6 @@ def bnb_4bit(tensors: Mapping[str, TensorRef], found: Recognition) -> None:
         )
 
 
-QTENSOR = "torch._utils._rebuild_qtensor"
 _SCHEMES = {
     "torch.per_tensor_affine": "per-tensor affine",
     "torch.per_tensor_symmetric": "per-tensor symmetric",

@@ -11,9 +11,10 @@ from paraminspect.model import TensorRef
 from paraminspect.quant.common import PACKABLE_BITS, ceil_div, group_label, sibling, split, storage_bytes
 from paraminspect.quant.config import QuantConfig, number
 from paraminspect.quant.logical import Logical, Recognition
-from paraminspect.quant.small import integers
+from paraminspect.quant.small import integers_many
 
 _WORDS = ("int32", "uint32")
+GPTQ_BITS = (2, 3, 4, 8)  # AutoGPTQ/GPTQModel: 3 bits pack 32 values into 3 words, as one bit stream
 
 
 def _is_2d(ref: TensorRef | None, *dtypes: str) -> bool:
@@ -31,7 +32,7 @@ def gptq_awq(
     dimension ([in·bits/32, out]), AWQ along the output ([in, out·bits/32]); the
     shapes tell which, whatever the config claims."""
     for name, qweight in tensors.items():
-        prefix = split(name, "qweight")
+        prefix = split(name, "qweight") if name.endswith("qweight") else None
         if prefix is None:
             continue
         qzeros, scales = tensors.get(sibling(prefix, "qzeros")), tensors.get(sibling(prefix, "scales"))
@@ -42,19 +43,26 @@ def gptq_awq(
         rows, cols = qweight.shape
         g_idx = tensors.get(sibling(prefix, "g_idx"))
         layout = "gptq" if cols == out else "awq"
-        if layout == "gptq":
-            pack = out // qzeros.shape[1] if qzeros.shape[1] and out % qzeros.shape[1] == 0 else 0
-            columns = rows * pack
+        if layout == "gptq":  # qzeros [groups, out·bits/32]; 3 bits run across words (32 values in 3)
+            packed_zeros = qzeros.shape[1] * 32
+            bits = packed_zeros // out if out and packed_zeros % out == 0 else 0
+            columns = rows * 32 // bits if bits and rows * 32 % bits == 0 else 0
         else:
             pack = out // cols if cols and out % cols == 0 else 0
+            bits = 32 // pack if pack and 32 % pack == 0 else 0
             columns = rows
-        bits = 32 // pack if pack and 32 % pack == 0 else 0
         wanted = number(cfg.get("bits")) if cfg is not None and cfg.method in ("gptq", "awq") else None
         if cfg is not None and cfg.method == "awq":
             wanted = number(cfg.get("w_bit")) or wanted
-        ok = bits in PACKABLE_BITS and qzeros.shape[0] == groups and groups > 0 and qweight.shape[0] > 0
+        ok = (
+            bits in (GPTQ_BITS if layout == "gptq" else PACKABLE_BITS)
+            and columns > 0
+            and qzeros.shape[0] == groups
+            and groups > 0
+            and qweight.shape[0] > 0
+        )
         if ok and layout == "awq":
-            ok = qzeros.shape[1] * pack == out
+            ok = qzeros.shape[1] * 32 == out * bits
         if ok and g_idx is not None:
             ok = g_idx.shape == (columns,) and g_idx.dtype.name in ("int32", "int64")
         logical_name = sibling(prefix, "weight")
@@ -128,19 +136,23 @@ def compressed_tensors(
         if (
             isinstance(fmt, str)
             and fmt not in ("pack-quantized", "mixed-precision")
-            and any(split(n, "weight_packed") is not None for n in tensors)
+            and any(split(n, "weight_packed") is not None and r.dtype.name == "int32" for n, r in tensors.items())
         ):
             found.notes.append(f"config format is {fmt!r} but tensors are pack-quantized; read as pack-quantized")
+    candidates: list[tuple[str, str, TensorRef, TensorRef, TensorRef | None]] = []
     for name, packed in tensors.items():
-        prefix = split(name, "weight_packed")
+        prefix = split(name, "weight_packed") if name.endswith("weight_packed") else None
         if prefix is None or not _is_2d(packed, "int32"):
             continue
         scale = tensors.get(sibling(prefix, "weight_scale"))
-        shape_ref = tensors.get(sibling(prefix, "weight_shape"))
         if scale is None or sibling(prefix, "weight") in entries:  # a real weight of that name: leave both be
             continue
+        candidates.append((name, prefix, packed, scale, tensors.get(sibling(prefix, "weight_shape"))))
+    refs = {c[0]: c[4] for c in candidates if c[4] is not None}
+    shapes = dict(zip(refs, integers_many(list(refs.values())), strict=True))  # few reads for thousands
+    for name, prefix, packed, scale, _ in candidates:
         rows, words = packed.shape
-        shape = integers(shape_ref) if shape_ref is not None else None
+        shape = shapes.get(name)
         if shape is not None and (len(shape) != 2 or shape[0] != rows or shape[1] <= 0):
             found.notes.append(f"{name}: weight_shape {list(shape)} does not fit the packed tensor; shown as stored")
             continue
@@ -191,8 +203,10 @@ def _mlx_setting(cfg: QuantConfig | None, prefix: str) -> tuple[int | None, int 
 def mlx(tensors: Mapping[str, TensorRef], cfg: QuantConfig | None, found: Recognition) -> None:
     """``weight`` uint32 [..., in·bits/32] with ``scales`` and ``biases`` [..., in/group_size]."""
     for name, weight in tensors.items():
+        if weight.dtype.name != "uint32" or len(weight.shape) < 2:
+            continue
         prefix = split(name, "weight")
-        if prefix is None or weight.dtype.name != "uint32" or len(weight.shape) < 2:
+        if prefix is None:
             continue
         scales, biases = tensors.get(sibling(prefix, "scales")), tensors.get(sibling(prefix, "biases"))
         if scales is None or biases is None or scales.shape != biases.shape:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from paraminspect.model import Checkpoint
-from paraminspect.naming.order import ordered_names
-from paraminspect.naming.select import Selector
-from paraminspect.quant import others, packed
+from paraminspect.quant import fp4, others, packed
 from paraminspect.quant.config import QuantConfig, find
 from paraminspect.quant.logical import Recognition
 
@@ -13,7 +11,7 @@ from paraminspect.quant.logical import Recognition
 _FAMILIES = {
     "gptq": {"gptq", "awq"},
     "awq": {"gptq", "awq"},
-    "compressed-tensors": {"compressed-tensors", "fp8"},
+    "compressed-tensors": {"compressed-tensors", "fp8", "fp4"},
     "fp8": {"fp8"},
     "bitsandbytes": {"bnb-int8", "bnb-4bit"},
     "mlx": {"mlx"},
@@ -29,6 +27,7 @@ def recognise(ckpt: Checkpoint, cfg: QuantConfig | None = None, *, use_config: b
     found = Recognition()
     packed.gptq_awq(tensors, ckpt.entries, cfg, found)
     packed.compressed_tensors(tensors, ckpt.entries, cfg, found)
+    fp4.compressed_fp4(tensors, ckpt.entries, cfg, found)
     packed.mlx(tensors, cfg, found)
     others.bnb_4bit(tensors, found)
     others.bnb_int8(tensors, found)
@@ -43,19 +42,3 @@ def recognise(ckpt: Checkpoint, cfg: QuantConfig | None = None, *, use_config: b
             other = ", ".join(sorted(families - expected))
             found.notes.append(f"{cfg.source} says {cfg.method}, but tensors are laid out as {other}; read as {other}")
     return found
-
-
-def display_names(
-    ckpt: Checkpoint, found: Recognition, selector: Selector | None = None, *, sort: bool = False
-) -> list[str]:
-    """Tensor names in display order with each quantized weight's storage replaced by its
-    logical name; a weight is selected when its logical name or any storage name matches."""
-    tensors = ckpt.tensors
-    names = found.display_names([n for n in ordered_names(ckpt, sort=sort) if n in tensors or n in found.owner])
-    if not selector:
-        return names
-    return [
-        n
-        for n in names
-        if selector.matches(n) or (n in found.weights and any(selector.matches(s) for s in found.weights[n].storage))
-    ]

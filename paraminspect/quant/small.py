@@ -33,16 +33,69 @@ def _raw(ref: TensorRef) -> bytes | None:
         return None
 
 
-def integers(ref: TensorRef, most: int = 8) -> tuple[int, ...] | None:
-    """The values of a small integer tensor (a shape), or None."""
+def _decode(ref: TensorRef, raw: bytes | None) -> tuple[int, ...] | None:
     code = _INT_CODES.get(ref.dtype.name)
-    if code is None or ref.numel > most:
-        return None
-    raw = _raw(ref)
-    if raw is None:
+    if raw is None or code is None or len(raw) != ref.nbytes:
         return None
     order = ">" if ref.storage.byteorder == "big" else "<"
     return tuple(struct.unpack(f"{order}{ref.numel}{code}", raw))
+
+
+def _small_int(ref: TensorRef, most: int) -> bool:
+    return ref.dtype.name in _INT_CODES and ref.numel <= most and ref.is_contiguous
+
+
+def integers(ref: TensorRef, most: int = 8) -> tuple[int, ...] | None:
+    """The values of a small integer tensor (a shape), or None."""
+    return _decode(ref, _raw(ref)) if _small_int(ref, most) else None
+
+
+def integers_many(refs: list[TensorRef], most: int = 8) -> list[tuple[int, ...] | None]:
+    """:func:`integers` of many descriptors, read in few calls: a writer stores tensors
+    of one dtype side by side (safetensors sorts by dtype, then name), so the ranges
+    of thousands of ``weight_shape`` tensors merge into one read or a few."""
+    wanted = sorted((i for i, r in enumerate(refs) if _small_int(r, most)), key=lambda i: _key(refs[i]))
+    out: list[tuple[int, ...] | None] = [None] * len(refs)
+    run: list[int] = []
+    for i in [*wanted, -1]:
+        if run and (i < 0 or not _joins(refs[run[0]], refs[run[-1]], refs[i])):
+            _read_run(refs, run, out)
+            run = []
+        if i >= 0:
+            run.append(i)
+    return out
+
+
+_GAP, _RUN = 1 << 16, 4 << 20  # merge ranges less than 64 KiB apart, into reads of at most 4 MiB
+
+
+def _key(ref: TensorRef) -> tuple[str, int]:
+    return str(ref.storage.path), ref.byte_range()[0]
+
+
+def _joins(first: TensorRef, last: TensorRef, ref: TensorRef) -> bool:
+    begin, end = ref.byte_range()
+    return (
+        ref.storage.path == first.storage.path
+        and begin - last.byte_range()[1] <= _GAP
+        and end - first.byte_range()[0] <= _RUN
+    )
+
+
+def _read_run(refs: list[TensorRef], run: list[int], out: list[tuple[int, ...] | None]) -> None:
+    begin, end = refs[run[0]].byte_range()[0], max(refs[i].byte_range()[1] for i in run)
+    try:
+        opened = source.get(refs[run[0]].storage.path)
+        if end > opened.size:
+            raise CheckpointError("past the end")
+        raw = bytes(opened.pread(begin, end - begin))
+    except CheckpointError:
+        for i in run:  # one at a time: a bad neighbour must not hide the good ones
+            out[i] = integers(refs[i])
+        return
+    for i in run:
+        first, last = refs[i].byte_range()
+        out[i] = _decode(refs[i], raw[first - begin : last - begin])
 
 
 def json_object(ref: TensorRef) -> dict[str, Any] | None:
