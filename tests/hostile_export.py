@@ -58,6 +58,7 @@ def pt2(
         z.writestr("archive/models/model.json", b"{}")
         z.writestr("archive/archive_format", archive_format)
         z.writestr("archive/archive_version", b"0")
+        z.writestr("archive/.data/version", b"6\n")  # as torch's stream writer records it
         z.writestr("archive/byteorder", b"little")
 
 
@@ -87,6 +88,7 @@ def _pickled_weight(path: Path, marker: Path) -> None:
     with zipfile.ZipFile(inner, "w", zipfile.ZIP_STORED) as z:
         z.writestr("archive/data.pkl", _code_pickle(marker))
         z.writestr("archive/byteorder", b"little")
+        z.writestr("archive/version", b"3\n")  # as torch.save writes it
     weights = {**GOOD, "p": payload("weight_1", meta([{"as_int": 2}]), pickled=True)}
     pt2(path, weights=weights, records={"data/weights/weight_1": inner.getvalue()})
 

@@ -220,6 +220,7 @@ def _aoti_layout(path: Path) -> None:
         z.writestr("aoti/data/aotinductor/model/abc.wrapper.so", b"\x7fELF")
         z.writestr("aoti/archive_format", "pt2")
         z.writestr("aoti/archive_version", "0")
+        z.writestr("aoti/.data/version", "6\n")  # as torch's stream writer records it
         z.writestr("aoti/byteorder", "little")
 
 
