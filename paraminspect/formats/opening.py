@@ -334,11 +334,11 @@ def _open_shards(index: Path, raw: bytes, limits: Limits) -> list[source.Source]
     """Open a remote index's shards concurrently (their headers, in one request each when
     the first read, sized by the tensors the index puts in the shard, holds the header)."""
     from paraminspect.formats import sharded
-    from paraminspect.io import http
+    from paraminspect.io import ranged
 
     weight_map, _ = sharded.parse_index(raw)
     jobs = []
     for shard, names in sharded.group_by_shard(weight_map, limits).items():
-        first = min(http.FIRST_READ, (16 << 10) + SHARD_FIRST_READ_PER_TENSOR * len(names))
+        first = min(ranged.FIRST_READ, (16 << 10) + SHARD_FIRST_READ_PER_TENSOR * len(names))
         jobs.append((sharded.shard_path(index.parent, shard), first))
-    return http.open_many(jobs)  # a shard's error names the shard's URL
+    return ranged.open_many(jobs)  # a shard's error names the shard's URL

@@ -82,11 +82,12 @@ class UrlPath(PosixPath):
     def auth_for(self, origin: str) -> str | None:
         return auth_header(origin)
 
-    def open_remote(self) -> Any:
-        """A new Source reading this URL (the HTTP code is imported only now)."""
+    def open_remote(self, first: int | None = None) -> Any:
+        """A new Source reading this URL (the HTTP code is imported only now);
+        ``first``: the opening read's size, if not the default."""
         from paraminspect.io import http
 
-        return http.HttpSource(self)
+        return http.HttpSource(self) if first is None else http.HttpSource(self, first)
 
 
 def parse(text: str) -> UrlPath:
