@@ -44,6 +44,11 @@ class Settings:
 
 
 class _Quiet(ThreadingHTTPServer):
+    # socketserver's default backlog of 5 drops the SYNs of a burst of connections (a client
+    # opening 32 at once), and each dropped one waits the kernel's 1 s retransmission: a cost
+    # of this server, not of the client (a real server or CDN keeps hundreds).
+    request_queue_size = 1024
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a client that hung up (a refused download, a timeout): not the test's output
 

@@ -21,6 +21,7 @@ one-line error. Everything else is here and the same for every transport:
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import os
 import re
@@ -41,7 +42,7 @@ FIRST_READ = 256 << 10  # a safetensors header up to 256 KiB - 8 costs one reque
 TAIL_READ = 256 << 10  # a zip's end records and a central directory of ~2,000 records
 MIN_FETCH = 64 << 10
 DIRECT_READ = 1 << 20
-WORKERS = 32  # concurrent requests at most (shard headers, zip local headers)
+WORKERS = 64  # concurrent requests at most (shard headers, zip local headers)
 _NOT_ZIP = (".safetensors", ".json")
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.ASCII)
 _UNSATISFIABLE = re.compile(r"bytes\s+\*/(\d+)", re.ASCII)
@@ -69,11 +70,12 @@ class Reply(Protocol):
 
 
 def concurrently(jobs: list[Callable[[], T]], workers: int = WORKERS) -> list[T]:
-    """Run ``jobs`` on at most ``workers`` threads; results in order, the first error raised."""
+    """Run ``jobs`` on at most ``workers`` threads, each in a copy of the caller's context
+    (the limits in force); results in order, the first error raised."""
     if len(jobs) <= 1:
         return [job() for job in jobs]
     with ThreadPoolExecutor(max_workers=min(workers, len(jobs)), thread_name_prefix="paraminspect-io") as pool:
-        futures = [pool.submit(job) for job in jobs]
+        futures = [pool.submit(contextvars.copy_context().run, job) for job in jobs]
         return [future.result() for future in futures]
 
 
@@ -310,13 +312,3 @@ def _content_range(reply: Reply, path: Path) -> tuple[int, int, int]:
     if not match or match.group(3) == "*":
         raise CheckpointError("the server answered a range request without a usable Content-Range", path)
     return int(match.group(1)), int(match.group(2)), int(match.group(3))
-
-
-def open_many(paths: list[tuple[Path, int]]) -> list[Source]:
-    """Open these URLs concurrently (each with its first-read size) and register them,
-    so the readers' ``open_source`` finds them open: a sharded model's shard headers.
-    The caller holds the list while the readers run (the registry's references are weak)."""
-    opened: list[Source] = list(concurrently([functools.partial(p.open_remote, n) for p, n in paths]))  # type: ignore[attr-defined]
-    for src in opened:
-        source.adopt(src)
-    return opened
