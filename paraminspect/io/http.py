@@ -182,6 +182,10 @@ def get_small(path: Path, limit: int) -> bytes:
     """The whole body of a small resource (the Hub's file listing, a config, a lockfile),
     at most ``limit`` bytes (a larger one is a one-line error)."""
     reply, _ = request(path, path.request_url(), "", (200,))  # type: ignore[attr-defined]
+    announced = reply.header("Content-Length")
+    if announced and announced.isdigit() and int(announced) > limit:
+        reply.release(False)  # refused before its body is read
+        raise CheckpointError(f"is larger than {limit:,} bytes; refused", path)
     try:
         data = reply.read(limit + 1)
     except BrokenOff as exc:

@@ -133,6 +133,10 @@ class UrlPath(PosixPath):
             from paraminspect.io import s3
 
             return s3.get_small(self, limit)
+        if self.scheme == "hf":
+            from paraminspect.io import hub
+
+            return hub.read_small(str(self)[len("hf://") :], limit)
         from paraminspect.io import http
 
         return http.get_small(self, limit)
