@@ -12,7 +12,7 @@ included); bytes as the bodies arrive.
 
 A folder is a prefix: listed once (``ListObjectsV2`` with a ``/`` delimiter,
 at most :data:`LIST_LIMIT` names), and what the listing showed is remembered by
-:mod:`~paraminspect.io.url`, so a sharded index or a DCP directory under a
+:mod:`~paraminspect.io.url` (which asks for it), so a sharded index or a DCP directory under a
 prefix reads as it does in a local folder.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from paraminspect.errors import CheckpointError
-from paraminspect.io import source, url
+from paraminspect.io import source
 from paraminspect.io.http import TIMEOUT_VARIABLE, timeout
 from paraminspect.io.ranged import FIRST_READ, WORKERS, BrokenOff, RangedSource
 
@@ -34,7 +34,7 @@ CREDENTIALS = "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
 _lock = threading.Lock()
 _clients: dict[tuple[str | None, ...], Any] = {}  # by the settings it was made with
 _SETTINGS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_ACCESS_KEY_ID", TIMEOUT_VARIABLE)
-_listings: dict[str, list[str]] = {}
+_listings: dict[str, list[tuple[str, bool]]] = {}
 
 
 def split(path: Path) -> tuple[str, str]:
@@ -183,15 +183,16 @@ def get_small(path: Path, limit: int) -> bytes:
     return data
 
 
-def listing(path: url.UrlPath) -> list[str]:
-    """The names directly under the prefix ``path`` (objects and sub-prefixes), listed once."""
+def listing(path: Path) -> list[tuple[str, bool]]:
+    """The names directly under the prefix ``path``, each with whether it is a sub-prefix
+    (a folder); listed once per process."""
     with _lock:
         known = _listings.get(str(path))
     if known is not None:
         return known
     bucket, key = split(path)
     prefix = f"{key}/" if key else ""
-    names: list[str] = []
+    names: list[tuple[str, bool]] = []
     token: dict[str, str] = {}
     while True:
         page = _call(path, "list_objects_v2", Bucket=bucket, Prefix=prefix, Delimiter="/", **token)
@@ -200,13 +201,11 @@ def listing(path: url.UrlPath) -> list[str]:
         for entry in page.get("CommonPrefixes", []):
             name = entry["Prefix"][len(prefix) :].rstrip("/")
             if name:
-                url.remember(path / name, folder=True)
-                names.append(name)
+                names.append((name, True))
         for entry in page.get("Contents", []):
             name = entry["Key"][len(prefix) :]
             if name and "/" not in name:
-                url.remember(path / name, folder=False)
-                names.append(name)
+                names.append((name, False))
         if len(names) > LIST_LIMIT:
             raise CheckpointError(f"the prefix holds more than {LIST_LIMIT:,} names; name a file in it", path)
         if not page.get("IsTruncated") or not page.get("NextContinuationToken"):
@@ -214,12 +213,4 @@ def listing(path: url.UrlPath) -> list[str]:
         token = {"ContinuationToken": page["NextContinuationToken"]}
     with _lock:
         _listings[str(path)] = names
-    url.listed(path)
     return names
-
-
-def is_prefix(path: url.UrlPath) -> bool:
-    """Whether objects live under ``path/`` (one listing, kept for ``iterdir``)."""
-    found = bool(listing(path))
-    url.remember(path, folder=found)
-    return found

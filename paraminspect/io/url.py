@@ -91,17 +91,25 @@ class UrlPath(PosixPath):
                 return False
             if str(self.parent) in _listed:
                 return False  # the listing of its folder did not show it as a folder
-        from paraminspect.io import s3
-
-        return s3.is_prefix(self)
+        found = bool(self._list())
+        remember(self, folder=found)
+        return found
 
     def iterdir(self) -> Any:
         """The names under an s3:// prefix (one listing, remembered): UrlPaths, as pathlib's."""
         if self.scheme != "s3":
             raise NotADirectoryError(20, "an HTTP URL cannot be listed", str(self))
+        return iter([self / name for name in self._list()])
+
+    def _list(self) -> list[str]:
+        """List this s3:// prefix (once per process) and remember what each name is."""
         from paraminspect.io import s3
 
-        return iter([self / name for name in s3.listing(self)])
+        names = s3.listing(self)
+        for name, folder in names:
+            remember(self / name, folder=folder)
+        listed(self)
+        return [name for name, _ in names]
 
     def is_symlink(self) -> bool:
         return False
@@ -125,21 +133,6 @@ class UrlPath(PosixPath):
         from paraminspect.io import http
 
         return http.HttpSource(self) if first is None else http.HttpSource(self, first)
-
-    def read_small(self, limit: int) -> bytes:
-        """The whole of a small file at this URL (a config, a lockfile), at most ``limit``
-        bytes: one request, counted in the cost; one-line errors as for a checkpoint."""
-        if self.scheme == "s3":
-            from paraminspect.io import s3
-
-            return s3.get_small(self, limit)
-        if self.scheme == "hf":
-            from paraminspect.io import hub
-
-            return hub.read_small(str(self)[len("hf://") :], limit)
-        from paraminspect.io import http
-
-        return http.get_small(self, limit)
 
 
 def parse(text: str) -> UrlPath:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from paraminspect.errors import CheckpointError
+from paraminspect.io import fetch
 from paraminspect.io.url import UrlPath
 from paraminspect.model import Checkpoint
 
@@ -38,7 +39,7 @@ class QuantConfig:
 def _load(path: Path) -> dict[str, Any] | None:
     try:
         if isinstance(path, UrlPath):  # beside a remote checkpoint: one small request (counted)
-            raw = path.read_small(MAX_CONFIG_BYTES) if path.exists() else b"null"
+            raw = fetch.read_small(path, MAX_CONFIG_BYTES) if path.exists() else b"null"
         elif not path.is_file() or path.stat().st_size > MAX_CONFIG_BYTES:
             return None
         else:
