@@ -279,7 +279,7 @@ def test_changed_object_between_requests(bucket: Bucket, tmp_path: Path) -> None
 
 def test_without_the_extra_the_error_says_what_to_install(tmp_path: Path) -> None:
     code = (
-        "import sys; sys.modules['boto3'] = None; from paraminspect.cli import main; "
+        "import sys; sys.modules['botocore'] = None; from paraminspect.cli import main; "
         "sys.exit(main(['shapes', 's3://bucket/model.safetensors']))"
     )
     done = subprocess.run(
@@ -287,7 +287,7 @@ def test_without_the_extra_the_error_says_what_to_install(tmp_path: Path) -> Non
     )
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [
-        "paraminspect: error: s3://bucket/model.safetensors: reading s3:// needs boto3,"
+        "paraminspect: error: s3://bucket/model.safetensors: reading s3:// needs botocore,"
         " which is not installed (pip install 'paraminspect[s3]')"
     ]
 

@@ -19,7 +19,6 @@ from typing import Any
 from paraminspect.compare.diff import Row, Side, Status, mapped_names
 from paraminspect.data.hashing import LOCK_SCHEMA, LOCK_VERSION, hash_tensors
 from paraminspect.errors import CheckpointError, SelectionError, reading
-from paraminspect.io import fetch
 from paraminspect.io.url import UrlPath
 from paraminspect.model import Checkpoint, TensorRef
 from paraminspect.naming.prefixes import NameMap
@@ -54,6 +53,8 @@ class Lock:
 def read_document(path: Path, what: str) -> Any:
     """The JSON document in ``path`` or at a URL (at most :data:`MAX_LOCK_BYTES`); one-line errors."""
     if isinstance(path, UrlPath):
+        from paraminspect.io import fetch
+
         return _decode(fetch.read_small(path, MAX_LOCK_BYTES), path, what)
     with reading(path, what), open(path, "rb") as fh:
         raw = fh.read(MAX_LOCK_BYTES + 1)
@@ -120,6 +121,8 @@ def read_if_lockfile(path: Path) -> Lock | None:
     if isinstance(path, UrlPath):  # only a URL of a .json file (else a checkpoint: no request to sniff it)
         if not path.name.endswith(".json") or path.name.endswith(".index.json"):
             return None
+        from paraminspect.io import fetch
+
         raw = fetch.read_small(path, MAX_LOCK_BYTES)
         if not raw.lstrip().startswith(b"{") or LOCK_SCHEMA.encode() not in raw[:SNIFF_BYTES]:
             return None

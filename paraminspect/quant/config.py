@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from paraminspect.errors import CheckpointError
-from paraminspect.io import fetch
 from paraminspect.io.url import UrlPath
 from paraminspect.model import Checkpoint
 
@@ -39,6 +38,8 @@ class QuantConfig:
 def _load(path: Path) -> dict[str, Any] | None:
     try:
         if isinstance(path, UrlPath):  # beside a remote checkpoint: one small request (counted)
+            from paraminspect.io import fetch
+
             raw = fetch.read_small(path, MAX_CONFIG_BYTES) if path.exists() else b"null"
         elif not path.is_file() or path.stat().st_size > MAX_CONFIG_BYTES:
             return None
