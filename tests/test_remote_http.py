@@ -335,3 +335,18 @@ def test_diff_remote_against_local(served: RangeServer) -> None:
     assert result.code == 1, result.err
     doc = json.loads(result.out)
     assert doc["counts"]["values_changed"] == 1 and doc["counts"]["equal"] == 1, doc["counts"]
+
+
+def test_a_missing_remote_shard_is_named_like_a_local_one(served: RangeServer) -> None:
+    """Shards are opened and read concurrently; a failing one is reported in index order,
+    as ``shard 'name': ...`` about the index, as for a local folder."""
+    weight_map = {}
+    for shard in range(4):
+        name = f"model-{shard + 1:05d}-of-00004.safetensors"
+        weight_map[f"layers.{shard}.w"] = name
+        if shard != 2:
+            save_file({f"layers.{shard}.w": np.zeros(2, np.float32)}, served.root / name)
+    (served.root / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    index = served.url("model.safetensors.index.json")
+    line = _one_line_error(run_cli("shapes", index), "shard 'model-00003-of-00004.safetensors'", "HTTP 404")
+    assert line.startswith(f"paraminspect: error: {index}: ")
