@@ -350,3 +350,27 @@ def test_a_missing_remote_shard_is_named_like_a_local_one(served: RangeServer) -
     index = served.url("model.safetensors.index.json")
     line = _one_line_error(run_cli("shapes", index), "shard 'model-00003-of-00004.safetensors'", "HTTP 404")
     assert line.startswith(f"paraminspect: error: {index}: ")
+
+
+def test_sharded_torch_bin_model_over_http_reads_like_torch(served: RangeServer) -> None:
+    """``pytorch_model-*.bin`` shards (torch zips: pickles, read by the allow-list unpickler)
+    opened and read concurrently, with the limits in force, as torch.load reads them."""
+    torch = pytest.importorskip("torch")
+    weight_map, expected = {}, {}
+    for shard in range(5):
+        name = f"pytorch_model-{shard + 1:05d}-of-00005.bin"
+        state = {f"layers.{shard}.{k}": torch.full((3, shard + 1), float(shard)) for k in ("w", "b")}
+        torch.save(state, served.root / name)
+        weight_map.update(dict.fromkeys(state, name))
+        expected.update(torch.load(served.root / name, weights_only=True))
+    (served.root / "pytorch_model.bin.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    index = served.url("pytorch_model.bin.index.json")
+    assert _shapes_json(run_cli("shapes", index, "-f", "json")) == {k: list(v.shape) for k, v in expected.items()}
+    result = run_cli("get", index, "layers.3.b", "-f", "json")
+    assert json.loads(result.out)["entries"][0]["values"] == expected["layers.3.b"].tolist()
+    from paraminspect import open_checkpoint
+    from paraminspect.errors import CheckpointError
+    from paraminspect.limits import Limits
+
+    with pytest.raises(CheckpointError, match="opcodes"):  # the limits reach the shard readers' threads
+        open_checkpoint(index, limits=Limits(max_pickle_opcodes=10))
