@@ -20,7 +20,6 @@ from tests import quant_layouts as layouts
 from tests.conftest import run_cli
 from tests.rangeserver import RangeServer, Settings
 from tests.test_remote_http import _one_line_error
-from tests.test_remote_s3 import Bucket, bucket, moto_server  # noqa: F401  (fixtures)
 
 OUT, IN = 64, 256
 
@@ -31,7 +30,7 @@ def served(tmp_path: Path):  # type: ignore[no-untyped-def]
         yield server
 
 
-def _mlx_8bit_g32(folder: Path) -> None:
+def mlx_8bit_g32(folder: Path) -> None:
     """4-bit group 64 and 8-bit group 32 give the same MLX shapes: only the config tells."""
     tensors, _ = layouts.mlx(layouts.matrix(OUT, IN), 8, 32, "l.")
     save_file(tensors, str(folder / "model.safetensors"))
@@ -39,7 +38,7 @@ def _mlx_8bit_g32(folder: Path) -> None:
 
 
 def test_quantization_config_beside_a_url_is_fetched_and_counted(served: RangeServer) -> None:
-    _mlx_8bit_g32(served.root)
+    mlx_8bit_g32(served.root)
     result = run_cli("shapes", "-f", "json", served.url("model.safetensors"))
     assert result.code == 0, result.err
     doc = json.loads(result.out)
@@ -52,19 +51,6 @@ def test_quantization_config_beside_a_url_is_fetched_and_counted(served: RangeSe
     assert doc["remote"] == {"requests": served.requests, "bytes": served.sent}
 
 
-def test_quantization_config_in_an_s3_prefix(bucket: Bucket, tmp_path: Path) -> None:  # noqa: F811
-    _mlx_8bit_g32(tmp_path)
-    url = bucket.put_tree(tmp_path, "mlx")
-    row = json.loads(run_cli("shapes", "-f", "json", url + "/").out)["tensors"][0]
-    assert (row["logical_dtype"], row["scheme"]) == ("int8", "mlx g32")
-    assert [e.path for e in bucket.server.reads()].count(f"/{bucket.name}/mlx/config.json") == 1
-    bucket.server.reset()
-    (tmp_path / "config.json").unlink()
-    bare = bucket.put_tree(tmp_path, "bare")  # no config: the listing says so, no request for it
-    run_cli("shapes", "-f", "json", bare + "/")
-    assert all("config.json" not in e.path for e in bucket.server.log)
-
-
 def test_float_checkpoint_fetches_no_config(served: RangeServer) -> None:
     save_file({"w": np.ones((4, 4), np.float32), "i": np.arange(3, dtype=np.int64)}, served.root / "m.safetensors")
     (served.root / "config.json").write_text(json.dumps({"quantization_config": {"quant_method": "gptq"}}))
@@ -75,7 +61,7 @@ def test_float_checkpoint_fetches_no_config(served: RangeServer) -> None:
 def test_missing_or_oversized_config_is_no_config(served: RangeServer, monkeypatch: pytest.MonkeyPatch) -> None:
     from paraminspect.quant import config
 
-    _mlx_8bit_g32(served.root)
+    mlx_8bit_g32(served.root)
     monkeypatch.setattr(config, "MAX_CONFIG_BYTES", 8)  # too large: refused by its Content-Length
     doc = json.loads(run_cli("shapes", "-f", "json", served.url("model.safetensors")).out)
     assert doc["tensors"][0]["scheme"] != "mlx g32"  # read by the tensors alone, as without a config

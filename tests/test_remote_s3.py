@@ -22,6 +22,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from tests.conftest import ROOT, run_cli
+from tests.test_remote_companions import mlx_8bit_g32
 from tests.test_remote_http import _names_and_shapes, _one_line_error, _shapes_json, safetensors_with_header
 
 boto3 = pytest.importorskip("boto3")
@@ -294,3 +295,16 @@ def test_without_the_extra_the_error_says_what_to_install(tmp_path: Path) -> Non
 
 def test_invalid_s3_url() -> None:
     _one_line_error(run_cli("shapes", "s3://B_ad/x.safetensors"), "not a valid s3:// URL")
+
+
+def test_quantization_config_in_an_s3_prefix(bucket: Bucket, tmp_path: Path) -> None:
+    mlx_8bit_g32(tmp_path)
+    url = bucket.put_tree(tmp_path, "mlx")
+    row = json.loads(run_cli("shapes", "-f", "json", url + "/").out)["tensors"][0]
+    assert (row["logical_dtype"], row["scheme"]) == ("int8", "mlx g32")
+    assert [e.path for e in bucket.server.reads()].count(f"/{bucket.name}/mlx/config.json") == 1
+    bucket.server.reset()
+    (tmp_path / "config.json").unlink()
+    bare = bucket.put_tree(tmp_path, "bare")  # no config: the listing says so, no request for it
+    run_cli("shapes", "-f", "json", bare + "/")
+    assert all("config.json" not in e.path for e in bucket.server.log)
