@@ -44,6 +44,11 @@ class Settings:
 
 
 class _Quiet(ThreadingHTTPServer):
+    # socketserver's default backlog of 5 drops the SYNs of a burst of connections (a client
+    # opening 32 at once), and each dropped one waits the kernel's 1 s retransmission: a cost
+    # of this server, not of the client (a real server or CDN keeps hundreds).
+    request_queue_size = 1024
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a client that hung up (a refused download, a timeout): not the test's output
 
@@ -113,12 +118,12 @@ def _handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header("X-Repo-Commit", COMMIT)
                 if status == 404:
                     self.send_header("X-Error-Code", "EntryNotFound")
-            self.end_headers()
             if getattr(self, "_head", False):
                 self._head = False
                 body = b""
-            # logged before the body goes out: a client that has its bytes may ask for the log at once
+            # logged before the headers go out: a client that has its answer may ask for the log at once
             server.record(Logged(self.path, self.headers.get("Range"), status, len(body), self.overlap))
+            self.end_headers()
             self.wfile.write(body)
 
         def do_GET(self) -> None:
@@ -200,8 +205,8 @@ def _handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
                 for k, v in headers.items():
                     self.send_header(k, v)
                 self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
                 server.record(Logged(self.path, wanted, 206, max(0, len(body) - s.short_by)))
+                self.end_headers()
                 self.wfile.write(body[: max(0, len(body) - s.short_by)])
                 self.wfile.flush()
                 self.close_connection = True

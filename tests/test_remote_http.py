@@ -18,7 +18,7 @@ import pytest
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
-from paraminspect.io import http
+from paraminspect.io import http, ranged
 from tests.conftest import ROOT, run_cli
 from tests.rangeserver import RangeServer, Settings
 
@@ -78,7 +78,7 @@ def test_safetensors_100kB_header_one_request(served: RangeServer) -> None:
     safetensors_with_header(file, 100_000)
     result = run_cli("shapes", served.url("model.safetensors"), "-f", "json")
     assert _shapes_json(result) == _names_and_shapes(file)
-    assert served.requests == 1 and served.sent <= http.FIRST_READ
+    assert served.requests == 1 and served.sent <= ranged.FIRST_READ
     assert json.loads(result.out)["remote"] == {"requests": 1, "bytes": served.sent}
 
 
@@ -93,12 +93,12 @@ def test_headers_around_100kB(served: RangeServer, header: int) -> None:
 @pytest.mark.parametrize("delta", [-2, -1, 0, 1, 2])
 def test_headers_around_the_first_read(served: RangeServer, delta: int) -> None:
     """8 + header bytes up to FIRST_READ: one request; one byte more: a second."""
-    header = http.FIRST_READ - 8 + delta
+    header = ranged.FIRST_READ - 8 + delta
     file = served.root / "m.safetensors"
     safetensors_with_header(file, header)
     assert _shapes_json(run_cli("shapes", served.url("m.safetensors"), "-f", "json")) == _names_and_shapes(file)
     assert served.requests == (1 if delta <= 0 else 2)
-    assert served.sent <= 8 + header + http.MIN_FETCH
+    assert served.sent <= 8 + header + ranged.MIN_FETCH
 
 
 def test_one_megabyte_header_two_requests(served: RangeServer) -> None:
@@ -122,7 +122,7 @@ def test_get_fetches_only_the_selected_tensor(served: RangeServer) -> None:
     assert result.code == 0, result.err
     got = np.array(json.loads(result.out)["entries"][0]["values"], dtype=np.float32)
     np.testing.assert_array_equal(got, expected["big"])
-    assert served.sent <= expected["big"].nbytes + http.FIRST_READ
+    assert served.sent <= expected["big"].nbytes + ranged.FIRST_READ
     served.reset()
     result = run_cli("get", served.url("m.safetensors"), "small", "-f", "json")
     assert json.loads(result.out)["entries"][0]["values"] == expected["small"].tolist()
@@ -145,7 +145,7 @@ def test_stats_streams_ranges(served: RangeServer) -> None:
         assert rows[name]["max"] == pytest.approx(float(value.max()))
         assert rows[name]["mean"] == pytest.approx(float(value.mean()), rel=1e-5, abs=1e-6)
     size = (served.root / "m.safetensors").stat().st_size
-    assert served.sent <= size + http.FIRST_READ
+    assert served.sent <= size + ranged.FIRST_READ
 
 
 def test_torch_zip_head_and_tail_then_local_headers(served: RangeServer) -> None:
@@ -158,18 +158,18 @@ def test_torch_zip_head_and_tail_then_local_headers(served: RangeServer) -> None
     result = run_cli("shapes", served.url("model.pt"), "-f", "json")
     assert _shapes_json(result) == {k: list(v.shape) for k, v in expected.items()}
     heads = [e.range for e in served.log[:2]]
-    assert sorted(heads) == sorted([f"bytes=0-{http.FIRST_READ - 1}", f"bytes=-{http.TAIL_READ}"])
+    assert sorted(heads) == sorted([f"bytes=0-{ranged.FIRST_READ - 1}", f"bytes=-{ranged.TAIL_READ}"])
     # then the local headers the head and tail missed: one request each, concurrently
     size = (served.root / "model.pt").stat().st_size
     with zipfile.ZipFile(served.root / "model.pt") as archive:
         offsets = [i.header_offset for i in archive.infolist()]
-    missed = [o for o in offsets if o - 24 >= http.FIRST_READ and o + 8192 <= size - http.TAIL_READ]
+    missed = [o for o in offsets if o - 24 >= ranged.FIRST_READ and o + 8192 <= size - ranged.TAIL_READ]
     assert missed and served.requests == 2 + len(missed)
     # head and tail together, then the local headers together
     assert served.log[0].overlap + served.log[1].overlap >= 1
     assert len(missed) < 2 or max(e.overlap for e in served.log[2:]) >= 1
     served.settings.latency = 0
-    assert served.sent <= http.FIRST_READ + http.TAIL_READ + len(missed) * (8192 + 24)
+    assert served.sent <= ranged.FIRST_READ + ranged.TAIL_READ + len(missed) * (8192 + 24)
     served.reset()
     for name in ("head.bias", "layer1.weight"):
         result = run_cli("get", served.url("model.pt"), name, "-f", "json")
@@ -206,7 +206,7 @@ def test_redirect_target_reused(tmp_path: Path) -> None:
         assert result.code == 0, result.err
         assert json.loads(result.out)["entries"][0]["values"] == load_file(tmp_path / "m.safetensors")["w"].tolist()
         assert front.requests == 1  # the first range only; later ranges went straight to the target
-        assert cdn.requests >= 2 and cdn.sent <= (tmp_path / "m.safetensors").stat().st_size + http.FIRST_READ
+        assert cdn.requests >= 2 and cdn.sent <= (tmp_path / "m.safetensors").stat().st_size + ranged.FIRST_READ
 
 
 def test_no_range_support_refused_unless_allowed(served: RangeServer) -> None:
@@ -298,7 +298,8 @@ def test_local_start_up_does_not_import_the_http_code(samples: Path) -> None:
     code = (
         "import sys; from paraminspect.cli import main; "
         f"main(['shapes', {str(samples / 'mlp.safetensors')!r}]); "
-        "heavy = ('http.client', 'paraminspect.io.http', 'paraminspect.io.hub', 'ssl'); "
+        "heavy = ('http.client', 'paraminspect.io.http', 'paraminspect.io.ranged', 'paraminspect.io.hub',"
+        " 'paraminspect.io.s3', 'ssl', 'boto3', 'botocore', 'fsspec', 's3fs'); "
         "print(sorted(m for m in heavy if m in sys.modules))"
     )
     done = subprocess.run(
@@ -334,3 +335,42 @@ def test_diff_remote_against_local(served: RangeServer) -> None:
     assert result.code == 1, result.err
     doc = json.loads(result.out)
     assert doc["counts"]["values_changed"] == 1 and doc["counts"]["equal"] == 1, doc["counts"]
+
+
+def test_a_missing_remote_shard_is_named_like_a_local_one(served: RangeServer) -> None:
+    """Shards are opened and read concurrently; a failing one is reported in index order,
+    as ``shard 'name': ...`` about the index, as for a local folder."""
+    weight_map = {}
+    for shard in range(4):
+        name = f"model-{shard + 1:05d}-of-00004.safetensors"
+        weight_map[f"layers.{shard}.w"] = name
+        if shard != 2:
+            save_file({f"layers.{shard}.w": np.zeros(2, np.float32)}, served.root / name)
+    (served.root / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    index = served.url("model.safetensors.index.json")
+    line = _one_line_error(run_cli("shapes", index), "shard 'model-00003-of-00004.safetensors'", "HTTP 404")
+    assert line.startswith(f"paraminspect: error: {index}: ")
+
+
+def test_sharded_torch_bin_model_over_http_reads_like_torch(served: RangeServer) -> None:
+    """``pytorch_model-*.bin`` shards (torch zips: pickles, read by the allow-list unpickler)
+    opened and read concurrently, with the limits in force, as torch.load reads them."""
+    torch = pytest.importorskip("torch")
+    weight_map, expected = {}, {}
+    for shard in range(5):
+        name = f"pytorch_model-{shard + 1:05d}-of-00005.bin"
+        state = {f"layers.{shard}.{k}": torch.full((3, shard + 1), float(shard)) for k in ("w", "b")}
+        torch.save(state, served.root / name)
+        weight_map.update(dict.fromkeys(state, name))
+        expected.update(torch.load(served.root / name, weights_only=True))
+    (served.root / "pytorch_model.bin.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    index = served.url("pytorch_model.bin.index.json")
+    assert _shapes_json(run_cli("shapes", index, "-f", "json")) == {k: list(v.shape) for k, v in expected.items()}
+    result = run_cli("get", index, "layers.3.b", "-f", "json")
+    assert json.loads(result.out)["entries"][0]["values"] == expected["layers.3.b"].tolist()
+    from paraminspect import open_checkpoint
+    from paraminspect.errors import CheckpointError
+    from paraminspect.limits import Limits
+
+    with pytest.raises(CheckpointError, match="opcodes"):  # the limits reach the shard readers' threads
+        open_checkpoint(index, limits=Limits(max_pickle_opcodes=10))

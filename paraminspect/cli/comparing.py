@@ -238,6 +238,7 @@ def check_command(
         typer.Option(
             "--expect",
             metavar="SPEC",
+            parser=url.to_path,
             help="The expected structure: JSON written by 'paraminspect shapes -f json', or a lockfile"
             " ('paraminspect hash -f json': content is checked too). May hold a 'policies' object."
             " Without it (and without policies) only the file's own consistency is checked.",

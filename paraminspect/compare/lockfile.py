@@ -51,11 +51,19 @@ class Lock:
 
 
 def read_document(path: Path, what: str) -> Any:
-    """The JSON document in ``path`` (at most :data:`MAX_LOCK_BYTES`); one-line errors."""
+    """The JSON document in ``path`` or at a URL (at most :data:`MAX_LOCK_BYTES`); one-line errors."""
+    if isinstance(path, UrlPath):
+        from paraminspect.io import fetch
+
+        return _decode(fetch.read_small(path, MAX_LOCK_BYTES), path, what)
     with reading(path, what), open(path, "rb") as fh:
         raw = fh.read(MAX_LOCK_BYTES + 1)
     if len(raw) > MAX_LOCK_BYTES:
         raise CheckpointError(f"{what} is larger than {MAX_LOCK_BYTES >> 20} MiB", path)
+    return _decode(raw, path, what)
+
+
+def _decode(raw: bytes, path: Path, what: str) -> Any:
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
@@ -110,8 +118,16 @@ def read_if_lockfile(path: Path) -> Lock | None:
     in its first :data:`SNIFF_BYTES` and whose JSON has ``"schema":
     "paraminspect-lockfile"`` (a sharded index is JSON too, and is not parsed here).
     """
-    if isinstance(path, UrlPath):  # a URL names a checkpoint, never a lockfile
-        return None
+    if isinstance(path, UrlPath):  # only a URL of a .json file (else a checkpoint: no request to sniff it)
+        if not path.name.endswith(".json") or path.name.endswith(".index.json"):
+            return None
+        from paraminspect.io import fetch
+
+        raw = fetch.read_small(path, MAX_LOCK_BYTES)
+        if not raw.lstrip().startswith(b"{") or LOCK_SCHEMA.encode() not in raw[:SNIFF_BYTES]:
+            return None
+        document = _decode(raw, path, "lockfile")
+        return parse(document, path) if is_lock_document(document) else None
     try:
         if not path.is_file():
             return None

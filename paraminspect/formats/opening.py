@@ -8,6 +8,7 @@ Files: torch.save zip, TorchScript, torch.export ``.pt2``, legacy torch.save pic
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -317,10 +318,10 @@ def _dispatch(target: Path, fh: BinaryIO, head: bytes, size: int, limits: Limits
         return read_safetensors(target, fh, size, limits)
     if whole and sharded.looks_like_index(head):
         raw = sharded.read_index_bytes(fh, size, limits)
-        held = _open_shards(target, raw, limits) if isinstance(target, url.UrlPath) else []
-        ckpt = sharded.read_index(target, raw, limits, lambda shard, lim: _open_file(shard, lim, whole=False))
-        del held  # opened concurrently above, now the checkpoint's sources hold them
-        return ckpt
+        opener: sharded.Opener = lambda shard, lim: _open_file(shard, lim, whole=False)  # noqa: E731
+        if isinstance(target, url.UrlPath):
+            opener = _open_shards(target, raw, limits)
+        return sharded.read_index(target, raw, limits, opener)
     if whole and target.name == METADATA_NAME and head.startswith(b"\x80"):
         from paraminspect.formats.dcp import read_dcp
 
@@ -349,15 +350,38 @@ def _open_split(path: Path, limits: Limits) -> Checkpoint:
 SHARD_FIRST_READ_PER_TENSOR = 192  # header bytes per tensor a shard's first read allows for
 
 
-def _open_shards(index: Path, raw: bytes, limits: Limits) -> list[source.Source]:
-    """Open a remote index's shards concurrently (their headers, in one request each when
-    the first read, sized by the tensors the index puts in the shard, holds the header)."""
+def _open_shards(index: Path, raw: bytes, limits: Limits) -> Callable[[Path, Limits], Checkpoint]:
+    """Open and read a remote index's shards concurrently, each header read as soon as it
+    arrives (in one request when the first read, sized by the tensors the index puts in
+    the shard, holds it): the opener ``read_index`` then takes them from."""
     from paraminspect.formats import sharded
-    from paraminspect.io import http
+    from paraminspect.io import ranged
 
     weight_map, _ = sharded.parse_index(raw)
-    jobs = []
+    paths: list[Path] = []
+    jobs: list[Callable[[], Checkpoint | CheckpointError]] = []
     for shard, names in sharded.group_by_shard(weight_map, limits).items():
-        first = min(http.FIRST_READ, (16 << 10) + SHARD_FIRST_READ_PER_TENSOR * len(names))
-        jobs.append((sharded.shard_path(index.parent, shard), first))
-    return http.open_many(jobs)  # a shard's error names the shard's URL
+        path = sharded.shard_path(index.parent, shard)
+        first = min(ranged.FIRST_READ, (16 << 10) + SHARD_FIRST_READ_PER_TENSOR * len(names))
+        paths.append(path)
+        jobs.append(functools.partial(_read_shard, path, first, limits))
+    ready = dict(zip(paths, ranged.concurrently(jobs), strict=True))
+
+    def opener(shard: Path, lim: Limits) -> Checkpoint:
+        done = ready.pop(shard, None)
+        if isinstance(done, CheckpointError):
+            raise done
+        return done if done is not None else _open_file(shard, lim, whole=False)
+
+    return opener
+
+
+def _read_shard(path: Path, first: int, limits: Limits) -> Checkpoint | CheckpointError:
+    """One shard opened (``first`` bytes in its first request) and read; its error kept for
+    ``read_index`` to report in its turn, as for a local shard."""
+    try:
+        opened = path.open_remote(first)  # type: ignore[attr-defined]
+        source.adopt(opened)  # held here: the adoption is a weak reference
+        return _open_file(path, limits, whole=False)
+    except CheckpointError as exc:
+        return exc

@@ -121,3 +121,24 @@ def repo_files(repo: str, rev: str) -> tuple[str, list[str]]:
     if not isinstance(commit, str) or not all(isinstance(n, str) for n in names):
         raise CheckpointError("the Hub's file listing is not the JSON expected", str(api))
     return commit, names
+
+
+def read_small(spec: str, limit: int) -> bytes:
+    """A small file of a repo (``org/repo[@rev]/path``: a lockfile, a config), at most
+    ``limit`` bytes: from the local cache when offline, else one request."""
+    repo, rev, inner = split(spec)
+    if not inner:
+        raise CheckpointError("names a repo, not a file in it (hf://org/repo/path)", f"hf://{spec}")
+    if offline():
+        found = cached(repo, rev, inner)
+        if found is None:
+            raise CheckpointError("is not in the local Hugging Face cache, and HF_HUB_OFFLINE is set", f"hf://{spec}")
+        try:
+            with open(found, "rb") as fh:
+                data = fh.read(limit + 1)
+        except OSError as exc:
+            raise CheckpointError(f"cannot read ({exc.strerror or exc})", found) from None
+        if len(data) > limit:
+            raise CheckpointError(f"is larger than {limit:,} bytes; refused", found)
+        return data
+    return http.get_small(file_url(repo, rev, inner), limit)

@@ -1,4 +1,4 @@
-"""URLs standing where paths stand: ``https://``, ``http://`` and ``hf://`` inputs.
+"""URLs standing where paths stand: ``https://``, ``http://``, ``hf://`` and ``s3://`` inputs.
 
 A :class:`UrlPath` is a :class:`~pathlib.Path` so every reader, model type and
 message keeps taking a path (``parent``, ``/`` and ``name`` work as on a file
@@ -10,11 +10,17 @@ instead of reading a local name that happens to look alike.
 What it prints is the URL without credentials: user info (``user:pass@``) and
 the query string (a presigned URL's signature) are kept aside, by origin and by
 URL, and added only to the requests (:func:`request_url`, :func:`auth_header`).
-This module imports nothing heavy; the HTTP code is imported when a source is opened.
+
+An ``s3://bucket/prefix/`` is a folder (so is a name without a suffix that a
+listing finds objects under): :meth:`UrlPath.iterdir` lists it, and what a
+listing found to be a folder or an object is remembered, so the readers'
+``is_dir``/``is_file`` cost no request. An HTTP URL is always a file.
+This module imports nothing heavy; the HTTP or S3 code is imported when a source is opened.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import urllib.parse
 from pathlib import Path, PosixPath
@@ -22,10 +28,13 @@ from typing import Any
 
 from paraminspect.errors import CheckpointError
 
-SCHEMES = ("http://", "https://", "hf://")
+SCHEMES = ("http://", "https://", "hf://", "s3://")
 _lock = threading.Lock()
 _queries: dict[str, str] = {}  # display URL -> its query string
 _auth: dict[str, str] = {}  # origin (scheme://host:port) -> Authorization header value
+_dirs: set[str] = set()  # display URLs known to be folders (s3:// prefixes)
+_files: set[str] = set()  # display URLs a listing found to be objects
+_listed: set[str] = set()  # folders listed whole: what they did not show is not there
 
 
 def is_url(text: str) -> bool:
@@ -59,15 +68,47 @@ class UrlPath(PosixPath):
         parts = urllib.parse.urlsplit(str(self))
         return f"{parts.scheme}://{parts.netloc}"
 
-    # A URL is always "a file" to the readers: whether it exists is the server's answer.
+    # A URL is "a file" to the readers: whether it exists is the server's answer, unless a
+    # listing of its folder (an s3:// prefix) already said.
     def exists(self, *args: Any, **kwargs: Any) -> bool:
-        return True
+        text = str(self)
+        with _lock:
+            if text in _dirs or text in _files or str(self.parent) not in _listed:
+                return True
+        return False
 
     def is_file(self, *args: Any, **kwargs: Any) -> bool:
-        return True
+        return self.exists() and not self.is_dir()
 
     def is_dir(self, *args: Any, **kwargs: Any) -> bool:
-        return False
+        """An s3:// prefix, by a listing (only for a name with no suffix, once); else False."""
+        text = str(self)
+        with _lock:
+            if text in _dirs:
+                return True
+            if text in _files or self.scheme != "s3" or self.suffix or self.name.startswith(".") or not self.name:
+                return False
+            if str(self.parent) in _listed:
+                return False  # the listing of its folder did not show it as a folder
+        found = bool(self._list())
+        remember(self, folder=found)
+        return found
+
+    def iterdir(self) -> Any:
+        """The names under an s3:// prefix (one listing, remembered): UrlPaths, as pathlib's."""
+        if self.scheme != "s3":
+            raise NotADirectoryError(20, "an HTTP URL cannot be listed", str(self))
+        return iter([self / name for name in self._list()])
+
+    def _list(self) -> list[str]:
+        """List this s3:// prefix (once per process) and remember what each name is."""
+        from paraminspect.io import s3
+
+        names = s3.listing(self)
+        for name, folder in names:
+            remember(self / name, folder=folder)
+        listed(self)
+        return [name for name, _ in names]
 
     def is_symlink(self) -> bool:
         return False
@@ -81,15 +122,22 @@ class UrlPath(PosixPath):
     def auth_for(self, origin: str) -> str | None:
         return auth_header(origin)
 
-    def open_remote(self) -> Any:
-        """A new Source reading this URL (the HTTP code is imported only now)."""
+    def open_remote(self, first: int | None = None) -> Any:
+        """A new Source reading this URL (the HTTP or S3 code is imported only now);
+        ``first``: the opening read's size, if not the default."""
+        if self.scheme == "s3":
+            from paraminspect.io import s3
+
+            return s3.S3Source(self) if first is None else s3.S3Source(self, first)
         from paraminspect.io import http
 
-        return http.HttpSource(self)
+        return http.HttpSource(self) if first is None else http.HttpSource(self, first)
 
 
 def parse(text: str) -> UrlPath:
     """The UrlPath for a URL as typed: credentials and query moved aside, never shown."""
+    if text[:5].lower() == "s3://":
+        return _parse_s3(text)
     if text[:5].lower() == "hf://":
         if "?" in text or not text[5:].strip("/"):
             raise CheckpointError(
@@ -119,6 +167,33 @@ def parse(text: str) -> UrlPath:
         if parts.query:
             _queries[str(path)] = parts.query
     return path
+
+
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]\Z", re.ASCII)
+
+
+def _parse_s3(text: str) -> UrlPath:
+    """``s3://bucket[/key]``; a trailing ``/`` (or no key) makes it a folder."""
+    rest = text[5:]
+    bucket, _, key = rest.partition("/")
+    if not _BUCKET.match(bucket) or "?" in rest or "#" in rest:
+        raise CheckpointError("is not a valid s3:// URL (expected s3://bucket/key or s3://bucket/prefix/)", text)
+    path = UrlPath(f"s3://{bucket}/{key}".rstrip("/"))
+    if not key.strip("/") or key.endswith("/"):
+        remember(path, folder=True)
+    return path
+
+
+def remember(path: UrlPath, *, folder: bool) -> None:
+    """What a listing (or the URL as typed) showed ``path`` to be: a folder or an object."""
+    with _lock:
+        (_dirs if folder else _files).add(str(path))
+
+
+def listed(folder: UrlPath) -> None:
+    """``folder`` was listed whole: a name under it the listing did not show does not exist."""
+    with _lock:
+        _listed.add(str(folder))
 
 
 def _redacted(text: str) -> str:

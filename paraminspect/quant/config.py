@@ -4,7 +4,9 @@
 bitsandbytes, FP8; sometimes nested under ``text_config``), GPTQ's
 ``quantize_config.json``, MLX's ``config.json`` ``quantization``. Read from the
 checkpoint's directory, bounded in size; a config that is missing, too large or
-malformed is no config (recognition then goes by names and shapes alone).
+malformed is no config (recognition then goes by names and shapes alone). Beside a
+URL it is fetched (one small request) only when a tensor's dtype could be quantized
+storage: a float checkpoint's listing costs no request for it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from paraminspect.errors import CheckpointError
 from paraminspect.io.url import UrlPath
 from paraminspect.model import Checkpoint
 
@@ -33,15 +36,27 @@ class QuantConfig:
 
 
 def _load(path: Path) -> dict[str, Any] | None:
-    if isinstance(path, UrlPath):  # a remote checkpoint: recognised by its tensors alone
-        return None
     try:
-        if not path.is_file() or path.stat().st_size > MAX_CONFIG_BYTES:
+        if isinstance(path, UrlPath):  # beside a remote checkpoint: one small request (counted)
+            from paraminspect.io import fetch
+
+            raw = fetch.read_small(path, MAX_CONFIG_BYTES) if path.exists() else b"null"
+        elif not path.is_file() or path.stat().st_size > MAX_CONFIG_BYTES:
             return None
-        data = json.loads(path.read_bytes())
-    except (OSError, ValueError, RecursionError):
+        else:
+            raw = path.read_bytes()
+        data = json.loads(raw)
+    except (OSError, ValueError, RecursionError, CheckpointError):
         return None
     return data if isinstance(data, dict) else None
+
+
+# Tensors of these types alone are a float checkpoint: a remote one's config is not fetched.
+_PLAIN = frozenset({"float16", "bfloat16", "float32", "float64", "int64", "bool", "complex64", "complex128"})
+
+
+def _may_be_quantized(ckpt: Checkpoint) -> bool:
+    return any(ref.dtype.name not in _PLAIN for ref in ckpt.tensors.values())
 
 
 def directory_of(ckpt: Checkpoint) -> Path:
@@ -56,6 +71,8 @@ def _method(settings: dict[str, Any], fallback: str) -> str:
 def find(ckpt: Checkpoint) -> QuantConfig | None:
     """The quantization config beside ``ckpt``'s file, or None."""
     directory = directory_of(ckpt)
+    if isinstance(directory, UrlPath) and not _may_be_quantized(ckpt):
+        return None  # no request for a config recognition would not use
     config = _load(directory / "config.json") or {}
     for holder in (config, config.get("text_config")):
         if not isinstance(holder, dict):
