@@ -109,10 +109,11 @@ _PATTERNS = {
         "do not load it with torch older than 2.10; " + INSTEAD_READ,
     ),
     "PI006": (
-        f"{LOAD} would unpickle it like any pickle, and weights_only=True reads protocol-1 opcodes without"
-        " the PROTO opcode; scanners that find pickles by their b'\\x80' prefix do not see it, and torch.save"
-        " writes protocol 2 unless told otherwise",
-        "treat it as crafted unless you saved it with pickle_protocol=0 or 1; " + INSTEAD_READ,
+        f"{LOAD} would unpickle it like any other pickle, while scanners that find pickles by their"
+        " leading PROTO byte (0x80) do not see it; torch.save writes protocol 2 unless given"
+        " pickle_protocol=0 or 1, and torch's weights_only loader supports only some protocol 0/1 opcodes",
+        "treat it as crafted unless you saved it with pickle_protocol=0 or 1, and read it without"
+        " running anything ('paraminspect tree FILE', 'paraminspect get FILE NAME')",
     ),
 }
 NUMPY_DATA_LOAD = (

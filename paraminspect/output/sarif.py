@@ -73,7 +73,8 @@ _RULES = [
         "legacy-protocol-pickle",
         "warning",
         "A pickle in protocol 0 or 1: no PROTO opcode in front.",
-        "Scanners that find pickles by their \\x80 prefix miss it; torch.save writes protocol 2 unless asked."
+        "Scanners that find pickles by their leading PROTO byte (0x80) miss it; torch.save writes protocol 2"
+        " unless asked."
         " Treat the file as crafted unless it was saved with pickle_protocol=0 or 1.",
     ),
     # check
