@@ -103,7 +103,7 @@ class Reference:
     rule: str | None = None  # a pattern's rule id (RULE_*)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StorageClaim:
     """A storage persistent id ``('storage', class, key, location, numel)``: what it declares."""
 
@@ -136,6 +136,7 @@ class _Built:
 
 
 _MARK = _Mark()
+_KEPT_IN_TUPLES = (str, int, _Global)  # a tuple, not ``str | int | ...``: built once, not per item
 _UNKNOWN = object()  # any value the analysis does not follow
 _COMPUTED = _Global("<computed name>", UNSAFE)
 _DICT = _Built("a dict")
@@ -284,7 +285,7 @@ def scan_pickle(
                     else:
                         items = [pop(position) for _ in range(len(op.stack_before))][::-1]
                     # Keep tuples one level deep: enough for a persistent id, no deep structures.
-                    stack.append(tuple(i if isinstance(i, str | int | _Global) else _UNKNOWN for i in items))
+                    stack.append(tuple(i if isinstance(i, _KEPT_IN_TUPLES) else _UNKNOWN for i in items))
                 elif name in ("BININT", "BININT1", "BININT2", "INT", "LONG1", "LONG4", "LONG"):
                     stack.append(arg)
                 elif name in _BUILT:
