@@ -166,3 +166,19 @@ def test_array_data_that_does_not_fit_its_shape_is_refused_like_numpy_refuses_it
     result = run_cli("tree", bad)
     assert result.code == 2 and result.out == ""
     assert result.err == f"paraminspect: error: {bad}: numpy array data is 24 bytes; int64 [4] needs 32\n"
+
+
+def test_diff_tells_rng_states_apart_by_their_array_content(tmp_path: Path) -> None:
+    a, b, c = tmp_path / "a.pth", tmp_path / "b.pth", tmp_path / "c.pth"
+    first = _trainer_rng_state(a)
+    _trainer_rng_state(b)
+    np.random.seed(6)
+    states = {**first, "numpy": np.random.get_state()}
+    torch.save(states, c)
+    keys_a = torch.load(a, weights_only=False)["numpy"][1]
+    assert np.array_equal(keys_a, torch.load(b, weights_only=False)["numpy"][1])
+    assert not np.array_equal(keys_a, torch.load(c, weights_only=False)["numpy"][1])
+    assert run_cli("diff", a, b).code == 0
+    changed = run_cli("diff", a, c, "-f", "json")
+    assert changed.code == 1
+    assert [i["name"] for i in json.loads(changed.out)["entries"] if i["status"] != "equal"] == ["numpy"]
