@@ -201,6 +201,23 @@ def _record(name: str, value: bytes) -> Callable[[zipfile.ZipInfo, bytes], list[
     return edit
 
 
+def _setitems_on_tensor(marker: Path) -> bytes:
+    """SETITEMS into the tensor _rebuild_tensor_v2 just built (torch < 2.10 called its __setitem__)."""
+    pkl = tensor_pickle(4, 0, (4,), (1,))
+    assert pkl[-2:] in (b"s.", b"u.")  # the state dict's SETITEM(S), then STOP: the tensor is on top
+    return pkl[:-2] + b"(K\x00K\x01u" + pkl[-2:]
+
+
+def _numpy_short(marker: Path) -> bytes:
+    """``{'a': int64 array of shape (4,)}`` holding 8 bytes, as numpy's __reduce__ lays it out."""
+    minus_one = b"J\xff\xff\xff\xff"
+    dtype = b"cnumpy\ndtype\nX\x02\x00\x00\x00i8\x89\x88\x87R(K\x03X\x01\x00\x00\x00<NNN" + minus_one * 2 + b"K\x00tb"
+    data = b"c_codecs\nencode\nX\x08\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00X\x06\x00\x00\x00latin1\x86R"
+    head = b"cnumpy._core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85c_codecs\nencode\nX\x01\x00\x00\x00b"
+    array = head + b"X\x06\x00\x00\x00latin1\x86R\x87R(K\x01K\x04\x85" + dtype + b"\x89" + data + b"tb"
+    return b"\x80\x02}X\x01\x00\x00\x00a" + array + b"s."
+
+
 def corpus() -> list[Case]:
     """Every hostile file with the outcome each command must have."""
     scan_unsafe = {"scan_code": 1, "scan_reason": "reference globals outside the allow-list"}
@@ -236,6 +253,18 @@ def corpus() -> list[Case]:
             **scan_unsafe,
         ),
         Case("bytearray_2gib", raw(_bytearray_gigabytes), ("tree",), 0, "", **scan_unsafe),
+        # Patterns aimed at torch's own weights_only loader (scan rules PI004, PI006): refused or read inertly.
+        Case(
+            "setitems_on_tensor",
+            lambda p, m: torch_zip(p, _setitems_on_tensor(m), {"data/0": bytes(16)}),
+            ("tree",),
+            2,
+            "malformed pickle data",
+            **scan_unsafe,
+        ),
+        Case("protocol1_no_proto", raw(lambda m: b"}X\x01\x00\x00\x00wK\x01s."), ("tree",), 0, "", **scan_unsafe),
+        # A numpy array whose bytes do not fill its shape (numpy refuses it too); its globals are numpy data.
+        Case("numpy_array_short_data", raw(_numpy_short), ("tree",), 2, "numpy array data is 8 bytes", scan_code=0),
         Case("storage_call_16gib", raw(_storage_gigabytes), ("tree",), 2, "malformed pickle data", scan_code=0),
         Case(
             "huge_storage_numel",
@@ -243,7 +272,8 @@ def corpus() -> list[Case]:
             ("tree",),
             2,
             "needs 4,398,046,511,104 bytes but its record holds",
-            scan_code=0,
+            scan_code=1,  # a storage size torch.save never writes (rule PI005)
+            scan_reason="file(s) reference globals outside the allow-list",
         ),
         # Zip tricks.
         # Archives torch's reader could read differently: refused, and a finding for scan (exit 1).
@@ -280,7 +310,8 @@ def corpus() -> list[Case]:
             ("tree",),
             2,
             "but its record holds 5",
-            scan_code=0,
+            scan_code=1,  # a storage size torch.save never writes (rule PI005)
+            scan_reason="file(s) reference globals outside the allow-list",
         ),
         Case("no_top_folder", _no_top_folder, ("tree", "scan"), 2, "outside the archive folder"),
         # TorchScript: its weights listed, its code never run; scan flags the __torch__ classes and the code.

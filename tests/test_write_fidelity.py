@@ -143,22 +143,37 @@ def accelerate_random_states(path: Path) -> dict[str, Any]:
     return states
 
 
-def test_drop_unknown_keeps_tuple_positions_in_random_states(tmp_path: Path) -> None:
+def test_random_states_convert_with_their_numpy_array(tmp_path: Path) -> None:
+    # The numpy RNG state is read as inert array data (dtype, shape, bytes) and written
+    # back as the same array, so accelerate's RNG file converts whole.
     src, out = tmp_path / "random_states_0.pkl", tmp_path / "o.pt"
     states = accelerate_random_states(src)
-    assert run_cli("convert", src, out).code == 2  # refused: a numpy array cannot be written back
-    result = run_cli("convert", src, out, "--drop-unknown", "--format", "json")
+    result = run_cli("convert", src, out)
     assert result.code == 0, result.err
-    after = torch.load(out, weights_only=True)
+    after = torch.load(out, weights_only=False)
     assert list(after) == list(states)
     assert same(after["random_state"], states["random_state"]) and after["step"] == 7
     assert torch.equal(after["torch_manual_seed"], states["torch_manual_seed"])
-    kind, _keys, pos, has_gauss, cached = states["numpy_random_seed"]
-    assert after["numpy_random_seed"] == (kind, None, pos, has_gauss, cached)  # the array's place kept
+    kind, keys, pos, has_gauss, cached = states["numpy_random_seed"]
+    got = after["numpy_random_seed"]
+    assert got[0] == kind and got[2:] == (pos, has_gauss, cached)
+    assert got[1].dtype == keys.dtype and got[1].shape == keys.shape and np.array_equal(got[1], keys)
+
+
+def test_drop_unknown_keeps_tuple_positions(tmp_path: Path) -> None:
+    src, out = tmp_path / "states.pt", tmp_path / "o.pt"
+    states = {"step": 7, "state": ("MT19937", types.SimpleNamespace(a=1), 624, 0, 0.0), "w": torch.ones(2)}
+    torch.save(states, src)
+    assert run_cli("convert", src, out).code == 2  # refused: a SimpleNamespace cannot be written back
+    result = run_cli("convert", src, out, "--drop-unknown", "--format", "json")
+    assert result.code == 0, result.err
+    after = torch.load(out, weights_only=True)
+    assert list(after) == list(states) and after["step"] == 7 and torch.equal(after["w"], states["w"])
+    assert after["state"] == ("MT19937", None, 624, 0, 0.0)  # the object's place kept
     changes = {c["name"]: c for c in json.loads(result.out)["changes"]}
-    assert changes["numpy_random_seed.1"]["action"] == "replaced"
-    assert "numpy._core.multiarray._reconstruct" in changes["numpy_random_seed.1"]["detail"]
-    assert changes["numpy_random_seed"]["action"] == "regrouped"  # read back as one value now
+    assert changes["state.1"]["action"] == "replaced"
+    assert "types.SimpleNamespace" in changes["state.1"]["detail"]
+    assert changes["state"]["action"] == "regrouped"  # read back as one value now
 
 
 class QuantizedNet(torch.nn.Module):

@@ -29,6 +29,7 @@ from paraminspect.compare.elementwise import ValueStats, cast_comparable, compar
 from paraminspect.compare.metrics import METRICS, measures, moved_key
 from paraminspect.compare.tolerance import Tolerance
 from paraminspect.errors import SelectionError
+from paraminspect.formats.pickle.numpydata import NumpyDType, ndarray
 from paraminspect.inttext import safe_str
 from paraminspect.model import Checkpoint, Entry, Opaque, TensorRef, Value
 from paraminspect.naming.order import ordered_names
@@ -135,6 +136,10 @@ def comparable(obj: Any, equal_nan: bool = True) -> Any:
         state = None if isinstance(state, Mapping) else comparable(state, equal_nan)
         args = comparable(getattr(obj, "args", ()), equal_nan)
         return ("<object>", obj.qualname, args, comparable(getattr(obj, "kwargs", {}), equal_nan), state)
+    if isinstance(obj, ndarray):  # a numpy array (an RNG state) by its content
+        return ("<ndarray>", obj.dtype_name, obj.shape, obj.fortran, obj.data, comparable(obj.items, equal_nan))
+    if isinstance(obj, NumpyDType):
+        return ("<numpy dtype>", obj.name, obj.byteorder)
     if isinstance(obj, Mapping):
         return ("<map>", tuple((safe_str(k), comparable(v, equal_nan)) for k, v in obj.items()))
     if isinstance(obj, list | tuple):

@@ -94,6 +94,48 @@ def explain(kind: str, name: str) -> tuple[str, str]:
     )
 
 
+# Patterns aimed at torch's own weights_only loader, by rule id (formats/pickle/scanner.py).
+_PATTERNS = {
+    "PI004": (
+        "torch.load(weights_only=True) before torch 2.10 would write into that object with SETITEM (its"
+        " __setitem__), which a torch.save file never does (CVE-2026-24747, a memory corruption fixed in"
+        " torch 2.10, whose loader accepts SETITEM only on dict, OrderedDict and Counter)",
+        "do not load it with torch older than 2.10; " + INSTEAD_READ,
+    ),
+    "PI005": (
+        "torch.load(weights_only=True) before torch 2.10 would not check the storage against its record"
+        " (CVE-2026-24747, a memory corruption fixed in torch 2.10, whose loader refuses a record size that"
+        " does not match); torch.save never writes such a file",
+        "do not load it with torch older than 2.10; " + INSTEAD_READ,
+    ),
+    "PI006": (
+        f"{LOAD} would unpickle it like any other pickle, while scanners that find pickles by their"
+        " leading PROTO byte (0x80) do not see it; torch.save writes protocol 2 unless given"
+        " pickle_protocol=0 or 1, and torch's weights_only loader supports only some protocol 0/1 opcodes",
+        "treat it as crafted unless you saved it with pickle_protocol=0 or 1, and read it without"
+        " running anything ('paraminspect tree FILE', 'paraminspect get FILE NAME')",
+    ),
+}
+NUMPY_DATA_LOAD = (
+    "torch.load(weights_only=True) refuses numpy globals by default; transformers' Trainer and accelerate"
+    " allow exactly numpy's _reconstruct, ndarray and dtype (torch.serialization.safe_globals) to load RNG"
+    " states, and building them runs no code of the file's choosing"
+)
+NUMPY_DATA_INSTEAD = (
+    "nothing to fix: read it with 'paraminspect tree/get FILE'; to load it with torch, allow-list those"
+    " numpy names with torch.serialization.safe_globals as the Trainer does"
+)
+
+
+def explain_reference(kind: str, name: str, status: str, rule: str | None = None) -> tuple[str, str]:
+    """(what loading would do, what to do instead) for a reference of any kind and status."""
+    if kind == "pattern" and rule in _PATTERNS:
+        return _PATTERNS[rule]
+    if status == "numpy-data":
+        return (f"{NUMPY_DATA_LOAD} ({name} builds array data)", NUMPY_DATA_INSTEAD)
+    return explain(kind, name)
+
+
 def explain_unfinished(message: str) -> tuple[str, str]:
     """For a scan that stopped: nothing is known about the rest of the file."""
     return (

@@ -52,6 +52,31 @@ _RULES = [
         "The file could not be scanned to the end.",
         "A corrupt record or a limit stopped the scan: the file is not known to be clean. Do not load it.",
     ),
+    Rule(
+        "PI004",
+        "setitem-on-non-dict",
+        "error",
+        "A pickle writes with SETITEM/SETITEMS into an object that is not a dict.",
+        "torch.save never writes this; torch before 2.10 loaded it with weights_only=True (CVE-2026-24747)."
+        " Do not load it with torch older than 2.10.",
+    ),
+    Rule(
+        "PI005",
+        "storage-size-mismatch",
+        "error",
+        "A storage's declared size disagrees with the size of its record.",
+        "torch.save never writes this; torch before 2.10 did not check it under weights_only=True"
+        " (CVE-2026-24747). Do not load it with torch older than 2.10.",
+    ),
+    Rule(
+        "PI006",
+        "legacy-protocol-pickle",
+        "warning",
+        "A pickle in protocol 0 or 1: no PROTO opcode in front.",
+        "Scanners that find pickles by their leading PROTO byte (0x80) miss it; torch.save writes protocol 2"
+        " unless asked."
+        " Treat the file as crafted unless it was saved with pickle_protocol=0 or 1.",
+    ),
     # check
     Rule(
         "PI101",

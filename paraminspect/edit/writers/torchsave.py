@@ -17,13 +17,14 @@ import pickle
 import sys
 import zlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from paraminspect.data.casting import cast_array
 from paraminspect.dtypes import DType
 from paraminspect.edit.plan import Keep, NewData, Plan, Source, identity
 from paraminspect.edit.unknown import describe
 from paraminspect.errors import UsageError
+from paraminspect.formats.pickle.numpydata import ndarray
 from paraminspect.formats.pickle.unpickler import (
     PathValue,
     StorageType,
@@ -153,6 +154,8 @@ def _torch_value(value: Any, torch: Any, name: str) -> Any:
         return torch.device(value.spec)
     if isinstance(value, PathValue):
         return _path(value)
+    if isinstance(value, ndarray) and unwritable(value) is None:
+        return _numpy_array(value, torch, name)
     if isinstance(value, tuple | list | set | frozenset):
         return type(value)(_torch_value(v, torch, name) for v in value)
     if isinstance(value, dict):
@@ -196,9 +199,30 @@ def unwritable(value: Any) -> str | None:
         elif isinstance(item, TorchDevice):
             if not _valid_device(item.spec):
                 return f"device {item.spec!r} (torch does not know it)"
-        else:
+        elif isinstance(item, ndarray) and item.dtype is not None and item.dtype.kind == "O":
+            stack.extend(item.items or ())
+        elif isinstance(item, ndarray) and (item.dtype is None or item.dtype.numpy_code is None):
+            return f"numpy array of dtype {item.dtype_name} (not kept in full)"
+        elif not isinstance(item, ndarray):
             return describe(item)
     return None
+
+
+def _numpy_array(value: ndarray, torch: Any, name: str) -> Any:
+    """A numpy array again, from the dtype, shape and bytes the reader checked (no numpy reconstruct)."""
+    import numpy as np
+
+    order: Literal["C", "F"] = "F" if value.fortran else "C"
+    if value.items is not None:  # an object array: its items, each written back like any value
+        out = np.empty(len(value.items), dtype=object)
+        out[:] = [_torch_value(v, torch, name) for v in value.items]
+        return out.reshape(value.shape, order=order)
+    assert value.dtype is not None and value.dtype.numpy_code is not None  # unwritable() said so
+    return (
+        np.frombuffer(value.data, dtype=np.dtype(value.dtype.numpy_code))
+        .reshape(value.shape, order=order)
+        .copy(order=order)
+    )
 
 
 def _torch_name(value: TorchDType | TorchLayout | StorageType) -> str:

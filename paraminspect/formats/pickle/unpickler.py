@@ -23,6 +23,7 @@ from paraminspect import limits as _limits
 from paraminspect.dtypes import DType
 from paraminspect.errors import CheckpointError, LimitExceeded, ParamInspectError
 from paraminspect.formats.pickle.guard import precheck, read_one
+from paraminspect.formats.pickle.numpydata import NUMPY_GLOBALS, empty_bytes
 from paraminspect.model import Opaque, Sealed, StorageRef, TensorRef, opaque_class
 
 INT64_MAX = (1 << 63) - 1
@@ -298,6 +299,10 @@ SAFE_GLOBALS.update(
         for system in ("Posix", "Windows")
     }
 )
+# numpy arrays, dtypes and scalars (RNG states, metrics), built as inert values;
+# builtins.bytes only as bytes(), how protocol 2 writes an empty array's b''.
+SAFE_GLOBALS.update({key: v if isinstance(v, Sealed) else StandIn(v) for key, v in NUMPY_GLOBALS.items()})
+SAFE_GLOBALS[("builtins", "bytes")] = StandIn(empty_bytes)
 SAFE_GLOBALS.update({("torch", name): StorageType(d) for name, d in dtypes.BY_STORAGE.items()})
 SAFE_GLOBALS.update({("torch", name): TorchDType(d) for name, d in dtypes.BY_NAME.items()})
 
