@@ -94,7 +94,7 @@ def _pickled_weight(path: Path, marker: Path) -> None:
 
 
 SHAPES = ("tree", "shapes")
-UNSAFE = "reference globals outside the allow-list"
+UNSAFE = "globals outside the allow-list"
 EXPORT_CASES: dict[str, tuple[Build, tuple[str, ...], int, str, int | None, str]] = {
     # name: (build, commands, exit code, phrase of the error, scan's exit code (None: the same), scan's phrase)
     "pt2_record_escapes_folder": (

@@ -212,7 +212,7 @@ def test_scan_flags_template_injection_trailing_data_and_appended_zip(tmp_path: 
     write_model(bad, template=payload)
     result = run_cli("scan", bad, "--format", "json")
     assert result.code == 1, result.err
-    flagged = "hold flagged GGUF content (chat template, trailing data) or globals outside the allow-list"
+    flagged = "hold chat templates with injection patterns"
     assert result.err == f"paraminspect: scan: 1 of 1 file(s) {flagged}\n"
     names = {r["name"] for r in json.loads(result.out)["files"][0]["references"]}
     assert {"__class__", "__mro__", "__subclasses__", "__globals__"} <= names

@@ -253,12 +253,9 @@ def scan_command(
             render.write_message(f"paraminspect: scan: {item.error}")
         elif item.error is not None:
             render.write_message(f"paraminspect: error: {item.error}")
-    if result.unsafe_files:
-        count = f"{result.unsafe_files} of {len(files)} file(s)"
-        # a GGUF holds no pickle: its findings are chat templates and trailing data
-        gguf = any(s.status == "unsafe" and s.format == "gguf" for s in result.scans)
-        what = "hold flagged GGUF content (chat template, trailing data) or globals" if gguf else "reference globals"
-        render.write_message(f"paraminspect: scan: {count} {what} outside the allow-list")
+    summary = result.summary()
+    if summary is not None:
+        render.write_message(f"paraminspect: scan: {summary}")
     return result.exit_code
 
 

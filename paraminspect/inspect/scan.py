@@ -38,6 +38,17 @@ COLUMNS = [
 
 _EXPLAINED = (UNSAFE, NUMPY_DATA)  # statuses --explain has a line for
 
+# What the one-line summary calls each kind of unsafe finding, in the order it names them.
+_FLAGGED = {
+    "global": "globals outside the allow-list",
+    "persistent-id": "globals outside the allow-list",
+    "pattern": "patterns aimed at torch's weights_only loader",
+    "code": "code",
+    "chat-template": "chat templates with injection patterns",
+    "trailing-data": "trailing data",
+    "appended-zip": "an appended zip archive",
+}
+
 
 @dataclass
 class ScanReport:
@@ -67,6 +78,18 @@ class ScanReport:
     @property
     def unsafe_files(self) -> int:
         return sum(s.status == "unsafe" for s in self.scans)
+
+    def summary(self) -> str | None:
+        """The stderr line of a scan with findings, naming what was found (None: nothing unsafe)."""
+        if not self.unsafe_files:
+            return None
+        count = f"{self.unsafe_files} of {len(self.scans)} file(s)"
+        kinds = {f.ref.kind for s in self.scans for f in s.findings if f.ref.status == UNSAFE}
+        ordered = [k for k in _FLAGGED if k in kinds] + sorted(kinds - _FLAGGED.keys())
+        found = list(dict.fromkeys(_FLAGGED.get(kind, kind) for kind in ordered))
+        if found == [_FLAGGED["global"]]:
+            return f"{count} reference globals outside the allow-list"
+        return f"{count} hold {', '.join(found)}"
 
     @property
     def findings(self) -> list[CodeFinding]:
