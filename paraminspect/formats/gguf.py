@@ -49,7 +49,7 @@ TYPE_NAMES = {
     11: "INT64",
     12: "FLOAT64",
 }
-_FIXED = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "B", 10: "Q", 11: "q", 12: "d"}
+FIXED = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "B", 10: "Q", 11: "q", 12: "d"}
 STRING, ARRAY, BOOL, UINT32 = 8, 9, 7, 4
 
 # ggml types with a plain element dtype; the block-quantized ones are in dtypes.GGML_QUANT.
@@ -95,6 +95,10 @@ class Layout:
     alignment: int
     data_start: int  # absolute offset of the data section
     data_end: int  # absolute end of the last tensor's bytes (data_start if none)
+    # Where each key/value's bytes are, and the tensor infos' (absolute [begin, end)):
+    # an edit of the metadata copies what it keeps as it was (edit/writers/gguf.py).
+    spans: dict[str, tuple[int, int]]
+    infos_span: tuple[int, int]
 
 
 class _Cursor:
@@ -214,8 +218,8 @@ class _Cursor:
 
     def value(self, type_id: int, what: str, depth: int = 0) -> tuple[str, Any]:
         """One value of GGUF type ``type_id``: (its type name, the value)."""
-        if type_id in _FIXED:
-            raw = self.unpack(_FIXED[type_id], what)
+        if type_id in FIXED:
+            raw = self.unpack(FIXED[type_id], what)
             if type_id == BOOL:
                 return "BOOL", _bool(raw, what)
             return TYPE_NAMES[type_id], raw
@@ -229,8 +233,8 @@ class _Cursor:
         if depth >= MAX_NESTING:
             raise CheckpointError(f"GGUF {what} nests arrays deeper than {MAX_NESTING} levels")
         elem: int = self.unpack("I", f"{what} element type")
-        if elem in _FIXED:
-            code = _FIXED[elem]
+        if elem in FIXED:
+            code = FIXED[elem]
             n = self.count(what, struct.calcsize(code))
             self.spend(n, what)
             raw = self.take(n * struct.calcsize(code), what)
@@ -293,20 +297,25 @@ def read_layout(fh: BinaryIO, size: int, limits: Limits, source: Path | None = N
             )
     cur.spend(KV_ELEMENTS * n_kvs, "header")  # 13 bytes of file may make a ~150-byte key/value
     kvs: dict[str, tuple[str, Any]] = {}
+    spans: dict[str, tuple[int, int]] = {}
     for _ in range(n_kvs):
+        begin = cur.pos
         key = cur.string("key")
         if key in kvs:
             raise CheckpointError(f"GGUF key {key!r} appears twice")
         type_id = cur.unpack("I", f"key {key!r} type")
         kvs[key] = cur.value(type_id, f"key {key!r}")
+        spans[key] = (begin, cur.pos)
+    begin = cur.pos
     infos = [_tensor_info(cur) for _ in range(n_tensors)]
+    infos_span = (begin, cur.pos)
     alignment = _alignment(kvs)
     data_start = -(-cur.pos // alignment) * alignment
     if infos and data_start > size:
         raise CheckpointError(f"GGUF data section would start at byte {data_start:,}, past the end of the file")
     data_end = _check_ranges(infos, alignment, size - data_start)
     byteorder = "little" if order == "<" else "big"
-    return Layout(version, byteorder, kvs, infos, alignment, data_start, data_start + data_end)
+    return Layout(version, byteorder, kvs, infos, alignment, data_start, data_start + data_end, spans, infos_span)
 
 
 def _tensor_info(cur: _Cursor) -> TensorInfo:
