@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 from paraminspect import limits
 from paraminspect.data.parallel import wait
-from paraminspect.edit.writers.safetensors import COPY_THREADS, copy_range, source_bytes
+from paraminspect.edit.writers.safetensors import COPY_THREADS, _raw_copy_possible, copy_range, source_bytes
 from paraminspect.edit.writers.writeback import Writeback
 from paraminspect.errors import UsageError
 from paraminspect.formats import gguf
@@ -135,10 +135,10 @@ def write(layout: GGUFLayout, out: BinaryIO) -> dict[str, int]:
         for name, ref in layout.tensors.items():
             begin, end = ref.byte_range()
             pos = base + begin - layout.data_start
-            raw = ref.storage.byteorder == "little" or ref.dtype.blocked or ref.dtype.itemsize == 1
+            raw = _raw_copy_possible(ref)
             job = (src, begin, end, fd, pos, writeback.stream(pos))
             copies[name] = pool.submit(copy_range, *job, checksum=raw, stop=stop)
-            if not raw:  # a big-endian element type: verify reads it as little-endian values
+            if not raw:  # big-endian: verify checks the values' bytes as little-endian, as here
                 crcs[name] = _canonical_crc(ref)
         for name, future in copies.items():
             crc = wait(future)
