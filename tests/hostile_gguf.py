@@ -76,6 +76,16 @@ GGUF_HOSTILE = {
         "count 1,099,511,627,776 needs at least",
     ),
     # 3.2 million one-byte elements: 3.2 MB of file, ~100 MB of Python ints if built.
+    # 600 short strings (the regex engine's blocks), then one that claims 2^63 - 1 bytes.
+    "gguf_string_array_item_length_2_63": (
+        _g([kv("a", ARRAY, u32(STRING) + struct.pack("<Q", 601) + gstr("ab") * 600 + struct.pack("<Q", 2**63 - 1))]),
+        "runs past the end of the file",
+    ),
+    # A count that the file's bytes could hold, but its strings end before the count does.
+    "gguf_string_array_count_past_its_strings": (
+        _g([kv("a", ARRAY, u32(STRING) + struct.pack("<Q", 1200) + gstr("abc") * 1000)]),
+        "runs past the end of the file",
+    ),
     "gguf_array_element_budget": (
         _g([kv("a", ARRAY, u32(U8) + struct.pack("<Q", 3_200_000) + b"\1" * 3_200_000)]),
         "holds more values than a header within the 100,000,000-byte limit may",

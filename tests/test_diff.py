@@ -378,8 +378,9 @@ def test_patterns_may_name_original_names() -> None:
 def test_json_schema_is_fixed() -> None:
     code, doc = _json(SAMPLES / "mlp.pt", SAMPLES / "tied.pt", "--atol", "0", "--rtol", "0")
     assert code == 1
-    assert list(doc) == ["a", "b", "structure_only", "tolerance", "same", "counts", "entries"]
+    assert list(doc) == ["a", "b", "structure_only", "tolerance", "same", "counts", "entries", "metadata"]
     assert doc["a"] == {"file": str(SAMPLES / "mlp.pt"), "format": "torch-zip", "root": ""}
+    assert list(doc["metadata"]) == ["compared", "reason", "same", "counts", "entries"]  # issue 13
     assert doc["tolerance"] == {"atol": 0.0, "rtol": 0.0, "equal_nan": True}
     keys = ["name", "status", "a_name", "b_name", "a", "b", "differing", "max_abs_diff", "max_rel_diff", "index"]
     keys += ["a_value", "b_value", "tied_to"]

@@ -165,7 +165,7 @@ def test_formats_whose_metadata_is_not_editable_say_so(tmp_path: Path) -> None:
             assert (result.code, result.out) == (2, "")
             assert result.err == (
                 f"paraminspect: error: {named}: the metadata of {fmt} checkpoints is not editable yet "
-                "(editable: safetensors)\n"
+                "(editable: gguf, safetensors)\n"
             )
 
 

@@ -158,12 +158,16 @@ def diff_command(
     regex: RegexOpt = False,
     fmt: FormatOpt = OutputFormat.table,
     dequantize: DequantizeOpt = False,
+    no_metadata: Annotated[
+        bool,
+        typer.Option("--no-metadata", help="Compare tensors only: differing file metadata is no difference."),
+    ] = False,
 ) -> int:
     """Compare two checkpoints name by name: exit 0 if equal, 1 if anything differs, 2 on error.
 
     Either side may be a lockfile ('paraminspect hash -f json'): tensors are then compared by content hash.
     """
-    from paraminspect.compare import diff, lockfile
+    from paraminspect.compare import diff, lockfile, metadiff
     from paraminspect.naming.prefixes import NameMap
 
     both = NameMap.from_options(strip or [], rename or [])
@@ -182,6 +186,7 @@ def diff_command(
             side_a, side_b, selector=Selector(resolved, regex=regex), map_a=map_a, map_b=map_b, structure=structure
         )
         verdict = diff.report(side_a, side_b, rows, tolerance=tolerance, structure=structure, show_all=show_all)
+        verdict = metadiff.with_metadata(verdict, side_a, side_b, enabled=not no_metadata, show_all=show_all)
         input_files.check_read([source for c in checkpoints for source in c.sources])
     else:
         a, b = _load_all(
@@ -217,6 +222,7 @@ def diff_command(
             by_prefix=by_prefix,
             heatmap=heatmap,
         )
+        verdict = metadiff.with_metadata(verdict, a, b, enabled=not no_metadata, show_all=show_all)
         input_files.check_read(a.sources + b.sources)  # no verdict from a file that changed while it was compared
     if quiet:
         pass

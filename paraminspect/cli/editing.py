@@ -18,7 +18,8 @@ from paraminspect.output.render import OutputFormat
 # modules are imported inside the functions: read-only commands never load them.
 
 OutputOpt = Annotated[
-    Path | None, typer.Option("--output", "-o", help="Write here; the suffix picks the format (.safetensors, .pt).")
+    Path | None,
+    typer.Option("--output", "-o", help="Write here; the suffix picks the format (.safetensors, .pt; .gguf)."),
 ]
 InPlaceOpt = Annotated[bool, typer.Option("--in-place", help="Replace the input file (atomically).")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")]
@@ -272,19 +273,38 @@ def _warn_about(file: Path) -> Callable[[str], None]:
 @app.command("set-meta", context_settings={"ignore_unknown_options": True})  # lets VALUE start with '-'
 def set_meta_command(
     file: FileArg,
-    key: Annotated[str, typer.Argument(help="Metadata key (created if absent).")],
-    value: Annotated[str, typer.Argument(help="The new value (a string; safetensors metadata holds strings).")],
+    key: Annotated[str | None, typer.Argument(help="Metadata key (created if absent).")] = None,
+    value: Annotated[
+        str | None,
+        typer.Argument(help="The new value: a string (safetensors), or text of the key's GGUF type (GGUF)."),
+    ] = None,
+    chat_template_file: Annotated[
+        Path | None,
+        typer.Option("--chat-template-file", help="GGUF: set tokenizer.chat_template to this file's text."),
+    ] = None,
+    type_name: Annotated[
+        str | None,
+        typer.Option("--type", help="GGUF: the value's type (UINT32, FLOAT32, BOOL, STRING, [STRING]...)."),
+    ] = None,
     output: OutputOpt = None,
     in_place: InPlaceOpt = False,
     force: ForceOpt = False,
     dry_run: DryRunOpt = False,
     fmt: FormatOpt = OutputFormat.table,
 ) -> int:
-    """Set one key of the file's own metadata; every tensor is copied unchanged (safetensors)."""
+    """Set one key of the file's own metadata; every tensor is copied unchanged (safetensors, GGUF)."""
     from paraminspect.edit import metadata
 
+    if chat_template_file is not None:
+        if key is not None:
+            raise UsageError("give KEY VALUE or --chat-template-file, not both")
+        key, value = metadata.TEMPLATE_KEY, metadata.template_text(chat_template_file)
+    elif key is None or value is None:
+        raise UsageError("give KEY VALUE (or, for GGUF, --chat-template-file F)")
     ckpt = open_input(file)
-    plan = metadata.plan_set_meta(ckpt, key, value, _warn_about(ckpt.path))
+    if chat_template_file is not None and ckpt.format != "gguf":
+        raise UsageError("--chat-template-file is for GGUF files (tokenizer.chat_template)", ckpt.path)
+    plan = metadata.plan_set_meta(ckpt, key, value, _warn_about(ckpt.path), type_name)
     return _write_plan(plan, output, in_place, force, dry_run, False, fmt)
 
 
@@ -298,7 +318,7 @@ def rm_meta_command(
     dry_run: DryRunOpt = False,
     fmt: FormatOpt = OutputFormat.table,
 ) -> int:
-    """Remove keys from the file's own metadata; every tensor is copied unchanged (safetensors)."""
+    """Remove keys from the file's own metadata; every tensor is copied unchanged (safetensors, GGUF)."""
     from paraminspect.edit import metadata
 
     ckpt = open_input(file)

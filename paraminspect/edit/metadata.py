@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from paraminspect.edit.ggufvalues import parse_gguf_value
 from paraminspect.edit.plan import Plan
 from paraminspect.errors import SelectionError, UsageError
 from paraminspect.model import Checkpoint
@@ -28,11 +30,14 @@ SAFETENSORS_FORMATS = ("pt", "tf", "flax", "mlx")
 
 
 Typed = tuple[str, Any]  # (type name, value), as Checkpoint.file_metadata holds them
-# (key, the text given, the key's current typed value or None) -> the typed value to store.
-Parse = Callable[[str, str, Typed | None], Typed]
+# (key, the text given, the key's current typed value or None, the --type asked for or None)
+# -> the typed value to store.
+Parse = Callable[[str, str, Typed | None, str | None], Typed]
 
 
-def _string(_key: str, text: str, _old: Typed | None) -> Typed:
+def _string(key: str, text: str, _old: Typed | None, kind: str | None) -> Typed:
+    if kind not in (None, "str"):
+        raise UsageError(f"--type {kind}: safetensors metadata holds strings only (--type str)")
     return ("str", text)  # safetensors metadata maps strings to strings
 
 
@@ -43,14 +48,38 @@ class Editable:
     parse: Parse
 
 
-EDITABLE = {"safetensors": Editable(_string)}
+EDITABLE = {"safetensors": Editable(_string), "gguf": Editable(parse_gguf_value)}
 
 Warn = Callable[[str], None]
+TEMPLATE_KEY = "tokenizer.chat_template"  # what --chat-template-file sets (GGUF)
+MAX_TEMPLATE_BYTES = 16 << 20
+
+
+def template_text(path: Path) -> str:
+    """A chat template file's text (UTF-8), for ``set-meta --chat-template-file``."""
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_TEMPLATE_BYTES + 1)
+    except OSError as exc:
+        raise UsageError(f"cannot read the chat template ({exc.strerror or exc})", path) from None
+    if len(raw) > MAX_TEMPLATE_BYTES:
+        raise UsageError(f"chat template is longer than {MAX_TEMPLATE_BYTES:,} bytes", path)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"chat template is not valid UTF-8 (byte {exc.start})", path) from None
 
 
 def editable(ckpt: Checkpoint) -> Editable:
     """The row of :data:`EDITABLE` for the input, or a usage error naming what is editable."""
     found = EDITABLE.get(ckpt.format)
+    count = ckpt.file_metadata.get("split.count", ("", 1))[1] if ckpt.format == "gguf" else 1
+    if isinstance(count, int) and count > 1:
+        raise UsageError(
+            f"is a split GGUF model ({count} files): its metadata is not editable split by split;"
+            " merge it first (llama-gguf-split --merge)",
+            ckpt.path,
+        )
     if found is None:
         formats = ", ".join(sorted(EDITABLE))
         raise UsageError(
@@ -68,14 +97,15 @@ def _check_key(ckpt: Checkpoint, key: str) -> None:
             f"metadata key {key!r} records a tied name (the tensor {ckpt.aliases[key]!r}); it is kept with the tie",
             ckpt.path,
         )
-    if key in ckpt.entries:
+    if key in ckpt.entries and ckpt.format == "safetensors":
         raise UsageError(
             f"metadata key {key!r} is also a tensor name; the safetensors writer cannot keep both", ckpt.path
         )
 
 
-def plan_set_meta(ckpt: Checkpoint, key: str, value: str, warn: Warn) -> Plan:
-    """Every tensor unchanged, ``key`` set to ``value`` in the file's metadata."""
+def plan_set_meta(ckpt: Checkpoint, key: str, value: str, warn: Warn, type_name: str | None = None) -> Plan:
+    """Every tensor unchanged, ``key`` set to ``value`` in the file's metadata (of type
+    ``type_name`` when given; else an existing key's, or one the format infers)."""
     kind = editable(ckpt)
     _check_key(ckpt, key)
     if value in ckpt.tensors and ckpt.format == "safetensors":
@@ -87,7 +117,10 @@ def plan_set_meta(ckpt: Checkpoint, key: str, value: str, warn: Warn) -> Plan:
     plan = Plan.unchanged(ckpt, "set-meta")
     metadata = dict(ckpt.file_metadata)
     old = metadata.get(key)
-    metadata[key] = kind.parse(key, value, old)
+    try:
+        metadata[key] = kind.parse(key, value, old, type_name)
+    except UsageError as exc:
+        raise UsageError(exc.message, ckpt.path) from None
     plan.file_metadata = metadata
     _warn_if_refused(ckpt, metadata, warn)
     detail = f"= {_short(value)}, " + ("new key" if old is None else f"was {_short(old[1])}")

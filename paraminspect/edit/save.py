@@ -26,6 +26,7 @@ from paraminspect.model.graph import module_paths
 from paraminspect.output.report import plural
 
 if TYPE_CHECKING:
+    from paraminspect.edit.writers.gguf import GGUFLayout
     from paraminspect.edit.writers.safetensors import Layout
 
 
@@ -46,6 +47,8 @@ def output_format(path: Path) -> str:
         return "safetensors"
     if suffix in TORCH_SUFFIXES:
         return "torch"
+    if suffix == ".gguf":
+        return "gguf"
     raise UsageError(
         f"cannot tell the output format from the suffix {suffix or '(none)'!r}: use .safetensors or .pt/.pth/.bin",
         path,
@@ -57,6 +60,8 @@ def _format_of_input(plan: Plan) -> str:
         return "safetensors"
     if plan.ckpt.format == "torch-zip":
         return "torch"
+    if plan.ckpt.format == "gguf":
+        return "gguf"
     raise UsageError(f"--in-place cannot write the {plan.ckpt.format} format; use -o OUT", plan.ckpt.path)
 
 
@@ -114,7 +119,7 @@ def save(
             )
         if unknown:
             plan.drop_unknown(unknown)
-    else:
+    elif fmt == "safetensors":
         lost = plan.unknown(held_tensor)
         if lost and not drop_unknown:
             raise UsageError(
@@ -139,7 +144,7 @@ def save(
     tensors = plan.tensors
     if not tensors:
         raise UsageError("nothing to write: the result holds no tensors", ckpt.path)
-    layout = None
+    layout: Layout | GGUFLayout | None = None
     if fmt == "safetensors":  # lay the file out now, so a dry run reports what cannot be stored
         from paraminspect.edit.writers import safetensors as safetensors_write
 
@@ -148,6 +153,10 @@ def save(
         else:
             metadata = {k: v for k, v in ckpt.metadata.items() if k not in ckpt.aliases}
         layout = safetensors_write.plan_layout(tensors, metadata)
+    elif fmt == "gguf":
+        from paraminspect.edit.writers import gguf as gguf_write
+
+        layout = gguf_write.plan_layout(ckpt, tensors, plan.file_metadata or ckpt.file_metadata)
     elif importlib.util.find_spec("torch") is None:
         from paraminspect.edit.writers.torchsave import INSTALL_HINT
 
@@ -206,14 +215,14 @@ def _inputs(plan: Plan) -> tuple[input_files.Source, ...]:
 
 def _write(
     plan: Plan,
-    layout: Layout | None,
+    layout: Layout | GGUFLayout | None,
     target: Path,
     label: Path,
     data_bytes: int,
     inputs: tuple[input_files.Source, ...],
 ) -> None:
-    """Write with the safetensors ``layout``, or with torch when there is none; verify, and check
-    that no input changed while it was read, before replacing."""
+    """Write with the safetensors or GGUF ``layout``, or with torch when there is none; verify, and
+    check that no input changed while it was read, before replacing."""
     tensors = plan.tensors
 
     def unchanged() -> None:
@@ -222,15 +231,26 @@ def _write(
     with AtomicFile(
         target, need_bytes=data_bytes + (1 << 20), mode_from=plan.ckpt.path, before_replace=unchanged
     ) as out:
-        if layout is not None:
+        from paraminspect.edit.writers import gguf as gguf_write
+
+        aliases: dict[str, str] | None
+        metadata: dict[str, str] | None
+        values: dict[str, Any] | None
+        storages: dict[str, object] | None
+        file_metadata = None
+        if isinstance(layout, gguf_write.GGUFLayout):
+            crcs = gguf_write.write(layout, out.file)
+            aliases, metadata, values, storages = {}, None, None, None
+            file_metadata = layout.file_metadata
+        elif layout is not None:
             from paraminspect.edit.verify import warm_official_check
             from paraminspect.edit.writers import safetensors as safetensors_write
 
             warm_official_check()
             crcs = safetensors_write.write(layout, out.file)
-            aliases: dict[str, str] | None = layout.aliases
-            metadata: dict[str, str] | None = layout.metadata
-            values: dict[str, Any] | None = None
+            aliases = layout.aliases
+            metadata = layout.metadata
+            values = None
             storages = None  # every stored name has its own byte range
         else:
             from paraminspect.edit.writers import torchsave as torch_write
@@ -253,6 +273,7 @@ def _write(
                     ties=ties,
                     storages=storages,
                     metadata=metadata,
+                    file_metadata=file_metadata,
                 )
             except CheckpointError:
                 unchanged()  # a changed input explains a failed check better than the check does

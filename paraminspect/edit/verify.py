@@ -114,9 +114,11 @@ def verify_written(
     ties: dict[str, object] | None = None,
     storages: dict[str, object] | None = None,
     metadata: dict[str, str] | None = None,
+    file_metadata: dict[str, tuple[str, Any]] | None = None,
 ) -> None:
     """Raise :class:`CheckpointError` unless the file at ``path`` holds exactly ``expected``
-    (and, when given, exactly ``metadata`` as its safetensors ``__metadata__``).
+    (and, when given, exactly ``metadata`` as its safetensors ``__metadata__``, exactly
+    ``file_metadata`` as its typed key/values: a GGUF edit's).
 
     ``ties`` and ``storages`` give each name a key; names with equal keys, and only
     those, must be one tensor (``ties``) or share one storage (``storages``) in the
@@ -135,9 +137,23 @@ def verify_written(
                 k for k in ckpt.metadata.keys() | metadata.keys() if ckpt.metadata.get(k) != metadata.get(k)
             )
             raise CheckpointError(f"written file failed verification: metadata differs ({changed[:3]})", where)
+        if file_metadata is not None:
+            _check_file_metadata(ckpt.file_metadata, file_metadata, where)
     finally:
         for opened in ckpt.sources:  # the new file's handle ends with its check
             opened.close()
+
+
+def _check_file_metadata(found: dict[str, tuple[str, Any]], meant: dict[str, tuple[str, Any]], where: Path) -> None:
+    """Keys in order, each with its type and value (a NaN equal to itself)."""
+    same = list(found) == list(meant) and all(
+        found[k][0] == meant[k][0]
+        and (found[k][1] == meant[k][1] or exact_repr(found[k][1]) == exact_repr(meant[k][1]))
+        for k in meant
+    )
+    if not same:
+        changed = [k for k in {**found, **meant} if found.get(k) != meant.get(k)]
+        raise CheckpointError(f"written file failed verification: metadata differs ({changed[:3]})", where)
 
 
 def _verify(

@@ -17,6 +17,8 @@ from typing import Any, BinaryIO
 
 from paraminspect import dtypes
 from paraminspect.errors import CheckpointError, LimitExceeded
+from paraminspect.formats import ggufstrings
+from paraminspect.formats.ggufstrings import GGUFStrings
 from paraminspect.limits import Limits
 from paraminspect.model import Checkpoint, Entry, StorageRef, TensorRef, contiguous_strides
 
@@ -47,7 +49,7 @@ TYPE_NAMES = {
     11: "INT64",
     12: "FLOAT64",
 }
-_FIXED = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "B", 10: "Q", 11: "q", 12: "d"}
+FIXED = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "B", 10: "Q", 11: "q", 12: "d"}
 STRING, ARRAY, BOOL, UINT32 = 8, 9, 7, 4
 
 # ggml types with a plain element dtype; the block-quantized ones are in dtypes.GGML_QUANT.
@@ -93,6 +95,10 @@ class Layout:
     alignment: int
     data_start: int  # absolute offset of the data section
     data_end: int  # absolute end of the last tensor's bytes (data_start if none)
+    # Where each key/value's bytes are, and the tensor infos' (absolute [begin, end)):
+    # an edit of the metadata copies what it keeps as it was (edit/writers/gguf.py).
+    spans: dict[str, tuple[int, int]]
+    infos_span: tuple[int, int]
 
 
 class _Cursor:
@@ -101,9 +107,12 @@ class _Cursor:
 
     CHUNK = 1 << 20
 
-    def __init__(self, fh: BinaryIO, size: int, limits: Limits, order: str, start: int) -> None:
-        self.fh, self.size, self.limits, self.order = fh, size, limits, order
+    def __init__(
+        self, fh: BinaryIO, size: int, limits: Limits, order: str, start: int, source: str | None = None
+    ) -> None:
+        self.fh, self.size, self.limits, self.order, self.source = fh, size, limits, order, source
         self.buf, self.base, self.i = b"", start, 0  # buf[0] is file byte ``base``
+        self.keep: int | None = None  # refills keep the buffer from this file offset on
         self.elements_left = max(limits.max_header_bytes // BYTES_PER_ELEMENT_BUDGET, 1 << 16)
 
     @property
@@ -124,12 +133,14 @@ class _Cursor:
             )
         if self.i + n <= len(self.buf):
             return
-        rest = self.buf[self.i :]
+        first = self.i if self.keep is None else self.keep - self.base  # a string array is kept whole
+        rest = self.buf[first:]
         # never buffered past the header limit, so reads served from the buffer are within it
-        ahead = min(self.size, self.limits.max_header_bytes) - pos - len(rest)
-        more = self.fh.read(max(n - len(rest), min(self.CHUNK, ahead)))
-        self.buf, self.base, self.i = rest + more, pos, 0
-        if len(self.buf) < n:
+        ahead = min(self.size, self.limits.max_header_bytes) - self.base - len(self.buf)
+        short = n - (len(self.buf) - self.i)
+        more = self.fh.read(max(short, min(max(self.CHUNK, len(rest)), ahead)))
+        self.buf, self.base, self.i = rest + more, self.base + first, self.i - first
+        if len(self.buf) - self.i < n:
             raise CheckpointError(f"GGUF {what} at byte {pos:,} is cut short (the file shrank?)")
 
     def take(self, n: int, what: str) -> bytes:
@@ -172,45 +183,43 @@ class _Cursor:
             where = f"at byte {self.pos - length:,}"
             raise CheckpointError(f"GGUF {what} {where} is not valid UTF-8 (byte {exc.start})") from None
 
-    def strings(self, n: int, what: str) -> list[str]:
-        """``n`` strings: a vocabulary, the hot loop of a large header (locals, one decode)."""
-        raw: list[bytes] = []
-        append = raw.append
-        unpack = struct.Struct(self.order + "Q").unpack_from
-        buf, i = self.buf, self.i
-        end = len(buf)
-        for _ in range(n):
-            if i + 8 > end:
-                self.i = i
-                self.need(8, f"{what} length")
-                buf, i, end = self.buf, self.i, len(self.buf)
-            (length,) = unpack(buf, i)
-            i += 8
-            if i + length > end:
-                self.i = i
+    def strings(self, n: int, what: str) -> GGUFStrings:
+        """``n`` strings (a vocabulary: the hot loop of a large header) kept as their bytes.
+
+        The regex engine takes blocks of short elements (ggufstrings.patterns); each other
+        element (long, empty, or cut by the buffer's end) is stepped here, its length
+        checked against the file. Nothing is decoded.
+        """
+        start, self.keep = self.pos, self.pos
+        block, run, one = ggufstrings.patterns(self.order)
+        left, short = n, True
+        try:
+            while left:
+                buf, i = self.buf, self.i
+                if left >= ggufstrings.BLOCK and (whole := block.match(buf, i)):
+                    self.i, left = whole.end(), left - ggufstrings.BLOCK
+                    continue
+                end = run.match(buf, i).end()  # type: ignore[union-attr]  # {0,N} always matches
+                if end > i:
+                    found = one.findall(buf, i, end)  # consecutive from i: exactly the run's elements
+                    if len(found) >= left:
+                        self.i = i + sum(map(len, found[:left]))
+                        break
+                    self.i, left = end, left - len(found)
+                length: int = self.unpack("Q", f"{what} length")
+                short = short and 1 <= length <= ggufstrings.SHORT
                 self.need(length, what)
-                buf, i, end = self.buf, self.i, len(self.buf)
-            append(buf[i : i + length])
-            i += length
-        self.i = i
-        joined = b"\0".join(raw)
-        if joined.count(0) == max(n - 1, 0):  # no NUL inside a string: decode all at once
-            try:
-                return joined.decode("utf-8").split("\0") if n else []
-            except UnicodeDecodeError:
-                pass
-        out: list[str] = []
-        for item in raw:
-            try:
-                out.append(item.decode("utf-8"))
-            except UnicodeDecodeError as exc:
-                raise CheckpointError(f"GGUF {what} item {len(out)} is not valid UTF-8 (byte {exc.start})") from None
-        return out
+                self.i += length
+                left -= 1
+        finally:
+            self.keep = None
+        raw = self.buf[start - self.base : self.i]
+        return GGUFStrings(raw, n, self.order, short=short, what=what, source=self.source)
 
     def value(self, type_id: int, what: str, depth: int = 0) -> tuple[str, Any]:
         """One value of GGUF type ``type_id``: (its type name, the value)."""
-        if type_id in _FIXED:
-            raw = self.unpack(_FIXED[type_id], what)
+        if type_id in FIXED:
+            raw = self.unpack(FIXED[type_id], what)
             if type_id == BOOL:
                 return "BOOL", _bool(raw, what)
             return TYPE_NAMES[type_id], raw
@@ -224,8 +233,8 @@ class _Cursor:
         if depth >= MAX_NESTING:
             raise CheckpointError(f"GGUF {what} nests arrays deeper than {MAX_NESTING} levels")
         elem: int = self.unpack("I", f"{what} element type")
-        if elem in _FIXED:
-            code = _FIXED[elem]
+        if elem in FIXED:
+            code = FIXED[elem]
             n = self.count(what, struct.calcsize(code))
             self.spend(n, what)
             raw = self.take(n * struct.calcsize(code), what)
@@ -269,10 +278,11 @@ def byte_order(head: bytes) -> tuple[str, int]:
     raise CheckpointError(f"GGUF version {version} is not supported (only versions 2 and 3)")
 
 
-def read_layout(fh: BinaryIO, size: int, limits: Limits) -> Layout:
-    """Parse and check the whole header: key/values, tensor infos, alignment, data ranges."""
+def read_layout(fh: BinaryIO, size: int, limits: Limits, source: Path | None = None) -> Layout:
+    """Parse and check the whole header: key/values, tensor infos, alignment, data ranges.
+    ``source`` names the file in errors found later, when a string array is decoded."""
     order, version = byte_order(fh.read(8))
-    cur = _Cursor(fh, size, limits, order, 8)
+    cur = _Cursor(fh, size, limits, order, 8, None if source is None else str(source))
     n_tensors = cur.unpack("Q", "tensor count")
     n_kvs = cur.unpack("Q", "key/value count")
     if n_tensors > limits.max_entries:
@@ -287,20 +297,25 @@ def read_layout(fh: BinaryIO, size: int, limits: Limits) -> Layout:
             )
     cur.spend(KV_ELEMENTS * n_kvs, "header")  # 13 bytes of file may make a ~150-byte key/value
     kvs: dict[str, tuple[str, Any]] = {}
+    spans: dict[str, tuple[int, int]] = {}
     for _ in range(n_kvs):
+        begin = cur.pos
         key = cur.string("key")
         if key in kvs:
             raise CheckpointError(f"GGUF key {key!r} appears twice")
         type_id = cur.unpack("I", f"key {key!r} type")
         kvs[key] = cur.value(type_id, f"key {key!r}")
+        spans[key] = (begin, cur.pos)
+    begin = cur.pos
     infos = [_tensor_info(cur) for _ in range(n_tensors)]
+    infos_span = (begin, cur.pos)
     alignment = _alignment(kvs)
     data_start = -(-cur.pos // alignment) * alignment
     if infos and data_start > size:
         raise CheckpointError(f"GGUF data section would start at byte {data_start:,}, past the end of the file")
     data_end = _check_ranges(infos, alignment, size - data_start)
     byteorder = "little" if order == "<" else "big"
-    return Layout(version, byteorder, kvs, infos, alignment, data_start, data_start + data_end)
+    return Layout(version, byteorder, kvs, infos, alignment, data_start, data_start + data_end, spans, infos_span)
 
 
 def _tensor_info(cur: _Cursor) -> TensorInfo:
@@ -365,7 +380,7 @@ def _check_ranges(infos: list[TensorInfo], alignment: int, data_size: int) -> in
 
 
 def read_gguf(path: Path, fh: BinaryIO, size: int, limits: Limits) -> Checkpoint:
-    layout = read_layout(fh, size, limits)
+    layout = read_layout(fh, size, limits, path)
     starts = sorted({i.offset for i in layout.tensors} | {size - layout.data_start})
     entries: dict[str, Entry] = {}
     for info in layout.tensors:

@@ -12,7 +12,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from enum import Enum
 from typing import Any, TextIO
 
@@ -110,6 +110,11 @@ def shape_text(shape: list[int] | None) -> str:
     return "" if shape is None else "[" + ", ".join(map(str, shape)) + "]"
 
 
+def _lazy_list(value: Any) -> bool:
+    """A sequence its reader decodes on demand (a GGUF string array): shown as a list."""
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes | list | tuple)
+
+
 def _json_safe(value: Any) -> Any:
     """JSON has no NaN/Inf: write them as the strings the design fixes."""
     if isinstance(value, float):
@@ -120,7 +125,7 @@ def _json_safe(value: Any) -> Any:
         return value
     if isinstance(value, dict):
         return {safe_str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple) or _lazy_list(value):
         return [_json_safe(v) for v in value]
     if isinstance(value, int) and not isinstance(value, bool):
         return value if fits(value) else int_text(value)  # past 4,300 digits: a string (inttext.py)
@@ -186,18 +191,20 @@ def meta_text(item: MetaValue, *, short: bool) -> str:
     if not short:
         if isinstance(value, str):
             return safe_text(value)
-        if not isinstance(value, list | tuple | dict | int | float | bool) and value is not None:
+        plain = isinstance(value, list | tuple | dict | int | float | bool) or value is None or _lazy_list(value)
+        if not plain:
             return safe_text(safe_str(value))  # a placeholder object: its text, as JSON shows it
         return safe_text(json.dumps(_json_safe(value), ensure_ascii=False, allow_nan=False))
     if isinstance(value, str):
         if len(value) <= META_CHARS:
             return safe_text(value)
         return f"{safe_text(value[: META_CHARS - 20])}… ({len(value):,} chars)"
-    if type(value) in (list, tuple, dict):
-        whole = value_text(value)
-        if len(value) <= META_ITEMS and len(whole) <= META_CHARS:
-            return whole
-        shown = list(value)[:META_ITEMS]
+    if type(value) in (list, tuple, dict) or _lazy_list(value):
+        if len(value) <= META_ITEMS:  # never the whole text of a long list just to measure it
+            whole = value_text(list(value) if _lazy_list(value) else value)
+            if len(whole) <= META_CHARS:
+                return whole
+        shown = list(value)[:META_ITEMS] if isinstance(value, dict) else list(value[:META_ITEMS])
         items = ", ".join(_short_item(v) for v in shown) + (", …" if len(value) > len(shown) else "")
         return f"{safe_text(item.type)} × {len(value)}: {items}"
     return value_text(value, short=True)

@@ -1,0 +1,166 @@
+"""Write a GGUF file whose metadata an edit changed (``set-meta``, ``rm-meta``).
+
+A new header, then every tensor's bytes copied unchanged. The input's header is
+read again here for where its parts are: key/values that stay are copied as
+their bytes (a 151,000-token vocabulary is never re-encoded), the tensor infos
+too: their offsets are relative to the data section, so they stay valid and
+only the padding before the data section is recomputed for the new header's
+length, at the same ``general.alignment``. A set key is encoded in the input's
+byte order and GGUF version. Copies run on worker threads in bounded chunks,
+checksumming what passes, as the safetensors writer's do.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from paraminspect import limits
+from paraminspect.data.parallel import wait
+from paraminspect.edit.writers.safetensors import COPY_THREADS, _raw_copy_possible, copy_range, source_bytes
+from paraminspect.edit.writers.writeback import Writeback
+from paraminspect.errors import UsageError
+from paraminspect.formats import gguf
+from paraminspect.formats.ggufstrings import GGUFStrings
+from paraminspect.io import source as input_files
+from paraminspect.model import Checkpoint, TensorRef
+
+TYPE_IDS = {name: type_id for type_id, name in gguf.TYPE_NAMES.items()}
+
+
+@dataclass
+class GGUFLayout:
+    header: bytes  # magic ... tensor infos, padded to the alignment
+    source: Path
+    data_start: int  # the input's data section
+    tensors: dict[str, TensorRef]  # in the input's order
+    end: int  # bytes of the data section written (the last tensor's end, aligned)
+    file_metadata: dict[str, tuple[str, Any]]
+
+
+def plan_layout(ckpt: Checkpoint, tensors: dict[str, Any], file_metadata: dict[str, tuple[str, Any]]) -> GGUFLayout:
+    """The new header, for ``tensors`` (a plan's) that must be exactly the input's, unchanged."""
+    from paraminspect.edit.plan import Keep
+
+    refused = UsageError("GGUF files are written only by metadata edits of a GGUF file (set-meta, rm-meta)", ckpt.path)
+    if ckpt.format != "gguf" or list(tensors) != list(ckpt.tensors):
+        raise refused
+    if any(not isinstance(s, Keep) or s.ref is not ckpt.tensors[n] for n, s in tensors.items()):
+        raise refused
+    src = input_files.get(ckpt.path)
+    layout = gguf.read_layout(src.reader(), src.size, limits.current(), ckpt.path)
+    if [t.name for t in layout.tensors] != list(ckpt.tensors):
+        raise refused
+    if file_metadata.get("general.alignment") != layout.kvs.get("general.alignment"):
+        raise UsageError("general.alignment cannot be changed: every tensor offset depends on it", ckpt.path)
+    order = "<" if layout.byteorder == "little" else ">"
+    parts = [gguf.MAGIC, struct.pack(order + "IQQ", layout.version, len(layout.tensors), len(file_metadata))]
+    for key, typed in file_metadata.items():
+        if layout.kvs.get(key) is typed or (key in layout.kvs and _same(layout.kvs[key], typed)):
+            begin, end = layout.spans[key]
+            parts.append(bytes(src.pread(begin, end - begin)))
+        else:
+            parts.append(_string(key, order) + encode(typed, order, key))
+    begin, end = layout.infos_span
+    parts.append(bytes(src.pread(begin, end - begin)))
+    header = b"".join(parts)
+    header += b"\0" * (-len(header) % layout.alignment)
+    last = max((r.storage.offset + r.storage.nbytes for r in ckpt.tensors.values()), default=layout.data_start)
+    size = last - layout.data_start
+    size += -size % layout.alignment if ckpt.tensors else 0
+    return GGUFLayout(header, ckpt.path, layout.data_start, dict(ckpt.tensors), size, file_metadata)
+
+
+def _same(a: tuple[str, Any], b: tuple[str, Any]) -> bool:
+    return a[0] == b[0] and type(a[1]) is type(b[1]) and a[1] == b[1]
+
+
+def _string(text: str, order: str) -> bytes:
+    raw = text.encode("utf-8")
+    return struct.pack(order + "Q", len(raw)) + raw
+
+
+def encode(typed: tuple[str, Any], order: str, key: str) -> bytes:
+    """A value as GGUF stores it after its key: the type id, then the payload."""
+    kind, value = typed
+    if kind.startswith("["):
+        return struct.pack(order + "I", gguf.ARRAY) + _array(kind[1:-1], value, order, key)
+    return struct.pack(order + "I", _type_id(kind, key)) + _scalar(kind, value, order)
+
+
+def _type_id(kind: str, key: str) -> int:
+    found = TYPE_IDS.get(kind)
+    if found is None or found == gguf.ARRAY:
+        raise UsageError(f"metadata key {key!r}: cannot write a value of type {kind} to GGUF")
+    return found
+
+
+def _scalar(kind: str, value: Any, order: str) -> bytes:
+    if kind == "STRING":
+        return _string(value, order)
+    return struct.pack(order + gguf.FIXED[TYPE_IDS[kind]], int(value) if kind == "BOOL" else value)
+
+
+def _array(inner: str, items: Any, order: str, key: str) -> bytes:
+    """Element type, count, elements (an array of arrays nests this)."""
+    if inner.startswith("["):
+        head = struct.pack(order + "IQ", gguf.ARRAY, len(items))
+        return head + b"".join(_array(inner[1:-1], v, order, key) for v in items)
+    head = struct.pack(order + "IQ", _type_id(inner, key), len(items))
+    if isinstance(items, GGUFStrings):
+        return head + items.encoded(order)
+    return head + b"".join(_scalar(inner, v, order) for v in items)
+
+
+def write(layout: GGUFLayout, out: BinaryIO) -> dict[str, int]:
+    """Write the file; return each tensor's CRC-32 (of its little-endian bytes, as verify reads them)."""
+    from paraminspect.edit.writers.safetensors import _pwrite_all
+
+    out.flush()
+    fd = out.fileno()
+    start = out.tell()
+    base = start + _pwrite_all(fd, layout.header, start)
+    src = input_files.get(layout.source)
+    crcs: dict[str, int] = {}
+    copies: dict[str, Future[int]] = {}
+    stop = threading.Event()
+    writeback = Writeback(fd)
+    pool = ThreadPoolExecutor(max_workers=COPY_THREADS, thread_name_prefix="copy")
+    try:
+        for name, ref in layout.tensors.items():
+            begin, end = ref.byte_range()
+            pos = base + begin - layout.data_start
+            raw = _raw_copy_possible(ref)
+            job = (src, begin, end, fd, pos, writeback.stream(pos))
+            copies[name] = pool.submit(copy_range, *job, checksum=raw, stop=stop)
+            if not raw:  # big-endian: verify checks the values' bytes as little-endian, as here
+                crcs[name] = _canonical_crc(ref)
+        for name, future in copies.items():
+            crc = wait(future)
+            crcs.setdefault(name, crc)
+        writeback.close()
+    finally:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        writeback.close(cancel=True)
+    end = base + layout.end
+    if os.fstat(fd).st_size < end:
+        os.ftruncate(fd, end)  # the last tensor's padding: zeros
+    out.seek(end)
+    return crcs
+
+
+def _canonical_crc(ref: TensorRef) -> int:
+    import zlib
+
+    from paraminspect.edit.plan import Keep
+
+    crc = 0
+    for chunk in source_bytes(Keep(ref), ref.dtype):
+        crc = zlib.crc32(chunk, crc)
+    return crc
