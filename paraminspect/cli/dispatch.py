@@ -23,7 +23,7 @@ from paraminspect.io import source as input_files
 from paraminspect.output import render
 
 # Help lists commands in the order a user meets them: look, compare, scan, edit.
-_ORDER = ["tree", "shapes", "meta", "get", "stats", "hash", "diff", "check", "lora", "scan"]
+_ORDER = ["tree", "shapes", "meta", "get", "stats", "hist", "hash", "diff", "check", "lora", "scan"]
 _ORDER += ["set", "init", "rename", "drop", "extract", "cast", "convert", "set-meta", "rm-meta"]
 app.registered_commands.sort(key=lambda info: _ORDER.index(info.name or ""))
 

@@ -10,6 +10,7 @@ stderr); commands use the names gathered here.
 
 from __future__ import annotations
 
+from paraminspect.output.charts import format_hist
 from paraminspect.output.colours import Colours
 from paraminspect.output.edits import format_edit_summary, write_edit
 from paraminspect.output.outputformat import FINDING_COMMANDS, NO_SARIF, OutputFormat, refuse_sarif
@@ -41,6 +42,7 @@ __all__ = [
     "OutputFormat",
     "format_edit_summary",
     "format_findings",
+    "format_hist",
     "format_lines",
     "format_modules",
     "format_table",

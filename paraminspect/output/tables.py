@@ -10,6 +10,7 @@ from typing import Any
 from paraminspect.inttext import safe_str
 from paraminspect.output.outputformat import OutputFormat, refuse_sarif
 from paraminspect.output.report import Column, Finding, Kind, MetaValue, Table, Verdict
+from paraminspect.output.sparks import sparkline
 from paraminspect.output.text import _json_safe, human_bytes, human_count, meta_text, safe_text, shape_text
 
 
@@ -18,6 +19,8 @@ def _cell(column: Column, value: Any, *, human: bool) -> str:
         return ""
     if isinstance(value, MetaValue):
         return meta_text(value, short=human)
+    if column.kind is Kind.SPARK:
+        return sparkline(value["counts"]) if human else " ".join(str(n) for n in value["counts"])
     if column.kind is Kind.NAME:
         return safe_text(str(value))
     if column.kind is Kind.SHAPE:
