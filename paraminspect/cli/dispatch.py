@@ -16,9 +16,10 @@ import traceback
 import typer
 
 from paraminspect.cli import comparing, editing, inspecting  # noqa: F401  (importing registers the commands)
-from paraminspect.cli.app import VERBOSITY, app
+from paraminspect.cli.app import VERBOSITY, app, show_progress
 from paraminspect.data import interrupts
 from paraminspect.errors import EXIT_ERROR, EXIT_INTERNAL, EXIT_OK, ParamInspectError
+from paraminspect.io import progress
 from paraminspect.io import source as input_files
 from paraminspect.output import render
 
@@ -54,12 +55,14 @@ def _run(argv: list[str] | None) -> tuple[int, str | None]:
     # A fresh context: limits set by the global options do not outlive this call.
     context = contextvars.copy_context()
     input_files.COST.reset()
+    progress.SHOW = show_progress  # global --no-progress and diff/check --quiet take it away
     with input_files.collecting() as opened:  # held open until checked
         try:
             result = context.run(command.main, args=argv, prog_name="paraminspect", standalone_mode=False)
             sys.stdout.flush()
             input_files.check_read(opened)  # a file that changed under a command: its output is not to be trusted
         finally:
+            progress.SHOW = None
             _report_cost()
     return (result if isinstance(result, int) else EXIT_OK), None
 

@@ -32,6 +32,7 @@ from paraminspect.compare.tolerance import Tolerance
 from paraminspect.data import broadcast
 from paraminspect.data.arrays import DEFAULT_CHUNK_ELEMENTS, decode_bytes, iter_chunks, iter_raw_chunks
 from paraminspect.data.parallel import ordered_map
+from paraminspect.io import progress
 from paraminspect.model import TensorRef
 
 if TYPE_CHECKING:
@@ -464,4 +465,5 @@ def compare_pairs(
             comparer = local.comparer = Comparer(tolerance, metrics=metrics, norms=norms)
         return comparer.compare(*pair)
 
-    return ordered_map(one, pairs)
+    with progress.task(sum(a.nbytes + b.nbytes for a, b in pairs), "diff"):
+        return ordered_map(one, pairs)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from paraminspect.data.arrays import DEFAULT_CHUNK_ELEMENTS
 from paraminspect.data.parallel import ordered_map
 from paraminspect.inspect import hist
+from paraminspect.io import progress
 from paraminspect.model import Checkpoint, TensorRef
 from paraminspect.naming.order import tensor_names
 from paraminspect.naming.select import Selector
@@ -333,9 +334,16 @@ def report(
         if n in tensors and n not in logical and tensors[n].dtype.numpy is not None
     }
     # A tied alias is read once; tensors are read two at a time (parallel.py).
-    measured = dict(
-        zip(unique, ordered_map(lambda ref: measure(ref, chunk_elements, wanted), list(unique.values())), strict=True)
-    )
+    # Bytes to read: each tensor once, and again for each percentile pass (about two).
+    work = sum(ref.nbytes for ref in unique.values()) * (3 if wanted.percents else 1)
+    with progress.task(work, "stats"):
+        measured = dict(
+            zip(
+                unique,
+                ordered_map(lambda ref: measure(ref, chunk_elements, wanted), list(unique.values())),
+                strict=True,
+            )
+        )
     done = {identity: acc for identity, (acc, _) in measured.items()}
     kinds: dict[str, tuple[tuple[object, ...], str]] = {}
     for name in names:

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from paraminspect.errors import CheckpointError
-from paraminspect.io import source
+from paraminspect.io import progress, source
 from paraminspect.io.source import CHANGED, TRUNCATED, Source
 
 FIRST_READ = 256 << 10  # a safetensors header up to 256 KiB - 8 costs one request
@@ -341,6 +341,7 @@ class HttpSource(Source):
                 if not n:
                     break
                 got += n
+                progress.advance(n)
         except http.client.IncompleteRead as exc:
             got += len(exc.partial)
         except (OSError, http.client.HTTPException) as exc:
