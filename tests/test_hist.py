@@ -188,3 +188,18 @@ def test_stats_table_shows_percentile_columns_and_a_sparkline(model: Path) -> No
     x = _tensors()["steps"].double().numpy()
     want_counts = np.histogram(x, bins=16)[0].tolist()
     assert lines[2].endswith(f"{np.percentile(x, 50):g}  {sparkline(want_counts)}".rstrip())
+
+
+def test_dequantized_weights_have_histograms_and_percentiles(tmp_path: Path) -> None:
+    """--dequantize: the logical values (the packer's own float32 truth) are binned and ranked."""
+    from tests.test_quant_dequant import _layout
+
+    path, _, expected, _ = _layout(tmp_path, "gptq")
+    want = expected.astype(np.float64).reshape(-1)
+    doc = json.loads(run_cli("hist", "--dequantize", path, "l.weight", "--bins", "12", "-f", "json").out)
+    assert doc["dtype"] != "float32" and sum(doc["counts"]) == want.size
+    np.testing.assert_allclose(doc["edges"], np.histogram_bin_edges(want, bins=12), rtol=1e-6)
+    # decoding may round differently from the packer by an ulp: a value on an edge may move one bin
+    assert np.abs(np.array(doc["counts"]) - np.histogram(want, bins=12)[0]).sum() <= 2
+    (row,) = json.loads(run_cli("stats", "--dequantize", "--percentiles", "5,50,95", "-f", "json", path).out)["tensors"]
+    assert list(row["percentiles"].values()) == pytest.approx(np.percentile(want, [5, 50, 95]).tolist(), rel=1e-6)

@@ -179,7 +179,7 @@ def stats_command(
     row_hist: Annotated[
         bool,
         typer.Option(
-            "--hist", help="Add a small histogram per tensor (sampled past 65,536 values; JSON: edges and counts)."
+            "--hist", help="Add a small histogram per tensor (sampled past 16,384 values; JSON: edges and counts)."
         ),
     ] = False,
     percentiles: Annotated[

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 Values = Callable[[], Iterator["np.ndarray"]]
 
 ROW_BINS = 16  # bins of a stats --hist row (two block characters' worth per bin would not fit)
-SAMPLE = 1 << 16  # most elements a row histogram keeps
+SAMPLE = 1 << 14  # most elements a row histogram keeps (16 bins drawn in 8 heights need no more)
 COLLECT = 1 << 18  # most values a percentile pass keeps per open interval (2 MiB of float64)
 REFINE_BINS = 4096
 MAX_BINS = 100_000
