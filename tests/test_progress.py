@@ -68,7 +68,9 @@ def _run(args: list[str], *, tty: bool, env: dict[str, str] | None = None) -> tu
     return out, b"".join(chunks).decode(errors="replace"), code
 
 
-@pytest.mark.parametrize("command", [["stats"], ["hash"], ["stats", "--percentiles", "50"]], ids=" ".join)
+@pytest.mark.parametrize(
+    "command", [["stats"], ["hash"], ["stats", "--percentiles", "50"], ["hist", "w3"]], ids=" ".join
+)
 def test_a_terminal_sees_the_bar_and_a_pipe_does_not(big: Path, command: list[str]) -> None:
     out_tty, err_tty, code = _run([command[0], str(big), *command[1:]], tty=True)
     assert code == 0

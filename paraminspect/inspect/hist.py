@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from paraminspect.data import broadcast
 from paraminspect.data.arrays import DEFAULT_CHUNK_ELEMENTS, iter_chunks
 from paraminspect.errors import CheckpointError, UsageError
+from paraminspect.io import progress
 from paraminspect.model import Checkpoint, TensorRef
 from paraminspect.output.report import HistReport
 from paraminspect.quant.logical import Recognition
@@ -315,11 +316,14 @@ def report(
     if not 1 <= bins <= MAX_BINS:
         raise UsageError(f"--bins takes 1 to {MAX_BINS:,}")
     values, times, dtype, shape = named_values(ckpt, name, found)
-    extent = value_range or finite_range(values)
-    if extent is None:
-        counts = Counts([], [], nonfinite=math.prod(shape))
-    else:
-        counts = histogram(values, bins, extent[0], extent[1], times)
+    weight = found.weights.get(name) if found else None
+    stored = weight.storage_bytes if weight is not None else ckpt.tensors[name].nbytes
+    with progress.task(stored * (1 if value_range else 2), "hist"):  # the range, then the counts
+        extent = value_range or finite_range(values)
+        if extent is None:
+            counts = Counts([], [], nonfinite=math.prod(shape))
+        else:
+            counts = histogram(values, bins, extent[0], extent[1], times)
     document: dict[str, Any] = {
         "file": str(ckpt.path),
         "format": ckpt.format,
