@@ -19,11 +19,12 @@ Definitions (documented in the README):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from paraminspect.data.arrays import DEFAULT_CHUNK_ELEMENTS
+from paraminspect.data import broadcast
+from paraminspect.data.arrays import DEFAULT_CHUNK_ELEMENTS, iter_chunks
 from paraminspect.data.parallel import ordered_map
 from paraminspect.inspect import hist
 from paraminspect.io import progress
@@ -240,8 +241,13 @@ def measure(
 ) -> tuple[Accumulator, dict[str, Any]]:
     """One tensor's statistics and, as ``wanted``, its row histogram (sampled in the same
     pass) and exact percentiles (hist.py: a few more passes, only when asked for)."""
-    values, times = hist.tensor_values(ref, chunk_elements)
-    return _measure(values, ref.numel // times, times, ref.dtype.name.startswith("complex"), wanted)
+    distinct, times = broadcast.distinct(ref)
+    broadcast.check_work(distinct)
+
+    def values() -> Iterator[np.ndarray]:  # re-readable: percentiles walk it again
+        return iter_chunks(distinct, chunk_elements)
+
+    return _measure(values, distinct.numel, times, ref.dtype.name.startswith("complex"), wanted)
 
 
 def _measure(
