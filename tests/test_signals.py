@@ -68,10 +68,10 @@ def test_ctrl_c_inside_import_torch_is_not_a_missing_torch(tmp_path: Path) -> No
 STUCK_WORKERS = """
 import os, threading
 from paraminspect.inspect import stats
-def stuck(ref, chunk_elements):
+def stuck(ref, chunk_elements, wanted=None):
     os.write(1, b"started\\n")
     threading.Event().wait()
-stats.tensor_stats = stuck
+stats.measure = stuck
 """
 
 

@@ -5,6 +5,7 @@ Commands import their own core modules when they run, so `shapes` does not pay
 at start-up for diff, scan or value printing.
 """
 
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +14,7 @@ import typer
 from paraminspect import __version__, limits
 from paraminspect.errors import SelectionError
 from paraminspect.formats.opening import open_checkpoint
-from paraminspect.io import source, url
+from paraminspect.io import progress, source, url
 from paraminspect.model import Checkpoint
 from paraminspect.naming import roots
 from paraminspect.naming.order import ordered_names
@@ -200,6 +201,14 @@ def remote_cost(*ckpts: Checkpoint) -> dict[str, int] | None:
     return None
 
 
+def show_progress(task: progress.Task) -> AbstractContextManager[None]:
+    """io.progress.SHOW for the CLI: a bar on stderr (output/progress.py, imported
+    only when long work starts, so quick commands never load it or rich)."""
+    from paraminspect.output import progress as bar
+
+    return bar.show(task)
+
+
 def _version(value: bool) -> None:
     if value:
         render.write(f"paraminspect {__version__}\n")
@@ -266,10 +275,16 @@ def _root(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Print what remote reads cost (requests, bytes) on stderr.")
     ] = False,
+    no_progress: Annotated[
+        bool,
+        typer.Option("--no-progress", help="No progress bar on stderr (by default one is shown on a terminal)."),
+    ] = False,
 ) -> None:
     """Inspect, compare and edit saved model checkpoints without torch."""
     # Global options, so every command (and every file a command opens) gets them.
     VERBOSITY.verbose = verbose
+    if no_progress:
+        progress.SHOW = None
     source.ALLOW_FULL_DOWNLOAD = allow_full_download
     limits.set_current(
         limits.Limits(

@@ -24,8 +24,8 @@ from paraminspect.cli.app import (
 from paraminspect.compare.tolerance import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
 from paraminspect.errors import EXIT_DIFFERENT, EXIT_OK
 from paraminspect.formats.opening import open_checkpoint
+from paraminspect.io import progress, url
 from paraminspect.io import source as input_files
-from paraminspect.io import url
 from paraminspect.model import Checkpoint
 from paraminspect.naming import roots
 from paraminspect.naming.select import Selector
@@ -170,6 +170,8 @@ def diff_command(
     from paraminspect.compare import diff, lockfile, metadiff
     from paraminspect.naming.prefixes import NameMap
 
+    if quiet:
+        progress.SHOW = None  # --quiet: nothing at all on stderr
     both = NameMap.from_options(strip or [], rename or [])
     map_a = both + NameMap.from_options(rename=rename_a or [])
     map_b = both + NameMap.from_options(rename=rename_b or [])
@@ -294,6 +296,8 @@ def check_command(
     from paraminspect.compare.policies import DtypeRule, Policies
     from paraminspect.naming.prefixes import NameMap
 
+    if quiet:
+        progress.SHOW = None
     budget = check.parse_count(max_params) if max_params is not None else None
     given = Policies(finite, max_abs, no_all_zero, no_constant, tuple(DtypeRule.parse(r) for r in dtype_rules or []))
     spec, in_spec = check.load_spec(expect) if expect is not None else (None, Policies())

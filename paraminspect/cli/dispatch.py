@@ -16,19 +16,21 @@ import traceback
 
 import typer
 
-from paraminspect.cli.app import VERBOSITY, app
+from paraminspect.cli.app import VERBOSITY, app, show_progress
 from paraminspect.data import interrupts
 from paraminspect.errors import EXIT_ERROR, EXIT_INTERNAL, EXIT_OK, ParamInspectError
+from paraminspect.io import progress
 from paraminspect.io import source as input_files
 from paraminspect.output import render
 
 # Help lists commands in the order a user meets them: look, compare, scan, edit.
-_ORDER = ["tree", "shapes", "meta", "get", "stats", "hash", "diff", "check", "lora", "scan"]
+_ORDER = ["tree", "shapes", "meta", "get", "stats", "hist", "hash", "diff", "check", "lora", "scan"]
 _ORDER += ["set", "init", "rename", "drop", "extract", "cast", "convert", "set-meta", "rm-meta"]
 # The module whose import registers each command. A run imports the modules of the command
 # names among its arguments, or all of them when it names none (``--help``, a typo): so
 # ``shapes`` does not load the diff, check and edit commands' options and their imports.
-COMMAND_MODULES = {name: "inspecting" for name in ["tree", "shapes", "meta", "get", "stats", "hash", "lora", "scan"]}
+_INSPECTING = ["tree", "shapes", "meta", "get", "stats", "hist", "hash", "lora", "scan"]
+COMMAND_MODULES = dict.fromkeys(_INSPECTING, "inspecting")
 COMMAND_MODULES |= {"diff": "comparing", "check": "comparing"}
 COMMAND_MODULES |= {name: "editing" for name in _ORDER if name not in COMMAND_MODULES}
 
@@ -69,12 +71,14 @@ def _run(argv: list[str] | None) -> tuple[int, str | None]:
     # A fresh context: limits set by the global options do not outlive this call.
     context = contextvars.copy_context()
     input_files.COST.reset()
+    progress.SHOW = show_progress  # global --no-progress and diff/check --quiet take it away
     with input_files.collecting() as opened:  # held open until checked
         try:
             result = context.run(command.main, args=argv, prog_name="paraminspect", standalone_mode=False)
             sys.stdout.flush()
             input_files.check_read(opened)  # a file that changed under a command: its output is not to be trusted
         finally:
+            progress.SHOW = None
             _report_cost()
     return (result if isinstance(result, int) else EXIT_OK), None
 

@@ -8,6 +8,7 @@ import typer
 
 from paraminspect.cli.app import FileArg, FormatOpt, PatternsArg, RegexOpt, _selector, app, open_input
 from paraminspect.errors import EXIT_OK, ParamInspectError, SelectionError, UsageError
+from paraminspect.io import progress
 from paraminspect.naming.select import Selector
 from paraminspect.output import render
 from paraminspect.output.render import OutputFormat
@@ -40,7 +41,10 @@ def _write_plan(
 
     assert isinstance(plan, edit.Plan)
     try:
-        report = save.save(plan, output, in_place=in_place, force=force, dry_run=dry_run, drop_unknown=drop_unknown)
+        # Bytes to read: the input's tensors copied, then the output's read back to verify.
+        work = 0 if dry_run else 2 * sum(ref.nbytes for ref in plan.ckpt.tensors.values())
+        with progress.task(work, plan.command):
+            report = save.save(plan, output, in_place=in_place, force=force, dry_run=dry_run, drop_unknown=drop_unknown)
     except ParamInspectError as exc:
         # Every error line names a file: one the writer raised without one is about the output.
         if exc.source is None and (output is not None) != in_place:

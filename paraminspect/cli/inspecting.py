@@ -1,4 +1,4 @@
-"""Read-only commands: tree, shapes, meta, get, stats, hash, lora, scan."""
+"""Read-only commands: tree, shapes, meta, get, stats, hist, hash, lora, scan."""
 
 import math
 import sys
@@ -178,19 +178,60 @@ def stats_command(
     fmt: FormatOpt = OutputFormat.table,
     root: RootOpt = None,
     dequantize: DequantizeOpt = False,
+    row_hist: Annotated[
+        bool,
+        typer.Option(
+            "--hist", help="Add a small histogram per tensor (sampled past 16,384 values; JSON: edges and counts)."
+        ),
+    ] = False,
+    percentiles: Annotated[
+        str | None,
+        typer.Option(
+            "--percentiles", metavar="P,P,...", help="Add exact percentiles per tensor, e.g. 1,50,99 (more passes)."
+        ),
+    ] = None,
 ) -> int:
-    """Per tensor: min, max, mean, std (n-1), mean |x|, L2 norm, NaN/Inf/zero counts; and a total."""
-    from paraminspect.inspect import stats
+    """Per tensor: min, max, mean, std (n-1), mean |x|, L2 norm, NaN/Inf/zero counts, sparsity; and a total."""
+    from paraminspect.inspect import hist, stats
 
+    wanted = stats.Wanted(row_hist, tuple(hist.parse_percents(percentiles)) if percentiles is not None else ())
     ckpt = _load_state_dict(file, root)
     found = _quantized(ckpt) if dequantize else None
-    table = stats.report(ckpt, _selector(ckpt, patterns, regex, found), by_prefix=by_prefix, sort=sort, found=found)
+    selector = _selector(ckpt, patterns, regex, found)
+    table = stats.report(ckpt, selector, by_prefix=by_prefix, sort=sort, found=found, wanted=wanted)
     input_files.check_read(ckpt.sources)  # no numbers from a file that changed while it was read
     tensors = ckpt.tensors
     for name in table.document["skipped"]:
         why = table.document.get("undecoded", {}).get(name) or f"cannot decode {tensors[name].dtype} values"
         render.write_message(f"paraminspect: warning: {name}: {why}; skipped")
     render.write(render.format_table(table, fmt))
+    return EXIT_OK
+
+
+@app.command("hist")
+def hist_command(
+    file: FileArg,
+    name: Annotated[str, typer.Argument(help="The tensor (or, with --dequantize, quantized weight) to count.")],
+    bins: Annotated[int, typer.Option("--bins", "-b", min=1, max=100_000, help="Number of equal bins.")] = 20,
+    log: Annotated[bool, typer.Option("--log", help="Draw bar lengths on a log(1 + count) scale.")] = False,
+    value_range: Annotated[
+        str | None,
+        typer.Option("--range", metavar="LO,HI", help="Bin [LO, HI] instead of the finite range (one pass)."),
+    ] = None,
+    fmt: FormatOpt = OutputFormat.table,
+    root: RootOpt = None,
+    dequantize: DequantizeOpt = False,
+) -> int:
+    """One tensor's exact histogram: equal bins over its finite range (NaN/Inf left out), as numpy.histogram counts."""
+    from paraminspect.inspect import hist
+
+    extent = hist.parse_range(value_range) if value_range is not None else None
+    ckpt = _load_state_dict(file, root, auto=False)
+    found = _quantized(ckpt) if dequantize else None
+    (resolved,) = _selector(ckpt, [name], False, found).patterns
+    report = hist.report(ckpt, resolved, bins=bins, value_range=extent, log=log, found=found)
+    input_files.check_read(ckpt.sources)
+    render.write(render.format_hist(report, fmt, render.Colours(sys.stdout)))
     return EXIT_OK
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from paraminspect.data.hashing import ALGORITHM, LOCK_SCHEMA, LOCK_VERSION, hash_tensors, state_dict_sha256
+from paraminspect.io import progress
 from paraminspect.model import Checkpoint
 from paraminspect.naming.order import tensor_names
 from paraminspect.naming.select import Selector
@@ -35,7 +36,8 @@ def report(ckpt: Checkpoint, selector: Selector | None = None, *, sort: bool = F
     """One row per selected tensor with its hash; the total row holds the state-dict hash."""
     tensors = ckpt.tensors
     names = tensor_names(ckpt, selector, sort=sort)
-    digests = hash_tensors([tensors[n] for n in names])
+    with progress.task(sum(tensors[n].nbytes for n in names), "hash"):
+        digests = hash_tensors([tensors[n] for n in names])
     tied = ckpt.tied_groups()
     records = [(n, tensors[n].dtype.name, list(tensors[n].shape), d) for n, d in zip(names, digests, strict=True)]
     whole = state_dict_sha256(records)

@@ -19,13 +19,15 @@ Definitions (documented in the README):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from paraminspect.data import broadcast
 from paraminspect.data.arrays import DEFAULT_CHUNK_ELEMENTS, iter_chunks
 from paraminspect.data.parallel import ordered_map
+from paraminspect.inspect import hist
+from paraminspect.io import progress
 from paraminspect.model import Checkpoint, TensorRef
 from paraminspect.naming.order import tensor_names
 from paraminspect.naming.select import Selector
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
 
 STAT_KEYS = ("min", "max", "mean", "std", "mean_abs", "l2")
 COUNT_KEYS = ("nan", "posinf", "neginf", "zeros")
+# Float chunks are reduced this many elements at a time (a few MiB: cache-sized).
+FLOAT_BLOCK = 1 << 17
 
 
 @dataclass
@@ -62,28 +66,70 @@ class Accumulator:
         import numpy as np
 
         self.numel += chunk.size
-        if chunk.dtype.kind == "c":
+        kind = chunk.dtype.kind
+        if kind == "c":
             self._add_complex(chunk)
             return
-        exact = chunk.dtype.kind in "biu"
-        wide = chunk.astype(np.float64, copy=False)  # bfloat16/float8 widen exactly
-        native = chunk if chunk.dtype.kind in "biuf" else wide  # ml_dtypes types: count on the widened copy
-        self.zeros += chunk.size - int(np.count_nonzero(native))
-        if not exact:
-            finite = np.isfinite(wide)
-            if not finite.all():
-                self.nan += int(np.count_nonzero(np.isnan(wide)))
-                self.posinf += int(np.count_nonzero(wide == math.inf))
-                self.neginf += int(np.count_nonzero(wide == -math.inf))
-                wide = wide[finite]
-                chunk = chunk[finite]
-        n = wide.size
-        if n == 0:
+        if kind in "biu":
+            self._add_exact(chunk)
             return
-        low, high = (int(chunk.min()), int(chunk.max())) if exact else (float(wide.min()), float(wide.max()))
+        if kind != "f":
+            chunk = chunk.astype(np.float32)  # bfloat16 and the float8 types widen to float32 exactly
+        # In blocks that stay in the CPU cache: each block is walked several times.
+        for start in range(0, chunk.size, FLOAT_BLOCK):
+            self._add_floats(chunk[start : start + FLOAT_BLOCK])
+
+    def _add_floats(self, block: np.ndarray) -> None:
+        import numpy as np
+
+        self.zeros += int(np.count_nonzero(block == 0))  # -0.0 too; faster than count_nonzero(block)
+        low, high = block.min(), block.max()  # in the stored width; NaN propagates, Inf is an extreme
+        if not (math.isfinite(low) and math.isfinite(high)):
+            finite = np.isfinite(block)
+            self.nan += int(np.count_nonzero(np.isnan(block)))
+            self.posinf += int(np.count_nonzero(block == math.inf))
+            self.neginf += int(np.count_nonzero(block == -math.inf))
+            block = block[finite]
+            if block.size == 0:
+                return
+            low, high = block.min(), block.max()
+        self._fold_floats(block, float(low), float(high))
+
+    def _fold_floats(self, values: np.ndarray, low: float, high: float) -> None:
+        """Finite floats, summed in float64 (each value widens exactly). The square sum
+        comes from the deviations (m2 + n*mean^2: two non-negative terms, no cancellation),
+        so the chunk is walked once for its deviations instead of once more for squares."""
+        import numpy as np
+
+        n = values.size
+        mean = float(values.sum(dtype=np.float64)) / n
+        sum_abs = float(np.abs(values).sum(dtype=np.float64))  # |x| is exact in the stored width
+        # Not np.dot: BLAS threads made it 40x slower than square+sum on a busy 2-core machine.
+        deviations = np.subtract(values, mean, dtype=np.float64)
+        m2 = float(np.square(deviations, out=deviations).sum())
+        part = Accumulator(
+            finite=n,
+            ordered=n,
+            mean=mean,
+            m2=m2,
+            minimum=low,
+            maximum=high,
+            sum_abs=sum_abs,
+            sum_sq=m2 + n * mean * mean,
+        )
+        self._merge_values(part)
+
+    def _add_exact(self, chunk: np.ndarray) -> None:
+        """Integers and bool: min and max exact in Python ints, sums in float64."""
+        import numpy as np
+
+        self.zeros += chunk.size - int(np.count_nonzero(chunk))
+        if chunk.size == 0:
+            return
+        wide = chunk.astype(np.float64)
+        n = wide.size
+        low, high = int(chunk.min()), int(chunk.max())
         mean = float(wide.mean())
-        # One scratch buffer for every squared/absolute pass. Not np.dot: BLAS
-        # threads made it 40x slower than square+sum on a busy 2-core machine.
         scratch = np.subtract(wide, mean)
         part = Accumulator(
             finite=n,
@@ -166,6 +212,7 @@ class Accumulator:
             "posinf": self.posinf,
             "neginf": self.neginf,
             "zeros": self.zeros,
+            "sparsity": self.zeros / self.numel if self.numel else None,
         }
 
 
@@ -174,14 +221,56 @@ def tensor_stats(ref: TensorRef, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) -
 
     A broadcast view is walked over its distinct elements only (broadcast.py).
     """
+    return measure(ref, chunk_elements)[0]
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What ``stats`` adds to each row on request: a row histogram, percentiles."""
+
+    hist: bool = False
+    percents: tuple[float, ...] = ()
+
+    def __bool__(self) -> bool:
+        return self.hist or bool(self.percents)
+
+
+def measure(
+    ref: TensorRef, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS, wanted: Wanted = Wanted()
+) -> tuple[Accumulator, dict[str, Any]]:
+    """One tensor's statistics and, as ``wanted``, its row histogram (sampled in the same
+    pass) and exact percentiles (hist.py: a few more passes, only when asked for)."""
     distinct, times = broadcast.distinct(ref)
     broadcast.check_work(distinct)
+
+    def values() -> Iterator[np.ndarray]:  # re-readable: percentiles walk it again
+        return iter_chunks(distinct, chunk_elements)
+
+    return _measure(values, distinct.numel, times, ref.dtype.name.startswith("complex"), wanted)
+
+
+def _measure(
+    values: hist.Values, numel: int, times: int, complex_: bool, wanted: Wanted
+) -> tuple[Accumulator, dict[str, Any]]:
+    """``numel`` values in the stream, each standing for ``times`` (a broadcast view)."""
     acc = Accumulator()
-    for chunk in iter_chunks(distinct, chunk_elements):
+    sampler = hist.Sampler(numel) if wanted.hist and not complex_ else None
+    for chunk in values():
         acc.add(chunk)
+        if sampler is not None:
+            sampler.add(chunk)
+    extras: dict[str, Any] = {}
+    if wanted.hist:
+        extras["hist"] = sampler.histogram(acc.minimum, acc.maximum, times) if sampler else None
+    if wanted.percents:
+        if complex_ or acc.minimum is None or acc.maximum is None:
+            extras["percentiles"] = {hist.percent_key(q): None for q in wanted.percents}
+        else:
+            low, high = float(acc.minimum), float(acc.maximum)
+            extras["percentiles"] = hist.percentiles(values, acc.ordered, list(wanted.percents), low, high, times)
     if times > 1:
         acc.repeat(times)
-    return acc
+    return acc, extras
 
 
 COLUMNS = [
@@ -199,8 +288,23 @@ COLUMNS = [
     Column("posinf", "+inf", Kind.COUNT),
     Column("neginf", "-inf", Kind.COUNT),
     Column("zeros", "zeros", Kind.COUNT),
+    Column("sparsity", "sparsity", Kind.NUMBER),
     Column("tied_to", "tied to", Kind.NAME, optional=True),
 ]
+
+
+def columns(wanted: Wanted) -> list[Column]:
+    """The table's columns: percentiles (``p50``) and the row histogram after the sparsity."""
+    extra = [Column(f"p{hist.percent_key(q)}", f"p{hist.percent_key(q)}", Kind.NUMBER) for q in wanted.percents]
+    if wanted.hist:
+        extra.append(Column("hist", "hist", Kind.SPARK))
+    return COLUMNS[:-1] + extra + COLUMNS[-1:]
+
+
+def _table_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A JSON row with its percentiles as columns (``p50``) for the table and CSV."""
+    percents = row.get("percentiles")
+    return row | {f"p{k}": v for k, v in percents.items()} if percents else row
 
 
 def report(
@@ -211,17 +315,20 @@ def report(
     sort: bool = False,
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
     found: Recognition | None = None,
+    wanted: Wanted = Wanted(),
 ) -> Table:
     """Rows per tensor (or per subtree with ``by_prefix``) and a total that counts tied tensors once.
 
     Tensors whose dtype cannot be decoded (quantized, sub-byte floats) are
     listed in ``document["skipped"]`` instead of failing the whole command. With
     ``found``, a quantized weight is one row of its dequantized values (one that
-    cannot be decoded is skipped, its reason in ``document["undecoded"]``).
+    cannot be decoded is skipped, its reason in ``document["undecoded"]``). ``wanted``
+    adds each tensor's row histogram and percentiles (not to groups and the total:
+    those are not sums).
     """
     tensors = ckpt.tensors
     names = display_names(ckpt, found, selector, sort=sort) if found else tensor_names(ckpt, selector, sort=sort)
-    logical = _logical_stats(ckpt, found, names) if found else {}
+    logical = _logical_stats(ckpt, found, names, wanted) if found else {}
     undecoded = {n: r for n, r in logical.items() if isinstance(r, str)}
     tied = ckpt.tied_groups()
     rows: list[dict[str, Any]] = []
@@ -232,9 +339,17 @@ def report(
         if n in tensors and n not in logical and tensors[n].dtype.numpy is not None
     }
     # A tied alias is read once; tensors are read two at a time (parallel.py).
-    done = dict(
-        zip(unique, ordered_map(lambda ref: tensor_stats(ref, chunk_elements), list(unique.values())), strict=True)
-    )
+    # Bytes to read: each tensor once, and again for each percentile pass (about two).
+    work = sum(ref.nbytes for ref in unique.values()) * (3 if wanted.percents else 1)
+    with progress.task(work, "stats"):
+        measured = dict(
+            zip(
+                unique,
+                ordered_map(lambda ref: measure(ref, chunk_elements, wanted), list(unique.values())),
+                strict=True,
+            )
+        )
+    done = {identity: acc for identity, (acc, _) in measured.items()}
     kinds: dict[str, tuple[tuple[object, ...], str]] = {}
     for name in names:
         result = logical.get(name)
@@ -242,11 +357,11 @@ def report(
             skipped.append(name)
             continue
         if result is not None:
-            weight = result[0]
-            done[weight.identity] = result[1]
+            weight, acc, extras = result
+            done[weight.identity] = acc
             kinds[name] = (weight.identity, weight.dtype)
             row = {"name": name, "dtype": weight.dtype, "shape": list(weight.shape), "tied_to": None}
-            rows.append(row | result[1].result())
+            rows.append(row | acc.result() | extras)
             continue
         ref = tensors[name]
         if ref.dtype.numpy is None:
@@ -254,7 +369,7 @@ def report(
             continue
         kinds[name] = (ref.identity, ref.dtype.name)
         row = {"name": name, "dtype": ref.dtype.name, "shape": list(ref.shape), "tied_to": tied.get(name)}
-        rows.append(row | done[ref.identity].result())
+        rows.append(row | done[ref.identity].result() | measured[ref.identity][1])
     total = _combine(done.values())
     total_doc = {"tensors": len(rows), "unique": len(done)} | total.result()
     document: dict[str, Any] = {"file": str(ckpt.path), "format": ckpt.format, "by_prefix": by_prefix}
@@ -270,16 +385,17 @@ def report(
         f", {len(done)} unique)" if len(done) != total_doc["tensors"] else ")"
     )
     total_row = {"name": label} | total.result()
-    return Table(COLUMNS, rows, total_row, document)
+    shown = rows if by_prefix is not None else [_table_row(row) for row in rows]
+    return Table(columns(wanted), shown, total_row, document)
 
 
 def _logical_stats(
-    ckpt: Checkpoint, found: Recognition, names: list[str]
-) -> dict[str, tuple[Logical, Accumulator] | str]:
+    ckpt: Checkpoint, found: Recognition, names: list[str], wanted: Wanted
+) -> dict[str, tuple[Logical, Accumulator, dict[str, Any]] | str]:
     """Per selected quantized weight: its statistics over dequantized row blocks, or why not."""
     from paraminspect.quant import dequant
 
-    out: dict[str, tuple[Logical, Accumulator] | str] = {}
+    out: dict[str, tuple[Logical, Accumulator, dict[str, Any]] | str] = {}
     for name in names:
         weight = found.weights.get(name)
         if weight is None:
@@ -288,10 +404,8 @@ def _logical_stats(
         if reason is not None:
             out[name] = f"cannot dequantize: {reason}"
             continue
-        acc = Accumulator()
-        for block in dequant.iter_rows(weight, ckpt.entries):
-            acc.add(block.reshape(-1))
-        out[name] = (weight, acc)
+        values, _, _, _ = hist.named_values(ckpt, name, found)
+        out[name] = (weight, *_measure(values, weight.numel, 1, False, wanted))
     return out
 
 

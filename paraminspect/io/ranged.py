@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from paraminspect.errors import CheckpointError
-from paraminspect.io import source
+from paraminspect.io import progress, source
 from paraminspect.io.rangecache import RangeCache
 from paraminspect.io.source import CHANGED, TRUNCATED, Source
 
@@ -228,6 +228,7 @@ class RangedSource(Source):
             while n := reply.readinto(memoryview(chunk)):
                 spool.write(memoryview(chunk)[:n])
                 total += n
+                progress.advance(n)
         except BrokenOff as exc:
             spool.close()
             raise CheckpointError(f"the download broke off ({exc})", self.path) from None
@@ -275,6 +276,7 @@ class RangedSource(Source):
                 if not n:
                     break
                 got += n
+                progress.advance(n)  # remote bytes as they arrive (any transport)
         except BrokenOff as exc:
             source.COST.add(0, got)
             raise CheckpointError(f"the download broke off ({exc})", self.path) from None

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from paraminspect.errors import CheckpointError
+from paraminspect.io import progress
 from paraminspect.io.files import regular_fd
 
 CHANGED = "the file changed while it was being read"
@@ -125,6 +126,7 @@ class Source:
             if n == 0:
                 raise CheckpointError(TRUNCATED, self.path)
             done += n
+        progress.advance(done)
 
     def pread(self, offset: int, n: int) -> bytearray:
         """Exactly ``n`` bytes at ``offset`` (or a one-line error if the file shrank)."""

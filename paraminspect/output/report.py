@@ -24,6 +24,7 @@ class Kind(str, Enum):
     SHAPE = "shape"
     NUMBER = "number"
     META = "meta"  # a file-metadata value (MetaValue): summarised in tables, whole in CSV
+    SPARK = "spark"  # a small histogram ({"counts": [...], ...}): block characters in tables, counts in CSV
 
 
 @dataclass(frozen=True)
@@ -154,3 +155,12 @@ class Heatmap:
     rows: list[tuple[str, list[float | None]]]
     absent: list[list[bool]]  # rows x columns: no tensor of that kind in that layer
     other: list[tuple[str, float | None]]
+
+
+@dataclass
+class HistReport:
+    """``hist``: one tensor's exact histogram; ``document`` holds the edges and counts,
+    ``log`` asks the bar chart for a logarithmic count axis."""
+
+    document: dict[str, Any]
+    log: bool = False
