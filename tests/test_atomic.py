@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,110 @@ def test_killed_writer_leaves_original_and_no_temp(work: Path, sig: signal.Signa
     assert proc.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
     time.sleep(0.05)
     assert target.read_bytes() == original
+    assert listing(work) == ["m.safetensors"]
+
+
+# The official library's import (started on a helper thread as the copy begins) is
+# still running when the interrupted write ends, as on a loaded machine. An atexit
+# hook (run after non-daemon threads are joined, just before the interpreter is
+# finalised) reports any thread still alive: finalising under a daemon thread busy
+# importing numpy crashed the process at exit now and then (-11 instead of 130).
+ALIVE_AT_EXIT = """
+import atexit, os, sys, threading, time
+from paraminspect.edit import verify
+from paraminspect.edit.writers import safetensors as safetensors_write
+real_import = verify._import_official
+def slow_import():
+    time.sleep(1.0)
+    real_import()
+verify._import_official = slow_import
+real = safetensors_write.copy_range
+def slow(*args, **kwargs):
+    os.write(1, b"chunk\\n")
+    time.sleep(0.2)
+    return real(*args, **kwargs)
+safetensors_write.copy_range = slow
+def alive():
+    names = [t.name for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()]
+    if names:
+        os.write(2, f"alive at exit: {names}\\n".encode())
+atexit.register(alive)
+"""
+AS_LIBRARY = "from paraminspect.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+AS_SCRIPT = 'sys.argv = ["paraminspect", *sys.argv[1:]]\nfrom paraminspect.cli import run\nrun()\n'
+
+
+@pytest.mark.parametrize(
+    ("entry", "sig", "code", "line"),
+    [
+        (AS_LIBRARY, signal.SIGINT, 130, "paraminspect: interrupted\n"),
+        (AS_SCRIPT, signal.SIGINT, 130, "paraminspect: interrupted\n"),
+        (AS_SCRIPT, signal.SIGTERM, 143, "paraminspect: terminated (SIGTERM)\n"),
+    ],
+    ids=["library-SIGINT", "script-SIGINT", "script-SIGTERM"],
+)
+def test_interrupted_write_never_finalises_under_a_live_thread(
+    work: Path, entry: str, sig: signal.Signals, code: int, line: str
+) -> None:
+    target = work / "m.safetensors"
+    original = target.read_bytes()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ALIVE_AT_EXIT + entry, "rename", str(target), "0.=zero.", "--in-place"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "chunk\n"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert (proc.returncode, err) == (code, line)
+    assert target.read_bytes() == original
+    assert listing(work) == ["m.safetensors"]
+
+
+def test_interrupt_inside_submit_still_waits_for_that_copy(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C handled while ``submit`` starts a copy thread (after the thread took its job)
+    left that thread out of the pool's join: it copied on into the output's descriptor
+    after the write had closed it. No copy may run once the command has returned."""
+    original = (work / "m.safetensors").read_bytes()
+    real_copy = safetensors_write.copy_range
+    real_start = threading.Thread.start
+    began = threading.Event()
+    lock = threading.Lock()
+    state = {"running": 0, "returned": False, "late": False}
+
+    def copy(*args: Any, **kwargs: Any) -> int:
+        with lock:
+            state["late"] = state["late"] or state["returned"]
+            state["running"] += 1
+        began.set()
+        try:
+            time.sleep(0.3)
+            return real_copy(*args, **kwargs)
+        finally:
+            with lock:
+                state["running"] -= 1
+
+    def start(thread: threading.Thread) -> None:
+        real_start(thread)
+        if thread.name == "copy_0":
+            assert began.wait(10)
+            raise KeyboardInterrupt  # as a signal handled right after the new thread started
+
+    monkeypatch.setattr(safetensors_write, "copy_range", copy)
+    monkeypatch.setattr(threading.Thread, "start", start)
+    result = run_cli("rename", work / "m.safetensors", "0.=zero.", "--in-place")
+    with lock:
+        state["returned"] = True
+        running = state["running"]
+    assert result.code == 130
+    assert running == 0
+    time.sleep(0.5)
+    assert not state["late"]
+    assert (work / "m.safetensors").read_bytes() == original
     assert listing(work) == ["m.safetensors"]
 
 

@@ -180,3 +180,35 @@ def test_sigint_handler_is_not_installed_by_importing() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+# After leave(): the atexit hook runs only if the interpreter is finalised, and
+# reports which helper threads were still alive at that point.
+LEAVE = """
+import atexit, os, signal, threading, time
+from paraminspect.data import interrupts
+atexit.register(lambda: os.write(1, repr([t.name for t in threading.enumerate() if t.is_alive()]).encode()))
+interrupts.install()
+{before}
+interrupts.leave(130)
+"""
+
+
+def test_leave_never_finalises_under_a_busy_daemon_thread() -> None:
+    """Finalisation under a daemon thread inside native code (an extension module's
+    import) crashed the process at exit now and then: leave() ends it with os._exit."""
+    before = "threading.Thread(target=lambda: time.sleep(30), name='busy', daemon=True).start()"
+    proc = subprocess.run(
+        [sys.executable, "-c", LEAVE.format(before=before)], capture_output=True, text=True, timeout=20, check=False
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (130, "", "")
+
+
+def test_leave_after_a_signal_stops_the_watchdog_before_finalising() -> None:
+    """The watchdog (a daemon timer, 10 s) is cancelled and joined: a command whose
+    cleanup finished exits through a normal finalisation with no thread left."""
+    before = "try:\n    os.kill(os.getpid(), signal.SIGINT)\n    time.sleep(5)\nexcept KeyboardInterrupt:\n    pass"
+    proc = subprocess.run(
+        [sys.executable, "-c", LEAVE.format(before=before)], capture_output=True, text=True, timeout=20, check=False
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (130, "[]", "")  # finalised, nothing alive

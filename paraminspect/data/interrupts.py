@@ -54,6 +54,7 @@ class _State:
     received: int | None = None  # the first signal's number
     defer_depth = 0  # > 0 inside deferred() on the main thread
     pending = False  # a signal arrived inside deferred(); raise on leaving it
+    watchdog: threading.Timer | None = None
 
 
 def install() -> None:
@@ -75,6 +76,7 @@ def _handler(signum: int, frame: FrameType | None) -> None:
     STOP.set()
     watchdog = threading.Timer(WATCHDOG_SECONDS, _force_exit, (signum,))
     watchdog.daemon = True
+    _State.watchdog = watchdog
     watchdog.start()
     if _State.defer_depth:
         _State.pending = True
@@ -146,12 +148,23 @@ def deferred() -> Iterator[None]:
 
 
 def leave(code: int) -> None:
-    """End the process with ``code``: flush, and skip joining helper threads still
-    busy after an interrupt (a thread inside one long numpy call cannot be stopped)."""
+    """End the process with ``code``: flush, and if any helper thread is still alive
+    (after an interrupt: one inside a long numpy call cannot be stopped) end it with
+    ``os._exit``, never finalising the interpreter under it.
+
+    Daemon threads count too: finalisation makes a daemon thread that wakes up
+    exit from the middle of whatever native code it is in (CPython gh-87135), and
+    one busy importing numpy or safetensors' Rust module then crashed the process
+    at exit now and then (SIGSEGV, exit -11 instead of 130). Only the watchdog,
+    which is just waiting, is stopped and joined first.
+    """
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
-    busy = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
-    if busy:
+    watchdog = _State.watchdog
+    if watchdog is not None:
+        watchdog.cancel()
+        watchdog.join(timeout=1.0)
+    if any(t is not threading.main_thread() and t.is_alive() for t in threading.enumerate()):
         os._exit(code)
     sys.exit(code)

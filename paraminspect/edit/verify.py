@@ -234,9 +234,13 @@ def warm_official_check() -> threading.Thread:
     """Import the official library (and the numpy it loads) on a helper thread.
 
     Started while the kernel copies the data (the copying thread holds no GIL),
-    so the ~0.1 s of imports is not paid later, during verification.
+    so the ~0.1 s of imports is not paid later, during verification. Not a
+    daemon: an interrupted write exits while the import may still run, and an
+    interpreter finalising under a daemon thread inside an extension module's
+    import crashes now and then (SIGSEGV at exit); a plain thread is joined
+    before finalisation (the console script leaves with ``os._exit``).
     """
-    thread = threading.Thread(target=_import_official, name="warm-safetensors", daemon=True)
+    thread = threading.Thread(target=_import_official, name="warm-safetensors")
     thread.start()
     return thread
 

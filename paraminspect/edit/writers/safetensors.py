@@ -19,14 +19,14 @@ import struct
 import sys
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from paraminspect.data.casting import cast_array
-from paraminspect.data.parallel import wait
+from paraminspect.data.parallel import POLL_SECONDS, wait
 from paraminspect.dtypes import DType
 from paraminspect.edit.plan import Cast, Keep, NewData, Source, identity
 from paraminspect.edit.writers.writeback import Stream, Writeback
@@ -147,6 +147,7 @@ def write(layout: Layout, out: BinaryIO) -> dict[str, int]:
     stop = threading.Event()
     copies: dict[str, Future[int]] = {}
     writeback = Writeback(fd)
+    running = Running()
     pool = ThreadPoolExecutor(max_workers=COPY_THREADS, thread_name_prefix="copy")
     try:
         encoded = []
@@ -160,7 +161,7 @@ def write(layout: Layout, out: BinaryIO) -> dict[str, int]:
             if recorded is not None:
                 crcs[item.name] = recorded
             job = (src, *ref.byte_range(), fd, base + item.begin, writeback.stream(base + item.begin))
-            copies[item.name] = pool.submit(copy_range, *job, checksum=recorded is None, stop=stop)
+            copies[item.name] = pool.submit(running.run, copy_range, *job, checksum=recorded is None, stop=stop)
         for item in encoded:
             crcs[item.name] = _write_encoded(item, fd, base + item.begin, writeback)
         for name, future in copies.items():
@@ -168,9 +169,11 @@ def write(layout: Layout, out: BinaryIO) -> dict[str, int]:
             crcs.setdefault(name, crc)
         writeback.close()
     finally:
-        # On Ctrl-C or an error, copies stop at their next chunk and hints not yet started are dropped.
+        # On Ctrl-C or an error, copies stop at their next chunk and hints not yet started are dropped;
+        # none is still using ``fd`` or an input's descriptor when the caller closes them.
         stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
+        running.finish()
         writeback.close(cancel=True)
     out.seek(base + (layout.stored[-1].end if layout.stored else 0))
     return {item.name: crcs[item.name] for item in layout.stored}
@@ -208,6 +211,40 @@ COPY_THREADS = 2
 
 class Stopped(Exception):
     """A copy abandoned because the write as a whole failed or was interrupted."""
+
+
+class Running:
+    """The copies under way, counted by the threads running them.
+
+    ``pool.shutdown(wait=True)`` joins only the threads the pool has recorded,
+    and a Ctrl-C handled inside ``submit`` (while ``Thread.start`` waits for the
+    new thread) leaves that thread out: it went on copying into the output's
+    descriptor after the caller had closed it (a number the next ``open`` may
+    reuse). :meth:`finish` waits for every copy that started and lets none start after.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._count = 0
+        self._finished = False
+
+    def run(self, fn: Callable[..., int], *args: Any, **kwargs: Any) -> int:
+        with self._changed:
+            if self._finished:
+                raise Stopped
+            self._count += 1
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            with self._changed:
+                self._count -= 1
+                self._changed.notify_all()
+
+    def finish(self) -> None:
+        with self._changed:
+            self._finished = True
+            while self._count:
+                self._changed.wait(POLL_SECONDS)  # with a timeout: a signal is still handled
 
 
 def copy_range(
