@@ -40,7 +40,9 @@ def show(task: Task) -> Iterator[None]:
         yield
         return
     stop = threading.Event()
-    drawer = threading.Thread(target=_draw, args=(task, stream, stop), name="paraminspect-progress", daemon=True)
+    # A plain thread, not a daemon: shutdown waits for it, never finalising under its
+    # import of rich (a daemon thread inside an import at exit can crash the interpreter).
+    drawer = threading.Thread(target=_draw, args=(task, stream, stop), name="paraminspect-progress")
     drawer.start()
     try:
         yield
