@@ -8,7 +8,6 @@ along the output. Packed with numpy step by step as that loop documents
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from safetensors.numpy import save_file
 
 from tests import quant_layouts as layouts
 from tests.conftest import run_cli
+from tests.quant_sparse import LLAMA_8B, llama_8b
 
 OUT, IN = 64, 256
 
@@ -79,42 +79,9 @@ def test_config_bits_that_disagree_with_the_shapes(tmp_path: Path) -> None:
 
 def test_llama_31_8b_gptq_3bit_header_only_count(tmp_path: Path) -> None:
     """Llama-3.1-8B's shapes at 3 bits, as a sparse file: the logical count is its 8,030,261,248."""
-    h, i, v, kv, layers, group = 4096, 14336, 128256, 1024, 32, 128
-    header: dict[str, object] = {}
-    offset = 0
-
-    def add(name: str, dtype: str, shape: list[int]) -> None:
-        nonlocal offset
-        size = math.prod(shape) * {"F16": 2, "I32": 4}[dtype]
-        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + size]}
-        offset += size
-
-    add("model.embed_tokens.weight", "F16", [v, h])
-    for layer in range(layers):
-        for name, (inp, out) in {
-            "self_attn.q_proj": (h, h),
-            "self_attn.k_proj": (h, kv),
-            "self_attn.v_proj": (h, kv),
-            "self_attn.o_proj": (h, h),
-            "mlp.gate_proj": (h, i),
-            "mlp.up_proj": (h, i),
-            "mlp.down_proj": (i, h),
-        }.items():
-            p = f"model.layers.{layer}.{name}"
-            add(f"{p}.qweight", "I32", [inp // 32 * 3, out])
-            add(f"{p}.qzeros", "I32", [inp // group, out // 32 * 3])
-            add(f"{p}.scales", "F16", [inp // group, out])
-            add(f"{p}.g_idx", "I32", [inp])
-        add(f"model.layers.{layer}.input_layernorm.weight", "F16", [h])
-        add(f"model.layers.{layer}.post_attention_layernorm.weight", "F16", [h])
-    add("model.norm.weight", "F16", [h])
-    add("lm_head.weight", "F16", [v, h])
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
+    h, i = LLAMA_8B["hidden_size"], LLAMA_8B["intermediate_size"]
     path = tmp_path / "model.safetensors"
-    with open(path, "wb") as f:
-        f.write(len(text).to_bytes(8, "little") + text)
-        f.truncate(8 + len(text) + offset)
+    offset = llama_8b(path, gptq_bits=3, group=128)  # qweight [in / 32 * 3, out]: 32 values in 3 words
     doc = json.loads(run_cli("shapes", "-f", "json", path).out)
     assert doc["total"]["numel"] == 8_030_261_248 and doc["total"]["bytes"] == offset
     down = next(r for r in doc["tensors"] if r["name"] == "model.layers.0.mlp.down_proj.weight")

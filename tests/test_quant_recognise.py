@@ -10,7 +10,6 @@ from paraminspect.
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from safetensors.numpy import save_file
 
 from tests import quant_layouts as layouts
 from tests.conftest import run_cli
+from tests.quant_sparse import LLAMA_8B, llama_8b, llama_params
 
 OUT, IN = 64, 256
 
@@ -186,76 +186,25 @@ def test_torch_quantized_tensors_have_logical_dtype_and_shape(tmp_path: Path) ->
     assert doc["total"]["numel"] == sd["pt"].numel() + sd["pc"].numel() + 3
 
 
-def _llama_8b_config() -> dict[str, int]:
-    return {
-        "vocab_size": 128256,
-        "hidden_size": 4096,
-        "intermediate_size": 14336,
-        "num_hidden_layers": 32,
-        "num_attention_heads": 32,
-        "num_key_value_heads": 8,
-    }
-
-
-def _llama_params(c: dict[str, int]) -> int:
-    """Llama-3.1-8B's parameter count from its config (untied embeddings and lm_head)."""
-    h, i, v, n = c["hidden_size"], c["intermediate_size"], c["vocab_size"], c["num_hidden_layers"]
-    kv = h // c["num_attention_heads"] * c["num_key_value_heads"]
-    per_layer = h * h * 2 + h * kv * 2 + 3 * h * i + 2 * h  # q, o; k, v; gate, up, down; two norms
-    return 2 * v * h + h + n * per_layer
-
-
 def test_llama_31_8b_gptq_header_only_parameter_count(tmp_path: Path) -> None:
     """A sparse file with Llama-3.1-8B's 4-bit GPTQ header: the logical count is exact."""
-    c = _llama_8b_config()
-    assert _llama_params(c) == 8_030_261_248
-    h, i, v = c["hidden_size"], c["intermediate_size"], c["vocab_size"]
+    c = LLAMA_8B
+    assert llama_params(c) == 8_030_261_248
+    h = c["hidden_size"]
     kv = h // c["num_attention_heads"] * c["num_key_value_heads"]
-    bits, group = 4, 128
-    header: dict[str, object] = {}
-    offset = 0
-
-    def add(name: str, dtype: str, shape: list[int]) -> None:
-        nonlocal offset
-        size = math.prod(shape) * {"F16": 2, "I32": 4}[dtype]
-        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + size]}
-        offset += size
-
-    def linear(name: str, inp: int, out: int) -> None:
-        add(f"{name}.qweight", "I32", [inp * bits // 32, out])
-        add(f"{name}.qzeros", "I32", [inp // group, out * bits // 32])
-        add(f"{name}.scales", "F16", [inp // group, out])
-        add(f"{name}.g_idx", "I32", [inp])
-
-    add("model.embed_tokens.weight", "F16", [v, h])
-    for layer in range(c["num_hidden_layers"]):
-        p = f"model.layers.{layer}"
-        for proj, (inp, out) in {"q": (h, h), "k": (h, kv), "v": (h, kv), "o": (h, h)}.items():
-            linear(f"{p}.self_attn.{proj}_proj", inp, out)
-        linear(f"{p}.mlp.gate_proj", h, i)
-        linear(f"{p}.mlp.up_proj", h, i)
-        linear(f"{p}.mlp.down_proj", i, h)
-        add(f"{p}.input_layernorm.weight", "F16", [h])
-        add(f"{p}.post_attention_layernorm.weight", "F16", [h])
-    add("model.norm.weight", "F16", [h])
-    add("lm_head.weight", "F16", [v, h])
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
     path = tmp_path / "model.safetensors"
-    with open(path, "wb") as f:
-        f.write(len(text).to_bytes(8, "little") + text)
-        f.truncate(8 + len(text) + offset)  # sparse: no tensor byte is written or read
+    offset = llama_8b(path, gptq_bits=4, group=128)  # sparse: no tensor byte is written or read
     (tmp_path / "config.json").write_text(
         json.dumps({**c, "quantization_config": {"quant_method": "gptq", "bits": 4, "group_size": 128}})
     )
     doc = json.loads(run_cli("shapes", "-f", "json", path).out)
-    assert doc["total"]["numel"] == _llama_params(c)
+    assert doc["total"]["numel"] == llama_params(c)
     assert doc["total"]["bytes"] == offset
     assert doc["total"]["tensors"] == 2 + 1 + c["num_hidden_layers"] * (7 + 2)
     q = next(r for r in doc["tensors"] if r["name"] == "model.layers.0.self_attn.k_proj.weight")
     assert (q["logical_dtype"], q["logical_shape"], q["scheme"]) == ("int4", [kv, h], "gptq g128")
     sizes = json.loads(run_cli("shapes", "--by-prefix", "2", "-f", "json", path).out)
-    assert sizes["total"]["params"] == _llama_params(c) and sizes["total"]["bytes"] == offset
+    assert sizes["total"]["params"] == llama_params(c) and sizes["total"]["bytes"] == offset
 
 
 def test_recognition_is_header_only(tmp_path: Path) -> None:
