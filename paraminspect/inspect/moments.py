@@ -1,0 +1,196 @@
+"""The running statistics ``stats`` folds each tensor into, chunk by chunk.
+
+An :class:`Accumulator` holds counts, extremes and float64 sums (the mean and the
+sum of squared deviations, merged by Chan et al.'s pairwise update), so two of
+them merge exactly: that is what makes ``--by-prefix`` and the total line cheap.
+The definitions are in :mod:`paraminspect.inspect.stats`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["COUNT_KEYS", "FLOAT_BLOCK", "STAT_KEYS", "Accumulator"]
+
+STAT_KEYS = ("min", "max", "mean", "std", "mean_abs", "l2")
+COUNT_KEYS = ("nan", "posinf", "neginf", "zeros")
+# Float chunks are reduced this many elements at a time (a few MiB: cache-sized).
+FLOAT_BLOCK = 1 << 17
+
+
+@dataclass
+class Accumulator:
+    """Running statistics of a set of values; two of them merge into one."""
+
+    numel: int = 0
+    finite: int = 0  # elements that are neither NaN nor Inf
+    ordered: int = 0  # finite real-valued elements, the ones min/max/mean/std describe
+    mean: float = 0.0
+    m2: float = 0.0  # sum of squared deviations from the mean
+    minimum: float | int | None = None
+    maximum: float | int | None = None
+    sum_abs: float = 0.0
+    sum_sq: float = 0.0
+    nan: int = 0
+    posinf: int = 0
+    neginf: int = 0
+    zeros: int = 0
+
+    def add(self, chunk: np.ndarray) -> None:
+        """Fold in one 1-D chunk of values (any decodable dtype)."""
+        import numpy as np
+
+        self.numel += chunk.size
+        kind = chunk.dtype.kind
+        if kind == "c":
+            self._add_complex(chunk)
+            return
+        if kind in "biu":
+            self._add_exact(chunk)
+            return
+        if kind != "f":
+            chunk = chunk.astype(np.float32)  # bfloat16 and the float8 types widen to float32 exactly
+        # In blocks that stay in the CPU cache: each block is walked several times.
+        for start in range(0, chunk.size, FLOAT_BLOCK):
+            self._add_floats(chunk[start : start + FLOAT_BLOCK])
+
+    def _add_floats(self, block: np.ndarray) -> None:
+        import numpy as np
+
+        self.zeros += int(np.count_nonzero(block == 0))  # -0.0 too; faster than count_nonzero(block)
+        low, high = block.min(), block.max()  # in the stored width; NaN propagates, Inf is an extreme
+        if not (math.isfinite(low) and math.isfinite(high)):
+            finite = np.isfinite(block)
+            self.nan += int(np.count_nonzero(np.isnan(block)))
+            self.posinf += int(np.count_nonzero(block == math.inf))
+            self.neginf += int(np.count_nonzero(block == -math.inf))
+            block = block[finite]
+            if block.size == 0:
+                return
+            low, high = block.min(), block.max()
+        self._fold_floats(block, float(low), float(high))
+
+    def _fold_floats(self, values: np.ndarray, low: float, high: float) -> None:
+        """Finite floats, summed in float64 (each value widens exactly). The square sum
+        comes from the deviations (m2 + n*mean^2: two non-negative terms, no cancellation),
+        so the chunk is walked once for its deviations instead of once more for squares."""
+        import numpy as np
+
+        n = values.size
+        mean = float(values.sum(dtype=np.float64)) / n
+        sum_abs = float(np.abs(values).sum(dtype=np.float64))  # |x| is exact in the stored width
+        # Not np.dot: BLAS threads made it 40x slower than square+sum on a busy 2-core machine.
+        deviations = np.subtract(values, mean, dtype=np.float64)
+        m2 = float(np.square(deviations, out=deviations).sum())
+        part = Accumulator(
+            finite=n,
+            ordered=n,
+            mean=mean,
+            m2=m2,
+            minimum=low,
+            maximum=high,
+            sum_abs=sum_abs,
+            sum_sq=m2 + n * mean * mean,
+        )
+        self._merge_values(part)
+
+    def _add_exact(self, chunk: np.ndarray) -> None:
+        """Integers and bool: min and max exact in Python ints, sums in float64."""
+        import numpy as np
+
+        self.zeros += chunk.size - int(np.count_nonzero(chunk))
+        if chunk.size == 0:
+            return
+        wide = chunk.astype(np.float64)
+        n = wide.size
+        low, high = int(chunk.min()), int(chunk.max())
+        mean = float(wide.mean())
+        scratch = np.subtract(wide, mean)
+        part = Accumulator(
+            finite=n,
+            ordered=n,
+            mean=mean,
+            m2=float(np.square(scratch, out=scratch).sum()),
+            minimum=low,
+            maximum=high,
+            sum_abs=float(np.abs(wide, out=scratch).sum()),
+            sum_sq=float(np.square(wide, out=scratch).sum()),
+        )
+        self._merge_values(part)
+
+    def _add_complex(self, chunk: np.ndarray) -> None:
+        import numpy as np
+
+        self.zeros += chunk.size - int(np.count_nonzero(chunk))
+        real, imag = chunk.real.astype(np.float64), chunk.imag.astype(np.float64)
+        finite = np.isfinite(real) & np.isfinite(imag)
+        if not finite.all():
+            nan = np.isnan(real) | np.isnan(imag)
+            self.nan += int(np.count_nonzero(nan))
+            self.posinf += int(np.count_nonzero(~nan & ((real == math.inf) | (imag == math.inf))))
+            self.neginf += int(np.count_nonzero(~nan & ((real == -math.inf) | (imag == -math.inf))))
+            real, imag = real[finite], imag[finite]
+        modulus = np.hypot(real, imag)
+        self.finite += modulus.size
+        self.sum_abs += float(modulus.sum())
+        self.sum_sq += float(np.square(modulus, out=modulus).sum())
+
+    def merge(self, other: Accumulator) -> None:
+        """Add another accumulator's values (a later chunk, another tensor)."""
+        self.numel += other.numel
+        self.nan += other.nan
+        self.posinf += other.posinf
+        self.neginf += other.neginf
+        self.zeros += other.zeros
+        self._merge_values(other)
+
+    def _merge_values(self, other: Accumulator) -> None:
+        self.finite += other.finite
+        self.sum_abs += other.sum_abs
+        self.sum_sq += other.sum_sq
+        if other.ordered == 0:
+            return
+        if self.ordered == 0:
+            self.ordered, self.mean, self.m2 = other.ordered, other.mean, other.m2
+            self.minimum, self.maximum = other.minimum, other.maximum
+            return
+        total = self.ordered + other.ordered
+        delta = other.mean - self.mean
+        self.mean += delta * other.ordered / total
+        self.m2 += other.m2 + delta * delta * self.ordered * other.ordered / total
+        self.ordered = total
+        assert self.minimum is not None and self.maximum is not None
+        assert other.minimum is not None and other.maximum is not None
+        self.minimum = min(self.minimum, other.minimum)
+        self.maximum = max(self.maximum, other.maximum)
+
+    def repeat(self, times: int) -> None:
+        """Become the statistics of these values each repeated ``times`` times
+        (a broadcast view): min, max and mean stay, counts and sums scale."""
+        for name in ("numel", "finite", "ordered", "nan", "posinf", "neginf", "zeros"):
+            setattr(self, name, getattr(self, name) * times)
+        self.m2 *= times
+        self.sum_abs *= times
+        self.sum_sq *= times
+
+    def result(self) -> dict[str, Any]:
+        """The statistics as exact numbers; None where undefined."""
+        return {
+            "numel": self.numel,
+            "min": self.minimum,
+            "max": self.maximum,
+            "mean": self.mean if self.ordered else None,
+            "std": math.sqrt(self.m2 / (self.ordered - 1)) if self.ordered > 1 else None,
+            "mean_abs": self.sum_abs / self.finite if self.finite else None,
+            "l2": math.sqrt(self.sum_sq) if self.finite else None,
+            "nan": self.nan,
+            "posinf": self.posinf,
+            "neginf": self.neginf,
+            "zeros": self.zeros,
+            "sparsity": self.zeros / self.numel if self.numel else None,
+        }
