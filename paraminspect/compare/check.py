@@ -21,7 +21,8 @@ from typing import Any
 from paraminspect import dtypes
 from paraminspect.compare import lockfile
 from paraminspect.compare import policies as value_policies
-from paraminspect.compare.diff import Side, mapped_names
+from paraminspect.compare.diff import mapped_names
+from paraminspect.compare.rows import Side
 from paraminspect.data.hashing import hash_tensors
 from paraminspect.errors import CheckpointError, SelectionError, UsageError
 from paraminspect.model import Checkpoint, TensorRef

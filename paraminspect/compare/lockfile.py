@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from paraminspect.compare.diff import Row, Side, Status, mapped_names
+from paraminspect.compare.diff import mapped_names
+from paraminspect.compare.rows import Row, Side, Status
 from paraminspect.data.hashing import LOCK_SCHEMA, LOCK_VERSION, hash_tensors
 from paraminspect.errors import CheckpointError, SelectionError, reading
 from paraminspect.io.url import UrlPath
