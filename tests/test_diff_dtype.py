@@ -13,10 +13,12 @@ import torch
 from safetensors.torch import save_file
 
 from paraminspect import open_checkpoint
+from paraminspect.compare import accumulate
 from paraminspect.compare import elementwise as compare
+from paraminspect.compare.accumulate import cast_comparable
 from paraminspect.compare.diff import Status
 from paraminspect.compare.diff import compare as diff_rows
-from paraminspect.compare.elementwise import Comparer, cast_comparable, compare_tensors
+from paraminspect.compare.elementwise import Comparer, compare_tensors
 from paraminspect.compare.tolerance import Tolerance
 from tests.conftest import run_cli, run_script
 from tests.test_diff import _by_name, _json, refuse_data_reads
@@ -99,7 +101,7 @@ def test_exact_equality_helper_on_signed_against_uint64() -> None:
     expected = [int(x) == int(y) for x, y in zip(signed, unsigned, strict=True)]
     for x, y in ((signed, unsigned), (unsigned, signed), (signed.astype(np.int8), unsigned)):
         out = np.empty(len(x), bool)
-        compare._equal_exact(x, y, out)
+        accumulate._equal_exact(x, y, out)
         assert out.tolist() == [int(p) == int(q) for p, q in zip(x, y, strict=True)]
     assert expected == [False, True, False, True, False]
 

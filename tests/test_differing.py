@@ -21,7 +21,8 @@ import torch
 from paraminspect import open_checkpoint
 from paraminspect.compare import differing as sparse
 from paraminspect.compare import elementwise as compare
-from paraminspect.compare.elementwise import Comparer, ValueStats
+from paraminspect.compare.accumulate import ValueStats
+from paraminspect.compare.elementwise import Comparer
 from paraminspect.compare.tolerance import Tolerance
 
 DTYPES = [

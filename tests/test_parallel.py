@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from paraminspect import limits, open_checkpoint
-from paraminspect.compare.elementwise import Comparer, ValueStats, compare_pairs
+from paraminspect.compare.accumulate import ValueStats
+from paraminspect.compare.elementwise import Comparer, compare_pairs
 from paraminspect.compare.tolerance import Tolerance
 from paraminspect.data import parallel
 from paraminspect.model import TensorRef

@@ -85,7 +85,7 @@ def summarize(
     """Fold (flat index, a, b) triples of one slice, exactly as numpy would
     (the sums of ``with_sums`` agree with numpy's to rounding: the order differs).
 
-    Every operation mirrors compare._Accumulator.add: differences in float64,
+    Every operation mirrors accumulate.Accumulator.add: differences in float64,
     ``|a - b| <= rtol * |b| + atol`` (exact equality for int/bool), x/0 as inf
     or NaN, and non-finite differences resolved by a == b or both NaN (the
     caller only sends ``equal_nan=True`` float tensors here).

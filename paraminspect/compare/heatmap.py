@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from paraminspect.compare.elementwise import ValueStats
+from paraminspect.compare.accumulate import ValueStats
 from paraminspect.compare.rollup import group
 from paraminspect.output.report import Heatmap
 

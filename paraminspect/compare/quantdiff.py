@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from paraminspect import dtypes
-from paraminspect.compare.elementwise import DECODE_ELEMENTS, ValueStats, _Accumulator, _Workspace
+from paraminspect.compare.accumulate import DECODE_ELEMENTS, Accumulator, ValueStats, Workspace
 from paraminspect.compare.metrics import Sums
 from paraminspect.compare.tolerance import Tolerance
 from paraminspect.data.arrays import iter_chunks
@@ -86,7 +86,7 @@ def compare_logical(
     ``metrics``: also carry the change measures' sums (``ValueStats.sums``), from
     the same pass; every element is decoded, so they are always complete."""
     ref_a, ref_b = _as_ref(a), _as_ref(b)
-    acc = _Accumulator(ref_a, tolerance, _Workspace(), ref_b)
+    acc = Accumulator(ref_a, tolerance, Workspace(), ref_b)
     if metrics:
         acc.sums = Sums()
     first = 0

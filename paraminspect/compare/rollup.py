@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from paraminspect.compare.elementwise import ValueStats
+from paraminspect.compare.accumulate import ValueStats
 from paraminspect.compare.metrics import METRICS, Sums, measures, moved_key
 
 

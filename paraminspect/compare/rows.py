@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from paraminspect.compare.elementwise import ValueStats, cast_comparable
+from paraminspect.compare.accumulate import ValueStats, cast_comparable
 from paraminspect.compare.tolerance import Tolerance
 from paraminspect.formats.pickle.numpydata import NumpyDType, ndarray
 from paraminspect.inttext import safe_str
