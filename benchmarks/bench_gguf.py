@@ -186,7 +186,8 @@ def main() -> None:
     edits = run_interleaved(contenders, repeat=r)
     for path in outs.values():
         path.unlink(missing_ok=True)
-    print(f"1 GiB GGUF: {HUGE.stat().st_size / 2**30:.2f} GiB; safetensors: {SAFETENSORS_1G.stat().st_size / 2**30:.2f} GiB")
+    sizes = HUGE.stat().st_size / 2**30, SAFETENSORS_1G.stat().st_size / 2**30
+    print("1 GiB GGUF: {:.2f} GiB; safetensors: {:.2f} GiB".format(*sizes))
     print(table(edits, "cp", "x cp"))
     print()
     print(table(edits, "cp + sync", "x cp + sync"))
