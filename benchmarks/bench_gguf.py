@@ -5,9 +5,15 @@
   listing script on `gguf.GGUFReader` (goal: <= 150 ms);
 - `paraminspect get` of one quantized (Q4_K) 16 MiB tensor (goal: <= 0.3 s);
 - `paraminspect set-meta --chat-template-file` on a 1 GiB GGUF with the same
-  header, against `cp` (goal: <= 1.5x cp, peak RSS <= 64 MiB).
+  header, against `cp` (goal: <= 1.5x cp, peak RSS <= 64 MiB), `cp` + `sync`
+  (every paraminspect write is fsynced: on a busy disk that, not the copy, is
+  most of the time) and, as the reference for the ratio, a safetensors `drop`
+  of a file of the same size through the same save, atomic and verify path.
 
-    .venv/bin/python benchmarks/bench_gguf.py [--repeat N]
+    .venv/bin/python benchmarks/bench_gguf.py [--repeat N] [--only-edit] [--baseline PARAMINSPECT]
+
+``--baseline`` adds the set-meta of another paraminspect executable (an older
+checkout's) to the same round-robin, for before/after numbers on a loaded machine.
 
 The files are written once with gguf-py's GGUFWriter (in a child process, so the
 measured children do not inherit its memory) and cached in benchmarks/.cache.
@@ -31,6 +37,7 @@ N_BLOCKS = 32  # x 9 tensors = 288
 BIG_TENSOR = "blk.0.ffn_gate.weight"  # Q4_K [4096, 7168]: 16.5 MB (15.75 MiB)
 BIG_SHAPE = (4096, 7168)
 SMALL, HUGE = CACHE / "vocab_151k.gguf", CACHE / "vocab_151k_1g.gguf"
+SAFETENSORS_1G = CACHE / "same_size_1g.safetensors"
 
 READER_LISTING = """
 import sys
@@ -132,14 +139,65 @@ def fixtures() -> None:
         write_gguf(SMALL, filler=False)
     if not HUGE.exists():
         write_gguf(HUGE, filler=True)
+    if not SAFETENSORS_1G.exists():
+        write_safetensors(SAFETENSORS_1G, HUGE.stat().st_size)
+
+
+def write_safetensors(path: Path, size: int) -> None:
+    """About ``size`` bytes of uint8 tensors (16 MiB each) and one small one to drop."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(0)
+    big = 16 << 20
+    tensors = {f"layers.{i}.weight": rng.integers(0, 256, size=big, dtype=np.uint8) for i in range(size // big)}
+    tensors["extra.bias"] = np.zeros(4, dtype=np.float32)
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp))
+    tmp.replace(path)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=5)
-    r = parser.parse_args().repeat
+    parser.add_argument("--only-edit", action="store_true", help="only the set-meta table")
+    parser.add_argument("--baseline", help="another paraminspect executable whose set-meta runs alongside")
+    args = parser.parse_args()
+    r = args.repeat
     setup = f"import sys; sys.path.insert(0, {str(HERE)!r}); from bench_gguf import fixtures; fixtures()"
     subprocess.run([PYTHON, "-c", setup], check=True)
+    if not args.only_edit:
+        header_tables(r)
+    template = CACHE / "bench_template.jinja"
+    template.write_text(TEMPLATE.replace("assistant", "model"), encoding="utf-8")
+    outs = {k: CACHE / f"bench_{k}.{ext}" for k, ext in OUTPUTS}
+    set_meta = ["set-meta", str(HUGE), "--chat-template-file", str(template), "--force", "-o"]
+    contenders = [
+        ("cp", ["cp", str(HUGE), str(outs["cp"])]),
+        ("cp + sync", ["sh", "-c", f"cp '{HUGE}' '{outs['cp_sync']}' && sync '{outs['cp_sync']}'"]),
+        (
+            "paraminspect drop (safetensors, same size)",
+            [PARAMINSPECT, "drop", str(SAFETENSORS_1G), "extra.bias", "--force", "-o", str(outs["drop"])],
+        ),
+        ("paraminspect set-meta --chat-template-file", [PARAMINSPECT, *set_meta, str(outs["set_meta"])]),
+    ]
+    if args.baseline:
+        contenders.append(("baseline set-meta --chat-template-file", [args.baseline, *set_meta, str(outs["base"])]))
+    edits = run_interleaved(contenders, repeat=r)
+    for path in outs.values():
+        path.unlink(missing_ok=True)
+    sizes = HUGE.stat().st_size / 2**30, SAFETENSORS_1G.stat().st_size / 2**30
+    print("1 GiB GGUF: {:.2f} GiB; safetensors: {:.2f} GiB".format(*sizes))
+    print(table(edits, "cp", "x cp"))
+    print()
+    print(table(edits, "cp + sync", "x cp + sync"))
+
+
+OUTPUTS = (("cp", "gguf"), ("cp_sync", "gguf"), ("drop", "safetensors"), ("set_meta", "gguf"), ("base", "gguf"))
+
+
+def header_tables(r: int) -> None:
+    """shapes against gguf-py's reader and gguf-dump; get and meta of the 151k-token header."""
     dump = shutil.which("gguf-dump") or str(Path(PYTHON).parent / "gguf-dump")
     shapes = run_interleaved(
         [
@@ -157,28 +215,11 @@ def main() -> None:
         ],
         repeat=r,
     )
-    template = CACHE / "bench_template.jinja"
-    template.write_text(TEMPLATE.replace("assistant", "model"), encoding="utf-8")
-    outs = {k: CACHE / f"bench_{k}.gguf" for k in ("cp", "set_meta")}
-    out_args = ["-o", str(outs["set_meta"]), "--force"]
-    edits = run_interleaved(
-        [
-            ("cp", ["cp", str(HUGE), str(outs["cp"])]),
-            (
-                "paraminspect set-meta --chat-template-file",
-                [PARAMINSPECT, "set-meta", str(HUGE), "--chat-template-file", str(template), *out_args],
-            ),
-        ],
-        repeat=r,
-    )
-    for path in outs.values():
-        path.unlink(missing_ok=True)
-    print(f"header: {SMALL.stat().st_size / 1e6:.1f} MB file; 1 GiB file: {HUGE.stat().st_size / 2**30:.2f} GiB")
+    print(f"header: {SMALL.stat().st_size / 1e6:.1f} MB file")
     print(table(shapes, "gguf.GGUFReader listing", "speed-up"))
     print()
     print(table(gets, gets[0].label, "x get"))
     print()
-    print(table(edits, "cp", "x cp"))
 
 
 def table(rows: list[Measurement], base_label: str, ratio_title: str) -> str:

@@ -242,3 +242,89 @@ def test_killed_gguf_writer_leaves_original_and_no_temp(model: Path, tmp_path: P
     time.sleep(0.05)
     assert target.read_bytes() == original
     assert sorted(os.listdir(tmp_path)) == ["m.gguf"]
+
+
+def test_the_plan_reuses_the_header_read_at_open(model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The layout parsed when the checkpoint was opened is the one the edit uses (no second
+    parse), and it is right: unchanged metadata gives exactly the input's header and
+    padding, as gguf-py's reader places the data section."""
+    from paraminspect.edit.plan import Keep
+    from paraminspect.formats import gguf as gguf_read
+    from paraminspect.formats.opening import open_checkpoint
+
+    ckpt = open_checkpoint(model)
+    assert gguf_read.parsed_layout(ckpt) is not None
+
+    def no_second_parse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the header was parsed again")
+
+    monkeypatch.setattr(gguf_read, "read_layout", no_second_parse)
+    tensors = {name: Keep(ref) for name, ref in ckpt.tensors.items()}
+    layout = gguf_write.plan_layout(ckpt, tensors, ckpt.file_metadata)
+    data_offset = gguf.GGUFReader(model).data_offset
+    assert layout.header == model.read_bytes()[:data_offset]
+    assert layout.data_start == data_offset
+
+
+def test_a_wrong_reused_layout_fails_verification(model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Verification parses the written header on its own: had the edit reused another
+    file's layout (its key/value spans a few bytes off here), it refuses, writing nothing."""
+    from paraminspect.formats import gguf as gguf_read
+    from paraminspect.formats.opening import open_checkpoint
+
+    other = tmp_path / "other.gguf"
+    write_model(other, template=CHAT_TEMPLATE + " longer")
+    other_ckpt = open_checkpoint(other)
+    wrong = gguf_read.parsed_layout(other_ckpt)
+    assert wrong is not None and wrong.spans != gguf_read.parsed_layout(open_checkpoint(model)).spans  # type: ignore[union-attr]
+    monkeypatch.setattr(gguf_read, "parsed_layout", lambda ckpt: wrong)
+    path = tmp_path / "m.gguf"
+    shutil.copy(model, path)
+    original = path.read_bytes()
+    result = run_cli("set-meta", path, "general.name", "x", "--in-place")
+    assert result.code == 2
+    assert "written file failed verification" in result.err and result.err.count("\n") == 1
+    assert path.read_bytes() == original
+    assert sorted(os.listdir(tmp_path)) == ["m.gguf", "other.gguf"]
+
+
+def test_a_changed_kept_key_fails_verification(model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key/value copied as its bytes is checked as written: one token of the vocabulary
+    changed in the written header (same length, so the file still parses) is refused."""
+    path = tmp_path / "m.gguf"
+    shutil.copy(model, path)
+    original = path.read_bytes()
+    real = gguf_write.write
+    token = "tok7\u0120x".encode()
+
+    def corrupting(layout, out):  # type: ignore[no-untyped-def]
+        crcs = real(layout, out)
+        at = layout.header.index(token)
+        out.seek(at)
+        out.write(b"tok8")
+        return crcs
+
+    monkeypatch.setattr(gguf_write, "write", corrupting)
+    result = run_cli("set-meta", path, "general.name", "x", "--in-place")
+    assert result.code == 2
+    assert "failed verification: metadata differs (['tokenizer.ggml.tokens'" in result.err
+    assert path.read_bytes() == original
+
+
+def test_parsed_layouts_end_with_their_checkpoint(model: Path) -> None:
+    from paraminspect.formats import gguf as gguf_read
+    from paraminspect.formats.opening import open_checkpoint
+
+    before = len(gguf_read._PARSED)
+    ckpt = open_checkpoint(model)
+    layout = gguf_read.parsed_layout(ckpt)
+    assert layout is not None
+    assert [t.name for t in layout.tensors] == [t.name for t in gguf.GGUFReader(model).tensors]
+    assert len(gguf_read._PARSED) == before + 1
+    for opened in ckpt.sources:
+        opened.close()
+    del ckpt
+    import gc
+
+    gc.collect()
+    assert len(gguf_read._PARSED) == before

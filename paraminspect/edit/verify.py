@@ -9,6 +9,7 @@ anything, so a failed check leaves the original in place.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import zlib
 from collections.abc import Mapping
@@ -146,14 +147,30 @@ def verify_written(
 
 def _check_file_metadata(found: dict[str, tuple[str, Any]], meant: dict[str, tuple[str, Any]], where: Path) -> None:
     """Keys in order, each with its type and value (a NaN equal to itself)."""
-    same = list(found) == list(meant) and all(
-        found[k][0] == meant[k][0]
-        and (found[k][1] == meant[k][1] or exact_repr(found[k][1]) == exact_repr(meant[k][1]))
-        for k in meant
-    )
+    same = list(found) == list(meant) and all(_same_typed(found[k], meant[k]) for k in meant)
     if not same:
-        changed = [k for k in {**found, **meant} if found.get(k) != meant.get(k)]
+        changed = [k for k in {**found, **meant} if not _same_typed(found.get(k), meant.get(k))]
         raise CheckpointError(f"written file failed verification: metadata differs ({changed[:3]})", where)
+
+
+def _same_typed(a: tuple[str, Any] | None, b: tuple[str, Any] | None) -> bool:
+    return a is not None and b is not None and a[0] == b[0] and _same_value(a[1], b[1])
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """``==``, except that a NaN equals a NaN, also inside arrays.
+
+    Not by ``repr``: a GGUF string array (formats/ggufstrings.GGUFStrings) shows only
+    its length there, so two vocabularies of one size would pass for equal; ``==``
+    compares their bytes.
+    """
+    if a == b:
+        return True
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isnan(a) and math.isnan(b)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(map(_same_value, a, b))
+    return False
 
 
 def _verify(

@@ -11,6 +11,7 @@ elements it holds by a budget derived from it.
 from __future__ import annotations
 
 import struct
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -391,4 +392,18 @@ def read_gguf(path: Path, fh: BinaryIO, size: int, limits: Limits) -> Checkpoint
             nbytes = next(s for s in starts if s > info.offset) - info.offset if info.offset < starts[-1] else 0
         storage = StorageRef(path, info.name, layout.data_start + info.offset, nbytes, dtype, layout.byteorder)
         entries[info.name] = TensorRef(dtype, shape, contiguous_strides(shape), storage)
-    return Checkpoint(path, "gguf", entries, ordered=True, file_metadata=dict(layout.kvs))
+    ckpt = Checkpoint(path, "gguf", entries, ordered=True, file_metadata=dict(layout.kvs))
+    key = id(ckpt)
+    _PARSED[key] = (weakref.ref(ckpt, lambda _: _PARSED.pop(key, None)), layout)
+    return ckpt
+
+
+# The layout each open GGUF checkpoint was read with, for as long as the checkpoint lives:
+# an edit needs its spans, and parsing a 6 MB header again costs more than the rest of the plan.
+_PARSED: dict[int, tuple[weakref.ref[Checkpoint], Layout]] = {}
+
+
+def parsed_layout(ckpt: Checkpoint) -> Layout | None:
+    """The layout ``read_gguf`` made ``ckpt`` from (its bytes are those ``ckpt``'s source handle reads)."""
+    found = _PARSED.get(id(ckpt))
+    return found[1] if found is not None and found[0]() is ckpt else None

@@ -1,7 +1,8 @@
 """Write a GGUF file whose metadata an edit changed (``set-meta``, ``rm-meta``).
 
-A new header, then every tensor's bytes copied unchanged. The input's header is
-read again here for where its parts are: key/values that stay are copied as
+A new header, then every tensor's bytes copied unchanged. Where the input
+header's parts are comes from the layout it was opened with (read again only
+for a checkpoint that did not come from ``read_gguf``): key/values that stay are copied as
 their bytes (a 151,000-token vocabulary is never re-encoded), the tensor infos
 too: their offsets are relative to the data section, so they stay valid and
 only the padding before the data section is recomputed for the new header's
@@ -52,8 +53,8 @@ def plan_layout(ckpt: Checkpoint, tensors: dict[str, Any], file_metadata: dict[s
         raise refused
     if any(not isinstance(s, Keep) or s.ref is not ckpt.tensors[n] for n, s in tensors.items()):
         raise refused
-    src = input_files.get(ckpt.path)
-    layout = gguf.read_layout(src.reader(), src.size, limits.current(), ckpt.path)
+    src = input_files.get(ckpt.path)  # the handle the checkpoint was read through
+    layout = gguf.parsed_layout(ckpt) or gguf.read_layout(src.reader(), src.size, limits.current(), ckpt.path)
     if [t.name for t in layout.tensors] != list(ckpt.tensors):
         raise refused
     if file_metadata.get("general.alignment") != layout.kvs.get("general.alignment"):
