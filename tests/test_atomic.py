@@ -176,8 +176,16 @@ def test_interrupt_inside_submit_still_waits_for_that_copy(work: Path, monkeypat
     """Ctrl-C handled while ``submit`` starts a copy thread (after the thread took its job)
     left that thread out of the pool's join: it copied on into the output's descriptor
     after the write had closed it. No copy may run once the command has returned."""
-    original = (work / "m.safetensors").read_bytes()
-    real_copy = safetensors_write.copy_range
+    target = work / "m.safetensors"
+    no_copy_outlives_an_interrupt(monkeypatch, safetensors_write, target, ["rename", target, "0.=zero.", "--in-place"])
+
+
+def no_copy_outlives_an_interrupt(monkeypatch: pytest.MonkeyPatch, writer: Any, target: Path, argv: list[Any]) -> None:
+    """Run an in-place edit whose first copy thread gets a Ctrl-C as it starts (``writer``:
+    the module whose ``copy_range`` the edit calls); the command must return 130 with
+    no copy still running, and leave ``target`` and its folder as they were."""
+    original = target.read_bytes()
+    real_copy = writer.copy_range
     real_start = threading.Thread.start
     began = threading.Event()
     lock = threading.Lock()
@@ -190,7 +198,7 @@ def test_interrupt_inside_submit_still_waits_for_that_copy(work: Path, monkeypat
         began.set()
         try:
             time.sleep(0.3)
-            return real_copy(*args, **kwargs)
+            return int(real_copy(*args, **kwargs))
         finally:
             with lock:
                 state["running"] -= 1
@@ -201,18 +209,20 @@ def test_interrupt_inside_submit_still_waits_for_that_copy(work: Path, monkeypat
             assert began.wait(10)
             raise KeyboardInterrupt  # as a signal handled right after the new thread started
 
-    monkeypatch.setattr(safetensors_write, "copy_range", copy)
+    before = sorted(os.listdir(target.parent))
+    monkeypatch.setattr(writer, "copy_range", copy)
     monkeypatch.setattr(threading.Thread, "start", start)
-    result = run_cli("rename", work / "m.safetensors", "0.=zero.", "--in-place")
+    result = run_cli(*argv)
     with lock:
         state["returned"] = True
         running = state["running"]
+    monkeypatch.undo()
     assert result.code == 130
     assert running == 0
     time.sleep(0.5)
     assert not state["late"]
-    assert (work / "m.safetensors").read_bytes() == original
-    assert listing(work) == ["m.safetensors"]
+    assert target.read_bytes() == original
+    assert sorted(os.listdir(target.parent)) == before
 
 
 def test_mode_is_kept_in_place_and_copied_to_new_files(work: Path) -> None:

@@ -21,6 +21,7 @@ import pytest
 
 from paraminspect.edit.writers import gguf as gguf_write
 from tests.conftest import run_cli
+from tests.test_atomic import no_copy_outlives_an_interrupt
 from tests.test_formats_gguf import CHAT_TEMPLATE, write_model
 
 NEW_TEMPLATE = "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}\u00e9"
@@ -328,3 +329,14 @@ def test_parsed_layouts_end_with_their_checkpoint(model: Path) -> None:
 
     gc.collect()
     assert len(gguf_read._PARSED) == before
+
+
+def test_interrupt_inside_submit_still_waits_for_that_copy(
+    model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The GGUF writer's copy threads, like the safetensors writer's: none outlives a Ctrl-C."""
+    target = tmp_path / "m.gguf"
+    shutil.copy(model, target)
+    no_copy_outlives_an_interrupt(
+        monkeypatch, gguf_write, target, ["set-meta", target, "general.name", "x", "--in-place"]
+    )

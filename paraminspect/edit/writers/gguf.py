@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 
 from paraminspect import limits
 from paraminspect.data.parallel import wait
-from paraminspect.edit.writers.safetensors import COPY_THREADS, _raw_copy_possible, copy_range, source_bytes
+from paraminspect.edit.writers.safetensors import COPY_THREADS, Running, _raw_copy_possible, copy_range, source_bytes
 from paraminspect.edit.writers.writeback import Writeback
 from paraminspect.errors import UsageError
 from paraminspect.formats import gguf
@@ -131,6 +131,7 @@ def write(layout: GGUFLayout, out: BinaryIO) -> dict[str, int]:
     copies: dict[str, Future[int]] = {}
     stop = threading.Event()
     writeback = Writeback(fd)
+    running = Running()  # every copy that started is waited for, even one a Ctrl-C kept out of the pool's join
     pool = ThreadPoolExecutor(max_workers=COPY_THREADS, thread_name_prefix="copy")
     try:
         for name, ref in layout.tensors.items():
@@ -138,7 +139,7 @@ def write(layout: GGUFLayout, out: BinaryIO) -> dict[str, int]:
             pos = base + begin - layout.data_start
             raw = _raw_copy_possible(ref)
             job = (src, begin, end, fd, pos, writeback.stream(pos))
-            copies[name] = pool.submit(copy_range, *job, checksum=raw, stop=stop)
+            copies[name] = pool.submit(running.run, copy_range, *job, checksum=raw, stop=stop)
             if not raw:  # big-endian: verify checks the values' bytes as little-endian, as here
                 crcs[name] = _canonical_crc(ref)
         for name, future in copies.items():
@@ -148,6 +149,7 @@ def write(layout: GGUFLayout, out: BinaryIO) -> dict[str, int]:
     finally:
         stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
+        running.finish()
         writeback.close(cancel=True)
     end = base + layout.end
     if os.fstat(fd).st_size < end:
