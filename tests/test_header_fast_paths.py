@@ -23,6 +23,8 @@ from paraminspect.dtypes import BY_SAFETENSORS
 from paraminspect.formats.strictjson import unique_keys
 from paraminspect.model import Checkpoint, StorageRef, TensorRef, Value, contiguous_strides
 from paraminspect.naming import roots
+from paraminspect.naming.select import natural_key, natural_sorted
+from tests.conftest import run_cli
 
 # Values around every edge the checks have: negative, zero, u64's top, past it, and
 # JSON values of other types (a bool is an int to Python, not to the official loader).
@@ -129,6 +131,8 @@ def test_cached_numel_and_identity_are_the_fields_own(shape: tuple[int, ...], of
     assert [f.name for f in fields(TensorRef)].count("numel") == 0
     copied = pickle.loads(pickle.dumps(ref))
     assert copied == ref and copied.identity == first and "identity" not in vars(pickle.loads(pickle.dumps(ref)))
+    begin = offset + 4 * storage_offset
+    assert ref.byte_range() == (begin, begin + 4 * ref.numel) == ref.byte_range()
     moved = replace(ref, storage_offset=storage_offset + 1)  # a changed copy computes its own
     assert moved.identity != first and moved.identity[1] == offset + 4 * (storage_offset + 1)
 
@@ -157,3 +161,27 @@ def test_all_tensors_shortcut_gives_the_full_count(kinds: dict[str, str]) -> Non
         patch.setattr(roots, "_all_tensors", lambda _ckpt: False)  # the full prefix count, as before
         slow = roots.state_dict_candidates(ckpt)
     assert fast == slow
+
+
+# Digits of other scripts (\d and int() read them), leading zeros, dots, and pieces that repeat.
+_PIECES = ["layers.", ".", "0", "7", "007", "10", "2", "\u0663", "\u00b2", "mlp", "weight", "_", "a1"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(_PIECES), max_size=6).map("".join), max_size=30))
+def test_natural_sorted_is_sorting_by_natural_key(names: list[str]) -> None:
+    assert natural_sorted(names) == sorted(names, key=natural_key)
+
+
+def test_a_superscript_digit_sorts_as_text(tmp_path: Path) -> None:
+    """``\\d`` leaves "²" in a text piece, which isdigit() took for a number (a crash)."""
+    from safetensors.numpy import save_file
+
+    tensors = {"layer1\u00b2": np.zeros(2, np.float32), "layer1": np.zeros(1, np.float32), "b": np.zeros(1, np.float32)}
+    save_file(tensors, tmp_path / "s.safetensors")
+    result = run_cli("shapes", "-f", "json", tmp_path / "s.safetensors")
+    assert result.code == 0, result.err
+    with safe_open(tmp_path / "s.safetensors", framework="numpy") as f:
+        assert {row["name"] for row in json.loads(result.out)["tensors"]} == set(f.keys())
+    names = [row["name"] for row in json.loads(result.out)["tensors"]]
+    assert names == ["b", "layer1", "layer1\u00b2"]  # a name before its extensions, as for any text

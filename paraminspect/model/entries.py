@@ -125,14 +125,14 @@ class TensorRef(Sealed):
     is_parameter: bool = False
     chunks: tuple[Chunk, ...] = ()
 
-    # numel and identity are cached: a 56k-tensor header asks each of them several times
+    # numel, nbytes, identity and the byte range are cached: a 56k-tensor header asks each several times
     # (limits, tied groups, byte ranges, sizes). The fields are frozen and BUILD is refused
     # (Sealed), so a cached value cannot go stale; it is not a field (not compared, pickled).
     @_computed_once
     def numel(self) -> int:
         return math.prod(self.shape)
 
-    @property
+    @_computed_once
     def nbytes(self) -> int:
         """Bytes the tensor's elements take, as if stored contiguously."""
         return self.dtype.nbytes(self.numel)
@@ -163,6 +163,10 @@ class TensorRef(Sealed):
 
     def byte_range(self) -> tuple[int, int]:
         """Absolute [begin, end) of the bytes this tensor's elements span in its file."""
+        return self._byte_range
+
+    @_computed_once
+    def _byte_range(self) -> tuple[int, int]:
         itemsize = self.dtype.itemsize
         begin = self.storage.offset + self.storage_offset * itemsize
         if self.numel == 0:
