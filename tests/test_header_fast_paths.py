@@ -185,3 +185,15 @@ def test_a_superscript_digit_sorts_as_text(tmp_path: Path) -> None:
         assert {row["name"] for row in json.loads(result.out)["tensors"]} == set(f.keys())
     names = [row["name"] for row in json.loads(result.out)["tensors"]]
     assert names == ["b", "layer1", "layer1\u00b2"]  # a name before its extensions, as for any text
+
+
+@given(shape=st.lists(st.integers(0, 2**20), max_size=3).map(tuple), storage_bytes=st.integers(0, 2**40))
+def test_cached_logical_numbers_are_the_fields_own(shape: tuple[int, ...], storage_bytes: int) -> None:
+    from paraminspect.quant.logical import Logical
+
+    weight = Logical("w", "int4", shape, "gptq", "gptq g128", ("w.qweight",), storage_bytes)
+    numel = int(np.prod(np.array(shape, dtype=object), initial=1))
+    assert weight.numel == numel == weight.numel
+    expected = storage_bytes * 8 / numel if numel else 0.0
+    assert weight.bits_per_weight == expected == weight.bits_per_weight
+    assert weight == Logical("w", "int4", shape, "gptq", "gptq g128", ("w.qweight",), storage_bytes)
