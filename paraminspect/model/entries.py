@@ -125,14 +125,16 @@ class TensorRef(Sealed):
     is_parameter: bool = False
     chunks: tuple[Chunk, ...] = ()
 
-    # numel, nbytes, identity and the byte range are cached: a 56k-tensor header asks each several times
-    # (limits, tied groups, byte ranges, sizes). The fields are frozen and BUILD is refused
-    # (Sealed), so a cached value cannot go stale; it is not a field (not compared, pickled).
+    # numel is cached: a 56k-tensor header asks for it ~8 times a tensor (limits, tied
+    # groups, byte ranges, sizes). The fields are frozen and BUILD is refused (Sealed), so
+    # it cannot go stale; it is not a field (not compared, not pickled). One cached value
+    # only: more, added in differing orders, unshare the instances' key-sharing dicts
+    # (+0.4 KB a tensor); identity's tuples would stay alive too.
     @_computed_once
     def numel(self) -> int:
         return math.prod(self.shape)
 
-    @_computed_once
+    @property
     def nbytes(self) -> int:
         """Bytes the tensor's elements take, as if stored contiguously."""
         return self.dtype.nbytes(self.numel)
@@ -143,7 +145,7 @@ class TensorRef(Sealed):
         for one whose bytes are encoded: those are read through ``data``, not copied)."""
         return not self.chunks and self.storage.packing is None and self.strides == contiguous_strides(self.shape)
 
-    @_computed_once
+    @property
     def identity(self) -> tuple[object, ...]:
         """Two names with equal identity are one tensor (tied weights): their elements
         are the same bytes of the same file, read the same way (absolute first byte,
@@ -163,10 +165,6 @@ class TensorRef(Sealed):
 
     def byte_range(self) -> tuple[int, int]:
         """Absolute [begin, end) of the bytes this tensor's elements span in its file."""
-        return self._byte_range
-
-    @_computed_once
-    def _byte_range(self) -> tuple[int, int]:
         itemsize = self.dtype.itemsize
         begin = self.storage.offset + self.storage_offset * itemsize
         if self.numel == 0:
