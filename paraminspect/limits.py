@@ -89,8 +89,9 @@ def enforce(ckpt: Checkpoint, limits: Limits) -> None:
     seen: set[tuple[object, ...]] = set()
     total = 0
     for ref in ckpt.tensors.values():
-        if ref.identity not in seen:
-            seen.add(ref.identity)
+        before = len(seen)
+        seen.add(ref.identity)  # hashed once: an identity's hash calls DType.__hash__ (Python)
+        if len(seen) != before:
             total += ref.numel
     if total > limits.max_numel:
         raise LimitExceeded(

@@ -16,7 +16,10 @@ def unique_keys(what: str) -> ObjectHook:
     """An ``object_pairs_hook`` refusing duplicate keys with ``<what> has the key 'k' twice``."""
 
     def build(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        result: dict[str, Any] = {}
+        result = dict(pairs)  # at C speed; only when a key repeated, look for the first one twice
+        if len(result) == len(pairs):
+            return result
+        result = {}
         for key, value in pairs:
             if key in result:
                 raise CheckpointError(f"{what} has the key {key!r} twice")

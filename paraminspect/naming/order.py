@@ -4,13 +4,13 @@ something (a torch state dict keeps module order), else natural order."""
 from __future__ import annotations
 
 from paraminspect.model import Checkpoint
-from paraminspect.naming.select import Selector, natural_key
+from paraminspect.naming.select import Selector, natural_sorted
 
 
 def ordered_names(ckpt: Checkpoint, *, sort: bool = False) -> list[str]:
     """Names in file order where that order means something, else natural order."""
     names = list(ckpt.entries)
-    return sorted(names, key=natural_key) if sort or not ckpt.ordered else names
+    return natural_sorted(names) if sort or not ckpt.ordered else names
 
 
 def tensor_names(ckpt: Checkpoint, selector: Selector | None = None, *, sort: bool = False) -> list[str]:

@@ -51,6 +51,8 @@ class RootChoice:
 def state_dict_candidates(ckpt: Checkpoint) -> list[str]:
     """The top-most groups whose leaves are all tensors, in file order; [] if the
     whole checkpoint already is a state dict."""
+    if _all_tensors(ckpt):
+        return []
     stats: dict[str, _Prefix] = {"": _Prefix()}
     for name, entry in ckpt.entries.items():
         parts = name.split(".")
@@ -79,6 +81,13 @@ def state_dict_candidates(ckpt: Checkpoint) -> list[str]:
         top = stats[""].children
         found = [k for k in KNOWN_KEYS if k in top and k in stats and stats[k].tensors > stats[k].others]
     return found
+
+
+def _all_tensors(ckpt: Checkpoint) -> bool:
+    """The common case, seen without counting every prefix: when every entry is a tensor,
+    no group holds anything else, so either the whole file is pure or (every name under
+    ``_extra_state``) nothing was counted at all: no candidate either way."""
+    return all(isinstance(e, TensorRef) for e in ckpt.entries.values())
 
 
 def _pure_groups(stats: dict[str, _Prefix], pure: Callable[[str], bool]) -> list[str]:

@@ -14,11 +14,30 @@ _DIGITS = re.compile(r"(\d+)")
 
 def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
     """Sort key that puts ``layers.2`` before ``layers.10``."""
-    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in _DIGITS.split(name) if part)
+    # isdecimal, not isdigit: exactly the characters \d splits out and int() reads; a
+    # superscript "²" is a digit to isdigit but not to int() (it crashed the sort).
+    return tuple((0, int(part)) if part.isdecimal() else (1, part) for part in _DIGITS.split(name) if part)
 
 
 def natural_sorted(names: Iterable[str]) -> list[str]:
-    return sorted(names, key=natural_key)
+    """``sorted(names, key=natural_key)``, about twice as fast on many names: the pieces
+    repeat (``model.layers.``, ``.mlp.experts.``), so each one's key is built once, and
+    comparing two keys then meets the same piece objects (equal by identity, no string
+    compare). The memo lives for one call: bounded by the names given."""
+    memo: dict[str, tuple[int, int | str]] = {}
+    split = _DIGITS.split
+
+    def key(name: str) -> tuple[tuple[int, int | str], ...]:
+        out = []
+        for part in split(name):
+            if part:
+                piece = memo.get(part)
+                if piece is None:
+                    piece = memo[part] = (0, int(part)) if part.isdecimal() else (1, part)
+                out.append(piece)
+        return tuple(out)
+
+    return sorted(names, key=key)
 
 
 class Selector:

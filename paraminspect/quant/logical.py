@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from paraminspect.model import Checkpoint, Value
@@ -45,11 +46,12 @@ class Logical:
     storage_bytes: int
     params: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
-    @property
+    # Computed once (the fields are frozen): tree and shapes ask each several times a row.
+    @cached_property
     def numel(self) -> int:
         return math.prod(self.shape)
 
-    @property
+    @cached_property
     def bits_per_weight(self) -> float:
         """Storage bits per logical parameter, scales and zero points included."""
         return self.storage_bytes * 8 / self.numel if self.numel else 0.0
