@@ -30,8 +30,9 @@ only fixed-size state, so memory is bounded whatever the tensor's size. NaN and
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from paraminspect.data import broadcast
@@ -68,31 +69,54 @@ def finite64(chunk: np.ndarray) -> np.ndarray:
 # ---- the row histogram of stats --hist ------------------------------------------------
 
 
+_SCRATCH = threading.local()  # each thread's sample buffer, reused from tensor to tensor
+
+
+def _sample_buffer() -> np.ndarray:
+    """This thread's :data:`SAMPLE`-long float64 buffer. One per thread, kept: a fresh
+    one per tensor (or a small array per chunk) made glibc trim the heap and fault the
+    next chunk's buffers in again, doubling the system time of ``stats --hist``."""
+    import numpy as np
+
+    buffer: np.ndarray | None = getattr(_SCRATCH, "buffer", None)
+    if buffer is None:
+        buffer = _SCRATCH.buffer = np.empty(SAMPLE, np.float64)
+    return buffer
+
+
 @dataclass
 class Sampler:
-    """Every ``every``-th element of a stream of chunks (by position in the whole stream)."""
+    """Every ``every``-th element of a stream of chunks (by position in the whole stream),
+    widened to float64 into this thread's sample buffer (at most :data:`SAMPLE` of them).
+    Read :meth:`histogram` in the thread that added the chunks, before it samples again."""
 
     numel: int
     every: int = 1
     seen: int = 0
-    kept: list[np.ndarray] = field(default_factory=list)
+    kept: int = 0
 
     def __post_init__(self) -> None:
         self.every = max(1, -(-self.numel // SAMPLE))
 
     def add(self, chunk: np.ndarray) -> None:
+        import numpy as np
+
         first = (-self.seen) % self.every
         self.seen += chunk.size
-        if first < chunk.size:
-            self.kept.append(finite64(chunk[first :: self.every]))
+        if first >= chunk.size:
+            return
+        picked = chunk[first :: self.every]
+        np.copyto(_sample_buffer()[self.kept : self.kept + picked.size], picked, casting="unsafe")
+        self.kept += picked.size
 
     def histogram(self, low: float | int | None, high: float | int | None, times: int = 1) -> dict[str, Any] | None:
-        """The sample's counts in :data:`ROW_BINS` bins over [low, high] (the exact finite range)."""
+        """The sample's counts in :data:`ROW_BINS` bins over [low, high] (the exact finite
+        range: NaN and +/-Inf fall outside it, so numpy.histogram leaves them out)."""
         import numpy as np
 
         if low is None or high is None:
             return None
-        values = np.concatenate(self.kept) if self.kept else np.zeros(0)
+        values = _sample_buffer()[: self.kept]
         counts, edges = np.histogram(values, bins=ROW_BINS, range=(float(low), float(high)))
         return {"edges": edges.tolist(), "counts": (counts * times).tolist(), "every": self.every}
 
