@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from paraminspect import limits
-from paraminspect.edit.writers.safetensors import CopyPool, _raw_copy_possible, copy_range, source_bytes
+from paraminspect.data.parallel import wait
+from paraminspect.edit.writers.safetensors import COPY_THREADS, Running, _raw_copy_possible, copy_range, source_bytes
 from paraminspect.edit.writers.writeback import Writeback
 from paraminspect.errors import UsageError
 from paraminspect.formats import gguf
@@ -125,20 +128,28 @@ def write(layout: GGUFLayout, out: BinaryIO) -> dict[str, int]:
     base = start + _pwrite_all(fd, layout.header, start)
     src = input_files.get(layout.source)
     crcs: dict[str, int] = {}
+    copies: dict[str, Future[int]] = {}
+    stop = threading.Event()
     writeback = Writeback(fd)
+    running = Running()  # every copy that started is waited for, even one a Ctrl-C kept out of the pool's join
+    pool = ThreadPoolExecutor(max_workers=COPY_THREADS, thread_name_prefix="copy")
     try:
-        with CopyPool(copy_range) as copies:
-            for name, ref in layout.tensors.items():
-                begin, end = ref.byte_range()
-                pos = base + begin - layout.data_start
-                raw = _raw_copy_possible(ref)
-                copies.submit(name, src, begin, end, fd, pos, writeback.stream(pos), checksum=raw)
-                if not raw:  # big-endian: verify checks the values' bytes as little-endian, as here
-                    crcs[name] = _canonical_crc(ref)
-            for name, crc in copies.results():
-                crcs.setdefault(name, crc)
-            writeback.close()
+        for name, ref in layout.tensors.items():
+            begin, end = ref.byte_range()
+            pos = base + begin - layout.data_start
+            raw = _raw_copy_possible(ref)
+            job = (src, begin, end, fd, pos, writeback.stream(pos))
+            copies[name] = pool.submit(running.run, copy_range, *job, checksum=raw, stop=stop)
+            if not raw:  # big-endian: verify checks the values' bytes as little-endian, as here
+                crcs[name] = _canonical_crc(ref)
+        for name, future in copies.items():
+            crc = wait(future)
+            crcs.setdefault(name, crc)
+        writeback.close()
     finally:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        running.finish()
         writeback.close(cancel=True)
     end = base + layout.end
     if os.fstat(fd).st_size < end:

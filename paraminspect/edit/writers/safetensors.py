@@ -144,28 +144,37 @@ def write(layout: Layout, out: BinaryIO) -> dict[str, int]:
     start = out.tell()
     base = start + _pwrite_all(fd, layout.header, start)
     crcs: dict[str, int] = {}
+    stop = threading.Event()
+    copies: dict[str, Future[int]] = {}
     writeback = Writeback(fd)
+    running = Running()
+    pool = ThreadPoolExecutor(max_workers=COPY_THREADS, thread_name_prefix="copy")
     try:
-        with CopyPool(copy_range) as copies:
-            encoded = []
-            for item in layout.stored:
-                if not (isinstance(item.source, Keep) and _raw_copy_possible(item.source.ref)):
-                    encoded.append(item)
-                    continue
-                ref = item.source.ref
-                src = input_files.get(ref.storage.path)  # the handle opened with the checkpoint, never the path again
-                recorded = recorded_crc(ref)
-                if recorded is not None:
-                    crcs[item.name] = recorded
-                job = (src, *ref.byte_range(), fd, base + item.begin, writeback.stream(base + item.begin))
-                copies.submit(item.name, *job, checksum=recorded is None)
-            for item in encoded:
-                crcs[item.name] = _write_encoded(item, fd, base + item.begin, writeback)
-            for name, crc in copies.results():
-                crcs.setdefault(name, crc)
-            writeback.close()
+        encoded = []
+        for item in layout.stored:
+            if not (isinstance(item.source, Keep) and _raw_copy_possible(item.source.ref)):
+                encoded.append(item)
+                continue
+            ref = item.source.ref
+            src = input_files.get(ref.storage.path)  # the handle opened with the checkpoint, never the path again
+            recorded = recorded_crc(ref)
+            if recorded is not None:
+                crcs[item.name] = recorded
+            job = (src, *ref.byte_range(), fd, base + item.begin, writeback.stream(base + item.begin))
+            copies[item.name] = pool.submit(running.run, copy_range, *job, checksum=recorded is None, stop=stop)
+        for item in encoded:
+            crcs[item.name] = _write_encoded(item, fd, base + item.begin, writeback)
+        for name, future in copies.items():
+            crc = wait(future)  # with timeouts: Ctrl-C is handled while the copies run
+            crcs.setdefault(name, crc)
+        writeback.close()
     finally:
-        writeback.close(cancel=True)  # hints not yet started are dropped (the copies have stopped by now)
+        # On Ctrl-C or an error, copies stop at their next chunk and hints not yet started are dropped;
+        # none is still using ``fd`` or an input's descriptor when the caller closes them.
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        running.finish()
+        writeback.close(cancel=True)
     out.seek(base + (layout.stored[-1].end if layout.stored else 0))
     return {item.name: crcs[item.name] for item in layout.stored}
 
@@ -202,41 +211,6 @@ COPY_THREADS = 2
 
 class Stopped(Exception):
     """A copy abandoned because the write as a whole failed or was interrupted."""
-
-
-class CopyPool:
-    """Byte-for-byte tensor copies on :data:`COPY_THREADS` threads, for every writer.
-
-    ``copy`` is the copy function (each writer passes its own module's name for it,
-    so a test can replace it there). Leaving the block, normally or on Ctrl-C or an
-    error, stops the copies at their next chunk and waits for every one that
-    started, so none still uses the output's or an input's descriptor when the
-    caller closes them.
-    """
-
-    def __init__(self, copy: Callable[..., int]) -> None:
-        self._copy = copy
-        self._stop = threading.Event()
-        self._running = Running()
-        self._pool = ThreadPoolExecutor(max_workers=COPY_THREADS, thread_name_prefix="copy")
-        self._futures: dict[str, Future[int]] = {}
-
-    def submit(self, name: str, *job: Any, checksum: bool) -> None:
-        """Copy one tensor (``job``: ``copy``'s positional arguments)."""
-        self._futures[name] = self._pool.submit(self._running.run, self._copy, *job, checksum=checksum, stop=self._stop)
-
-    def results(self) -> Iterator[tuple[str, int]]:
-        """(name, CRC-32) of each copy, in submission order, waiting with timeouts (Ctrl-C is handled)."""
-        for name, future in self._futures.items():
-            yield name, wait(future)
-
-    def __enter__(self) -> CopyPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        self._running.finish()
 
 
 class Running:
