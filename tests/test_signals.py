@@ -212,3 +212,66 @@ def test_leave_after_a_signal_stops_the_watchdog_before_finalising() -> None:
         [sys.executable, "-c", LEAVE.format(before=before)], capture_output=True, text=True, timeout=20, check=False
     )
     assert (proc.returncode, proc.stdout, proc.stderr) == (130, "[]", "")  # finalised, nothing alive
+
+
+# A Ctrl-C landing inside CPython's Semaphore, between its release and the
+# with-statement's exit: ThreadPoolExecutor.submit then raised "RuntimeError:
+# release unlocked lock" (exit 3, "internal error") or left a lock held so the
+# pool's join hung. The signal is sent from inside Semaphore.acquire, as it was.
+IN_SEMAPHORE = """
+import os, signal, sys, threading
+from concurrent.futures import thread
+real_submit, real_release_save = thread.ThreadPoolExecutor.submit, threading.Condition._release_save
+def release_save(self):
+    state = real_release_save(self)
+    if threading.current_thread() is threading.main_thread():
+        threading.Condition._release_save = real_release_save
+        os.kill(os.getpid(), signal.SIGINT)  # handled at the next bytecode: lock released, not yet waited on
+    return state
+def submit(self, *args, **kwargs):
+    if self._thread_name_prefix == "copy":
+        thread.ThreadPoolExecutor.submit = real_submit
+        threading.Condition._release_save = release_save
+    return real_submit(self, *args, **kwargs)
+thread.ThreadPoolExecutor.submit = submit
+from paraminspect.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("entry", ["library", "script"])
+def test_signal_inside_a_pool_submit_is_an_interrupt(tmp_path: Path, entry: str) -> None:
+    """A signal inside the copy pool's submit ends the edit as an interrupt: 130, one line, file untouched
+    (``interrupts.calm`` holds it until ``submit`` returns; the library entry installs the handler)."""
+    target = tmp_path / "m.safetensors"
+    target.write_bytes((SAMPLES / "rgnet.safetensors").read_bytes())
+    original = target.read_bytes()
+    code = IN_SEMAPHORE if entry == "library" else IN_SEMAPHORE.replace("main(sys.argv[1:])", "run()")
+    code = code.replace("from paraminspect.cli import main", "from paraminspect.cli import main, run")
+    if entry == "script":
+        code = code.replace("sys.exit(run())", 'sys.argv = ["paraminspect", *sys.argv[1:]]\nrun()')
+    argv = [sys.executable, "-c", code, "rename", str(target), "0.=zero.", "--in-place"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert (proc.returncode, proc.stderr) == (130, "paraminspect: interrupted\n")
+    assert target.read_bytes() == original
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+
+
+def test_an_error_raised_while_handling_an_interrupt_reports_the_interrupt(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Whatever a library turns a KeyboardInterrupt into, the user pressed Ctrl-C: exit 130."""
+    from paraminspect.edit import save
+    from tests.conftest import run_cli
+
+    def broken(*args: object, **kwargs: object) -> None:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("release unlocked lock") from None
+
+    monkeypatch.setattr(save, "save", broken)
+    target = tmp_path / "m.safetensors"
+    target.write_bytes((SAMPLES / "rgnet.safetensors").read_bytes())
+    result = run_cli("rename", target, "0.=zero.", "--in-place")
+    assert (result.code, result.err) == (130, "paraminspect: interrupted\n")

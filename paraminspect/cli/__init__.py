@@ -40,8 +40,10 @@ def run() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI on ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     from paraminspect.cli.dispatch import main as dispatch_main
+    from paraminspect.data import interrupts
 
-    return dispatch_main(argv)
+    with interrupts.installed():  # Ctrl-C as in the console script while the command runs
+        return dispatch_main(argv)
 
 
 def __getattr__(name: str) -> Any:

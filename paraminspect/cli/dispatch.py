@@ -94,10 +94,25 @@ def _report_cost() -> None:
     VERBOSITY.verbose = False
 
 
+def _interrupting_signal(exc: BaseException) -> int | None:
+    """The signal behind ``exc``: its own, or one whose exception some code turned into another
+    error while handling it (a KeyboardInterrupt inside a lock's release is re-raised as
+    "RuntimeError: release unlocked lock"). The interruption is what the user did."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        signum = interrupts.signal_of(current)
+        if signum is not None:
+            return signum
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def _failure(exc: BaseException) -> tuple[int, str | None]:
     if isinstance(exc, ParamInspectError):
         return exc.exit_code, f"paraminspect: error: {exc}"
-    signum = interrupts.signal_of(exc)
+    signum = _interrupting_signal(exc)
     if signum is not None:
         return interrupts.exit_code(signum), f"paraminspect: {interrupts.describe(signum)}"
     if isinstance(exc, typer.Abort):

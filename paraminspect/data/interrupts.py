@@ -25,8 +25,11 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import Any, TypeVar
+
+Result = TypeVar("Result")
 
 WATCHDOG_SECONDS = 10.0
 
@@ -67,6 +70,41 @@ def install() -> None:
         current = signal.getsignal(signum)
         if current in (signal.SIG_DFL, signal.default_int_handler):
             signal.signal(signum, _handler)
+
+
+@contextlib.contextmanager
+def installed() -> Iterator[None]:
+    """:func:`install` for one call of the CLI as a library function (``cli.main``), then
+    the previous handlers back; without it a Ctrl-C raises at any bytecode of the main
+    thread, inside the thread pools' locks too (see :func:`calm`). A no-op off the main
+    thread or when the handlers are already ours (the console script)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is _handler:
+        yield
+        return
+    previous = {signum: signal.getsignal(signum) for signum in _NAMES}
+    install()
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if _State.watchdog is not None:
+            _State.watchdog.cancel()
+        _State.received, _State.pending, _State.watchdog = None, False, None
+        STOP.clear()
+
+
+def calm(fn: Callable[..., Result], /, *args: Any, **kwargs: Any) -> Result:
+    """``fn(*args, **kwargs)`` with a signal's exception held until it returns.
+
+    For the main thread's calls into thread pools, locks and conditions
+    (``submit``, ``shutdown``, ``wait``): CPython's Semaphore and Condition are
+    not safe against an exception raised between their own release and
+    re-acquire, and a KeyboardInterrupt landing there broke ``submit`` with
+    "release unlocked lock" or left a lock held so that the pool's join hung.
+    """
+    with deferred():
+        return fn(*args, **kwargs)
 
 
 def _handler(signum: int, frame: FrameType | None) -> None:

@@ -33,14 +33,14 @@ Result = TypeVar("Result")
 
 def wait(future: Future[Result]) -> Result:
     """``future.result()``, waking every :data:`POLL_SECONDS` so a signal is handled at once."""
-    while not wait_all([future], timeout=POLL_SECONDS).done:
+    while not interrupts.calm(wait_all, [future], timeout=POLL_SECONDS).done:
         pass
-    return future.result()
+    return interrupts.calm(future.result)
 
 
 def shutdown(pool: ThreadPoolExecutor, error: BaseException | None) -> None:
     """End ``pool``: join its threads, except after an interrupt (they may be stuck)."""
-    pool.shutdown(wait=not interrupts.is_interrupt(error), cancel_futures=True)
+    interrupts.calm(pool.shutdown, wait=not interrupts.is_interrupt(error), cancel_futures=True)
 
 
 def ordered_map(fn: Callable[[Item], Result], items: Sequence[Item], threads: int | None = None) -> list[Result]:
@@ -56,7 +56,7 @@ def ordered_map(fn: Callable[[Item], Result], items: Sequence[Item], threads: in
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="paraminspect")
     error: BaseException | None = None
     try:
-        futures = [pool.submit(contextvars.copy_context().run, fn, item) for item in items]
+        futures = [interrupts.calm(pool.submit, contextvars.copy_context().run, fn, item) for item in items]
         return [wait(future) for future in futures]
     except BaseException as exc:
         error = exc

@@ -185,7 +185,7 @@ class AtomicFile:
         else:
             # fsync (waiting on the disk) and verification (reading the page cache) overlap.
             with ThreadPoolExecutor(max_workers=1) as pool:
-                synced = pool.submit(os.fsync, self._fd)
+                synced = interrupts.calm(pool.submit, os.fsync, self._fd)
                 verify(self.path)
                 wait(synced)
         os.fchmod(self._fd, self._mode())

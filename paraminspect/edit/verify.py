@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from paraminspect.data import interrupts
 from paraminspect.data.parallel import ordered_map
 from paraminspect.dtypes import DType
 from paraminspect.errors import CheckpointError
@@ -184,7 +185,9 @@ def _verify(
     # The official library's check runs alongside ours (it mostly waits on its own
     # parsing); its verdict is still reported first, as when it ran before ours.
     with ThreadPoolExecutor(max_workers=1) as side:
-        official = side.submit(_official_check, path, ckpt, where) if ckpt.format == "safetensors" else None
+        official = (
+            interrupts.calm(side.submit, _official_check, path, ckpt, where) if ckpt.format == "safetensors" else None
+        )
         try:
             _check_tensors(ckpt, expected, where)
         except CheckpointError:

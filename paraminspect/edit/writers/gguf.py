@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from paraminspect import limits
+from paraminspect.data import interrupts
 from paraminspect.data.parallel import wait
 from paraminspect.edit.writers.safetensors import COPY_THREADS, Running, _raw_copy_possible, copy_range, source_bytes
 from paraminspect.edit.writers.writeback import Writeback
@@ -139,7 +140,7 @@ def write(layout: GGUFLayout, out: BinaryIO) -> dict[str, int]:
             pos = base + begin - layout.data_start
             raw = _raw_copy_possible(ref)
             job = (src, begin, end, fd, pos, writeback.stream(pos))
-            copies[name] = pool.submit(running.run, copy_range, *job, checksum=raw, stop=stop)
+            copies[name] = interrupts.calm(pool.submit, running.run, copy_range, *job, checksum=raw, stop=stop)
             if not raw:  # big-endian: verify checks the values' bytes as little-endian, as here
                 crcs[name] = _canonical_crc(ref)
         for name, future in copies.items():
@@ -147,10 +148,11 @@ def write(layout: GGUFLayout, out: BinaryIO) -> dict[str, int]:
             crcs.setdefault(name, crc)
         writeback.close()
     finally:
-        stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)
-        running.finish()
-        writeback.close(cancel=True)
+        with interrupts.deferred():  # the pool's and Running's locks must not be cut in two
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            running.finish()
+            writeback.close(cancel=True)
     end = base + layout.end
     if os.fstat(fd).st_size < end:
         os.ftruncate(fd, end)  # the last tensor's padding: zeros

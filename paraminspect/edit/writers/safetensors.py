@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from paraminspect.data import interrupts
 from paraminspect.data.casting import cast_array
 from paraminspect.data.parallel import POLL_SECONDS, wait
 from paraminspect.dtypes import DType
@@ -161,7 +162,9 @@ def write(layout: Layout, out: BinaryIO) -> dict[str, int]:
             if recorded is not None:
                 crcs[item.name] = recorded
             job = (src, *ref.byte_range(), fd, base + item.begin, writeback.stream(base + item.begin))
-            copies[item.name] = pool.submit(running.run, copy_range, *job, checksum=recorded is None, stop=stop)
+            copies[item.name] = interrupts.calm(
+                pool.submit, running.run, copy_range, *job, checksum=recorded is None, stop=stop
+            )
         for item in encoded:
             crcs[item.name] = _write_encoded(item, fd, base + item.begin, writeback)
         for name, future in copies.items():
@@ -171,10 +174,11 @@ def write(layout: Layout, out: BinaryIO) -> dict[str, int]:
     finally:
         # On Ctrl-C or an error, copies stop at their next chunk and hints not yet started are dropped;
         # none is still using ``fd`` or an input's descriptor when the caller closes them.
-        stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)
-        running.finish()
-        writeback.close(cancel=True)
+        with interrupts.deferred():  # the pool's and Running's locks must not be cut in two
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            running.finish()
+            writeback.close(cancel=True)
     out.seek(base + (layout.stored[-1].end if layout.stored else 0))
     return {item.name: crcs[item.name] for item in layout.stored}
 

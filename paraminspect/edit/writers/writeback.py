@@ -16,6 +16,8 @@ import contextlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from paraminspect.data import interrupts
+
 SYNC_FILE_RANGE_WRITE = 2
 # Hint in steps of this size: bounded syscall count, and writeback starts soon.
 STEP_BYTES = 32 << 20
@@ -72,7 +74,7 @@ class Writeback:
         """Start writeback of ``[begin, begin + nbytes)`` (no waiting)."""
         if nbytes > 0 and self._pool is not None and self._fn is not None:
             # The result is not awaited: a failure only means the fsync does all the work.
-            self._pool.submit(self._fn, self.fd, begin, nbytes, SYNC_FILE_RANGE_WRITE)
+            interrupts.calm(self._pool.submit, self._fn, self.fd, begin, nbytes, SYNC_FILE_RANGE_WRITE)
 
 
 class Stream:
