@@ -217,8 +217,9 @@ def test_leave_after_a_signal_stops_the_watchdog_before_finalising() -> None:
 # A Ctrl-C landing inside CPython's Semaphore, between its release and the
 # with-statement's exit: ThreadPoolExecutor.submit then raised "RuntimeError:
 # release unlocked lock" (exit 3, "internal error") or left a lock held so the
-# pool's join hung. The signal is sent from inside Semaphore.acquire, as it was.
-IN_SEMAPHORE = """
+# pool's join hung. The signal is sent from inside Condition._release_save (on the
+# main thread, once the copy pool's first submit begins), where it landed in CI.
+IN_SUBMIT = """
 import os, signal, sys, threading
 from concurrent.futures import thread
 real_submit, real_release_save = thread.ThreadPoolExecutor.submit, threading.Condition._release_save
@@ -234,9 +235,8 @@ def submit(self, *args, **kwargs):
         threading.Condition._release_save = release_save
     return real_submit(self, *args, **kwargs)
 thread.ThreadPoolExecutor.submit = submit
-from paraminspect.cli import main
-sys.exit(main(sys.argv[1:]))
 """
+AS_LIBRARY = "from paraminspect.cli import main\nsys.exit(main(sys.argv[1:]))\n"
 
 
 @pytest.mark.parametrize("entry", ["library", "script"])
@@ -246,10 +246,7 @@ def test_signal_inside_a_pool_submit_is_an_interrupt(tmp_path: Path, entry: str)
     target = tmp_path / "m.safetensors"
     target.write_bytes((SAMPLES / "rgnet.safetensors").read_bytes())
     original = target.read_bytes()
-    code = IN_SEMAPHORE if entry == "library" else IN_SEMAPHORE.replace("main(sys.argv[1:])", "run()")
-    code = code.replace("from paraminspect.cli import main", "from paraminspect.cli import main, run")
-    if entry == "script":
-        code = code.replace("sys.exit(run())", 'sys.argv = ["paraminspect", *sys.argv[1:]]\nrun()')
+    code = IN_SUBMIT + (AS_LIBRARY if entry == "library" else RUN)
     argv = [sys.executable, "-c", code, "rename", str(target), "0.=zero.", "--in-place"]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     assert (proc.returncode, proc.stderr) == (130, "paraminspect: interrupted\n")
