@@ -25,6 +25,7 @@ PLANTED = [
     ("formats/safetensors.py", "from paraminspect.inspect import tree", "layers"),
     ("output/report.py", "from paraminspect.formats import opening", "layers"),
     ("inspect/tree.py", "from paraminspect.compare import diff", "layers"),
+    ("parallel.py", "from paraminspect.io import source", "layers"),
     ("naming/select.py", "from paraminspect.naming import order", "acyclic"),
     ("formats/magic.py", "import numpy", "header-only-path"),
     ("io/source.py", "import ml_dtypes", "header-only-path"),
@@ -73,7 +74,16 @@ def test_a_planted_forbidden_import_breaks_its_contract(tmp_path: Path, module: 
 
 def test_the_root_holds_only_the_face_and_the_core() -> None:
     modules = sorted(p.name for p in (ROOT / "paraminspect").glob("*.py"))
-    assert modules == ["__init__.py", "__main__.py", "dtypes.py", "errors.py", "inttext.py", "limits.py"]
+    assert modules == [
+        "__init__.py",
+        "__main__.py",
+        "dtypes.py",
+        "errors.py",
+        "interrupts.py",
+        "inttext.py",
+        "limits.py",
+        "parallel.py",
+    ]
     for package in (ROOT / "paraminspect").rglob("__init__.py"):
         doc = ast.get_docstring(ast.parse(package.read_text()))
         assert doc and len(doc) > 80, f"{package} says what its folder owns"

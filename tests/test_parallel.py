@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from paraminspect import limits, open_checkpoint
+from paraminspect import limits, open_checkpoint, parallel
 from paraminspect.compare.accumulate import ValueStats
 from paraminspect.compare.elementwise import Comparer, compare_pairs
 from paraminspect.compare.tolerance import Tolerance
-from paraminspect.data import parallel
 from paraminspect.model import TensorRef
 from tests.conftest import run_cli
 

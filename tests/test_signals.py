@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from paraminspect.data import interrupts
+from paraminspect import interrupts
 from tests.conftest import SAMPLES
 
 # Sends the signal from inside the process when a module is first imported.
@@ -151,7 +151,7 @@ def test_a_signal_ignored_at_start_stays_ignored() -> None:
     """nohup and background jobs of non-interactive shells start with signals ignored."""
     code = (
         "import signal; signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
-        "from paraminspect.data import interrupts; interrupts.install()\n"
+        "from paraminspect import interrupts; interrupts.install()\n"
         "assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN\n"
         "assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL\n"
     )
@@ -186,7 +186,7 @@ def test_sigint_handler_is_not_installed_by_importing() -> None:
 # reports which helper threads were still alive at that point.
 LEAVE = """
 import atexit, os, signal, threading, time
-from paraminspect.data import interrupts
+from paraminspect import interrupts
 atexit.register(lambda: os.write(1, repr([t.name for t in threading.enumerate() if t.is_alive()]).encode()))
 interrupts.install()
 {before}

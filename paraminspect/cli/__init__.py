@@ -24,7 +24,7 @@ __all__ = ["app", "main", "run"]
 
 def run() -> None:
     """Console-script entry point (and ``python -m paraminspect``)."""
-    from paraminspect.data import interrupts
+    from paraminspect import interrupts
 
     interrupts.install()
     try:
@@ -39,8 +39,8 @@ def run() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI on ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    from paraminspect import interrupts
     from paraminspect.cli.dispatch import main as dispatch_main
-    from paraminspect.data import interrupts
 
     with interrupts.installed():  # Ctrl-C as in the console script while the command runs
         return dispatch_main(argv)

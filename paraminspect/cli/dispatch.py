@@ -16,8 +16,8 @@ import traceback
 
 import typer
 
+from paraminspect import interrupts
 from paraminspect.cli.app import VERBOSITY, app, show_progress
-from paraminspect.data import interrupts
 from paraminspect.errors import EXIT_ERROR, EXIT_INTERNAL, EXIT_OK, ParamInspectError
 from paraminspect.io import progress
 from paraminspect.io import source as input_files

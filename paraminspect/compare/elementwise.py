@@ -37,9 +37,9 @@ from paraminspect.compare.owed import Owed, settle
 from paraminspect.compare.tolerance import Tolerance
 from paraminspect.data import broadcast
 from paraminspect.data.arrays import decode_bytes, iter_chunks, iter_raw_chunks
-from paraminspect.data.parallel import ordered_map
 from paraminspect.io import progress
 from paraminspect.model import TensorRef
+from paraminspect.parallel import ordered_map
 
 if TYPE_CHECKING:
     pass
@@ -210,7 +210,7 @@ def compare_pairs(
     pairs: Sequence[tuple[TensorRef, TensorRef]], tolerance: Tolerance, *, metrics: bool = False, norms: bool = False
 ) -> list[ValueStats]:
     """:meth:`Comparer.compare` for every pair, several pairs at a time
-    (:mod:`paraminspect.data.parallel`), one Comparer and so one set of buffers per
+    (:mod:`paraminspect.parallel`), one Comparer and so one set of buffers per
     thread; results in the pairs' order."""
     local = threading.local()
 

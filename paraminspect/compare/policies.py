@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 from paraminspect import dtypes
 from paraminspect.data import broadcast
 from paraminspect.data.arrays import DEFAULT_CHUNK_ELEMENTS, iter_chunks
-from paraminspect.data.parallel import ordered_map
 from paraminspect.errors import CheckpointError, SelectionError, UsageError
 from paraminspect.model import TensorRef
 from paraminspect.naming.select import Selector
+from paraminspect.parallel import ordered_map
 
 if TYPE_CHECKING:
     import numpy as np

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from paraminspect.data import ggml, interrupts, packed
+from paraminspect import interrupts
+from paraminspect.data import ggml, packed
 from paraminspect.errors import CheckpointError
 from paraminspect.io import source
 from paraminspect.model import Chunk, TensorRef, contiguous_strides

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from paraminspect.data import interrupts
+from paraminspect import interrupts
 from paraminspect.dtypes import DType
 from paraminspect.errors import CheckpointError
 from paraminspect.io import source

@@ -22,11 +22,12 @@ import hashlib
 import json
 from collections.abc import Sequence
 
-from paraminspect.data import broadcast, interrupts
+from paraminspect import interrupts
+from paraminspect.data import broadcast
 from paraminspect.data.arrays import DEFAULT_CHUNK_ELEMENTS, iter_chunks, iter_raw_chunks, numpy_dtype
-from paraminspect.data.parallel import ordered_map
 from paraminspect.errors import CheckpointError
 from paraminspect.model import TensorRef
+from paraminspect.parallel import ordered_map
 
 # Bytes read (and hashed) at a time for a contiguous tensor.
 RAW_CHUNK_BYTES = 8 << 20

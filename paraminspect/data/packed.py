@@ -16,7 +16,7 @@ from __future__ import annotations
 import zlib
 from typing import TYPE_CHECKING, Protocol
 
-from paraminspect.data import interrupts
+from paraminspect import interrupts
 from paraminspect.errors import CheckpointError
 from paraminspect.io import source
 from paraminspect.model import DEFLATE, VARINT, Packing, StorageRef

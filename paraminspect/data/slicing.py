@@ -24,8 +24,8 @@ import operator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from paraminspect import interrupts
 from paraminspect.data import arrays as tensors
-from paraminspect.data import interrupts
 from paraminspect.errors import CheckpointError, SelectionError
 from paraminspect.io import source
 from paraminspect.model import TensorRef, contiguous_strides

@@ -24,9 +24,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-from paraminspect.data import interrupts
-from paraminspect.data.parallel import wait
+from paraminspect import interrupts
 from paraminspect.errors import UsageError
+from paraminspect.parallel import wait
 
 try:
     import fcntl

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from paraminspect.data import interrupts
-from paraminspect.data.parallel import ordered_map
+from paraminspect import interrupts
 from paraminspect.dtypes import DType
 from paraminspect.errors import CheckpointError
 from paraminspect.formats.opening import open_checkpoint
 from paraminspect.inttext import exact_repr
 from paraminspect.model import Checkpoint, TensorRef
+from paraminspect.parallel import ordered_map
 
 if TYPE_CHECKING:
     from paraminspect.edit.plan import Plan

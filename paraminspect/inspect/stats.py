@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 from paraminspect.data import broadcast
 from paraminspect.data.arrays import DEFAULT_CHUNK_ELEMENTS, iter_chunks
-from paraminspect.data.parallel import ordered_map
 from paraminspect.inspect import hist
 from paraminspect.inspect.moments import Accumulator
 from paraminspect.io import progress
@@ -32,6 +31,7 @@ from paraminspect.model import Checkpoint, TensorRef
 from paraminspect.naming.order import tensor_names
 from paraminspect.naming.select import Selector
 from paraminspect.output.report import Column, Kind, Table, plural
+from paraminspect.parallel import ordered_map
 from paraminspect.quant.logical import Logical, Recognition, display_names
 
 if TYPE_CHECKING:

@@ -21,7 +21,6 @@ one-line error. Everything else is here and the same for every transport:
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import os
 import re
@@ -29,7 +28,6 @@ import tempfile
 import threading
 import weakref
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -37,6 +35,7 @@ from paraminspect.errors import CheckpointError
 from paraminspect.io import progress, source
 from paraminspect.io.rangecache import RangeCache
 from paraminspect.io.source import CHANGED, TRUNCATED, Source
+from paraminspect.parallel import ordered_map
 
 FIRST_READ = 256 << 10  # a safetensors header up to 256 KiB - 8 costs one request
 TAIL_READ = 256 << 10  # a zip's end records and a central directory of ~2,000 records
@@ -70,13 +69,13 @@ class Reply(Protocol):
 
 
 def concurrently(jobs: list[Callable[[], T]], workers: int = WORKERS) -> list[T]:
-    """Run ``jobs`` on at most ``workers`` threads, each in a copy of the caller's context
-    (the limits in force); results in order, the first error raised."""
-    if len(jobs) <= 1:
-        return [job() for job in jobs]
-    with ThreadPoolExecutor(max_workers=min(workers, len(jobs)), thread_name_prefix="paraminspect-io") as pool:
-        futures = [pool.submit(contextvars.copy_context().run, job) for job in jobs]
-        return [future.result() for future in futures]
+    """Run ``jobs`` on at most ``workers`` threads (:func:`paraminspect.parallel.ordered_map`:
+    the caller's context, results in order, the first error raised, Ctrl-C honoured at once)."""
+    return ordered_map(_call, jobs, threads=min(workers, len(jobs)))
+
+
+def _call(job: Callable[[], T]) -> T:
+    return job()
 
 
 class RangedSource(Source):

@@ -21,9 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from paraminspect import limits
-from paraminspect.data import interrupts
-from paraminspect.data.parallel import wait
+from paraminspect import interrupts, limits
 from paraminspect.edit.writers.safetensors import COPY_THREADS, Running, _raw_copy_possible, copy_range, source_bytes
 from paraminspect.edit.writers.writeback import Writeback
 from paraminspect.errors import UsageError
@@ -31,6 +29,7 @@ from paraminspect.formats import gguf
 from paraminspect.formats.ggufstrings import GGUFStrings
 from paraminspect.io import source as input_files
 from paraminspect.model import Checkpoint, TensorRef
+from paraminspect.parallel import wait
 
 TYPE_IDS = {name: type_id for type_id, name in gguf.TYPE_NAMES.items()}
 

@@ -25,9 +25,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from paraminspect.data import interrupts
+from paraminspect import interrupts
 from paraminspect.data.casting import cast_array
-from paraminspect.data.parallel import POLL_SECONDS, wait
 from paraminspect.dtypes import DType
 from paraminspect.edit.plan import Cast, Keep, NewData, Source, identity
 from paraminspect.edit.writers.writeback import Stream, Writeback
@@ -35,6 +34,7 @@ from paraminspect.errors import UsageError
 from paraminspect.formats.safetensors import METADATA_KEY
 from paraminspect.io import source as input_files
 from paraminspect.model import TensorRef
+from paraminspect.parallel import POLL_SECONDS, wait
 
 if TYPE_CHECKING:
     import numpy as np

@@ -119,7 +119,7 @@ class TorchBuilder:
 
     def checksums(self) -> dict[object, int]:
         """CRC-32 of every tensor built so far (identity -> CRC), two at a time (parallel.py)."""
-        from paraminspect.data.parallel import ordered_map
+        from paraminspect.parallel import ordered_map
 
         return dict(zip(self._tensors, ordered_map(self._crc, list(self._tensors.values())), strict=True))
 

@@ -16,7 +16,7 @@ import contextlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from paraminspect.data import interrupts
+from paraminspect import interrupts
 
 SYNC_FILE_RANGE_WRITE = 2
 # Hint in steps of this size: bounded syscall count, and writeback starts soon.

@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
 from typing import TypeVar
 
-from paraminspect.data import interrupts
+from paraminspect import interrupts
 
 THREADS = 2
 # How long the main thread blocks at a time: the delay before it sees a signal.
