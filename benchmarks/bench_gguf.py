@@ -10,10 +10,12 @@
   most of the time) and, as the reference for the ratio, a safetensors `drop`
   of a file of the same size through the same save, atomic and verify path.
 
-    .venv/bin/python benchmarks/bench_gguf.py [--repeat N] [--only-edit] [--baseline PARAMINSPECT]
+    .venv/bin/python benchmarks/bench_gguf.py [--repeat N] [--only-edit | --only-get] [--baseline PARAMINSPECT]
 
 ``--baseline`` adds the set-meta of another paraminspect executable (an older
 checkout's) to the same round-robin, for before/after numbers on a loaded machine.
+``--only-get`` runs only the get of the Q4_K tensor, beside ``paraminspect --version``
+(the start-up it includes) and, with ``--baseline``, the other executable's get.
 
 The files are written once with gguf-py's GGUFWriter (in a child process, so the
 measured children do not inherit its memory) and cached in benchmarks/.cache.
@@ -161,11 +163,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--only-edit", action="store_true", help="only the set-meta table")
-    parser.add_argument("--baseline", help="another paraminspect executable whose set-meta runs alongside")
+    parser.add_argument("--only-get", action="store_true", help="only get of the Q4_K tensor, beside --version")
+    parser.add_argument("--baseline", help="another paraminspect executable whose set-meta (or get) runs alongside")
     args = parser.parse_args()
     r = args.repeat
     setup = f"import sys; sys.path.insert(0, {str(HERE)!r}); from bench_gguf import fixtures; fixtures()"
     subprocess.run([PYTHON, "-c", setup], check=True)
+    if args.only_get:
+        get_table(r, args.baseline)
+        return
     if not args.only_edit:
         header_tables(r)
     template = CACHE / "bench_template.jinja"
@@ -220,6 +226,17 @@ def header_tables(r: int) -> None:
     print()
     print(table(gets, gets[0].label, "x get"))
     print()
+
+
+def get_table(r: int, baseline: str | None) -> None:
+    """get of the 16 MiB Q4_K tensor, and ``--version``: the part of it that is start-up."""
+    get = ["get", str(SMALL), BIG_TENSOR]
+    contenders = [("paraminspect get (Q4_K, 16 MiB)", [PARAMINSPECT, *get])]
+    if baseline:
+        contenders.append(("baseline get (Q4_K, 16 MiB)", [baseline, *get]))
+    contenders.append(("paraminspect --version", [PARAMINSPECT, "--version"]))
+    gets = run_interleaved(contenders, repeat=r)
+    print(table(gets, gets[0].label, "x get"))
 
 
 def table(rows: list[Measurement], base_label: str, ratio_title: str) -> str:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 from typing import Any
@@ -17,11 +19,12 @@ from gguf import GGMLQuantizationType as T
 from safetensors.numpy import save_file
 
 from paraminspect import dtypes
-from paraminspect.data import ggml
+from paraminspect.data import ggml, ggmlpeek, peek
 from paraminspect.data.arrays import iter_chunks, read_array, read_indices
 from paraminspect.errors import CheckpointError
 from paraminspect.formats.gguf import GGML_NAMES, ggml_dtype
 from paraminspect.formats.opening import open_checkpoint
+from paraminspect.output.printing import PrintOptions, python_values, shown_indices, tensor_text
 from tests.conftest import run_cli
 from tests.hostile_gguf import F32, GGUF_HOSTILE, gguf_bytes, tensor_info
 
@@ -312,6 +315,47 @@ def test_dequantized_values_match_gguf_quants(name: str, big: bool, tmp_path: Pa
         np.testing.assert_array_equal(np.concatenate(chunks), expected.reshape(-1))
         rows, cols = [0, 5, 2], [1, ref.shape[1] - 1, 257 % ref.shape[1], 40]
         np.testing.assert_array_equal(read_indices(ref, [rows, cols]), expected[np.ix_(rows, cols)])
+
+
+@pytest.mark.parametrize("name", sorted(ggml.DECODERS))
+@pytest.mark.parametrize("finite", [False, True])
+@pytest.mark.parametrize("big", [False, True])
+def test_standard_library_dequantizer_is_numpys_bit_for_bit(name: str, finite: bool, big: bool, tmp_path: Path) -> None:
+    """peek's few shown values (ggmlpeek) equal ggml.py's, signed zeros, inf and nan included,
+    for every shown pattern of a matrix and of a 3-D tensor."""
+    assert set(ggmlpeek.DECODERS) == set(ggml.DECODERS)
+    raw = random_blocks(name, 8, 768 // dtypes.GGML_BY_NAME[name].block, finite=finite)  # 8 x 768 weights
+    path = tmp_path / "q.gguf"
+    write_quantized(path, {"w": (name, raw), "cube": (name, raw[:6].reshape(2, 3, -1))}, big=big)
+    for ref in open_checkpoint(path).tensors.values():
+        assert peek.can_peek(ref)
+        everything = [list(range(n)) for n in ref.shape]
+        shown = shown_indices(ref.shape, PrintOptions())
+        assert shown is not None and shown != everything
+        with np.errstate(all="ignore"):
+            assert repr(peek.read_shown(ref, everything)) == repr(python_values(read_array(ref), ref.dtype.name))
+            for indices in (shown, [[n - 1, 0] for n in ref.shape]):
+                expected = python_values(read_indices(ref, indices), ref.dtype.name)
+                assert repr(peek.read_shown(ref, indices)) == repr(expected)
+
+
+def test_default_get_of_a_quantized_tensor_prints_numpys_values_without_numpy(tmp_path: Path) -> None:
+    """A summarised get of a K-quant matrix dequantizes its 36 corners with the standard
+    library: the text is what the whole numpy-decoded tensor prints, and numpy is never loaded."""
+    path = tmp_path / "q.gguf"
+    write_quantized(path, {"w": ("Q4_K", random_blocks("Q4_K", 16, 4, finite=True))})
+    ref = open_checkpoint(path).tensors["w"]
+    result = run_cli("get", path, "w")
+    assert result.code == 0, result.err
+    assert result.out == f"w  Q4_K [16, 1024]\n{tensor_text(read_array(ref), 'Q4_K', shape=ref.shape)}\n"
+    code = (
+        "import sys; from paraminspect.cli import main; "
+        f"assert main(['get', {str(path)!r}, 'w']) == 0; "
+        "assert 'numpy' not in sys.modules, 'numpy was imported'"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == result.out
 
 
 @pytest.mark.parametrize("name", ["Q4_K", "Q8_0", "MXFP4"])

@@ -102,10 +102,12 @@ def _bits_of(mask: np.ndarray, count: int) -> np.ndarray:
 
 
 def _per_16(scale: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Scale each run of 16 weights by its own factor (``scale``: (n, 16))."""
+    """Scale each run of 16 weights by its own factor (``scale``: (n, 16)), in place:
+    ``q`` is a fresh (n, 256) float32 array of codes."""
     n = q.shape[0]
-    out: np.ndarray = (scale.reshape(n, 16, 1) * q.reshape(n, 16, 16)).reshape(n, 256)
-    return out
+    runs = q.reshape(n, 16, 16)
+    runs *= scale.reshape(n, 16, 1)
+    return q
 
 
 def _q2_k(b: np.ndarray) -> np.ndarray:
@@ -114,10 +116,10 @@ def _q2_k(b: np.ndarray) -> np.ndarray:
     n = b.shape[0]
     scales = b[:, 0:16]
     q = _two_bits(b[:, 16:80]).astype(np.float32)
-    dl = (_f16(b, 80) * (scales & 0x0F).astype(np.float32)).reshape(n, 16, 1)
-    ml = (_f16(b, 82) * (scales >> 4).astype(np.float32)).reshape(n, 16, 1)
-    out: np.ndarray = (dl * q.reshape(n, 16, 16) - ml).reshape(n, 256)
-    return out
+    runs = q.reshape(n, 16, 16)  # in place: d * code - min, rounded as float32 like the expression
+    runs *= (_f16(b, 80) * (scales & 0x0F).astype(np.float32)).reshape(n, 16, 1)
+    runs -= (_f16(b, 82) * (scales >> 4).astype(np.float32)).reshape(n, 16, 1)
+    return q
 
 
 def _q3_k(b: np.ndarray) -> np.ndarray:
@@ -143,32 +145,45 @@ def _k_scales(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return scale.astype(np.float32), low.astype(np.float32)
 
 
-def _k_nibbles(packed: np.ndarray) -> np.ndarray:
-    """Q4_K/Q5_K: each 32 bytes hold two sub-blocks of 32, low nibbles then high."""
-    n = packed.shape[0]
-    return _nibbles(packed.reshape(n, -1, 32)).reshape(n, -1)
-
-
 def _by_32(b: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Q4_K/Q5_K: d * code - min per sub-block of 32, in place on the fresh (n, 256)
+    float32 codes ``q`` (one array, no temporaries the size of the output)."""
     n = b.shape[0]
     scale, low = _k_scales(b[:, 4:16])
-    d = (_f16(b, 0) * scale).reshape(n, 8, 1)
-    m = (_f16(b, 2) * low).reshape(n, 8, 1)
-    out: np.ndarray = (d * q.reshape(n, 8, 32) - m).reshape(n, 256)
-    return out
+    runs = q.reshape(n, 8, 32)
+    runs *= (_f16(b, 0) * scale).reshape(n, 8, 1)
+    runs -= (_f16(b, 2) * low).reshape(n, 8, 1)
+    return q
+
+
+def _k_codes_into(packed: np.ndarray, out: np.ndarray) -> None:
+    """Q4_K/Q5_K codes, written straight into ``out`` ((n, 4, 2, 32), any numeric dtype):
+    each 32 bytes hold two sub-blocks of 32, low nibbles then high."""
+    import numpy as np
+
+    runs = packed.reshape(packed.shape[0], 4, 32)
+    np.bitwise_and(runs, 0x0F, out=out[:, :, 0], casting="unsafe")
+    np.right_shift(runs, 4, out=out[:, :, 1], casting="unsafe")
 
 
 def _q4_k(b: np.ndarray) -> np.ndarray:
     import numpy as np
 
-    return _by_32(b, _k_nibbles(b[:, 16:144]).astype(np.float32))
+    n = b.shape[0]
+    q = np.empty((n, 4, 2, 32), dtype=np.float32)
+    _k_codes_into(b[:, 16:144], q)
+    return _by_32(b, q.reshape(n, 256))
 
 
 def _q5_k(b: np.ndarray) -> np.ndarray:
     import numpy as np
 
-    q = _k_nibbles(b[:, 48:176]) | (_bits_of(b[:, 16:48], 8) << 4)
-    return _by_32(b, q.astype(np.float32))
+    n = b.shape[0]
+    q = np.empty((n, 4, 2, 32), dtype=np.uint8)
+    _k_codes_into(b[:, 48:176], q)
+    codes = q.reshape(n, 256)
+    codes |= _bits_of(b[:, 16:48], 8) << 4
+    return _by_32(b, codes.astype(np.float32))
 
 
 def _q6_k(b: np.ndarray) -> np.ndarray:

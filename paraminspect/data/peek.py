@@ -5,9 +5,11 @@ often only the 36 corners of a huge matrix. Importing numpy for that costs
 more than everything else ``get`` does (~0.1 s of a ~0.2 s run), so those
 values are read here with ``struct`` from a few positional reads of the runs
 of bytes holding them (through the file's one handle; never a memory map,
-whose pages fault with SIGBUS if the file is truncated underneath). Whole
-tensors, JSON/CSV and statistics still go through numpy (arrays.py); tests
-hold both decoders to torch, bit for bit.
+whose pages fault with SIGBUS if the file is truncated underneath). GGUF's
+quantized types are read a whole block per shown weight and dequantized
+here too (ggmlpeek.py). Whole tensors, JSON/CSV and statistics still go
+through numpy (arrays.py, ggml.py); tests hold both decoders to torch (and
+to gguf.quants), bit for bit.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from paraminspect.data import ggmlpeek
 from paraminspect.data.arrays import RUN_GAP_BYTES, ensure_in_file
 from paraminspect.io import source
 from paraminspect.model import TensorRef
@@ -59,7 +62,9 @@ _WIDEN: dict[str, Callable[[int], float]] = {"bfloat16": _bfloat16, "float8_e5m2
 
 
 def can_peek(ref: TensorRef) -> bool:
-    return ref.dtype.name in _CODES and ref.storage.packing is None  # encoded bytes: read through arrays
+    if ref.storage.packing is not None:  # encoded bytes: read through arrays
+        return False
+    return ref.dtype.name in (ggmlpeek.DECODERS if ref.dtype.blocked else _CODES)
 
 
 def element_decoder(ref: TensorRef) -> Callable[[Any, int], Any] | None:
@@ -78,6 +83,8 @@ def element_decoder(ref: TensorRef) -> Callable[[Any, int], Any] | None:
 
 def read_shown(ref: TensorRef, indices: list[list[int]]) -> Any:
     """``tensor[np.ix_(*indices)]`` as nested lists of Python numbers (floats widened exactly)."""
+    if ref.dtype.blocked:
+        return _read_shown_blocks(ref, indices)
     name = ref.dtype.name
     layout = struct.Struct((">" if ref.storage.byteorder == "big" else "<") + _CODES[name])
     itemsize = ref.dtype.itemsize
@@ -98,6 +105,22 @@ def read_shown(ref: TensorRef, indices: list[list[int]]) -> Any:
             flat.append(widen(parts[0]))
         else:
             flat.append(parts[0])
+    return _nest(flat, [len(axis) for axis in indices])
+
+
+def _read_shown_blocks(ref: TensorRef, indices: list[list[int]]) -> Any:
+    """:func:`read_shown` of a ggml block type (contiguous, C order): each shown
+    weight's whole block is read, and only that weight is dequantized."""
+    decode = ggmlpeek.DECODERS[ref.dtype.name]
+    block, size = ref.dtype.block, ref.dtype.block_bytes
+    ensure_in_file(ref)
+    begin = ref.byte_range()[0]
+    positions = [
+        sum(i * s for i, s in zip(position, ref.strides, strict=True)) for position in itertools.product(*indices)
+    ]
+    offsets = [begin + p // block * size for p in positions]
+    data, placed = _read_runs(source.get(ref.storage.path), offsets, size)
+    flat = [decode(data, placed[offset], p % block) for offset, p in zip(offsets, positions, strict=True)]
     return _nest(flat, [len(axis) for axis in indices])
 
 
