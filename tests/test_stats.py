@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from paraminspect import open_checkpoint
 from paraminspect.inspect import stats as stats_module
+from paraminspect.inspect.moments import FLOAT_BLOCK
 from paraminspect.inspect.stats import report, tensor_stats
 from tests.conftest import SAMPLES, run_cli, run_script
 from tests.test_formats_torchzip import DTYPES
@@ -206,3 +207,44 @@ def test_fuzzed_chunked_stats_match_torch(
             assert math.isclose(got[key], expected, rel_tol=1e-9, abs_tol=tolerance), (key, got[key], expected)
         else:
             assert got[key] == expected, key
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64], ids=str)
+@pytest.mark.parametrize(("offset", "scale"), [(0.0, 1.0), (1e4, 1e-2), (-3.0, 1e-6), (1.0, 0.0)])
+def test_blocks_match_torch_across_block_and_chunk_edges(
+    tmp_path: Path, dtype: torch.dtype, offset: float, scale: float
+) -> None:
+    """Several float blocks per chunk, a short last block, a mean far from the spread
+    (the square sum must not cancel: deviations are summed instead) and all-equal values."""
+    n = 3 * FLOAT_BLOCK + 12345
+    g = torch.Generator().manual_seed(3)
+    t = (torch.randn(n, dtype=torch.float64, generator=g) * scale + offset).to(dtype)
+    if offset == 0:  # zeros elsewhere would widen the spread the other cases keep narrow
+        t[::97] = 0
+        t[5] = -0.0
+    torch.save({"w": t}, tmp_path / "m.pt")
+    ref = open_checkpoint(tmp_path / "m.pt").tensors["w"]
+    for chunk in (1 << 20, 100_003):
+        assert_close(tensor_stats(ref, chunk_elements=chunk).result(), torch_stats(t), f"{dtype}/{chunk}")
+
+
+def test_chunks_read_into_a_reused_buffer_equal_fresh_chunks(tmp_path: Path) -> None:
+    from paraminspect.data.arrays import iter_chunks, iter_chunks_into
+
+    torch.save({"w": torch.randn(1000), "t": torch.randn(30, 40).t()}, tmp_path / "m.pt")
+    refs = open_checkpoint(tmp_path / "m.pt").tensors
+    for name, small in (("w", False), ("w", True), ("t", False)):
+        buffer = bytearray(8 if small else 4 * 300)
+        fresh = [c.copy() for c in iter_chunks(refs[name], 300)]
+        reused = []
+        for chunk in iter_chunks_into(refs[name], buffer, 300):
+            shares = chunk.size > 0 and chunk.__array_interface__["data"][0] == _address(buffer)
+            assert shares == (name == "w" and not small), name  # dense and big enough: a view into buffer
+            reused.append(chunk.copy())
+        assert len(fresh) == len(reused) and all((a == b).all() for a, b in zip(fresh, reused, strict=True))
+
+
+def _address(buffer: bytearray) -> int:
+    import numpy as np
+
+    return int(np.frombuffer(buffer, np.uint8).__array_interface__["data"][0])

@@ -81,6 +81,18 @@ def _read_contiguous(src: packed.ByteReader, ref: TensorRef, first: int, count: 
     return _native(np.frombuffer(raw, dtype=dtype))
 
 
+def _read_contiguous_into(
+    src: packed.ByteReader, ref: TensorRef, first: int, count: int, buffer: bytearray
+) -> np.ndarray:
+    """:func:`_read_contiguous` into the start of ``buffer`` (a view of it, unless byte-swapped)."""
+    import numpy as np
+
+    dtype = numpy_dtype(ref)
+    nbytes = count * dtype.itemsize
+    src.readinto(memoryview(buffer)[:nbytes], ref.byte_range()[0] + first * dtype.itemsize)
+    return _native(np.frombuffer(buffer, dtype=dtype, count=count))
+
+
 # Tensors whose view spans at most this many bytes are read in one piece; beyond
 # it (a column of a huge matrix) only the runs of bytes holding elements are read.
 SPAN_READ_BYTES = 32 << 20
@@ -183,6 +195,21 @@ def _read_array(ref: TensorRef) -> np.ndarray:
 def iter_chunks(ref: TensorRef, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) -> Iterator[np.ndarray]:
     """The tensor's elements in C order, as 1-D arrays of exactly ``chunk_elements``
     (the last may be shorter). Memory is bounded by the chunk, not the tensor."""
+    yield from _iter_chunks(ref, chunk_elements, None)
+
+
+def iter_chunks_into(
+    ref: TensorRef, buffer: bytearray, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS
+) -> Iterator[np.ndarray]:
+    """:func:`iter_chunks`, but a dense tensor's chunks are read into ``buffer`` (when it
+    holds a chunk's bytes) instead of a fresh array each: each item is then a view into
+    ``buffer``, valid until the next item, so a caller that keeps a chunk must copy it.
+    A reused buffer spares each chunk the zero-filling and page faults of new memory
+    (a third of ``stats``' time). Other layouts yield fresh arrays, as iter_chunks."""
+    yield from _iter_chunks(ref, chunk_elements, buffer)
+
+
+def _iter_chunks(ref: TensorRef, chunk_elements: int, buffer: bytearray | None) -> Iterator[np.ndarray]:
     import numpy as np
 
     numpy_dtype(ref)
@@ -197,9 +224,14 @@ def iter_chunks(ref: TensorRef, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) ->
         return
     if _dense(ref):
         src = packed.reader(ref.storage)
+        itemsize = numpy_dtype(ref).itemsize
         for first in range(0, ref.numel, chunk_elements):
             interrupts.check()  # a worker thread stops at the next chunk after Ctrl-C
-            yield _read_contiguous(src, ref, first, min(chunk_elements, ref.numel - first))
+            count = min(chunk_elements, ref.numel - first)
+            if buffer is None or len(buffer) < count * itemsize:
+                yield _read_contiguous(src, ref, first, count)
+            else:
+                yield _read_contiguous_into(src, ref, first, count, buffer)
         return
     begin, end = ref.byte_range()
     span = _read_span(ref) if end - begin <= SPAN_READ_BYTES else None

@@ -18,12 +18,13 @@ Definitions (documented in the README):
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from paraminspect.data import broadcast
-from paraminspect.data.arrays import DEFAULT_CHUNK_ELEMENTS, iter_chunks
+from paraminspect.data.arrays import DEFAULT_CHUNK_ELEMENTS, iter_chunks_into
 from paraminspect.inspect import hist
 from paraminspect.inspect.moments import Accumulator
 from paraminspect.io import progress
@@ -64,11 +65,24 @@ def measure(
     pass) and exact percentiles (hist.py: a few more passes, only when asked for)."""
     distinct, times = broadcast.distinct(ref)
     broadcast.check_work(distinct)
+    buffer = _read_buffer(min(chunk_elements, distinct.numel) * distinct.dtype.itemsize)
 
-    def values() -> Iterator[np.ndarray]:  # re-readable: percentiles walk it again
-        return iter_chunks(distinct, chunk_elements)
+    def values() -> Iterator[np.ndarray]:  # re-readable: percentiles walk it again (one walk at a time)
+        return iter_chunks_into(distinct, buffer, chunk_elements)
 
     return _measure(values, distinct.numel, times, ref.dtype.name.startswith("complex"), wanted)
+
+
+_READ = threading.local()  # each thread's read buffer, reused from tensor to tensor
+
+
+def _read_buffer(nbytes: int) -> bytearray:
+    """This thread's buffer that chunks are read into, at least ``nbytes`` long. The
+    consumers of a chunk (Accumulator, Sampler, percentiles) keep no view of it."""
+    buffer: bytearray | None = getattr(_READ, "buffer", None)
+    if buffer is None or len(buffer) < nbytes:
+        buffer = _READ.buffer = bytearray(nbytes)
+    return buffer
 
 
 def _measure(
