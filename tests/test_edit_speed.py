@@ -47,20 +47,26 @@ def test_torch_zip_storages_carry_the_zip_crc(tmp_path: Path) -> None:
 
 def test_convert_uses_recorded_crc_only_for_whole_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     state = save_pt(tmp_path / "m.pt")
-    checked: list[tuple[int, int]] = []
-    real = safetensors_write.copy_range
+    returned: list[dict[str, int]] = []
+    compared: list[tuple[int, int]] = []
+    real_write, real_same = safetensors_write.write, verify.same_bytes
 
-    def counting(src: int, begin: int, end: int, *args: Any, checksum: bool = False, **kwargs: Any) -> int:
-        if checksum:
-            checked.append((begin, end))
-        return real(src, begin, end, *args, checksum=checksum, **kwargs)
+    def recording(*args: Any) -> dict[str, int]:
+        returned.append(real_write(*args))
+        return returned[-1]
 
-    monkeypatch.setattr(safetensors_write, "copy_range", counting)
+    def comparing(pair: Any) -> bool:
+        compared.append(pair[1].byte_range())
+        return real_same(pair)
+
+    monkeypatch.setattr(safetensors_write, "write", recording)
+    monkeypatch.setattr(verify, "same_bytes", comparing)
     result = run_cli("convert", tmp_path / "m.pt", tmp_path / "m.safetensors")
     assert result.code == 0, result.err
     ckpt = open_checkpoint(tmp_path / "m.pt")
-    # Only the view is checksummed from the source; the whole records use the zip's CRC.
-    assert checked == [ckpt.tensors["part"].byte_range()]
+    # The whole records carry the zip's CRC; the view, a plain copy, is compared with its source bytes.
+    assert returned == [{n: ckpt.tensors[n].storage.recorded_crc for n in ("whole", "b")}]
+    assert compared == [ckpt.tensors["part"].byte_range()]
     loaded = load_file(tmp_path / "m.safetensors")
     assert loaded.keys() == state.keys()
     for name, tensor in state.items():

@@ -1,9 +1,13 @@
 """Re-open a freshly written checkpoint and check it against what the writer meant.
 
-Names, dtypes and shapes must match exactly, and the CRC-32 of every stored
-tensor's bytes (little-endian, C order) must equal the CRC computed from the
-data the writer was given. This runs on the new file before it replaces
-anything, so a failed check leaves the original in place.
+Names, dtypes and shapes must match exactly, and every stored tensor's bytes
+(little-endian, C order) must be the ones the writer was given: a tensor copied
+unchanged byte for byte from an input is compared with that input's bytes, read
+again through the handle the edit read (the caller then checks that the input
+did not change, so the copy is of the file that was opened); any other tensor's
+CRC-32 must equal the CRC computed from the data the writer produced. This runs
+on the new file before it replaces anything, so a failed check leaves the
+original in place.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ if TYPE_CHECKING:
 class Expected:
     dtype: DType
     shape: tuple[int, ...]
-    crc: int | None  # None: not checked here (an alias of a checked name)
+    crc: int | None  # None: not checked by CRC (an alias of a checked name, or a copy)
+    copy_of: TensorRef | None = None  # the written bytes must equal this input range's
 
 
 def tensor_crc(ref: TensorRef) -> int:
@@ -48,11 +53,39 @@ def tensor_crc(ref: TensorRef) -> int:
     return crc
 
 
+def same_bytes(pair: tuple[TensorRef, TensorRef]) -> bool:
+    """Whether two raw (contiguous, little-endian) tensors hold the same bytes, read in bounded chunks."""
+    from paraminspect.edit.writers.safetensors import CHUNK_BYTES
+    from paraminspect.io import source as input_files
+
+    written, original = pair
+    (begin, end), (at, until) = written.byte_range(), original.byte_range()
+    if end - begin != until - at:
+        return False
+    ours, theirs = input_files.get(written.storage.path), input_files.get(original.storage.path)
+    size = min(CHUNK_BYTES, max(end - begin, 1))
+    a, b = bytearray(size), bytearray(size)
+    done = 0
+    while done < end - begin:
+        interrupts.check()
+        n = min(size, end - begin - done)
+        if n < size:
+            a, b = bytearray(n), bytearray(n)
+        ours.readinto(memoryview(a), begin + done)
+        theirs.readinto(memoryview(b), at + done)
+        if a != b:  # bytearray comparison is a memcmp
+            return False
+        done += n
+    return True
+
+
 def expected_tensors(plan: Plan, crcs: dict[str, int], label: Path) -> dict[str, Expected]:
     """What every written name must hold, each from that name's own source.
 
     ``crcs`` are the writer's checksums: of a name's own byte range when it was
-    stored alone, of the values it produced for new or cast data. Names the
+    stored alone, of the values it produced for new or cast data. A group with
+    none was copied byte for byte from its (unchanged) source range, and the
+    written bytes must equal that range's. Names the
     writer stores as one tensor are only as right as the grouping that joined
     them, so each is read again through its own source byte range: they must all
     hold the same bytes, and each unchanged one is expected to read back as its
@@ -82,8 +115,15 @@ def expected_tensors(plan: Plan, crcs: dict[str, int], label: Path) -> dict[str,
         for name in names:
             source = tensors[name]
             crc = own[name] if isinstance(source, Keep) and name in own else written
-            expected[name] = Expected(source.dtype, source.shape, crc)
+            copy_of = source.ref if crc is None and isinstance(source, Keep) and _raw(source.ref) else None
+            expected[name] = Expected(source.dtype, source.shape, crc, copy_of)
     return expected
+
+
+def _raw(ref: TensorRef) -> bool:
+    from paraminspect.edit.writers.safetensors import _raw_copy_possible
+
+    return _raw_copy_possible(ref)
 
 
 def _own_ref(plan: Plan, name: str) -> TensorRef:
@@ -233,6 +273,7 @@ def _check_tensors(ckpt: Checkpoint, expected: dict[str, Expected], where: Path)
     if missing or extra:
         raise CheckpointError(f"written file failed verification: missing {missing[:3]}, unexpected {extra[:3]}", where)
     to_check: dict[tuple[object, ...], TensorRef] = {}
+    to_compare: dict[tuple[object, ...], tuple[TensorRef, TensorRef]] = {}
     for name, want in expected.items():
         ref = found[name]
         if ref.dtype != want.dtype or ref.shape != want.shape:
@@ -243,10 +284,17 @@ def _check_tensors(ckpt: Checkpoint, expected: dict[str, Expected], where: Path)
             )
         if want.crc is not None:
             to_check.setdefault(ref.identity, ref)
-    # Reading and zlib.crc32 both release the GIL: two threads halve the wall time.
+        elif want.copy_of is not None:
+            to_compare.setdefault(ref.identity, (ref, want.copy_of))
+    # Reading, zlib.crc32 and comparing bytes all release the GIL: two threads halve the wall time.
     crcs = dict(zip(to_check, ordered_map(tensor_crc, list(to_check.values())), strict=True))
     for name, want in expected.items():
         if want.crc is not None and crcs[found[name].identity] != want.crc:
+            raise CheckpointError(f"written file failed verification: checksum of {name!r} differs", where)
+    same = dict(zip(to_compare, ordered_map(same_bytes, list(to_compare.values())), strict=True))
+    for name, want in expected.items():
+        if want.crc is None and want.copy_of is not None and not same[found[name].identity]:
+            # The message of a CRC mismatch, word for word: what the user learns is the same.
             raise CheckpointError(f"written file failed verification: checksum of {name!r} differs", where)
 
 

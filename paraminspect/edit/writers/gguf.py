@@ -7,8 +7,8 @@ their bytes (a 151,000-token vocabulary is never re-encoded), the tensor infos
 too: their offsets are relative to the data section, so they stay valid and
 only the padding before the data section is recomputed for the new header's
 length, at the same ``general.alignment``. A set key is encoded in the input's
-byte order and GGUF version. Copies run on worker threads in bounded chunks,
-checksumming what passes, as the safetensors writer's do.
+byte order and GGUF version. Copies run on worker threads, by the kernel
+where it can, as the safetensors writer's do.
 """
 
 from __future__ import annotations
@@ -119,7 +119,8 @@ def _array(inner: str, items: Any, order: str, key: str) -> bytes:
 
 
 def write(layout: GGUFLayout, out: BinaryIO) -> dict[str, int]:
-    """Write the file; return each tensor's CRC-32 (of its little-endian bytes, as verify reads them)."""
+    """Write the file; return the CRC-32 of each big-endian tensor's bytes (little-endian, as verify
+    reads them). The others are plain copies, which verification compares with the input's bytes."""
     from paraminspect.edit.writers.safetensors import _pwrite_all
 
     out.flush()
@@ -139,12 +140,11 @@ def write(layout: GGUFLayout, out: BinaryIO) -> dict[str, int]:
             pos = base + begin - layout.data_start
             raw = _raw_copy_possible(ref)
             job = (src, begin, end, fd, pos, writeback.stream(pos))
-            copies[name] = interrupts.calm(pool.submit, running.run, copy_range, *job, checksum=raw, stop=stop)
+            copies[name] = interrupts.calm(pool.submit, running.run, copy_range, *job, stop=stop)
             if not raw:  # big-endian: verify checks the values' bytes as little-endian, as here
                 crcs[name] = _canonical_crc(ref)
-        for name, future in copies.items():
-            crc = wait(future)
-            crcs.setdefault(name, crc)
+        for future in copies.values():
+            wait(future)
         writeback.close()
     finally:
         with interrupts.deferred():  # the pool's and Running's locks must not be cut in two

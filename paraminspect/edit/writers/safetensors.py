@@ -12,6 +12,7 @@ turns back into aliases.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -30,8 +31,9 @@ from paraminspect.data.casting import cast_array
 from paraminspect.dtypes import DType
 from paraminspect.edit.plan import Cast, Keep, NewData, Source, identity
 from paraminspect.edit.writers.writeback import Stream, Writeback
-from paraminspect.errors import UsageError
+from paraminspect.errors import CheckpointError, UsageError
 from paraminspect.formats.safetensors import METADATA_KEY
+from paraminspect.io import progress
 from paraminspect.io import source as input_files
 from paraminspect.model import TensorRef
 from paraminspect.parallel import POLL_SECONDS, wait
@@ -131,14 +133,14 @@ def plan_layout(tensors: dict[str, Source], metadata: dict[str, str]) -> Layout:
 
 
 def write(layout: Layout, out: BinaryIO) -> dict[str, int]:
-    """Write the file; return the CRC-32 of each stored tensor's bytes.
+    """Write the file; return the CRC-32 of each stored tensor's bytes that is not a plain copy.
 
     Unchanged tensors are copied byte for byte by ``COPY_THREADS`` worker
-    threads, each checksumming what passes through its buffer, so the source
-    is read once. A tensor that is a whole torch zip record takes the CRC-32
-    the archive records for it instead; verification still checks the written
-    bytes against it. Tensors that need encoding are written meanwhile on the
-    calling thread.
+    threads (by the kernel where it can) and get no CRC here: verification
+    compares their written bytes with the source's. A tensor that is a whole
+    torch zip record takes the CRC-32 the archive records for it instead, so
+    verification also checks the source against its archive. Tensors that need
+    encoding are written meanwhile on the calling thread.
     """
     out.flush()
     fd = out.fileno()
@@ -162,14 +164,11 @@ def write(layout: Layout, out: BinaryIO) -> dict[str, int]:
             if recorded is not None:
                 crcs[item.name] = recorded
             job = (src, *ref.byte_range(), fd, base + item.begin, writeback.stream(base + item.begin))
-            copies[item.name] = interrupts.calm(
-                pool.submit, running.run, copy_range, *job, checksum=recorded is None, stop=stop
-            )
+            copies[item.name] = interrupts.calm(pool.submit, running.run, copy_range, *job, checksum=False, stop=stop)
         for item in encoded:
             crcs[item.name] = _write_encoded(item, fd, base + item.begin, writeback)
-        for name, future in copies.items():
-            crc = wait(future)  # with timeouts: Ctrl-C is handled while the copies run
-            crcs.setdefault(name, crc)
+        for future in copies.values():
+            wait(future)  # with timeouts: Ctrl-C is handled while the copies run
         writeback.close()
     finally:
         # On Ctrl-C or an error, copies stop at their next chunk and hints not yet started are dropped;
@@ -180,7 +179,7 @@ def write(layout: Layout, out: BinaryIO) -> dict[str, int]:
             running.finish()
             writeback.close(cancel=True)
     out.seek(base + (layout.stored[-1].end if layout.stored else 0))
-    return {item.name: crcs[item.name] for item in layout.stored}
+    return {item.name: crcs[item.name] for item in layout.stored if item.name in crcs}
 
 
 def _write_encoded(item: Stored, fd: int, pos: int, writeback: Writeback | None = None) -> int:
@@ -264,15 +263,17 @@ def copy_range(
 ) -> int:
     """Copy src[begin:end] to dst at ``pos`` in bounded chunks; return the CRC-32 (0 unless ``checksum``).
 
-    A plain read/write loop, not ``copy_file_range``: on ext4 the kernel's
-    splice copy measured 0.42 s per GiB against 0.30 s for this loop, and the
-    loop yields the checksum without reading the source a second time.
+    Without ``checksum`` the kernel copies (``copy_file_range``: the bytes never
+    enter Python; on the 1 GiB benchmark file 0.54 s CPU against 0.64 s for the
+    loop); verification then compares the written bytes with the source's. Where
+    the kernel cannot (another filesystem, an old kernel, a remote source) the
+    plain read/write loop copies the rest.
     """
     total = end - begin
-    buffer = bytearray(min(CHUNK_BYTES, max(total, 1)))
+    done = _kernel_copy(src, begin, total, dst, pos, stream, stop) if not checksum else 0
+    buffer = bytearray(min(CHUNK_BYTES, max(total - done, 1)))
     view = memoryview(buffer)
     crc = 0
-    done = 0
     while done < total:
         if stop is not None and stop.is_set():
             raise Stopped
@@ -287,6 +288,46 @@ def copy_range(
     if stream is not None:
         stream.flush()
     return crc
+
+
+# One copy_file_range call at most this big: a stop (Ctrl-C, an error) is seen between calls.
+KERNEL_STEP = 8 << 20
+# The kernel cannot copy between these two descriptors: copy through Python instead.
+NO_KERNEL_COPY = frozenset({errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF, errno.ETXTBSY})
+
+
+def _kernel_copy(
+    src: input_files.Source,
+    begin: int,
+    total: int,
+    dst: int,
+    pos: int,
+    stream: Stream | None,
+    stop: threading.Event | None,
+) -> int:
+    """Copy what the kernel will of src[begin:begin+total] to dst at ``pos``; return the bytes copied."""
+    copy = getattr(os, "copy_file_range", None)
+    fd = getattr(src, "fd", None)
+    if copy is None or src.remote or not isinstance(fd, int):
+        return 0
+    src.data_read = True
+    done = 0
+    while done < total:
+        if stop is not None and stop.is_set():
+            raise Stopped
+        try:
+            n = copy(fd, dst, min(KERNEL_STEP, total - done), begin + done, pos + done)
+        except OSError as exc:
+            if exc.errno in NO_KERNEL_COPY:
+                return done  # the loop goes on from here (and reports a truncation itself)
+            raise
+        if n == 0:
+            raise CheckpointError(input_files.TRUNCATED, src.path)
+        progress.advance(n)
+        if stream is not None:
+            stream.wrote(n)
+        done += n
+    return done
 
 
 def recorded_crc(ref: TensorRef) -> int | None:
