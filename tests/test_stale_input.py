@@ -105,7 +105,7 @@ def test_stats_of_a_file_replaced_meanwhile_is_refused(tmp_path: Path, monkeypat
     model, other = tmp_path / "m.pt", tmp_path / "other.pt"
     write(model, 1)
     write(other, 2)
-    real = tensors.iter_chunks
+    real = tensors.iter_chunks_into
 
     def replaced_first(*args: Any) -> Any:
         # stats reads two tensors at a time: whichever thread comes first replaces the file.
@@ -113,7 +113,7 @@ def test_stats_of_a_file_replaced_meanwhile_is_refused(tmp_path: Path, monkeypat
             os.replace(other, model)
         return real(*args)
 
-    monkeypatch.setattr(stats, "iter_chunks", replaced_first)
+    monkeypatch.setattr(stats, "iter_chunks_into", replaced_first)
     result = run_cli("stats", model)
     assert (result.code, result.out) == (2, "")
     assert (
@@ -129,21 +129,21 @@ import os, sys
 target, where = sys.argv[1], sys.argv[2]
 if where == "stats":
     from paraminspect.inspect import stats
-    real = stats.iter_chunks
+    real = stats.iter_chunks_into
     def hooked(ref, *args, **kwargs):
         chunks = real(ref, *args, **kwargs)
         if ref.numel > 1 << 20:  # the big strided one, whichever thread reads it
             yield next(chunks)  # reading has begun (before: a memory map of its span exists)
             os.truncate(target, 4096)
         yield from chunks
-    stats.iter_chunks = hooked
+    stats.iter_chunks_into = hooked
 elif where == "stats-before":
     from paraminspect.inspect import stats
-    real = stats.iter_chunks
+    real = stats.iter_chunks_into
     def hooked(*args, **kwargs):
         os.truncate(target, 4096)
         return real(*args, **kwargs)
-    stats.iter_chunks = hooked
+    stats.iter_chunks_into = hooked
 else:
     import torch
     real = torch.save

@@ -1,10 +1,10 @@
 """``stats``: summary statistics per tensor, per subtree and in total, in bounded memory.
 
-Each tensor is walked in chunks (``tensors.iter_chunks``) and folded into an
-:class:`Accumulator` in float64, so memory is bounded by the chunk, not the
-tensor. Accumulators merge exactly (Chan et al.'s pairwise update for the
-variance), which is what makes ``--by-prefix`` and the total line cheap: they
-merge per-tensor results instead of reading anything twice.
+Each tensor is walked in chunks (``arrays.iter_chunks_into``, read into one
+reused buffer) and folded into an :class:`Accumulator` in float64, so memory is
+bounded by the chunk, not the tensor. Accumulators merge exactly (Chan et al.'s
+pairwise update for the variance), which is what makes ``--by-prefix`` and the
+total line cheap: they merge per-tensor results instead of reading anything twice.
 
 Definitions (documented in the README):
 - NaN and +/-Inf are counted in their own columns and left out of every other
