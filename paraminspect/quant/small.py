@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import struct
+from pathlib import Path
 from typing import Any
 
 from paraminspect.errors import CheckpointError
@@ -54,36 +55,38 @@ def integers_many(refs: list[TensorRef], most: int = 8) -> list[tuple[int, ...] 
     """:func:`integers` of many descriptors, read in few calls: a writer stores tensors
     of one dtype side by side (safetensors sorts by dtype, then name), so the ranges
     of thousands of ``weight_shape`` tensors merge into one read or a few."""
-    wanted = sorted((i for i, r in enumerate(refs) if _small_int(r, most)), key=lambda i: _key(refs[i]))
+    # Each descriptor's byte range once: sorting and merging asked for it ~6 times a tensor.
+    spans = {i: r.byte_range() for i, r in enumerate(refs) if _small_int(r, most)}
+    wanted = sorted(spans, key=lambda i: (str(refs[i].storage.path), spans[i][0]))
     out: list[tuple[int, ...] | None] = [None] * len(refs)
     run: list[int] = []
+    run_begin = run_end = 0  # the run's first byte, and the end of its last range
     for i in [*wanted, -1]:
-        if run and (i < 0 or not _joins(refs[run[0]], refs[run[-1]], refs[i])):
-            _read_run(refs, run, out)
+        if run and (i < 0 or not _joins(refs[run[0]].storage.path, run_begin, run_end, refs[i], spans[i])):
+            _read_run(refs, run, spans, out)
             run = []
         if i >= 0:
+            if not run:
+                run_begin = spans[i][0]
             run.append(i)
+            run_end = spans[i][1]
     return out
 
 
 _GAP, _RUN = 1 << 16, 4 << 20  # merge ranges less than 64 KiB apart, into reads of at most 4 MiB
 
 
-def _key(ref: TensorRef) -> tuple[str, int]:
-    return str(ref.storage.path), ref.byte_range()[0]
+def _joins(path: Path, run_begin: int, run_end: int, ref: TensorRef, span: tuple[int, int]) -> bool:
+    """``ref`` (its bytes: ``span``) extends the run in ``path`` that starts at ``run_begin``
+    and whose last range ends at ``run_end``."""
+    begin, end = span
+    return ref.storage.path == path and begin - run_end <= _GAP and end - run_begin <= _RUN
 
 
-def _joins(first: TensorRef, last: TensorRef, ref: TensorRef) -> bool:
-    begin, end = ref.byte_range()
-    return (
-        ref.storage.path == first.storage.path
-        and begin - last.byte_range()[1] <= _GAP
-        and end - first.byte_range()[0] <= _RUN
-    )
-
-
-def _read_run(refs: list[TensorRef], run: list[int], out: list[tuple[int, ...] | None]) -> None:
-    begin, end = refs[run[0]].byte_range()[0], max(refs[i].byte_range()[1] for i in run)
+def _read_run(
+    refs: list[TensorRef], run: list[int], spans: dict[int, tuple[int, int]], out: list[tuple[int, ...] | None]
+) -> None:
+    begin, end = spans[run[0]][0], max(spans[i][1] for i in run)
     try:
         opened = source.get(refs[run[0]].storage.path)
         if end > opened.size:
@@ -94,7 +97,7 @@ def _read_run(refs: list[TensorRef], run: list[int], out: list[tuple[int, ...] |
             out[i] = integers(refs[i])
         return
     for i in run:
-        first, last = refs[i].byte_range()
+        first, last = spans[i]
         out[i] = _decode(refs[i], raw[first - begin : last - begin])
 
 
