@@ -1,7 +1,11 @@
 """A run builds the click command of the command it runs only (cli.dispatch.app_for), and the
-whole app whenever argv leaves any doubt about which command that is."""
+whole app whenever argv leaves any doubt about which command that is; the console script keeps
+the garbage collector off start-up's objects (cli.run)."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 import typer
@@ -68,3 +72,22 @@ def test_output_and_errors_through_the_view_are_those_of_the_whole_app() -> None
     assert (bad.code, bad.err) == (2, "paraminspect: error: No such option: --no-such-option" + see)
     typo = run_cli("shape", path, "get")
     assert typo.err == "paraminspect: error: No such command 'shape'. Did you mean 'shapes'?" + see
+
+
+_GC_PROBE = """
+import gc
+import paraminspect.cli.dispatch as dispatch
+def probe(argv=None):
+    print(gc.isenabled(), gc.get_freeze_count() > 1000)
+    return 0
+dispatch.main = probe
+from paraminspect.cli import run
+run()
+"""
+
+
+def test_the_console_script_runs_a_command_with_its_start_up_frozen_and_collection_on() -> None:
+    """Start-up's objects are frozen (never walked by a collection again), and the command's
+    own garbage is still collected: a long diff's cycles do not pile up."""
+    proc = subprocess.run([sys.executable, "-c", _GC_PROBE], capture_output=True, text=True, timeout=60, check=False)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "True True\n", "")
