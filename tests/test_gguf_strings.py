@@ -56,6 +56,8 @@ ARRAYS = {
     f"test.n{n}": vocab(n, edges=n > 20)
     for n in (0, 1, BLOCK - 1, BLOCK, BLOCK + 1, 2 * BLOCK, 3 * BLOCK + 5)
 } | {"tokenizer.ggml.tokens": vocab(8000), "test.plain": [f"m{i} n{i}" for i in range(3000)]}
+# No block of short elements anywhere (every third long, every third empty): all stepped one by one.
+ARRAYS["test.mixed"] = [("q" * 200, "", f"m{i}")[i % 3] for i in range(3 * BLOCK + 7)]
 
 
 @pytest.mark.parametrize("big", [False, True], ids=["little", "big"])

@@ -21,7 +21,7 @@ from paraminspect.naming.order import ordered_names
 from paraminspect.naming.select import Selector, is_index_form, resolve_index_form, suggestions
 from paraminspect.output import render
 from paraminspect.output.render import OutputFormat
-from paraminspect.output.report import plural
+from paraminspect.output.tabular import plural
 from paraminspect.quant.logical import Recognition, looks_quantized
 
 app = typer.Typer(

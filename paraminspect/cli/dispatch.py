@@ -9,6 +9,7 @@ exit 1, which scripts read as "differences found".
 
 import contextlib
 import contextvars
+import copy
 import importlib
 import os
 import sys
@@ -43,6 +44,43 @@ def register_commands(argv: list[str]) -> None:
     app.registered_commands.sort(key=lambda info: _ORDER.index(info.name or ""))
 
 
+# The global options (app._root) a command name may follow: those taking a value, and flags.
+# Anything else before the command name (-h, a typo, combined short flags) builds the whole app.
+GLOBAL_VALUE_OPTIONS = frozenset(
+    f"--max-{name}" for name in ("entries", "depth", "pickle-bytes", "numel", "globals", "pickle-opcodes", "elements")
+)
+GLOBAL_FLAGS = frozenset({"--allow-full-download", "--verbose", "-v", "--no-progress"})
+
+
+def invoked_command(argv: list[str]) -> str | None:
+    """The command ``argv`` runs, when only known global options come before its name
+    (none of them --help or --version); else None."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in COMMAND_MODULES:
+            return arg
+        option, has_value, _ = arg.partition("=")
+        if option in GLOBAL_VALUE_OPTIONS:
+            i += 1 if has_value else 2
+        elif arg in GLOBAL_FLAGS:
+            i += 1
+        else:
+            return None
+    return None
+
+
+def app_for(argv: list[str]) -> typer.Typer:
+    """The app ``argv`` needs: only the command it runs (the click command of each other
+    one, options and all, is never built), or every registered command when that is unclear."""
+    name = invoked_command(argv)
+    if name is None:
+        return app
+    view = copy.copy(app)  # shallow: the callback and settings are app's own
+    view.registered_commands = [info for info in app.registered_commands if info.name == name]
+    return view
+
+
 DEBUG_VARIABLE = "PARAMINSPECT_DEBUG"
 _INTERRUPTED = interrupts.exit_code(2)  # what typer returns for a KeyboardInterrupt inside a command
 
@@ -66,8 +104,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str] | None) -> tuple[int, str | None]:
-    register_commands(sys.argv[1:] if argv is None else argv)
-    command = typer.main.get_command(app)
+    args = sys.argv[1:] if argv is None else argv
+    register_commands(args)
+    command = typer.main.get_command(app_for(args))
     # A fresh context: limits set by the global options do not outlive this call.
     context = contextvars.copy_context()
     input_files.COST.reset()

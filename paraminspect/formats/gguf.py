@@ -187,31 +187,27 @@ class _Cursor:
     def strings(self, n: int, what: str) -> GGUFStrings:
         """``n`` strings (a vocabulary: the hot loop of a large header) kept as their bytes.
 
-        The regex engine takes blocks of short elements (ggufstrings.patterns); each other
-        element (long, empty, or cut by the buffer's end) is stepped here, its length
-        checked against the file. Nothing is decoded.
+        The regex engine takes blocks of short elements (ggufstrings.pattern). Where a
+        block does not match (fewer left, an element that is long or empty, the buffer's
+        end), elements are stepped here, each length checked against the file, up to and
+        including the first one that is not short: at most a block's worth. Nothing is decoded.
         """
         start, self.keep = self.pos, self.pos
-        block, run, one = ggufstrings.patterns(self.order)
+        block, size, label = ggufstrings.pattern(self.order), ggufstrings.BLOCK, f"{what} length"
         left, short = n, True
         try:
             while left:
-                buf, i = self.buf, self.i
-                if left >= ggufstrings.BLOCK and (whole := block.match(buf, i)):
-                    self.i, left = whole.end(), left - ggufstrings.BLOCK
+                if left >= size and (whole := block.match(self.buf, self.i)):
+                    self.i, left = whole.end(), left - size
                     continue
-                end = run.match(buf, i).end()  # type: ignore[union-attr]  # {0,N} always matches
-                if end > i:
-                    found = one.findall(buf, i, end)  # consecutive from i: exactly the run's elements
-                    if len(found) >= left:
-                        self.i = i + sum(map(len, found[:left]))
+                for _ in range(min(left, size)):
+                    length: int = self.unpack("Q", label)
+                    self.need(length, what)
+                    self.i += length
+                    left -= 1
+                    if not 1 <= length <= ggufstrings.SHORT:
+                        short = False
                         break
-                    self.i, left = end, left - len(found)
-                length: int = self.unpack("Q", f"{what} length")
-                short = short and 1 <= length <= ggufstrings.SHORT
-                self.need(length, what)
-                self.i += length
-                left -= 1
         finally:
             self.keep = None
         raw = self.buf[start - self.base : self.i]

@@ -2,12 +2,13 @@
 
 Made into 300,000 Python strings on every open, a tokenizer cost `shapes` ten
 times everything else it does. The header reader (formats/gguf.py) walks an
-array's length fields with the regex engine instead, in C: :func:`patterns`
-match whole blocks of elements whose length is 1-127 (one length byte, seven
-zero bytes), and only other elements are stepped in Python, each length checked
-against the file. The array is kept as one ``bytes`` object; it is decoded (and
-its UTF-8 checked) when a value is shown, compared as text or re-encoded, and
-copied as it is by an edit that keeps it.
+array's length fields with the regex engine instead, in C: :func:`pattern`
+matches a whole block of elements whose length is 1-127 (one length byte, seven
+zero bytes), and only the elements around any other (long, empty, or cut by the
+buffer's end) are stepped in Python, each length checked against the file. The
+array is kept as one ``bytes`` object; it is decoded (and its UTF-8 checked)
+when a value is shown, compared as text or re-encoded, and copied as it is by an
+edit that keeps it.
 """
 
 from __future__ import annotations
@@ -20,14 +21,17 @@ from typing import overload
 
 from paraminspect.errors import CheckpointError
 
-SHORT = 127  # longest element the patterns match: its length field is ASCII (seven zero bytes)
-BLOCK = 512  # elements per block match; a failed block costs at most this many elements' scan
+SHORT = 127  # longest element the pattern matches: its length field is ASCII (seven zero bytes)
+# Elements per block match. A block that fails (an element not short among them) costs at most
+# this many elements' scan, and the reader then steps at most this many in Python: one pattern
+# serves, compiled once per process (each 127-branch pattern costs a cold process ~4 ms).
+BLOCK = 128
 HEAD = 64  # items up to here are decoded one by one (a table's first items), not all at once
 
 
 @cache
-def patterns(order: str) -> tuple[re.Pattern[bytes], re.Pattern[bytes], re.Pattern[bytes]]:
-    """(exactly BLOCK short elements, up to BLOCK of them, one) for byte order ``order``.
+def pattern(order: str) -> re.Pattern[bytes]:
+    """Exactly BLOCK short elements, for byte order ``order``.
 
     Each branch is one length: a length byte then its seven zero bytes (little-endian;
     big-endian has the zeros first) and that many bytes of text. Branches for short
@@ -37,12 +41,7 @@ def patterns(order: str) -> tuple[re.Pattern[bytes], re.Pattern[bytes], re.Patte
         one = b"|".join(re.escape(bytes([n])) + b"\x00{7}.{%d}" % n for n in range(1, SHORT + 1))
     else:
         one = b"\x00{7}(?:" + b"|".join(re.escape(bytes([n])) + b".{%d}" % n for n in range(1, SHORT + 1)) + b")"
-    element = b"(?:" + one + b")"
-    return (
-        re.compile(element + b"{%d}" % BLOCK, re.DOTALL),
-        re.compile(element + b"{0,%d}" % BLOCK, re.DOTALL),
-        re.compile(element, re.DOTALL),
-    )
+    return re.compile(b"(?:" + one + b"){%d}" % BLOCK, re.DOTALL)
 
 
 @cache

@@ -13,7 +13,7 @@ from typing import Any
 from paraminspect.errors import SelectionError
 from paraminspect.model import Checkpoint
 from paraminspect.naming.select import Selector, suggestions
-from paraminspect.output.report import Column, Kind, MetaValue, Table
+from paraminspect.output.tabular import Column, Kind, MetaValue, Table
 
 COLUMNS = [
     Column("key", "key", Kind.NAME),

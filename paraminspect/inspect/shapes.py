@@ -13,7 +13,7 @@ from paraminspect.inspect.meta import metadata_document
 from paraminspect.model import Checkpoint
 from paraminspect.naming.order import tensor_names
 from paraminspect.naming.select import Selector
-from paraminspect.output.report import Column, Kind, Table, plural
+from paraminspect.output.tabular import Column, Kind, Table, plural
 from paraminspect.quant.logical import Recognition, display_names
 
 COLUMNS = [

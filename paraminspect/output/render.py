@@ -10,9 +10,9 @@ stderr); commands use the names gathered here.
 
 from __future__ import annotations
 
-from paraminspect.output.charts import format_hist
+import importlib
+
 from paraminspect.output.colours import Colours
-from paraminspect.output.edits import format_edit_summary, write_edit
 from paraminspect.output.outputformat import FINDING_COMMANDS, NO_SARIF, OutputFormat, refuse_sarif
 from paraminspect.output.tables import (
     format_findings,
@@ -31,9 +31,25 @@ from paraminspect.output.text import (
     shape_text,
     value_text,
 )
-from paraminspect.output.trees import format_modules, format_tree
-from paraminspect.output.values import format_values
 from paraminspect.output.writing import write, write_message
+
+TYPE_CHECKING = False  # not typing's: under mypy the lazy names below are plain imports
+if TYPE_CHECKING:
+    from paraminspect.output.charts import format_hist
+    from paraminspect.output.edits import format_edit_summary, write_edit
+    from paraminspect.output.trees import format_modules, format_tree
+    from paraminspect.output.values import format_values
+
+# The renderers of trees, values, histograms and edits are imported when first used
+# (PEP 562), so a table command does not load them, nor the report types they take.
+_LAZY = {
+    "format_hist": "charts",
+    "format_edit_summary": "edits",
+    "write_edit": "edits",
+    "format_modules": "trees",
+    "format_tree": "trees",
+    "format_values": "values",
+}
 
 __all__ = [
     "FINDING_COMMANDS",
@@ -63,3 +79,14 @@ __all__ = [
     "write_edit",
     "write_message",
 ]
+
+
+if not TYPE_CHECKING:  # mypy sees the imports above; an unknown name stays an error to it
+
+    def __getattr__(name: str) -> object:
+        home = _LAZY.get(name)
+        if home is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"paraminspect.output.{home}"), name)
+        globals()[name] = value
+        return value

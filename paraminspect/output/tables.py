@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from paraminspect.inttext import safe_str
 from paraminspect.output.outputformat import OutputFormat, refuse_sarif
-from paraminspect.output.report import Column, Finding, Kind, MetaValue, Table, Verdict
 from paraminspect.output.sparks import sparkline
+from paraminspect.output.tabular import Column, Kind, MetaValue, Table
 from paraminspect.output.text import _json_safe, human_bytes, human_count, meta_text, safe_text, shape_text
+
+if TYPE_CHECKING:  # verdicts are built by diff and check only: their types are not loaded for a table
+    from paraminspect.output.report import Finding, Verdict
 
 
 def _cell(column: Column, value: Any, *, human: bool) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from paraminspect.inttext import fits, int_text, safe_str
-from paraminspect.output.report import MetaValue
+from paraminspect.output.tabular import MetaValue
 
 
 def safe_text(text: str) -> str:
