@@ -13,12 +13,10 @@ signal handlers (a Ctrl-C during start-up is then a clean exit 130).
 
 from __future__ import annotations
 
-import importlib
+from paraminspect.lazy import attributes
 
 TYPE_CHECKING = False  # not typing's: importing typing would cost start-up time
 if TYPE_CHECKING:
-    from typing import Any
-
     from paraminspect.api.reading import (
         CheckpointReader,
         TensorSlice,
@@ -84,13 +82,8 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"paraminspect.{home}"), name)
-    globals()[name] = value
-    return value
+if not TYPE_CHECKING:  # mypy sees the imports above; an unknown name stays an error to it
+    __getattr__ = attributes(globals(), {name: f"paraminspect.{home}" for name, home in _HOMES.items()})
 
 
 def __dir__() -> list[str]:

@@ -81,6 +81,7 @@ def test_the_root_holds_only_the_face_and_the_core() -> None:
         "errors.py",
         "interrupts.py",
         "inttext.py",
+        "lazy.py",
         "limits.py",
         "parallel.py",
     ]

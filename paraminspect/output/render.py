@@ -10,8 +10,7 @@ stderr); commands use the names gathered here.
 
 from __future__ import annotations
 
-import importlib
-
+from paraminspect.lazy import attributes
 from paraminspect.output.colours import Colours
 from paraminspect.output.outputformat import FINDING_COMMANDS, NO_SARIF, OutputFormat, refuse_sarif
 from paraminspect.output.tables import (
@@ -82,11 +81,4 @@ __all__ = [
 
 
 if not TYPE_CHECKING:  # mypy sees the imports above; an unknown name stays an error to it
-
-    def __getattr__(name: str) -> object:
-        home = _LAZY.get(name)
-        if home is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(f"paraminspect.output.{home}"), name)
-        globals()[name] = value
-        return value
+    __getattr__ = attributes(globals(), {name: f"paraminspect.output.{home}" for name, home in _LAZY.items()})
