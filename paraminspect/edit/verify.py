@@ -121,9 +121,9 @@ def expected_tensors(plan: Plan, crcs: dict[str, int], label: Path) -> dict[str,
 
 
 def _raw(ref: TensorRef) -> bool:
-    from paraminspect.edit.writers.safetensors import _raw_copy_possible
+    from paraminspect.edit.writers.safetensors import raw_copy_possible
 
-    return _raw_copy_possible(ref)
+    return raw_copy_possible(ref)
 
 
 def _own_ref(plan: Plan, name: str) -> TensorRef:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from paraminspect import interrupts, limits
-from paraminspect.edit.writers.safetensors import COPY_THREADS, Running, _raw_copy_possible, copy_range, source_bytes
+from paraminspect.edit.writers.safetensors import COPY_THREADS, Running, copy_range, raw_copy_possible, source_bytes
 from paraminspect.edit.writers.writeback import Writeback
 from paraminspect.errors import UsageError
 from paraminspect.formats import gguf
@@ -138,7 +138,7 @@ def write(layout: GGUFLayout, out: BinaryIO) -> dict[str, int]:
         for name, ref in layout.tensors.items():
             begin, end = ref.byte_range()
             pos = base + begin - layout.data_start
-            raw = _raw_copy_possible(ref)
+            raw = raw_copy_possible(ref)
             job = (src, begin, end, fd, pos, writeback.stream(pos))
             copies[name] = interrupts.calm(pool.submit, running.run, copy_range, *job, stop=stop)
             if not raw:  # big-endian: verify checks the values' bytes as little-endian, as here

@@ -155,7 +155,7 @@ def write(layout: Layout, out: BinaryIO) -> dict[str, int]:
     try:
         encoded = []
         for item in layout.stored:
-            if not (isinstance(item.source, Keep) and _raw_copy_possible(item.source.ref)):
+            if not (isinstance(item.source, Keep) and raw_copy_possible(item.source.ref)):
                 encoded.append(item)
                 continue
             ref = item.source.ref
@@ -339,14 +339,14 @@ def recorded_crc(ref: TensorRef) -> int | None:
     return storage.recorded_crc
 
 
-def _raw_copy_possible(ref: TensorRef) -> bool:
+def raw_copy_possible(ref: TensorRef) -> bool:
     little = ref.storage.byteorder == "little" and sys.byteorder == "little"
     return ref.is_contiguous and (little or ref.dtype.itemsize == 1)
 
 
 def source_bytes(source: Source, dtype: DType) -> Iterator[memoryview | bytes]:
     """The tensor's elements as little-endian C-order bytes, in bounded chunks."""
-    if isinstance(source, Keep) and _raw_copy_possible(source.ref):
+    if isinstance(source, Keep) and raw_copy_possible(source.ref):
         yield from _file_range(source.ref.storage.path, *source.ref.byte_range())
         return
     import numpy as np
