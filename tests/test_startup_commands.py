@@ -91,3 +91,35 @@ def test_the_console_script_runs_a_command_with_its_start_up_frozen_and_collecti
     own garbage is still collected: a long diff's cycles do not pile up."""
     proc = subprocess.run([sys.executable, "-c", _GC_PROBE], capture_output=True, text=True, timeout=60, check=False)
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "True True\n", "")
+
+
+def test_a_command_builds_its_checkpoint_with_collection_paused_then_frozen() -> None:
+    """The entries of a checkpoint live until exit: they are built with the collector off
+    (it would walk 10^5 of them for nothing) and frozen after, and collection is on again,
+    also when the open fails."""
+    import gc
+
+    from paraminspect.cli.app import read_checkpoint
+    from paraminspect.errors import CheckpointError
+
+    seen: list[bool] = []
+    real = gc.disable
+
+    def spy() -> None:
+        seen.append(gc.isenabled())
+        real()
+
+    gc.enable()
+    before = gc.get_freeze_count()
+    try:
+        gc.disable = spy  # type: ignore[assignment]
+        ckpt = read_checkpoint(SAMPLES / "mlp.safetensors")
+        assert seen == [True] and gc.isenabled()
+        assert gc.get_freeze_count() > before  # the entries just built are out of later collections
+        with pytest.raises(CheckpointError):
+            read_checkpoint(SAMPLES / "make_samples.py")  # not a checkpoint
+        assert gc.isenabled()
+    finally:
+        gc.disable = real  # type: ignore[assignment]
+        gc.unfreeze()
+    assert ckpt.tensors

@@ -5,7 +5,9 @@ Commands import their own core modules when they run, so `shapes` does not pay
 at start-up for diff, scan or value printing.
 """
 
-from contextlib import AbstractContextManager
+import gc
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -92,9 +94,31 @@ def problems_note(ckpt: Checkpoint) -> str | None:
     return f"paraminspect: warning: {ckpt.path}: {disagree}"
 
 
+@contextmanager
+def lasting() -> Iterator[None]:
+    """Build objects that live until the process exits (a checkpoint's entries, its
+    quantized weights) without the cyclic collector: with 10^5 entries it would walk
+    them again and again and free nothing, a third of `shapes` on a large header.
+    Afterwards they are frozen out of later collections, which stay on for the rest."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
+
+
+def read_checkpoint(path: Path) -> Checkpoint:
+    """``open_checkpoint`` for a command: its entries built as :func:`lasting` objects."""
+    with lasting():
+        return open_checkpoint(path)
+
+
 def open_input(path: Path) -> Checkpoint:
-    """``open_checkpoint``, with :func:`problems_note` on stderr."""
-    ckpt = open_checkpoint(path)
+    """:func:`read_checkpoint`, with :func:`problems_note` on stderr."""
+    ckpt = read_checkpoint(path)
     if (note := problems_note(ckpt)) is not None:
         render.write_message(note)
     return ckpt
@@ -120,7 +144,8 @@ def _quantized(ckpt: Checkpoint, raw: bool = False, *, notes: bool = True) -> Re
         return None
     from paraminspect.quant.recognise import recognise
 
-    found = recognise(ckpt)
+    with lasting():
+        found = recognise(ckpt)
     for note in found.notes if notes else ():
         render.write_message(f"paraminspect: note: {ckpt.path}: {note}")
     return found or None

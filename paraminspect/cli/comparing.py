@@ -19,11 +19,11 @@ from paraminspect.cli.app import (
     _quantized,
     app,
     problems_note,
+    read_checkpoint,
     resolved_patterns,
 )
 from paraminspect.compare.tolerance import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
 from paraminspect.errors import EXIT_DIFFERENT, EXIT_OK
-from paraminspect.formats.opening import open_checkpoint
 from paraminspect.io import progress, url
 from paraminspect.io import source as input_files
 from paraminspect.model import Checkpoint
@@ -66,7 +66,7 @@ def _load_all(sides: list[tuple[Path, str | None]], quiet: bool, *, warn: bool =
     """Like ``_load_state_dict`` for each file, but the notes are printed only once every
     file opened (a failure stays a single stderr line) and never with --quiet. ``warn``:
     say when an input disagrees with itself (``check`` reports that in its table)."""
-    wholes = [open_checkpoint(path) for path, _ in sides]
+    wholes = [read_checkpoint(path) for path, _ in sides]
     loaded = [roots.select(whole, root) for whole, (_, root) in zip(wholes, sides, strict=True)]
     for whole, (ckpt, note) in zip(wholes, loaded, strict=True):
         problems = problems_note(whole) if warn else None

@@ -20,6 +20,7 @@ from paraminspect.cli.app import (
     _quantized,
     _selector,
     app,
+    read_checkpoint,
     remote_cost,
 )
 from paraminspect.errors import EXIT_ERROR, EXIT_OK, UsageError
@@ -115,10 +116,9 @@ def meta_command(
     fmt: FormatOpt = OutputFormat.table,
 ) -> int:
     """Show the file's own metadata: key, type, value (long values summarised; JSON/CSV whole)."""
-    from paraminspect.formats.opening import open_checkpoint
     from paraminspect.inspect import meta
 
-    ckpt = open_checkpoint(file)  # metadata belongs to the whole file: no --root
+    ckpt = read_checkpoint(file)  # metadata belongs to the whole file: no --root
     table = meta.report(ckpt, keys, regex=regex)
     if not table.rows and fmt is OutputFormat.table:
         render.write_message(f"paraminspect: note: {ckpt.path}: no file metadata ({ckpt.format})")
@@ -313,13 +313,12 @@ def lora_command(
     fmt: FormatOpt = OutputFormat.table,
 ) -> int:
     """Per LoRA module: rank, scale, ||BA|| and effective rank, from r x r matrices (BA is never formed)."""
-    from paraminspect.formats.opening import open_checkpoint
     from paraminspect.inspect import lora
 
     path = adapter
     if adapter.is_dir():
         path = next((adapter / n for n in lora.ADAPTER_FILES if (adapter / n).is_file()), adapter)
-    ckpt = open_checkpoint(path)
+    ckpt = read_checkpoint(path)
     table = lora.report(ckpt, adapter)
     input_files.check_read(ckpt.sources)
     render.write(render.format_table(table, fmt))
