@@ -7,14 +7,14 @@ Both are plain Unicode block characters, so they read the same without colour
 from __future__ import annotations
 
 import io
-import json
 import math
 from typing import Any
 
 from paraminspect.output.colours import Colours
+from paraminspect.output.jsondoc import json_document
 from paraminspect.output.outputformat import OutputFormat, refuse_sarif
 from paraminspect.output.report import HistReport
-from paraminspect.output.text import _json_safe, human_count, safe_text
+from paraminspect.output.text import human_count, safe_text
 
 EIGHTHS = " ▏▎▍▌▋▊▉"  # the partial end of a bar, in eighths of a character
 BAR_WIDTH = 40
@@ -39,7 +39,7 @@ def format_hist(report: HistReport, fmt: OutputFormat, colours: Colours) -> str:
     refuse_sarif(fmt)
     doc = report.document
     if fmt is OutputFormat.json:
-        return json.dumps(_json_safe(doc), indent=2, allow_nan=False) + "\n"
+        return json_document(doc)
     edges, counts = doc["edges"], doc["counts"]
     bins = [(edges[i], edges[i + 1], n, i == len(counts) - 1) for i, n in enumerate(counts)]
     if fmt is OutputFormat.csv:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
+from paraminspect.output.jsondoc import json_document
 from paraminspect.output.outputformat import OutputFormat, refuse_sarif
 from paraminspect.output.report import plural
-from paraminspect.output.text import _json_safe, human_bytes, safe_text
+from paraminspect.output.text import human_bytes, safe_text
 from paraminspect.output.writing import write
 
 EDIT_SUMMARY_LINES = 20
@@ -45,6 +45,6 @@ def write_edit(doc: dict[str, Any], fmt: OutputFormat) -> None:
     """JSON goes to stdout for pipelines; every other format gets the summary on stderr."""
     refuse_sarif(fmt)
     if fmt is OutputFormat.json:
-        write(json.dumps(_json_safe(doc), indent=2, allow_nan=False) + "\n")
+        write(json_document(doc))
     else:
         sys.stderr.write(format_edit_summary(doc))

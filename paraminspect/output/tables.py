@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import io
-import json
 from typing import TYPE_CHECKING, Any
 
 from paraminspect.inttext import safe_str
+from paraminspect.output.jsondoc import json_document
 from paraminspect.output.outputformat import OutputFormat, refuse_sarif
 from paraminspect.output.sparks import sparkline
 from paraminspect.output.tabular import Column, Kind, MetaValue, Table
-from paraminspect.output.text import _json_safe, human_bytes, human_count, meta_text, safe_text, shape_text
+from paraminspect.output.text import human_bytes, human_count, meta_text, safe_text, shape_text
 
 if TYPE_CHECKING:  # verdicts are built by diff and check only: their types are not loaded for a table
     from paraminspect.output.report import Finding, Verdict
@@ -59,7 +59,7 @@ def _numeric(column: Column) -> bool:
 def format_table(table: Table, fmt: OutputFormat) -> str:
     refuse_sarif(fmt)  # a table has no findings; verdicts and scans bring their own
     if fmt is OutputFormat.json:
-        return json.dumps(_json_safe(table.document), indent=2, allow_nan=False) + "\n"
+        return json_document(table.document)
     if fmt is OutputFormat.csv:
         buffer = io.StringIO()
         import csv  # only for csv output: not on every command's start-up
@@ -143,4 +143,4 @@ def format_findings(findings: list[Finding], *, complete: bool = True) -> str:
     """A SARIF 2.1.0 log of ``findings`` (sarif.py)."""
     from paraminspect.output import sarif
 
-    return json.dumps(_json_safe(sarif.log(findings, complete=complete)), indent=2, allow_nan=False) + "\n"
+    return json_document(sarif.log(findings, complete=complete))
