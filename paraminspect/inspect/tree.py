@@ -97,7 +97,7 @@ def _storage(found: Recognition, name: str) -> tuple[str, ...]:
     return weight.storage if weight is not None else ()
 
 
-def node_info(node: Node, tied: dict[str, str], *, folded: bool = False) -> dict[str, Any]:
+def node_info(node: Node, tied: dict[str, str]) -> dict[str, Any]:
     """The JSON facts of one node (without its children)."""
     entry = node.entry
     info: dict[str, Any] = {"name": node.name, "path": node.path}
@@ -130,8 +130,6 @@ def node_info(node: Node, tied: dict[str, str], *, folded: bool = False) -> dict
         info["kind"] = "group"
     if node.children:
         info.update(tensors=node.tensors, params=node.params, bytes=node.nbytes)
-        if folded:
-            info["folded"] = True
     return info
 
 
@@ -162,43 +160,28 @@ def report(
     }
     lines: list[TreeLine] = []
     rows: list[dict[str, Any]] = []
-
-    def to_json(node: Node, level: int) -> dict[str, Any]:
-        # Iterative: fill children lists as we go instead of recursing.
-        doc = node_info(node, tied)
-        pending = [(node, doc, level)]
-        while pending:
-            current, current_doc, current_level = pending.pop()
-            if not current.children:
-                continue
-            if depth is not None and current_level >= depth:
-                current_doc["folded"] = True
-                continue
-            kids = []
-            for child in current.children.values():
-                child_doc = node_info(child, tied)
-                kids.append(child_doc)
-                pending.append((child, child_doc, current_level + 1))
-            current_doc["children"] = kids
-        return doc
-
-    top = list(root.children.values())
-    stack: list[tuple[Node, int, tuple[bool, ...]]] = [
-        (top[i], 1, (i == len(top) - 1,)) for i in range(len(top) - 1, -1, -1)
-    ]
+    # One walk, in display order, makes each node's facts once: its line and its row show
+    # them, and the JSON tree is the same dicts with their children's added.
+    tree = node_info(root, tied)
+    stack: list[tuple[Node, dict[str, Any], int, tuple[bool, ...]]] = [(root, tree, 0, ())]
     while stack:
-        node, level, flags = stack.pop()
+        node, doc, level, flags = stack.pop()
         folded = depth is not None and level >= depth and bool(node.children)
-        info = node_info(node, tied, folded=folded)
-        lines.append(TreeLine(info, flags))
-        rows.append({**info, "depth": level})
         if folded:
+            doc["folded"] = True
+        if level:
+            lines.append(TreeLine(doc, flags))
+            rows.append({**doc, "depth": level})
+        if folded or not node.children:
             continue
-        kids = list(node.children.values())
-        for i in range(len(kids) - 1, -1, -1):
-            stack.append((kids[i], level + 1, (*flags, i == len(kids) - 1)))
+        kids = [(child, node_info(child, tied)) for child in node.children.values()]
+        doc["children"] = [info for _, info in kids]
+        last = len(kids) - 1
+        for i in range(last, -1, -1):
+            child, info = kids[i]
+            stack.append((child, info, level + 1, (*flags, i == last)))
 
-    document = {**title, "tree": to_json(root, 0), "metadata": metadata_document(ckpt)}
+    document = {**title, "tree": tree, "metadata": metadata_document(ckpt)}
     columns = [
         Column("path", "path", Kind.NAME),
         Column("kind", "kind"),
