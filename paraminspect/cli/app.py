@@ -97,8 +97,8 @@ def problems_note(ckpt: Checkpoint) -> str | None:
 @contextmanager
 def lasting() -> Iterator[None]:
     """Build objects that live until the process exits (a checkpoint's entries, its
-    quantized weights) without the cyclic collector: with 10^5 entries it would walk
-    them again and again and free nothing, a third of `shapes` on a large header.
+    quantized weights, a report's rows) without the cyclic collector: with 10^5 entries
+    it would walk them again and again and free nothing, a third of `tree` on a large header.
     Afterwards they are frozen out of later collections, which stay on for the rest."""
     was_enabled = gc.isenabled()
     gc.disable()

@@ -20,6 +20,7 @@ from paraminspect.cli.app import (
     _quantized,
     _selector,
     app,
+    lasting,
     read_checkpoint,
     remote_cost,
 )
@@ -60,7 +61,8 @@ def tree_command(
         return EXIT_OK
     found = _quantized(ckpt, raw)
     selector = _selector(ckpt, patterns, regex, found)
-    report = tree.report(ckpt, selector=selector, depth=depth, sort=sort, found=found)
+    with lasting():  # a line, a row and a JSON object a tensor: all kept until printed
+        report = tree.report(ckpt, selector=selector, depth=depth, sort=sort, found=found)
     if (cost := remote_cost(ckpt)) is not None:
         report.table.document["remote"] = cost
     render.write(render.format_tree(report, fmt, render.Colours(sys.stdout)))
@@ -93,12 +95,13 @@ def shapes_command(
     ckpt = _load_state_dict(file, root, auto=by_prefix is None)
     found = _quantized(ckpt, raw)
     selector = _selector(ckpt, patterns, regex, found)
-    if by_prefix is not None:
-        from paraminspect.inspect import sizes
+    with lasting():  # a row a tensor, kept until printed
+        if by_prefix is not None:
+            from paraminspect.inspect import sizes
 
-        table = sizes.report(ckpt, selector, by_prefix, sort=sort, found=found)
-    else:
-        table = shapes.report(ckpt, selector, sort=sort, found=found)
+            table = sizes.report(ckpt, selector, by_prefix, sort=sort, found=found)
+        else:
+            table = shapes.report(ckpt, selector, sort=sort, found=found)
     if (cost := remote_cost(ckpt)) is not None:
         table.document["remote"] = cost
     render.write(render.format_table(table, fmt))
