@@ -57,7 +57,9 @@ def tree_command(
         _selector(ckpt, patterns, regex)  # a clear error for a prefix that matches nothing
         selected = ckpt.subtree(patterns[0]) if patterns else ckpt
         found = _quantized(selected, raw)
-        render.write(render.format_modules(modules.report(selected, sort=sort, found=found), fmt))
+        with lasting():
+            report_modules = modules.report(selected, sort=sort, found=found)
+        render.write(render.format_modules(report_modules, fmt))
         return EXIT_OK
     found = _quantized(ckpt, raw)
     selector = _selector(ckpt, patterns, regex, found)
