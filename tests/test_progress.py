@@ -91,17 +91,13 @@ def test_diff_shows_the_bar_but_not_with_quiet(big: Path, tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize(
-    ("args", "env"), [(["--no-progress"], {}), ([], {"CI": "true"}), ([], {"TERM": "dumb"})], ids=["flag", "ci", "dumb"]
+    ("args", "env"),
+    [(["--no-progress"], {}), ([], {"CI": "true"}), ([], {"TERM": "dumb"}), ([], {"NO_COLOR": "1"})],
+    ids=["flag", "ci", "dumb", "no-color"],
 )
 def test_nothing_is_drawn_when_forbidden(big: Path, args: list[str], env: dict[str, str]) -> None:
     _, err, code = _run([*args, "stats", str(big)], tty=True, env=env)
     assert code == 0 and err == ""
-
-
-def test_no_color_keeps_the_bar_without_colour(big: Path) -> None:
-    _, err, code = _run(["stats", str(big)], tty=True, env={"NO_COLOR": "1"})
-    assert code == 0 and "MiB" in err
-    assert "\x1b[3" not in err and "\x1b[9" not in err  # no SGR colour (cursor moves stay)
 
 
 def test_header_only_commands_never_load_rich(big: Path) -> None:

@@ -1,10 +1,11 @@
 """The progress bar on stderr (rich), for a task of :mod:`paraminspect.io.progress`.
 
-Shown only when stderr is a terminal, not in CI (``CI`` set) nor on a dumb
-terminal, and only once the work has lasted :data:`DELAY` seconds: quick
-commands never draw it and never import rich. ``NO_COLOR`` takes the colour
-out of the bar, not the bar (rich reads it). The bar is transient: it is wiped
-before the command prints, so stdout and any saved log hold no trace of it.
+Shown only when stderr is a terminal, without ``NO_COLOR`` (the design's rule
+for colour and progress alike: whoever asks for a plain terminal gets no
+animation either), not in CI (``CI`` set) nor on a dumb terminal, and only once
+the work has lasted :data:`DELAY` seconds: quick commands never draw it and
+never import rich. The bar is transient: it is wiped before the command prints,
+so stdout and any saved log hold no trace of it.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ REFRESH = 0.1  # seconds between redraws
 
 
 def allowed(stream: TextIO) -> bool:
-    """A bar may be drawn on ``stream``: a terminal, outside CI, not TERM=dumb."""
+    """A bar may be drawn on ``stream``: a terminal, NO_COLOR unset, outside CI, not TERM=dumb."""
     try:
         tty = stream.isatty()
     except (AttributeError, ValueError):
         return False
-    return tty and not os.environ.get("CI") and os.environ.get("TERM") != "dumb"
+    environ = os.environ
+    return tty and not environ.get("NO_COLOR") and not environ.get("CI") and environ.get("TERM") != "dumb"
 
 
 @contextmanager
