@@ -24,6 +24,7 @@ COUNT_KEYS = ("nan", "posinf", "neginf", "zeros")
 # a float64 scratch (1.3 MiB) stay in a core's L2 cache while they are walked.
 FLOAT_BLOCK = 1 << 16
 
+_MAGNITUDE = 0x7FFF_FFFF_FFFF_FFFF  # a float64's bits but the sign: |x|, as numpy.abs
 _SCRATCH = threading.local()  # each thread's block buffers, reused from block to block
 
 
@@ -42,6 +43,17 @@ def _buffers() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
             np.empty(FLOAT_BLOCK, np.bool_),
         )
     return buffers
+
+
+def _count_zeros(block: np.ndarray, flags: np.ndarray) -> int:
+    """How many elements of ``block`` equal 0 (``flags``: a bool buffer of its size).
+    Zeros are rare: one maximum over the flags' 64-bit words usually rules them out."""
+    import numpy as np
+
+    np.equal(block, 0, out=flags)
+    if flags.size % 8 == 0 and not np.maximum.reduce(flags.view(np.uint64)):
+        return 0
+    return int(np.count_nonzero(flags))
 
 
 def _as_float32(block: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -83,16 +95,54 @@ class Accumulator:
         if kind in "biu":
             self._add_exact(chunk)
             return
-        # In blocks that stay in the CPU cache: each block is walked several times.
-        for start in range(0, chunk.size, FLOAT_BLOCK):
-            self._add_floats(chunk[start : start + FLOAT_BLOCK])
+        self._add_float_blocks(chunk)
 
-    def _add_floats(self, block: np.ndarray) -> None:
+    def _add_float_blocks(self, chunk: np.ndarray) -> None:
+        """A float chunk in blocks that stay in the CPU cache (each is walked several times).
+
+        A block without NaN or Inf (the usual case) takes eight numpy calls into this
+        thread's buffers and no temporaries. Its sums are the einsums of
+        :meth:`_fold_floats` over the same block, whose order depends on the block's
+        bounds only, so the results are the same to the bit; |x| clears the sign bit.
+        """
         import numpy as np
 
         narrow, wide, spare, flags = _buffers()
-        if block.dtype.itemsize < 4:  # float16, bfloat16, float8: widen to float32 (exactly)
-            block = _as_float32(block, narrow[: block.size])
+        einsum, magnitude = np.einsum, np.uint64(_MAGNITUDE)
+        low_of, high_of = np.minimum.reduce, np.maximum.reduce
+        for start in range(0, chunk.size, FLOAT_BLOCK):
+            block = chunk[start : start + FLOAT_BLOCK]
+            n = block.size
+            if block.dtype.itemsize < 4:  # float16, bfloat16, float8: widen to float32 (exactly)
+                block = _as_float32(block, narrow[:n])
+            low, high = low_of(block), high_of(block)  # NaN propagates, Inf is an extreme
+            if not (math.isfinite(low) and math.isfinite(high)):
+                self._add_floats(block)
+                continue
+            self.zeros += _count_zeros(block, flags[:n])  # -0.0 too
+            values = magnitudes = wide[:n]
+            if block.dtype == np.float64 and block.dtype.isnative:
+                values = block
+            else:  # float32: each value widens exactly
+                np.copyto(values, block)
+            total = float(einsum("i->", values))
+            squares = float(einsum("i,i->", values, values))  # a float32's square is exact in float64
+            mean = total / n
+            m2 = squares - total * mean
+            if not m2 >= total * mean:  # as in _fold_floats: the difference would cancel
+                deviations = np.subtract(values, mean, out=spare[:n])
+                m2 = float(einsum("i,i->", deviations, deviations))
+            np.bitwise_and(values.view(np.uint64), magnitude, out=magnitudes.view(np.uint64))
+            self.finite += n
+            self.sum_abs += float(einsum("i->", magnitudes))
+            self.sum_sq += squares
+            self._merge_ordered(n, mean, m2, float(low), float(high))
+
+    def _add_floats(self, block: np.ndarray) -> None:
+        """A float32 or float64 block that may hold NaN or Inf."""
+        import numpy as np
+
+        _, wide, spare, flags = _buffers()
         self.zeros += int(np.count_nonzero(np.equal(block, 0, out=flags[: block.size])))  # -0.0 too
         low, high = np.minimum.reduce(block), np.maximum.reduce(block)  # NaN propagates, Inf is an extreme
         if not (math.isfinite(low) and math.isfinite(high)):
@@ -195,19 +245,23 @@ class Accumulator:
         self.sum_sq += other.sum_sq
         if other.ordered == 0:
             return
+        assert other.minimum is not None and other.maximum is not None
+        self._merge_ordered(other.ordered, other.mean, other.m2, other.minimum, other.maximum)
+
+    def _merge_ordered(self, n: int, mean: float, m2: float, low: float | int, high: float | int) -> None:
+        """Chan et al.'s update by ``n`` > 0 ordered values of this mean, m2 and extremes."""
         if self.ordered == 0:
-            self.ordered, self.mean, self.m2 = other.ordered, other.mean, other.m2
-            self.minimum, self.maximum = other.minimum, other.maximum
+            self.ordered, self.mean, self.m2 = n, mean, m2
+            self.minimum, self.maximum = low, high
             return
-        total = self.ordered + other.ordered
-        delta = other.mean - self.mean
-        self.mean += delta * other.ordered / total
-        self.m2 += other.m2 + delta * delta * self.ordered * other.ordered / total
+        total = self.ordered + n
+        delta = mean - self.mean
+        self.mean += delta * n / total
+        self.m2 += m2 + delta * delta * self.ordered * n / total
         self.ordered = total
         assert self.minimum is not None and self.maximum is not None
-        assert other.minimum is not None and other.maximum is not None
-        self.minimum = min(self.minimum, other.minimum)
-        self.maximum = max(self.maximum, other.maximum)
+        self.minimum = min(self.minimum, low)
+        self.maximum = max(self.maximum, high)
 
     def repeat(self, times: int) -> None:
         """Become the statistics of these values each repeated ``times`` times
