@@ -126,6 +126,31 @@ def test_row_histogram_of_a_large_tensor_is_sampled_systematically(tmp_path: Pat
     assert row["hist"]["counts"] == want.tolist()
 
 
+@pytest.mark.parametrize("case", ["normal", "ties", "edges", "constant", "nonfinite", "one"])
+def test_row_histogram_counts_are_numpy_histogram_counts(case: str) -> None:
+    """The row histogram sorts its sample to count it: the same edges and counts as
+    numpy.histogram, values on the edges, NaN and Inf included."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(hist.SAMPLE)
+    if case == "ties":
+        x = np.round(x * 3) / 3
+    elif case == "edges":  # 0..16 over 16 bins: every value sits on an edge
+        x = rng.integers(0, 17, hist.SAMPLE).astype(np.float64)
+    elif case == "constant":
+        x[:] = 0.25
+    elif case == "nonfinite":
+        x[::7], x[1::11], x[2::13] = math.nan, math.inf, -math.inf
+    elif case == "one":
+        x = x[:1]
+    finite = x[np.isfinite(x)]
+    low, high = float(finite.min()), float(finite.max())
+    sampler = hist.Sampler(x.size)
+    sampler.add(x)
+    got = sampler.histogram(low, high, times=3)
+    counts, edges = np.histogram(finite, bins=hist.ROW_BINS, range=(low, high))
+    assert got == {"edges": edges.tolist(), "counts": (counts * 3).tolist(), "every": 1}
+
+
 def test_bad_options_are_one_line_errors(model: Path) -> None:
     for args in (["stats", model, "--percentiles", "50,x"], ["stats", model, "--percentiles", "101"]):
         result = run_cli(*args)

@@ -248,3 +248,32 @@ def _address(buffer: bytearray) -> int:
     import numpy as np
 
     return int(np.frombuffer(buffer, np.uint8).__array_interface__["data"][0])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16", "float16", ">f4"])
+def test_finite_fast_path_is_bit_identical_to_the_general_path(dtype: str) -> None:
+    """Chunks and blocks without NaN/Inf take the fast paths; folding the same blocks
+    through the general one (``_add_floats``) must give the same numbers to the last bit."""
+    import ml_dtypes
+    import numpy as np
+
+    from paraminspect.inspect.moments import Accumulator, _as_float32
+
+    rng = np.random.default_rng(7)
+    cases = [rng.standard_normal(3 * FLOAT_BLOCK + 999), 1e3 + 1e-3 * rng.standard_normal(FLOAT_BLOCK + 5)]
+    cases.append(np.where(rng.random(FLOAT_BLOCK) < 0.01, -0.0, rng.standard_normal(FLOAT_BLOCK)))
+    # An extreme that is a zero: -0.0 or 0.0, whichever the blocks' reductions pick.
+    nonnegative = np.abs(rng.standard_normal(3 * FLOAT_BLOCK + 1))
+    nonnegative[::50], nonnegative[::77] = 0.0, -0.0
+    cases += [nonnegative, -nonnegative]
+    for values in cases:
+        x = values.astype(ml_dtypes.bfloat16 if dtype == "bfloat16" else np.dtype(dtype))
+        fast, general = Accumulator(), Accumulator()
+        fast.add(x)
+        general.numel = x.size
+        for start in range(0, x.size, FLOAT_BLOCK):
+            block = x[start : start + FLOAT_BLOCK]
+            if block.dtype.itemsize < 4:
+                block = _as_float32(block, np.empty(block.size, np.float32))
+            general._add_floats(block.astype(block.dtype.newbyteorder("=")))
+        assert repr(fast) == repr(general), dtype  # repr: -0.0 == 0.0, but not as text

@@ -197,6 +197,8 @@ class Accumulator:
 
         atol, rtol = self.tolerance.atol, self.tolerance.rtol
         a_sums = (0.0, 0.0)  # (sum |a|^2, sum |a|) for the change measures
+        sums: Sums | None = None
+        all_finite: bool | None = None  # every |b - a| finite: nothing to fix up
         with np.errstate(all="ignore"):
             if self.kind == "complex":  # rare: plain temporaries
                 ac, bc = a.astype(np.complex128), b.astype(np.complex128)
@@ -205,6 +207,7 @@ class Accumulator:
                     a_sums = _norm_sums(np.abs(ac))
                 close = diff <= scale * rtol + atol
                 rel, finite = diff / scale, np.isfinite(diff)
+                all_finite = bool(finite.all())
             else:
                 diff, scale, rel, close, finite = self.workspace.get(len(a))
                 if self.sums is None:
@@ -221,6 +224,11 @@ class Accumulator:
                     np.absolute(diff, out=diff)
                     a_sums = _norm_sums(np.absolute(rel, out=rel))
                     np.absolute(scale, out=scale)
+                    if self.kind == "float":
+                        # The sums now, while the block is in cache; a finite Σ|b-a|² also
+                        # says every |b-a| is finite, which spares the isfinite pass.
+                        sums = slice_sums(*a_sums, scale, diff)
+                        all_finite = math.isfinite(sums.dd) or None
                 if self.kind in ("int", "bool"):
                     _equal_exact(a, b, close)  # exact: float64 cannot tell int64s apart past 2**53
                     if max(a.dtype.itemsize, b.dtype.itemsize) == 8:
@@ -230,8 +238,10 @@ class Accumulator:
                     rel += atol
                     np.less_equal(diff, rel, out=close)
                 np.divide(diff, scale, out=rel)  # 0/0 (equal zeros) is NaN here, ignored below
-                np.isfinite(diff, out=finite)
-            if self.kind not in ("int", "bool") and not finite.all():
+                if all_finite is None:
+                    np.isfinite(diff, out=finite)
+                    all_finite = bool(finite.all())
+            if self.kind not in ("int", "bool") and not all_finite:
                 # inf - inf and NaN: equal if a == b (same infinity) or, with
                 # equal_nan, both NaN; any other non-finite difference differs.
                 odd = np.flatnonzero(~finite)
@@ -247,7 +257,8 @@ class Accumulator:
                     wide = np.abs(a.astype(np.complex128 if self.kind == "complex" else np.float64))
                     wide[odd[same]] = 0
                     a_sums = _norm_sums(wide)
-        nan_at = np.flatnonzero(np.isnan(diff)) if not finite.all() else np.empty(0, np.intp)
+                    sums = None  # summed again below, fixed up
+        nan_at = np.flatnonzero(np.isnan(diff)) if not all_finite else np.empty(0, np.intp)
         at = int(nan_at[0]) if len(nan_at) else int(np.argmax(diff))
         if len(nan_at):
             top_rel = math.nan
@@ -255,7 +266,8 @@ class Accumulator:
             with np.errstate(all="ignore"):
                 top_rel = float(np.nanmax(rel, initial=0.0))
         differing = int(close.size - np.count_nonzero(close))
-        sums = slice_sums(*a_sums, scale, diff) if self.sums is not None else None
+        if self.sums is not None and sums is None:
+            sums = slice_sums(*a_sums, scale, diff)
         self.merge(SliceSummary(differing, float(diff[at]), first + at, a[at], b[at], top_rel, sums))
 
     def add_few(self, items: list[tuple[int, Any, Any]]) -> None:
