@@ -135,21 +135,23 @@ def test_few_and_numpy_paths_and_skipped_chunks_agree_with_torch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, changed: int
 ) -> None:
     """A 6 MiB tensor (three raw chunks) changed in its last chunk only: the first
-    chunks' norms are owed and read back; few or many differing elements."""
+    chunks' norms are owed and read back; few or many differing elements. The
+    measures are the same to the last bit whatever budget the numpy-free path has
+    left: a pair's budget depends on the pairs its thread compared before, so
+    anything else would make a cosine's last digits depend on thread scheduling."""
     torch.manual_seed(1)
     a = torch.randn(1_572_864)
     b = a.clone()
     b[-changed:] += torch.rand(changed) + 0.5
     ra, rb = _refs(tmp_path, a, b)
     results = []
-    for few in (elementwise.FEW_ELEMENTS, 0):  # numpy-free path first (when few), then numpy only
+    for few in (elementwise.FEW_ELEMENTS, 0):  # budget left for the numpy-free path, then none
         monkeypatch.setattr(elementwise, "FEW_ELEMENTS", few)
         stats = Comparer(metrics=True).compare(ra, rb)  # type: ignore[arg-type]
         assert stats.differing == changed and stats.sums is not None and stats.sums.complete
         results.append(measures(stats.sums))
         _close(results[-1], reference(a, b, changed))
-    for key in results[0]:
-        assert results[0][key] == pytest.approx(results[1][key], rel=1e-12)
+    assert results[0] == results[1]
 
 
 def test_small_tensor_owed_norms_in_pure_python_match(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -273,7 +273,8 @@ class Accumulator:
     def add_few(self, items: list[tuple[int, Any, Any]]) -> None:
         """Fold in the elements of one slice whose bytes differ, as (flat index,
         a, b) Python numbers: same result as :meth:`add` on the whole slice."""
-        self.merge(summarize(items, self.kind, self.tolerance.atol, self.tolerance.rtol, self.sums is not None))
+        assert self.sums is None, "the numpy-free path carries no change measures (elementwise.Comparer)"
+        self.merge(summarize(items, self.kind, self.tolerance.atol, self.tolerance.rtol))
 
     def merge(self, part: SliceSummary) -> None:
         """Fold one slice's summary into the totals (shared by both paths, so they agree)."""

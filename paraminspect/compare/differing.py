@@ -76,14 +76,11 @@ class SliceSummary:
     a_value: Any
     b_value: Any
     top_rel: float
-    sums: Sums | None = None  # the slice's share of the change measures' sums, when asked for
+    sums: Sums | None = None  # the slice's share of the change measures' sums (numpy path only)
 
 
-def summarize(
-    items: list[tuple[int, Any, Any]], kind: str, atol: float, rtol: float, with_sums: bool = False
-) -> SliceSummary:
-    """Fold (flat index, a, b) triples of one slice, exactly as numpy would
-    (the sums of ``with_sums`` agree with numpy's to rounding: the order differs).
+def summarize(items: list[tuple[int, Any, Any]], kind: str, atol: float, rtol: float) -> SliceSummary:
+    """Fold (flat index, a, b) triples of one slice, exactly as numpy would.
 
     Every operation mirrors accumulate.Accumulator.add: differences in float64,
     ``|a - b| <= rtol * |b| + atol`` (exact equality for int/bool), x/0 as inf
@@ -96,7 +93,6 @@ def summarize(
     top_rel = 0.0
     nan_seen = False
     exact = kind in ("int", "bool")
-    sums = Sums() if with_sums else None
     for n, (_, x, y) in enumerate(items):
         fx, fy = float(x), float(y)
         diff = abs(fx - fy)
@@ -109,12 +105,6 @@ def summarize(
             close = fx == fy or (math.isnan(fx) and math.isnan(fy))
             if close:
                 diff = rel = 0.0
-        if sums is not None and not (close and not math.isfinite(fx)):  # equal non-finite: nothing
-            sums.aa += fx * fx
-            sums.bb += fy * fy
-            sums.dd += diff * diff
-            sums.abs_d += diff
-            sums.abs_a += abs(fx)
         if not close:
             differing += 1
         if math.isnan(diff):
@@ -127,6 +117,6 @@ def summarize(
     if nan_seen:
         top_rel = math.nan
     if best < 0:
-        return SliceSummary(differing, 0.0, -1, None, None, top_rel, sums)
+        return SliceSummary(differing, 0.0, -1, None, None, top_rel)
     index, x, y = items[best]
-    return SliceSummary(differing, largest, index, x, y, top_rel, sums)
+    return SliceSummary(differing, largest, index, x, y, top_rel)

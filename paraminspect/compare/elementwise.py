@@ -144,13 +144,15 @@ class Comparer:
                 else:
                     if a.dtype.numpy is None:  # cannot decode: all we know is that bytes differ
                         return ValueStats(differing=None)
-                    if decode is not None and self._few_left > 0:
+                    # Not with the change measures: their sums would be added in another
+                    # order than numpy's, and whether a pair takes this path depends on
+                    # the pairs this thread compared before (its budget), so the last
+                    # digits of a cosine would depend on thread scheduling.
+                    if decode is not None and self._few_left > 0 and acc.sums is None:
                         offsets = differing_offsets(buf_a, raw_b, len(raw_a), itemsize, self._few_left)
                         if offsets is not None:
                             self._few_left -= len(offsets)
                             self._add_few(acc, first, offsets, raw_a, raw_b, decode)
-                            if acc.sums is not None:
-                                owed.add(first * itemsize, len(raw_a), itemsize, offsets)
                             first += len(raw_a) // itemsize
                             continue
                         self._few_left = 0  # many differ: numpy from now on

@@ -148,17 +148,14 @@ def slice_sums(aa: float, abs_a: float, absb: np.ndarray, diff: np.ndarray) -> S
     )
 
 
-def same_sums(a: np.ndarray, holes: list[int] | None = None) -> tuple[float, float]:
-    """(Σ|a|², Σ|a|) over the finite elements of ``a`` (equal on both sides), leaving
-    out the positions in ``holes`` (elements counted elsewhere)."""
+def same_sums(a: np.ndarray) -> tuple[float, float]:
+    """(Σ|a|², Σ|a|) over the finite elements of ``a`` (equal on both sides)."""
     import numpy as np
 
     with np.errstate(all="ignore"):
         # Cast first: abs(int8 -128) is -128 in int8. Complex: |z| is already real.
         wide = a.astype(np.complex128 if a.dtype.kind == "c" else np.float64)
         absolute = np.absolute(wide, out=wide) if wide.dtype.kind == "f" else np.absolute(wide)  # astype copied
-        if holes:
-            absolute[holes] = 0
         if not np.isfinite(absolute).all():
             absolute = np.where(np.isfinite(absolute), absolute, 0.0)
         return float(np.einsum("i,i->", absolute, absolute)), float(absolute.sum())

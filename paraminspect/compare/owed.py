@@ -27,19 +27,18 @@ FEW_OWED = 4096
 
 @dataclass
 class Owed:
-    """Byte ranges of one tensor (offsets from its first byte) whose A-sums are owed;
-    ``holes``: byte offsets (from the range's start) already counted elsewhere."""
+    """Byte ranges of one tensor, (offset from its first byte, length), whose A-sums are owed."""
 
-    ranges: list[tuple[int, int, list[int]]] = field(default_factory=list)
+    ranges: list[tuple[int, int]] = field(default_factory=list)
     elements: int = 0
 
-    def add(self, start: int, length: int, itemsize: int, holes: list[int] | None = None) -> None:
+    def add(self, start: int, length: int, itemsize: int) -> None:
         last = self.ranges[-1] if self.ranges else None
-        if last is not None and not holes and not last[2] and last[0] + last[1] == start:
-            self.ranges[-1] = (last[0], last[1] + length, [])  # one contiguous stretch
+        if last is not None and last[0] + last[1] == start:
+            self.ranges[-1] = (last[0], last[1] + length)  # one contiguous stretch
         else:
-            self.ranges.append((start, length, list(holes or [])))
-        self.elements += length // itemsize - len(holes or [])
+            self.ranges.append((start, length))
+        self.elements += length // itemsize
 
 
 def settle(ref: TensorRef, owed: Owed, sums: Sums, buffer: bytearray) -> None:
@@ -50,16 +49,14 @@ def settle(ref: TensorRef, owed: Owed, sums: Sums, buffer: bytearray) -> None:
     view = memoryview(buffer)
     step = len(buffer) - len(buffer) % itemsize
     decode = peek.element_decoder(ref) if owed.elements <= FEW_OWED else None
-    for start, length, holes in owed.ranges:
+    for start, length in owed.ranges:
         done = 0
         while done < length:
             n = min(step, length - done)
             src.readinto(view[:n], base + start + done)
-            skip = [h - done for h in holes if done <= h < done + n]
             if decode is not None:
-                gaps = set(skip)
-                values = (decode(view, off) for off in range(0, n, itemsize) if off not in gaps)
+                values = (decode(view, off) for off in range(0, n, itemsize))
                 sums.add_same(*same_sums_few(values))
             else:
-                sums.add_same(*same_sums(decode_bytes(ref, view[:n]), [h // itemsize for h in skip]))
+                sums.add_same(*same_sums(decode_bytes(ref, view[:n])))
             done += n
