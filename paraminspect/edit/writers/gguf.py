@@ -7,8 +7,8 @@ their bytes (a 151,000-token vocabulary is never re-encoded), the tensor infos
 too: their offsets are relative to the data section, so they stay valid and
 only the padding before the data section is recomputed for the new header's
 length, at the same ``general.alignment``. A set key is encoded in the input's
-byte order and GGUF version. Copies run on worker threads, by the kernel
-where it can, as the safetensors writer's do.
+byte order and GGUF version. The tensor bytes are copied on one worker thread
+(see :data:`COPY_THREADS`), by the kernel where it can, as the safetensors writer's are.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from paraminspect import interrupts, limits
-from paraminspect.edit.writers.safetensors import COPY_THREADS, Running, copy_range, raw_copy_possible, source_bytes
+from paraminspect.edit.writers.safetensors import Running, copy_range, raw_copy_possible, source_bytes
 from paraminspect.edit.writers.writeback import Writeback
 from paraminspect.errors import UsageError
 from paraminspect.formats import gguf
@@ -32,6 +32,10 @@ from paraminspect.model import Checkpoint, TensorRef
 from paraminspect.parallel import wait
 
 TYPE_IDS = {name: type_id for type_id, name in gguf.TYPE_NAMES.items()}
+# One copying thread: every tensor goes to the same output file, and two copies into one
+# file contend for its inode (1 GiB benchmark file: 0.36 s alone against 0.52 s for two,
+# with 70% more CPU).
+COPY_THREADS = 1
 
 
 @dataclass
