@@ -8,7 +8,7 @@ too: their offsets are relative to the data section, so they stay valid and
 only the padding before the data section is recomputed for the new header's
 length, at the same ``general.alignment``. A set key is encoded in the input's
 byte order and GGUF version. The tensor bytes are copied on one worker thread
-through a buffer (see :data:`COPY_THREADS`, :data:`KERNEL_COPY`).
+(see :data:`COPY_THREADS`), by the kernel where it can, as the safetensors writer's are.
 """
 
 from __future__ import annotations
@@ -36,11 +36,6 @@ TYPE_IDS = {name: type_id for type_id, name in gguf.TYPE_NAMES.items()}
 # file contend for its inode (1 GiB benchmark file: 0.36 s alone against 0.52 s for two,
 # with 70% more CPU).
 COPY_THREADS = 1
-# Copied through a buffer (pread/pwrite), not by copy_file_range: the data section starts
-# wherever the new header ends (32-byte aligned, not page aligned), and the kernel's copy of
-# ranges that start inside a page splits every page in two. 1 GiB benchmark file, 1 thread:
-# 0.25 s, 0.28 s CPU through the buffer against 0.39 s, 0.46 s CPU by the kernel.
-KERNEL_COPY = False
 
 
 @dataclass
@@ -149,7 +144,7 @@ def write(layout: GGUFLayout, out: BinaryIO) -> dict[str, int]:
             pos = base + begin - layout.data_start
             raw = raw_copy_possible(ref)
             job = (src, begin, end, fd, pos, writeback.stream(pos))
-            copies[name] = interrupts.calm(pool.submit, running.run, copy_range, *job, stop=stop, kernel=KERNEL_COPY)
+            copies[name] = interrupts.calm(pool.submit, running.run, copy_range, *job, stop=stop)
             if not raw:  # big-endian: verify checks the values' bytes as little-endian, as here
                 crcs[name] = _canonical_crc(ref)
         for future in copies.values():
