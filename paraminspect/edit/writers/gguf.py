@@ -40,7 +40,7 @@ COPY_THREADS = 1
 
 @dataclass
 class GGUFLayout:
-    header: bytes  # magic ... tensor infos, padded to the alignment
+    header: bytes | bytearray  # magic ... tensor infos, padded to the alignment
     source: Path
     data_start: int  # the input's data section
     tensors: dict[str, TensorRef]  # in the input's order
@@ -64,21 +64,40 @@ def plan_layout(ckpt: Checkpoint, tensors: dict[str, Any], file_metadata: dict[s
     if file_metadata.get("general.alignment") != layout.kvs.get("general.alignment"):
         raise UsageError("general.alignment cannot be changed: every tensor offset depends on it", ckpt.path)
     order = "<" if layout.byteorder == "little" else ">"
-    parts = [gguf.MAGIC, struct.pack(order + "IQQ", layout.version, len(layout.tensors), len(file_metadata))]
+    # Encoded bytes, or (begin, end) of the input's bytes to copy: read once, straight into the header.
+    parts: list[bytes | tuple[int, int]] = [
+        gguf.MAGIC,
+        struct.pack(order + "IQQ", layout.version, len(layout.tensors), len(file_metadata)),
+    ]
     for key, typed in file_metadata.items():
         if layout.kvs.get(key) is typed or (key in layout.kvs and _same(layout.kvs[key], typed)):
-            begin, end = layout.spans[key]
-            parts.append(bytes(src.pread(begin, end - begin)))
+            parts.append(layout.spans[key])
         else:
             parts.append(_string(key, order) + encode(typed, order, key))
-    begin, end = layout.infos_span
-    parts.append(bytes(src.pread(begin, end - begin)))
-    header = b"".join(parts)
-    header += b"\0" * (-len(header) % layout.alignment)
+    parts.append(layout.infos_span)
+    header = _assemble(parts, src, layout.alignment)
     last = max((r.storage.offset + r.storage.nbytes for r in ckpt.tensors.values()), default=layout.data_start)
     size = last - layout.data_start
     size += -size % layout.alignment if ckpt.tensors else 0
     return GGUFLayout(header, ckpt.path, layout.data_start, dict(ckpt.tensors), size, file_metadata)
+
+
+def _assemble(parts: list[bytes | tuple[int, int]], src: input_files.Source, alignment: int) -> bytearray:
+    """The header in one buffer, zero-padded to ``alignment``: a 6 MB vocabulary is read into
+    its place, not read, copied, joined and padded (four copies of it, each freshly paged in)."""
+    length = sum(p[1] - p[0] if isinstance(p, tuple) else len(p) for p in parts)
+    header = bytearray(length + -length % alignment)
+    view = memoryview(header)
+    at = 0
+    for part in parts:
+        if isinstance(part, tuple):
+            begin, end = part
+            src.readinto(view[at : at + end - begin], begin)
+            at += end - begin
+        else:
+            view[at : at + len(part)] = part
+            at += len(part)
+    return header
 
 
 def _same(a: tuple[str, Any], b: tuple[str, Any]) -> bool:
@@ -130,7 +149,7 @@ def write(layout: GGUFLayout, out: BinaryIO) -> dict[str, int]:
     out.flush()
     fd = out.fileno()
     start = out.tell()
-    base = start + _pwrite_all(fd, layout.header, start)
+    base = start + _pwrite_all(fd, memoryview(layout.header), start)
     src = input_files.get(layout.source)
     crcs: dict[str, int] = {}
     copies: dict[str, Future[int]] = {}
