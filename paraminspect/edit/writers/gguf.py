@@ -52,14 +52,15 @@ def plan_layout(ckpt: Checkpoint, tensors: dict[str, Any], file_metadata: dict[s
     """The new header, for ``tensors`` (a plan's) that must be exactly the input's, unchanged."""
     from paraminspect.edit.plan import Keep
 
+    stored = ckpt.tensors  # built afresh on every access: once here, not once per tensor
     refused = UsageError("GGUF files are written only by metadata edits of a GGUF file (set-meta, rm-meta)", ckpt.path)
-    if ckpt.format != "gguf" or list(tensors) != list(ckpt.tensors):
+    if ckpt.format != "gguf" or list(tensors) != list(stored):
         raise refused
-    if any(not isinstance(s, Keep) or s.ref is not ckpt.tensors[n] for n, s in tensors.items()):
+    if any(not isinstance(s, Keep) or s.ref is not stored[n] for n, s in tensors.items()):
         raise refused
     src = input_files.get(ckpt.path)  # the handle the checkpoint was read through
     layout = gguf.parsed_layout(ckpt) or gguf.read_layout(src.reader(), src.size, limits.current(), ckpt.path)
-    if [t.name for t in layout.tensors] != list(ckpt.tensors):
+    if [t.name for t in layout.tensors] != list(stored):
         raise refused
     if file_metadata.get("general.alignment") != layout.kvs.get("general.alignment"):
         raise UsageError("general.alignment cannot be changed: every tensor offset depends on it", ckpt.path)
@@ -76,10 +77,10 @@ def plan_layout(ckpt: Checkpoint, tensors: dict[str, Any], file_metadata: dict[s
             parts.append(_string(key, order) + encode(typed, order, key))
     parts.append(layout.infos_span)
     header = _assemble(parts, src, layout.alignment)
-    last = max((r.storage.offset + r.storage.nbytes for r in ckpt.tensors.values()), default=layout.data_start)
+    last = max((r.storage.offset + r.storage.nbytes for r in stored.values()), default=layout.data_start)
     size = last - layout.data_start
-    size += -size % layout.alignment if ckpt.tensors else 0
-    return GGUFLayout(header, ckpt.path, layout.data_start, dict(ckpt.tensors), size, file_metadata)
+    size += -size % layout.alignment if stored else 0
+    return GGUFLayout(header, ckpt.path, layout.data_start, dict(stored), size, file_metadata)
 
 
 def _assemble(parts: list[bytes | tuple[int, int]], src: input_files.Source, alignment: int) -> bytearray:
