@@ -8,7 +8,8 @@ too: their offsets are relative to the data section, so they stay valid and
 only the padding before the data section is recomputed for the new header's
 length, at the same ``general.alignment``. A set key is encoded in the input's
 byte order and GGUF version. The tensor bytes are copied on one worker thread
-(see :data:`COPY_THREADS`), by the kernel where it can, as the safetensors writer's are.
+(see :data:`COPY_THREADS`), by the kernel where it can, as the safetensors writer's are,
+into blocks reserved for them first (:mod:`~paraminspect.edit.writers.prealloc`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from paraminspect import interrupts, limits
+from paraminspect.edit.writers.prealloc import preallocate
 from paraminspect.edit.writers.safetensors import Running, copy_range, raw_copy_possible, source_bytes
 from paraminspect.edit.writers.writeback import Writeback
 from paraminspect.errors import UsageError
@@ -151,6 +153,7 @@ def write(layout: GGUFLayout, out: BinaryIO) -> dict[str, int]:
     fd = out.fileno()
     start = out.tell()
     base = start + _pwrite_all(fd, memoryview(layout.header), start)
+    preallocate(fd, base, layout.end)  # the data section, to the file's last byte
     src = input_files.get(layout.source)
     crcs: dict[str, int] = {}
     copies: dict[str, Future[int]] = {}
