@@ -131,3 +131,20 @@ def test_same_bytes_compares_every_chunk(tmp_path: Path, monkeypatch: pytest.Mon
     a, b = (open_checkpoint(tmp_path / f"{n}.safetensors").tensors["x"] for n in "ab")
     assert verify.same_bytes((a, a))
     assert not verify.same_bytes((a, b))
+
+
+@pytest.mark.parametrize("at", [0, 383, 384, 3839, 3840, 3999])
+def test_same_bytes_finds_a_difference_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, at: int) -> None:
+    """Chunks reuse one pair of buffers and the last one overlaps the one before: no byte is skipped."""
+    from paraminspect.formats.opening import open_checkpoint
+
+    data = np.arange(4000, dtype=np.uint8)
+    save_file({"x": data}, tmp_path / "a.safetensors")
+    changed = data.copy()
+    changed[at] ^= 0xFF
+    save_file({"x": changed}, tmp_path / f"b{at}.safetensors")
+    monkeypatch.setattr(safetensors_write, "CHUNK_BYTES", 384)
+    a, b = (open_checkpoint(tmp_path / name).tensors["x"] for name in ("a.safetensors", f"b{at}.safetensors"))
+    assert verify.same_bytes((a, a))
+    assert not verify.same_bytes((a, b))
+    assert not verify.same_bytes((b, a))

@@ -340,3 +340,22 @@ def test_interrupt_inside_submit_still_waits_for_that_copy(
     no_copy_outlives_an_interrupt(
         monkeypatch, gguf_write, target, ["set-meta", target, "general.name", "x", "--in-place"]
     )
+
+
+def test_input_truncated_during_the_copy_is_one_line(
+    model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A short copy of a shrunk input is a one-line error, and nothing is written."""
+    path = tmp_path / "m.gguf"
+    shutil.copy(model, path)
+    real = gguf_write.copy_range
+
+    def truncating(*args: Any, **kwargs: Any) -> None:
+        os.truncate(path, 100)  # inside the header: every tensor's bytes are gone
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(gguf_write, "copy_range", truncating)
+    result = run_cli("set-meta", path, "general.name", "x", "-o", tmp_path / "out.gguf")
+    assert (result.code, result.out) == (2, "")
+    assert result.err == f"paraminspect: error: {path}: the file was truncated while it was being read\n"
+    assert sorted(os.listdir(tmp_path)) == ["m.gguf"]

@@ -54,29 +54,48 @@ def tensor_crc(ref: TensorRef) -> int:
 
 
 def same_bytes(pair: tuple[TensorRef, TensorRef]) -> bool:
-    """Whether two raw (contiguous, little-endian) tensors hold the same bytes, read in bounded chunks."""
+    """Whether two raw (contiguous, little-endian) tensors hold the same bytes, read in bounded chunks.
+
+    Every chunk is a whole buffer, compared as one ``memcmp``: a range that does not end on a
+    chunk boundary ends with the chunk that ends with it (overlapping the one before), so the
+    thread's two buffers are reused for every tensor instead of paged in afresh for each.
+    """
     from paraminspect.edit.writers.safetensors import CHUNK_BYTES
     from paraminspect.io import source as input_files
 
     written, original = pair
     (begin, end), (at, until) = written.byte_range(), original.byte_range()
-    if end - begin != until - at:
+    total = end - begin
+    if total != until - at:
         return False
     ours, theirs = input_files.get(written.storage.path), input_files.get(original.storage.path)
-    size = min(CHUNK_BYTES, max(end - begin, 1))
-    a, b = bytearray(size), bytearray(size)
+    a, b = _buffers(min(CHUNK_BYTES, max(total, 1)))
+    size = len(a)
     done = 0
-    while done < end - begin:
+    while done < total:
         interrupts.check()
-        n = min(size, end - begin - done)
-        if n < size:
-            a, b = bytearray(n), bytearray(n)
-        ours.readinto(memoryview(a), begin + done)
-        theirs.readinto(memoryview(b), at + done)
+        offset = min(done, total - size)  # the last chunk ends at the range's end
+        ours.readinto(memoryview(a), begin + offset)
+        theirs.readinto(memoryview(b), at + offset)
         if a != b:  # bytearray comparison is a memcmp
             return False
-        done += n
+        done = offset + size
     return True
+
+
+_local = threading.local()
+
+
+def _buffers(size: int) -> tuple[bytearray, bytearray]:
+    """Two buffers of ``size`` bytes: this thread's chunk-sized pair, or a new pair for a short range."""
+    from paraminspect.edit.writers.safetensors import CHUNK_BYTES
+
+    if size < CHUNK_BYTES:
+        return bytearray(size), bytearray(size)
+    pair: tuple[bytearray, bytearray] | None = getattr(_local, "buffers", None)
+    if pair is None or len(pair[0]) != size:
+        pair = _local.buffers = (bytearray(size), bytearray(size))
+    return pair
 
 
 def expected_tensors(plan: Plan, crcs: dict[str, int], label: Path) -> dict[str, Expected]:

@@ -7,8 +7,9 @@ their bytes (a 151,000-token vocabulary is never re-encoded), the tensor infos
 too: their offsets are relative to the data section, so they stay valid and
 only the padding before the data section is recomputed for the new header's
 length, at the same ``general.alignment``. A set key is encoded in the input's
-byte order and GGUF version. Copies run on worker threads, by the kernel
-where it can, as the safetensors writer's do.
+byte order and GGUF version. The tensor bytes are copied on one worker thread
+(see :data:`COPY_THREADS`), by the kernel where it can, as the safetensors writer's are,
+into blocks reserved for them first (:mod:`~paraminspect.edit.writers.prealloc`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from paraminspect import interrupts, limits
-from paraminspect.edit.writers.safetensors import COPY_THREADS, Running, copy_range, raw_copy_possible, source_bytes
+from paraminspect.edit.writers.prealloc import preallocate
+from paraminspect.edit.writers.safetensors import Running, copy_range, raw_copy_possible, source_bytes
 from paraminspect.edit.writers.writeback import Writeback
 from paraminspect.errors import UsageError
 from paraminspect.formats import gguf
@@ -32,11 +34,15 @@ from paraminspect.model import Checkpoint, TensorRef
 from paraminspect.parallel import wait
 
 TYPE_IDS = {name: type_id for type_id, name in gguf.TYPE_NAMES.items()}
+# One copying thread: every tensor goes to the same output file, and two copies into one
+# file contend for its inode (1 GiB benchmark file: 0.36 s alone against 0.52 s for two,
+# with 70% more CPU).
+COPY_THREADS = 1
 
 
 @dataclass
 class GGUFLayout:
-    header: bytes  # magic ... tensor infos, padded to the alignment
+    header: bytes | bytearray  # magic ... tensor infos, padded to the alignment
     source: Path
     data_start: int  # the input's data section
     tensors: dict[str, TensorRef]  # in the input's order
@@ -48,33 +54,53 @@ def plan_layout(ckpt: Checkpoint, tensors: dict[str, Any], file_metadata: dict[s
     """The new header, for ``tensors`` (a plan's) that must be exactly the input's, unchanged."""
     from paraminspect.edit.plan import Keep
 
+    stored = ckpt.tensors  # built afresh on every access: once here, not once per tensor
     refused = UsageError("GGUF files are written only by metadata edits of a GGUF file (set-meta, rm-meta)", ckpt.path)
-    if ckpt.format != "gguf" or list(tensors) != list(ckpt.tensors):
+    if ckpt.format != "gguf" or list(tensors) != list(stored):
         raise refused
-    if any(not isinstance(s, Keep) or s.ref is not ckpt.tensors[n] for n, s in tensors.items()):
+    if any(not isinstance(s, Keep) or s.ref is not stored[n] for n, s in tensors.items()):
         raise refused
     src = input_files.get(ckpt.path)  # the handle the checkpoint was read through
     layout = gguf.parsed_layout(ckpt) or gguf.read_layout(src.reader(), src.size, limits.current(), ckpt.path)
-    if [t.name for t in layout.tensors] != list(ckpt.tensors):
+    if [t.name for t in layout.tensors] != list(stored):
         raise refused
     if file_metadata.get("general.alignment") != layout.kvs.get("general.alignment"):
         raise UsageError("general.alignment cannot be changed: every tensor offset depends on it", ckpt.path)
     order = "<" if layout.byteorder == "little" else ">"
-    parts = [gguf.MAGIC, struct.pack(order + "IQQ", layout.version, len(layout.tensors), len(file_metadata))]
+    # Encoded bytes, or (begin, end) of the input's bytes to copy: read once, straight into the header.
+    parts: list[bytes | tuple[int, int]] = [
+        gguf.MAGIC,
+        struct.pack(order + "IQQ", layout.version, len(layout.tensors), len(file_metadata)),
+    ]
     for key, typed in file_metadata.items():
         if layout.kvs.get(key) is typed or (key in layout.kvs and _same(layout.kvs[key], typed)):
-            begin, end = layout.spans[key]
-            parts.append(bytes(src.pread(begin, end - begin)))
+            parts.append(layout.spans[key])
         else:
             parts.append(_string(key, order) + encode(typed, order, key))
-    begin, end = layout.infos_span
-    parts.append(bytes(src.pread(begin, end - begin)))
-    header = b"".join(parts)
-    header += b"\0" * (-len(header) % layout.alignment)
-    last = max((r.storage.offset + r.storage.nbytes for r in ckpt.tensors.values()), default=layout.data_start)
+    parts.append(layout.infos_span)
+    header = _assemble(parts, src, layout.alignment)
+    last = max((r.storage.offset + r.storage.nbytes for r in stored.values()), default=layout.data_start)
     size = last - layout.data_start
-    size += -size % layout.alignment if ckpt.tensors else 0
-    return GGUFLayout(header, ckpt.path, layout.data_start, dict(ckpt.tensors), size, file_metadata)
+    size += -size % layout.alignment if stored else 0
+    return GGUFLayout(header, ckpt.path, layout.data_start, dict(stored), size, file_metadata)
+
+
+def _assemble(parts: list[bytes | tuple[int, int]], src: input_files.Source, alignment: int) -> bytearray:
+    """The header in one buffer, zero-padded to ``alignment``: a 6 MB vocabulary is read into
+    its place, not read, copied, joined and padded (four copies of it, each freshly paged in)."""
+    length = sum(p[1] - p[0] if isinstance(p, tuple) else len(p) for p in parts)
+    header = bytearray(length + -length % alignment)
+    view = memoryview(header)
+    at = 0
+    for part in parts:
+        if isinstance(part, tuple):
+            begin, end = part
+            src.readinto(view[at : at + end - begin], begin)
+            at += end - begin
+        else:
+            view[at : at + len(part)] = part
+            at += len(part)
+    return header
 
 
 def _same(a: tuple[str, Any], b: tuple[str, Any]) -> bool:
@@ -126,7 +152,8 @@ def write(layout: GGUFLayout, out: BinaryIO) -> dict[str, int]:
     out.flush()
     fd = out.fileno()
     start = out.tell()
-    base = start + _pwrite_all(fd, layout.header, start)
+    base = start + _pwrite_all(fd, memoryview(layout.header), start)
+    preallocate(fd, base, layout.end)  # the data section, to the file's last byte
     src = input_files.get(layout.source)
     crcs: dict[str, int] = {}
     copies: dict[str, Future[int]] = {}
