@@ -26,29 +26,39 @@ LONG_LIST = 64  # lists longer than this, of one plain kind, are joined here
 
 def json_document(doc: Any) -> str:
     """``doc`` as indented JSON text with a final newline."""
+    safe = _json_safe(doc)  # a structure of our own: placeholders can go straight into it
+    if isinstance(safe, list) and _long_plain(safe):
+        return _joined(safe, 0) + "\n"
     lists: list[tuple[list[Any], int]] = []  # (list, how many containers hold it)
     token = f"paraminspect-list-{os.urandom(16).hex()}"  # os: secrets would cost start-up
-    marked = _mark(_json_safe(doc), 0, token, lists)
-    text = json.dumps(marked, indent=INDENT, allow_nan=False)
+    if isinstance(safe, dict | list):
+        _mark(safe, 1, token, lists)
+    text = json.dumps(safe, indent=INDENT, allow_nan=False)
     if lists:
         placeholder = re.compile(f'"{token}-([0-9]+)"')
         text = placeholder.sub(lambda m: _joined(*lists[int(m.group(1))]), text)
     return text + "\n"
 
 
-def _mark(node: Any, depth: int, token: str, lists: list[tuple[list[Any], int]]) -> Any:
-    """``node`` with each long plain list replaced by its placeholder string; containers
-    are copied only where something inside them was replaced."""
-    if isinstance(node, dict):
-        out = {k: _mark(v, depth + 1, token, lists) for k, v in node.items()}
-        return out if any(out[k] is not v for k, v in node.items()) else node
-    if isinstance(node, list):
-        if len(node) > LONG_LIST and _plain(node):
-            lists.append((node, depth))
-            return f"{token}-{len(lists) - 1}"
-        items = [_mark(v, depth + 1, token, lists) for v in node]
-        return items if any(a is not b for a, b in zip(items, node, strict=True)) else node
-    return node
+def _mark(node: dict[Any, Any] | list[Any], depth: int, token: str, lists: list[tuple[list[Any], int]]) -> None:
+    """Put a placeholder in place of each long plain list inside ``node`` (``depth``
+    containers deep); only containers are looked into."""
+    for key, value in node.items() if isinstance(node, dict) else enumerate(node):
+        if type(value) is list:
+            if _long_plain(value):
+                lists.append((value, depth))
+                node[key] = f"{token}-{len(lists) - 1}"
+            elif any(type(v) in _CONTAINERS for v in value):
+                _mark(value, depth + 1, token, lists)
+        elif type(value) is dict:
+            _mark(value, depth + 1, token, lists)
+
+
+_CONTAINERS = (dict, list)
+
+
+def _long_plain(items: list[Any]) -> bool:
+    return len(items) > LONG_LIST and _plain(items)
 
 
 def _plain(items: list[Any]) -> bool:
