@@ -114,7 +114,7 @@ class Accumulator:
 
         A block without NaN or Inf (the usual case) takes a few numpy calls into this
         thread's buffers and no temporaries. Its sums are the einsums of
-        :meth:`_fold_floats` over the same block, whose order depends on the block's
+        :meth:`_fold_finite` over the same block, whose order depends on the block's
         bounds only, so the results are the same to the bit; |x| clears the sign bit.
         A float32/float64 chunk whose extremes are finite and not zero (so that which
         zero, -0.0 or 0.0, is the extreme cannot depend on how it is reduced) has its
@@ -146,7 +146,14 @@ class Accumulator:
 
     def _fold_finite(self, block: np.ndarray, low: float, high: float) -> None:
         """Fold in a float32/float64 block of finite values (``low``, ``high``: their
-        extremes, or those of the chunk holding them: the same once merged)."""
+        extremes, or those of the chunk holding them: the same once merged).
+
+        Σx, Σx² and Σ|x| are each one einsum over the block (SIMD; einsum never calls
+        BLAS, whose threads made np.dot 40x slower on a busy 2-core machine and whose
+        last bits change with its thread count). The square sum of deviations is
+        Σx² - n·mean² when that cannot cancel (n·mean² <= the result: at most a factor
+        of 2 lost), else it is summed from the deviations themselves.
+        """
         import numpy as np
 
         _, wide, spare, _ = _buffers()
@@ -160,7 +167,7 @@ class Accumulator:
         squares = float(np.einsum("i,i->", values, values))  # a float32's square is exact in float64
         mean = total / n
         m2 = squares - total * mean
-        if not m2 >= total * mean:  # as in _fold_floats: the difference would cancel
+        if not m2 >= total * mean:  # also when the sums overflowed (NaN)
             deviations = np.subtract(values, mean, out=spare[:n])
             m2 = float(np.einsum("i,i->", deviations, deviations))
         np.bitwise_and(values.view(np.uint64), np.uint64(_MAGNITUDE_BITS), out=magnitudes.view(np.uint64))
@@ -173,7 +180,7 @@ class Accumulator:
         """A float32 or float64 block that may hold NaN or Inf."""
         import numpy as np
 
-        _, wide, spare, flags = _buffers()
+        flags = _buffers()[3]
         self.zeros += int(np.count_nonzero(np.equal(block, 0, out=flags[: block.size])))  # -0.0 too
         low, high = np.minimum.reduce(block), np.maximum.reduce(block)  # NaN propagates, Inf is an extreme
         if not (math.isfinite(low) and math.isfinite(high)):
@@ -185,40 +192,7 @@ class Accumulator:
             if block.size == 0:
                 return
             low, high = block.min(), block.max()
-        n = block.size
-        if block.dtype != np.float64:  # float32: each value widens exactly
-            np.copyto(wide[:n], block)
-            block = wide[:n]
-        self._fold_floats(block, float(low), float(high), spare[:n])
-
-    def _fold_floats(self, values: np.ndarray, low: float, high: float, spare: np.ndarray) -> None:
-        """Finite float64 values (``spare``: scratch of their size). Σx, Σx² and Σ|x| are
-        each one einsum over the block (SIMD; einsum never calls BLAS, whose threads made
-        np.dot 40x slower on a busy 2-core machine). The square sum of deviations is
-        Σx² - n·mean² when that cannot cancel (n·mean² <= the result: at most a factor
-        of 2 lost), else it is summed from the deviations themselves."""
-        import numpy as np
-
-        n = values.size
-        total = float(np.einsum("i->", values))
-        squares = float(np.einsum("i,i->", values, values))  # a float32's square is exact in float64
-        mean = total / n
-        m2 = squares - total * mean
-        if not m2 >= total * mean:  # also when the sums overflowed (NaN)
-            deviations = np.subtract(values, mean, out=spare)
-            m2 = float(np.einsum("i,i->", deviations, deviations))
-        sum_abs = float(np.einsum("i->", np.abs(values, out=spare)))
-        part = Accumulator(
-            finite=n,
-            ordered=n,
-            mean=mean,
-            m2=m2,
-            minimum=low,
-            maximum=high,
-            sum_abs=sum_abs,
-            sum_sq=squares,
-        )
-        self._merge_values(part)
+        self._fold_finite(block, float(low), float(high))
 
     def _add_exact(self, chunk: np.ndarray) -> None:
         """Integers and bool: min and max exact in Python ints, sums in float64."""
