@@ -58,12 +58,8 @@ _CONTAINERS = (dict, list)
 
 
 def _long_plain(items: list[Any]) -> bool:
-    return len(items) > LONG_LIST and _plain(items)
-
-
-def _plain(items: list[Any]) -> bool:
-    kinds = set(map(type, items))
-    return kinds in ({str}, {int})
+    """Longer than :data:`LONG_LIST` and all strings or all ints (exactly those types)."""
+    return len(items) > LONG_LIST and set(map(type, items)) in ({str}, {int})
 
 
 def _joined(items: list[Any], depth: int) -> str:
