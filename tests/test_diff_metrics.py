@@ -298,3 +298,34 @@ def test_undecodable_dtype_has_no_measures_even_in_rollups(tmp_path: Path) -> No
         assert (result.code, result.err) == (0, "")
         doc = json.loads(result.out)
         assert doc["entries"][0]["status"] == "equal" and doc["entries"][0]["rel_l2"] is None
+
+
+def test_blocks_of_any_size_merge_to_the_same_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slice is compared in blocks (accumulate.BLOCK_ELEMENTS) whose summaries merge:
+    with blocks of 1000 elements the counts, the largest differences and where they sit
+    are those of whole slices, and the measures still match torch's float64 ones."""
+    from paraminspect.compare import accumulate
+
+    torch.manual_seed(5)
+    a = torch.randn(300_000)
+    b = a * 1.001
+    b[123_456] += 3.0  # the largest difference, inside a middle block
+    b[7] = a[7]  # equal elements in the first block
+    ra, rb = _refs(tmp_path, a, b)
+    whole = Comparer(metrics=True).compare(ra, rb)  # type: ignore[arg-type]
+    monkeypatch.setattr(accumulate, "BLOCK_ELEMENTS", 1000)
+    blocks = Comparer(metrics=True).compare(ra, rb)  # type: ignore[arg-type]
+    assert (blocks.differing, blocks.max_abs, blocks.max_rel, blocks.index) == (
+        whole.differing,
+        whole.max_abs,
+        whole.max_rel,
+        whole.index,
+    )
+    from paraminspect.compare.tolerance import DEFAULT_ATOL, DEFAULT_RTOL
+
+    outside = ~torch.isclose(a.double(), b.double(), rtol=DEFAULT_RTOL, atol=DEFAULT_ATOL)
+    assert blocks.index == [123_456] and blocks.differing == int(outside.sum())
+    assert (blocks.a_value, blocks.b_value) == (float(a[123_456]), float(b[123_456]))
+    assert blocks.sums is not None and whole.sums is not None
+    _close(measures(blocks.sums), reference(a, b, blocks.differing))
+    _close(measures(whole.sums), reference(a, b, whole.differing))

@@ -19,6 +19,7 @@ from paraminspect.compare.differing import SliceSummary, summarize
 from paraminspect.compare.metrics import Sums, slice_sums
 from paraminspect.compare.tolerance import Tolerance
 from paraminspect.data.arrays import DEFAULT_CHUNK_ELEMENTS
+from paraminspect.data.sums import magnitude_sums
 from paraminspect.model import TensorRef
 
 if TYPE_CHECKING:
@@ -38,8 +39,12 @@ __all__ = [
 
 # A differing raw step is decoded a quarter-million elements at a time.
 DECODE_ELEMENTS = DEFAULT_CHUNK_ELEMENTS // 4
-# A decoded slice is compared this many elements at a time (its float64 scratch stays in cache).
-BLOCK_ELEMENTS = 1 << 16
+# A decoded slice is compared whole, in about twenty numpy calls. Blocks of 2^16, whose
+# float64 scratch stays in a core's L2 cache, were as fast on a quiet machine and up to
+# 1.1x (diff) and 1.3x (diff --metrics) slower on a busy one (docs/values.md): two
+# threads take turns at the GIL between numpy calls, and 4x the calls cost more there
+# than the cache misses.
+BLOCK_ELEMENTS = DECODE_ELEMENTS
 
 
 def kind(ref: TensorRef) -> str:
@@ -128,13 +133,6 @@ def _exact_hidden(a: np.ndarray, b: np.ndarray, diff: np.ndarray, close: np.ndar
         diff[hidden] = np.minimum(d, np.negative(d))
 
 
-def _norm_sums(absolute: np.ndarray) -> tuple[float, float]:
-    """(sum of squares, sum) of a float64 array of |a|."""
-    import numpy as np
-
-    return float(np.einsum("i,i->", absolute, absolute)), float(absolute.sum())
-
-
 def _larger(value: float, than: float) -> bool:
     """Order for "largest difference": NaN beats everything, ties keep the first."""
     if math.isnan(than):
@@ -180,9 +178,9 @@ class Accumulator:
         self.sums: Sums | None = None  # set by a Comparer that wants the change measures
 
     def add(self, first: int, a: np.ndarray, b: np.ndarray) -> None:
-        """Fold in elements [first, first + len(a)) of both tensors, a cache-sized block
-        at a time (each block is walked by several passes; the summaries merge exactly:
-        counts add, and the first largest difference wins in either order)."""
+        """Fold in elements [first, first + len(a)) of both tensors, a block at a time
+        (each block is walked by several passes; the summaries merge exactly: counts
+        add, and the first largest difference wins in either order)."""
         for start in range(0, len(a), BLOCK_ELEMENTS):
             self._add_block(first + start, a[start : start + BLOCK_ELEMENTS], b[start : start + BLOCK_ELEMENTS])
 
@@ -204,7 +202,8 @@ class Accumulator:
                 ac, bc = a.astype(np.complex128), b.astype(np.complex128)
                 diff, scale = np.abs(ac - bc), np.abs(bc)
                 if self.sums is not None:
-                    a_sums = _norm_sums(np.abs(ac))
+                    a_moduli = np.abs(ac)
+                    a_sums = magnitude_sums(a_moduli, a_moduli)
                 close = diff <= scale * rtol + atol
                 rel, finite = diff / scale, np.isfinite(diff)
                 all_finite = bool(finite.all())
@@ -222,12 +221,13 @@ class Accumulator:
                     np.copyto(scale, b, casting="unsafe")
                     np.subtract(rel, scale, out=diff)
                     np.absolute(diff, out=diff)
-                    a_sums = _norm_sums(np.absolute(rel, out=rel))
+                    # |a| then |a|² in ``rel``: free until the tolerance below.
+                    a_sums = magnitude_sums(np.absolute(rel, out=rel), rel)
                     np.absolute(scale, out=scale)
                     if self.kind == "float":
                         # The sums now, while the block is in cache; a finite Σ|b-a|² also
                         # says every |b-a| is finite, which spares the isfinite pass.
-                        sums = slice_sums(*a_sums, scale, diff)
+                        sums = slice_sums(*a_sums, scale, diff, rel)
                         all_finite = math.isfinite(sums.dd) or None
                 if self.kind in ("int", "bool"):
                     _equal_exact(a, b, close)  # exact: float64 cannot tell int64s apart past 2**53
@@ -256,7 +256,7 @@ class Accumulator:
                     scale[odd[same]] = 0
                     wide = np.abs(a.astype(np.complex128 if self.kind == "complex" else np.float64))
                     wide[odd[same]] = 0
-                    a_sums = _norm_sums(wide)
+                    a_sums = magnitude_sums(wide, wide)
                     sums = None  # summed again below, fixed up
         nan_at = np.flatnonzero(np.isnan(diff)) if not all_finite else np.empty(0, np.intp)
         at = int(nan_at[0]) if len(nan_at) else int(np.argmax(diff))
@@ -267,7 +267,7 @@ class Accumulator:
                 top_rel = float(np.nanmax(rel, initial=0.0))
         differing = int(close.size - np.count_nonzero(close))
         if self.sums is not None and sums is None:
-            sums = slice_sums(*a_sums, scale, diff)
+            sums = slice_sums(*a_sums, scale, diff, rel)  # ``rel`` is free once top_rel is taken
         self.merge(SliceSummary(differing, float(diff[at]), first + at, a[at], b[at], top_rel, sums))
 
     def add_few(self, items: list[tuple[int, Any, Any]]) -> None:

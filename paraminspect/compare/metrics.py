@@ -26,6 +26,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from paraminspect.data import sums
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -134,16 +136,15 @@ def moved_key(metric: str, value: float | None) -> tuple[int, float]:
     return (1, value if metric == "cosine" else -value)
 
 
-def slice_sums(aa: float, abs_a: float, absb: np.ndarray, diff: np.ndarray) -> Sums:
+def slice_sums(aa: float, abs_a: float, absb: np.ndarray, diff: np.ndarray, scratch: np.ndarray) -> Sums:
     """The sums of one decoded slice: A's (already summed), |b| and |b-a| as float64
-    arrays (equal non-finite positions zeroed everywhere); the caller sets the counts."""
-    import numpy as np
-
+    arrays (equal non-finite positions zeroed everywhere), ``scratch`` as long, for
+    the squares; the caller sets the counts."""
     return Sums(
         aa=aa,
-        bb=float(np.einsum("i,i->", absb, absb)),
-        dd=float(np.einsum("i,i->", diff, diff)),
-        abs_d=float(diff.sum()),
+        bb=sums.square_total(absb, scratch),
+        dd=sums.square_total(diff, scratch),
+        abs_d=sums.total(diff),
         abs_a=abs_a,
     )
 
@@ -158,7 +159,7 @@ def same_sums(a: np.ndarray) -> tuple[float, float]:
         absolute = np.absolute(wide, out=wide) if wide.dtype.kind == "f" else np.absolute(wide)  # astype copied
         if not np.isfinite(absolute).all():
             absolute = np.where(np.isfinite(absolute), absolute, 0.0)
-        return float(np.einsum("i,i->", absolute, absolute)), float(absolute.sum())
+        return sums.magnitude_sums(absolute, absolute)
 
 
 def same_sums_few(values: Iterable[Any]) -> tuple[float, float]:
