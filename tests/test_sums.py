@@ -35,7 +35,7 @@ def test_square_total_in_place_gives_the_same_bits(values: np.ndarray) -> None:
 
 def test_magnitude_sums_takes_the_sum_before_the_squares_overwrite_it(values: np.ndarray) -> None:
     magnitudes = np.abs(values)
-    expected = (math.fsum((x * x for x in magnitudes.tolist())), math.fsum(magnitudes.tolist()))
+    expected = (math.fsum(x * x for x in magnitudes.tolist()), math.fsum(magnitudes.tolist()))
     squares, plain = sums.magnitude_sums(magnitudes, magnitudes)  # one buffer for both
     assert squares == pytest.approx(expected[0], rel=1e-12)
     assert plain == pytest.approx(expected[1], rel=1e-12)
