@@ -22,13 +22,19 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from common import PARAMINSPECT, Measurement, big_checkpoints, markdown_table, python_script, run_timed
+from common import (
+    PARAMINSPECT,
+    Measurement,
+    big_checkpoints,
+    markdown_table,
+    python_script,
+    run_interleaved,
+)
 
 NAME = "layers.7.weight"  # fp32 [4096, 1024]: 16 MiB
 
@@ -123,18 +129,8 @@ def ratios(repeat: int, before: Path | None) -> None:
 
 
 def interleaved(contenders: dict[str, list[str]], repeat: int) -> dict[str, Measurement]:
-    """Alternate the contenders run by run (after one warm-up each), so that load
-    from other processes on this shared machine falls on all of them alike."""
-    for label, argv in contenders.items():
-        run_timed(label, argv, repeat=1, warmup=0)
-    runs: dict[str, list[Measurement]] = {label: [] for label in contenders}
-    for _ in range(repeat):
-        for label, argv in contenders.items():
-            runs[label].append(run_timed(label, argv, repeat=1, warmup=0))
-    return {
-        label: Measurement(label, statistics.median(m.median_s for m in ms), max(m.peak_rss_mib for m in ms))
-        for label, ms in runs.items()
-    }
+    """:func:`common.run_interleaved` (round-robin after one warm-up each), by label."""
+    return {m.label: m for m in run_interleaved(list(contenders.items()), repeat=repeat)}
 
 
 def main() -> None:
