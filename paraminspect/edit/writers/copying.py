@@ -21,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from paraminspect import interrupts
+from paraminspect import interrupts, parallel
 from paraminspect.data.casting import cast_array
 from paraminspect.dtypes import DType
 from paraminspect.edit.plan import Cast, Keep, NewData, Source
@@ -30,7 +30,6 @@ from paraminspect.errors import CheckpointError
 from paraminspect.io import progress
 from paraminspect.io import source as input_files
 from paraminspect.model import TensorRef
-from paraminspect.parallel import POLL_SECONDS, wait
 
 if TYPE_CHECKING:
     import numpy as np
@@ -89,18 +88,16 @@ class Running:
         with self._changed:
             self._finished = True
             while self._count:
-                self._changed.wait(POLL_SECONDS)  # with a timeout: a signal is still handled
+                self._changed.wait(parallel.POLL_SECONDS)  # with a timeout: a signal is still handled
 
 
 class CopyPool:
     """Byte ranges copied into the output ``fd`` by ``threads`` worker threads.
 
     Use as a context manager: :meth:`submit` each range, do any other writing
-    (:attr:`writeback` takes hints for it too), then :meth:`wait`. Leaving the
-    block, after success, an error or Ctrl-C alike, stops the copies at their
-    next chunk, drops those and the writeback hints not yet started, and
-    returns only once no copy is still using ``fd`` or an input's descriptor,
-    so the caller may close them.
+    meanwhile (:attr:`writeback` takes its hints too), then :meth:`wait`. Leaving
+    the block without waiting (an error, Ctrl-C) abandons what is left: see
+    :meth:`__exit__`.
     """
 
     def __init__(self, fd: int, threads: int) -> None:
@@ -125,12 +122,16 @@ class CopyPool:
     def wait(self) -> None:
         """Wait for every copy submitted, in order (the first failure raises), then for their writeback hints."""
         for future in self._copies:
-            wait(future)  # with timeouts: Ctrl-C is handled while the copies run
+            parallel.wait(future)  # with timeouts: Ctrl-C is handled while the copies run
         self.writeback.close()
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
+        """Stop the copies at their next chunk, drop those and the writeback hints not yet
+        started, and return only once no copy is still using ``fd`` or an input's
+        descriptor, so that the caller may close them. After :meth:`wait` there is
+        nothing left to stop."""
         with interrupts.deferred():  # the pool's and Running's locks must not be cut in two
             self.stop.set()
             self._pool.shutdown(wait=True, cancel_futures=True)
