@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from paraminspect.edit import atomic
+from paraminspect.edit.writers import copying
 from paraminspect.edit.writers import safetensors as safetensors_write
 from tests.conftest import SAMPLES, run_cli
 
@@ -37,7 +38,7 @@ def test_exception_mid_write_leaves_original_and_no_temp(
     if not anonymous:
         monkeypatch.setattr(atomic.AtomicFile, "_open_anonymous", staticmethod(lambda _d: -1))
     original = (work / "m.safetensors").read_bytes()
-    real = safetensors_write.copy_range
+    real = copying.copy_range
     calls = 0
 
     def failing(*args: int, **kwargs: Any) -> int:
@@ -47,7 +48,7 @@ def test_exception_mid_write_leaves_original_and_no_temp(
             raise error(28, "No space left on device") if error is OSError else error()
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(safetensors_write, "copy_range", failing)
+    monkeypatch.setattr(copying, "copy_range", failing)
     result = run_cli("rename", work / "m.safetensors", "0.=zero.", "--in-place")
     if error is OSError:
         assert result.code == 2
@@ -78,13 +79,13 @@ def test_failed_verification_leaves_original(work: Path, monkeypatch: pytest.Mon
 
 SLOW_WRITER = """
 import os, sys, time
-from paraminspect.edit.writers import safetensors as safetensors_write
-real = safetensors_write.copy_range
+from paraminspect.edit.writers import copying
+real = copying.copy_range
 def slow(*args, **kwargs):
     os.write(1, b"chunk\\n")  # one write: two copy threads print at once
     time.sleep(0.2)
     return real(*args, **kwargs)
-safetensors_write.copy_range = slow
+copying.copy_range = slow
 from paraminspect.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -119,18 +120,18 @@ def test_killed_writer_leaves_original_and_no_temp(work: Path, sig: signal.Signa
 ALIVE_AT_EXIT = """
 import atexit, os, sys, threading, time
 from paraminspect.edit import verify
-from paraminspect.edit.writers import safetensors as safetensors_write
+from paraminspect.edit.writers import copying
 real_import = verify._import_official
 def slow_import():
     time.sleep(1.0)
     real_import()
 verify._import_official = slow_import
-real = safetensors_write.copy_range
+real = copying.copy_range
 def slow(*args, **kwargs):
     os.write(1, b"chunk\\n")
     time.sleep(0.2)
     return real(*args, **kwargs)
-safetensors_write.copy_range = slow
+copying.copy_range = slow
 def alive():
     names = [t.name for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()]
     if names:
@@ -177,15 +178,15 @@ def test_interrupt_inside_submit_still_waits_for_that_copy(work: Path, monkeypat
     left that thread out of the pool's join: it copied on into the output's descriptor
     after the write had closed it. No copy may run once the command has returned."""
     target = work / "m.safetensors"
-    no_copy_outlives_an_interrupt(monkeypatch, safetensors_write, target, ["rename", target, "0.=zero.", "--in-place"])
+    no_copy_outlives_an_interrupt(monkeypatch, target, ["rename", target, "0.=zero.", "--in-place"])
 
 
-def no_copy_outlives_an_interrupt(monkeypatch: pytest.MonkeyPatch, writer: Any, target: Path, argv: list[Any]) -> None:
-    """Run an in-place edit whose first copy thread gets a Ctrl-C as it starts (``writer``:
-    the module whose ``copy_range`` the edit calls); the command must return 130 with
+def no_copy_outlives_an_interrupt(monkeypatch: pytest.MonkeyPatch, target: Path, argv: list[Any]) -> None:
+    """Run an in-place edit whose first copy thread gets a Ctrl-C as it starts (every
+    writer's copies run :func:`copying.copy_range`); the command must return 130 with
     no copy still running, and leave ``target`` and its folder as they were."""
     original = target.read_bytes()
-    real_copy = writer.copy_range
+    real_copy = copying.copy_range
     real_start = threading.Thread.start
     began = threading.Event()
     lock = threading.Lock()
@@ -210,7 +211,7 @@ def no_copy_outlives_an_interrupt(monkeypatch: pytest.MonkeyPatch, writer: Any, 
             raise KeyboardInterrupt  # as a signal handled right after the new thread started
 
     before = sorted(os.listdir(target.parent))
-    monkeypatch.setattr(writer, "copy_range", copy)
+    monkeypatch.setattr(copying, "copy_range", copy)
     monkeypatch.setattr(threading.Thread, "start", start)
     result = run_cli(*argv)
     with lock:

@@ -13,7 +13,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from paraminspect.edit import verify
-from paraminspect.edit.writers import safetensors as safetensors_write
+from paraminspect.edit.writers import copying
 from tests.conftest import run_cli
 
 
@@ -57,7 +57,7 @@ def test_copy_refused_part_way_is_finished_by_the_loop(tmp_path: Path, monkeypat
             raise OSError(errno.EXDEV, "cross-device")
         return real(src, dst, min(count, 100), offset_src, offset_dst)
 
-    monkeypatch.setattr(safetensors_write, "KERNEL_STEP", 100)
+    monkeypatch.setattr(copying, "KERNEL_STEP", 100)
     monkeypatch.setattr(os, "copy_file_range", once)
     assert run_cli("drop", tmp_path / "m.safetensors", "b", "-o", tmp_path / "out.safetensors").code == 0
     assert len(calls) == 2
@@ -81,14 +81,14 @@ def test_other_copy_errors_are_reported(tmp_path: Path, monkeypatch: pytest.Monk
 
 def test_a_copy_that_differs_from_its_input_fails_verification(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model(tmp_path / "m.safetensors")
-    real = safetensors_write.copy_range
+    real = copying.copy_range
 
     def damaging(src: Any, begin: int, end: int, dst: int, pos: int, *args: Any, **kwargs: Any) -> int:
         crc = real(src, begin, end, dst, pos, *args, **kwargs)
         os.pwrite(dst, bytes([os.pread(dst, 1, pos + 7)[0] ^ 1]), pos + 7)
         return crc
 
-    monkeypatch.setattr(safetensors_write, "copy_range", damaging)
+    monkeypatch.setattr(copying, "copy_range", damaging)
     result = run_cli("drop", tmp_path / "m.safetensors", "b", "-o", tmp_path / "out.safetensors")
     assert (result.code, result.out) == (2, "")
     reason = "written file failed verification: checksum of 'a' differs"
@@ -127,7 +127,7 @@ def test_same_bytes_compares_every_chunk(tmp_path: Path, monkeypatch: pytest.Mon
     save_file(state, tmp_path / "a.safetensors")
     state["x"][-1] = -1  # only the last, partial chunk differs
     save_file(state, tmp_path / "b.safetensors")
-    monkeypatch.setattr(safetensors_write, "CHUNK_BYTES", 384)
+    monkeypatch.setattr(copying, "CHUNK_BYTES", 384)
     a, b = (open_checkpoint(tmp_path / f"{n}.safetensors").tensors["x"] for n in "ab")
     assert verify.same_bytes((a, a))
     assert not verify.same_bytes((a, b))
@@ -143,7 +143,7 @@ def test_same_bytes_finds_a_difference_anywhere(tmp_path: Path, monkeypatch: pyt
     changed = data.copy()
     changed[at] ^= 0xFF
     save_file({"x": changed}, tmp_path / f"b{at}.safetensors")
-    monkeypatch.setattr(safetensors_write, "CHUNK_BYTES", 384)
+    monkeypatch.setattr(copying, "CHUNK_BYTES", 384)
     a, b = (open_checkpoint(tmp_path / name).tensors["x"] for name in ("a.safetensors", f"b{at}.safetensors"))
     assert verify.same_bytes((a, a))
     assert not verify.same_bytes((a, b))

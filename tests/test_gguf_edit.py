@@ -19,6 +19,7 @@ import gguf
 import numpy as np
 import pytest
 
+from paraminspect.edit.writers import copying
 from paraminspect.edit.writers import gguf as gguf_write
 from tests.conftest import run_cli
 from tests.test_atomic import no_copy_outlives_an_interrupt
@@ -202,7 +203,7 @@ def test_failed_verification_and_errors_mid_copy_leave_the_original(
     def failing(*args: Any, **kwargs: Any) -> int:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(gguf_write, "copy_range", failing)
+    monkeypatch.setattr(copying, "copy_range", failing)
     result = run_cli("set-meta", path, "general.name", "x", "--in-place")
     assert result.err == f"paraminspect: error: {path}: cannot write (No space left on device)\n"
     assert path.read_bytes() == original
@@ -211,13 +212,13 @@ def test_failed_verification_and_errors_mid_copy_leave_the_original(
 
 SLOW_WRITER = """
 import os, sys, time
-from paraminspect.edit.writers import gguf as gguf_write
-real = gguf_write.copy_range
+from paraminspect.edit.writers import copying
+real = copying.copy_range
 def slow(*args, **kwargs):
     os.write(1, b"chunk\\n")
     time.sleep(0.2)
     return real(*args, **kwargs)
-gguf_write.copy_range = slow
+copying.copy_range = slow
 from paraminspect.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -337,9 +338,7 @@ def test_interrupt_inside_submit_still_waits_for_that_copy(
     """The GGUF writer's copy threads, like the safetensors writer's: none outlives a Ctrl-C."""
     target = tmp_path / "m.gguf"
     shutil.copy(model, target)
-    no_copy_outlives_an_interrupt(
-        monkeypatch, gguf_write, target, ["set-meta", target, "general.name", "x", "--in-place"]
-    )
+    no_copy_outlives_an_interrupt(monkeypatch, target, ["set-meta", target, "general.name", "x", "--in-place"])
 
 
 def test_input_truncated_during_the_copy_is_one_line(
@@ -348,13 +347,13 @@ def test_input_truncated_during_the_copy_is_one_line(
     """A short copy of a shrunk input is a one-line error, and nothing is written."""
     path = tmp_path / "m.gguf"
     shutil.copy(model, path)
-    real = gguf_write.copy_range
+    real = copying.copy_range
 
     def truncating(*args: Any, **kwargs: Any) -> None:
         os.truncate(path, 100)  # inside the header: every tensor's bytes are gone
         real(*args, **kwargs)
 
-    monkeypatch.setattr(gguf_write, "copy_range", truncating)
+    monkeypatch.setattr(copying, "copy_range", truncating)
     result = run_cli("set-meta", path, "general.name", "x", "-o", tmp_path / "out.gguf")
     assert (result.code, result.out) == (2, "")
     assert result.err == f"paraminspect: error: {path}: the file was truncated while it was being read\n"

@@ -104,14 +104,14 @@ def test_first_ctrl_c_stops_stats_with_workers_stuck_in_long_calls(tmp_path: Pat
 NAMED_SLOW_WRITER = """
 import os, time
 from paraminspect.edit import atomic
-from paraminspect.edit.writers import safetensors as safetensors_write
+from paraminspect.edit.writers import copying
 atomic.AtomicFile._open_anonymous = staticmethod(lambda directory: -1)
-real = safetensors_write.copy_range
+real = copying.copy_range
 def slow(*args, **kwargs):
     os.write(1, b"chunk\\n")
     time.sleep(0.2)
     return real(*args, **kwargs)
-safetensors_write.copy_range = slow
+copying.copy_range = slow
 """
 
 

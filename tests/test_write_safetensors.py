@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -155,11 +156,12 @@ def test_pinned_summary_text(tmp_path: Path) -> None:
 
 def test_copy_in_short_odd_chunks_is_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Chunk boundaries (and the checksum carried across them) and thread count do not change the bytes."""
+    from paraminspect.edit.writers import copying
     from paraminspect.edit.writers import safetensors as safetensors_write
 
     src = SAMPLES / "rgnet.safetensors"
     assert run_cli("rename", src, "0.=zero.", "-o", tmp_path / "b.safetensors").code == 0
-    monkeypatch.setattr(safetensors_write, "CHUNK_BYTES", 7)  # many short chunks, odd size
+    monkeypatch.setattr(copying, "CHUNK_BYTES", 7)  # many short chunks, odd size
     monkeypatch.setattr(safetensors_write, "COPY_THREADS", 1)  # and one copying thread, not two
     assert run_cli("rename", src, "0.=zero.", "-o", tmp_path / "a.safetensors").code == 0
     assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
@@ -171,9 +173,7 @@ def test_without_preadv_the_pread_fallback_gives_the_same_bytes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Platforms without os.preadv use os.pread."""
-    from paraminspect.edit.writers import safetensors as safetensors_write
-
-    monkeypatch.delattr(safetensors_write.os, "preadv")
+    monkeypatch.delattr(os, "preadv")
     src = SAMPLES / "rgnet.safetensors"
     assert run_cli("drop", src, "1", "-o", tmp_path / "a.safetensors").code == 0
     assert load_file(str(tmp_path / "a.safetensors")).keys() == {

@@ -45,7 +45,7 @@ class Expected:
 def tensor_crc(ref: TensorRef) -> int:
     """CRC-32 of the tensor's elements as little-endian C-order bytes, read in bounded chunks."""
     from paraminspect.edit.plan import Keep
-    from paraminspect.edit.writers.safetensors import source_bytes
+    from paraminspect.edit.writers.copying import source_bytes
 
     crc = 0
     for chunk in source_bytes(Keep(ref), ref.dtype):
@@ -60,7 +60,7 @@ def same_bytes(pair: tuple[TensorRef, TensorRef]) -> bool:
     chunk boundary ends with the chunk that ends with it (overlapping the one before), so the
     thread's two buffers are reused for every tensor instead of paged in afresh for each.
     """
-    from paraminspect.edit.writers.safetensors import CHUNK_BYTES
+    from paraminspect.edit.writers.copying import CHUNK_BYTES
     from paraminspect.io import source as input_files
 
     written, original = pair
@@ -88,7 +88,7 @@ _local = threading.local()
 
 def _buffers(size: int) -> tuple[bytearray, bytearray]:
     """Two buffers of ``size`` bytes: this thread's chunk-sized pair, or a new pair for a short range."""
-    from paraminspect.edit.writers.safetensors import CHUNK_BYTES
+    from paraminspect.edit.writers.copying import CHUNK_BYTES
 
     if size < CHUNK_BYTES:
         return bytearray(size), bytearray(size)
@@ -140,7 +140,7 @@ def expected_tensors(plan: Plan, crcs: dict[str, int], label: Path) -> dict[str,
 
 
 def _raw(ref: TensorRef) -> bool:
-    from paraminspect.edit.writers.safetensors import raw_copy_possible
+    from paraminspect.edit.writers.copying import raw_copy_possible
 
     return raw_copy_possible(ref)
 

@@ -8,30 +8,27 @@ too: their offsets are relative to the data section, so they stay valid and
 only the padding before the data section is recomputed for the new header's
 length, at the same ``general.alignment``. A set key is encoded in the input's
 byte order and GGUF version. The tensor bytes are copied on one worker thread
-(see :data:`COPY_THREADS`), by the kernel where it can, as the safetensors writer's are,
-into blocks reserved for them first (:mod:`~paraminspect.edit.writers.prealloc`).
+(see :data:`COPY_THREADS`) of a :class:`~paraminspect.edit.writers.copying.CopyPool`, by the
+kernel where it can, as the safetensors writer's are, into blocks reserved for them first
+(:mod:`~paraminspect.edit.writers.prealloc`).
 """
 
 from __future__ import annotations
 
 import os
 import struct
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from paraminspect import interrupts, limits
+from paraminspect import limits
+from paraminspect.edit.writers.copying import CopyPool, pwrite_all, raw_copy_possible, source_bytes
 from paraminspect.edit.writers.prealloc import preallocate
-from paraminspect.edit.writers.safetensors import Running, copy_range, raw_copy_possible, source_bytes
-from paraminspect.edit.writers.writeback import Writeback
 from paraminspect.errors import UsageError
 from paraminspect.formats import gguf
 from paraminspect.formats.ggufstrings import GGUFStrings
 from paraminspect.io import source as input_files
 from paraminspect.model import Checkpoint, TensorRef
-from paraminspect.parallel import wait
 
 TYPE_IDS = {name: type_id for type_id, name in gguf.TYPE_NAMES.items()}
 # One copying thread: every tensor goes to the same output file, and two copies into one
@@ -147,38 +144,20 @@ def _array(inner: str, items: Any, order: str, key: str) -> bytes:
 def write(layout: GGUFLayout, out: BinaryIO) -> dict[str, int]:
     """Write the file; return the CRC-32 of each big-endian tensor's bytes (little-endian, as verify
     reads them). The others are plain copies, which verification compares with the input's bytes."""
-    from paraminspect.edit.writers.safetensors import _pwrite_all
-
     out.flush()
     fd = out.fileno()
     start = out.tell()
-    base = start + _pwrite_all(fd, memoryview(layout.header), start)
+    base = start + pwrite_all(fd, memoryview(layout.header), start)
     preallocate(fd, base, layout.end)  # the data section, to the file's last byte
     src = input_files.get(layout.source)
     crcs: dict[str, int] = {}
-    copies: dict[str, Future[int]] = {}
-    stop = threading.Event()
-    writeback = Writeback(fd)
-    running = Running()  # every copy that started is waited for, even one a Ctrl-C kept out of the pool's join
-    pool = ThreadPoolExecutor(max_workers=COPY_THREADS, thread_name_prefix="copy")
-    try:
+    with CopyPool(fd, COPY_THREADS) as pool:
         for name, ref in layout.tensors.items():
             begin, end = ref.byte_range()
-            pos = base + begin - layout.data_start
-            raw = raw_copy_possible(ref)
-            job = (src, begin, end, fd, pos, writeback.stream(pos))
-            copies[name] = interrupts.calm(pool.submit, running.run, copy_range, *job, stop=stop)
-            if not raw:  # big-endian: verify checks the values' bytes as little-endian, as here
+            pool.submit(src, begin, end, base + begin - layout.data_start)
+            if not raw_copy_possible(ref):  # big-endian: verify checks the values' bytes as little-endian, as here
                 crcs[name] = _canonical_crc(ref)
-        for future in copies.values():
-            wait(future)
-        writeback.close()
-    finally:
-        with interrupts.deferred():  # the pool's and Running's locks must not be cut in two
-            stop.set()
-            pool.shutdown(wait=True, cancel_futures=True)
-            running.finish()
-            writeback.close(cancel=True)
+        pool.wait()
     end = base + layout.end
     if os.fstat(fd).st_size < end:
         os.ftruncate(fd, end)  # the last tensor's padding: zeros
