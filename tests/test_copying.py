@@ -119,9 +119,9 @@ def test_a_failed_copy_raises_and_no_copy_outlives_the_block(
     left = time.monotonic()
     assert raised.value.errno == errno.ENOSPC
     assert copy_threads() == []
-    assert isinstance(futures[1].exception(), copying.Stopped)  # running when the pool was left
+    assert isinstance(futures[1].exception(), copying.Abandoned)  # running when the pool was left
     # The failed copy's thread may take the next job before the pool is left; it stops too.
-    assert futures[2].cancelled() or isinstance(futures[2].exception(), copying.Stopped)
+    assert futures[2].cancelled() or isinstance(futures[2].exception(), copying.Abandoned)
     assert futures[3].cancelled()  # queued: never started
     assert calls and not [c for c in calls if c[1] >= 3 * SIZE]
     assert len(calls) < SIZE // 4096 // 2
@@ -134,7 +134,7 @@ def test_a_failed_copy_raises_and_no_copy_outlives_the_block(
 def test_stop_ends_a_copy_at_its_next_chunk(
     source: input_files.Source, output: tuple[Path, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``stop`` set while a copy runs ends it with Stopped (by the kernel or by the loop),
+    """``stop`` set while a copy runs ends it with Abandoned (by the kernel or by the loop),
     and ``wait`` raises that."""
     path, fd = output
     real = os.copy_file_range
@@ -150,10 +150,10 @@ def test_stop_ends_a_copy_at_its_next_chunk(
 
     monkeypatch.setattr(copying, "KERNEL_STEP", 4096)
     monkeypatch.setattr(os, "copy_file_range", stopping)
-    with pytest.raises(copying.Stopped), pool:
+    with pytest.raises(copying.Abandoned), pool:
         future = pool.submit(source, 0, SIZE, 0)
         pool.wait()
-    assert isinstance(future.exception(), copying.Stopped)
+    assert isinstance(future.exception(), copying.Abandoned)
     assert calls == 3
     assert os.path.getsize(path) == 3 * 4096
     assert copy_threads() == []
@@ -182,7 +182,7 @@ def test_leaving_the_block_on_an_error_stops_the_copies(
         future = pool.submit(source, 0, SIZE, 0)
         assert started.wait(10)
         raise ValueError("encoding failed")
-    assert isinstance(future.exception(), copying.Stopped)
+    assert isinstance(future.exception(), copying.Abandoned)
     assert copy_threads() == []
     count = calls
     assert 0 < count < SIZE // 4096
@@ -211,6 +211,6 @@ def test_a_copy_that_starts_after_finish_is_refused() -> None:
     assert running.run(lambda x: x + 1, 1) == 2
     running.finish()
     ran: list[int] = []
-    with pytest.raises(copying.Stopped):
+    with pytest.raises(copying.Abandoned):
         running.run(ran.append, 1)
     assert ran == []

@@ -53,7 +53,7 @@ def pwrite_all(fd: int, data: bytes | memoryview, pos: int) -> int:
     return done
 
 
-class Stopped(Exception):
+class Abandoned(Exception):
     """A copy abandoned because the write as a whole failed or was interrupted."""
 
 
@@ -75,7 +75,7 @@ class Running:
     def run(self, fn: Callable[..., Result], *args: Any, **kwargs: Any) -> Result:
         with self._changed:
             if self._finished:
-                raise Stopped
+                raise Abandoned
             self._count += 1
         try:
             return fn(*args, **kwargs)
@@ -163,7 +163,7 @@ def copy_range(
     view = memoryview(buffer)
     while done < total:
         if stop is not None and stop.is_set():
-            raise Stopped
+            raise Abandoned
         n = min(len(buffer), total - done)
         src.readinto(view[:n], begin + done)
         pwrite_all(dst, view[:n], pos + done)
@@ -192,7 +192,7 @@ def _kernel_copy(
     done = 0
     while done < total:
         if stop is not None and stop.is_set():
-            raise Stopped
+            raise Abandoned
         try:
             n = copy(fd, dst, min(KERNEL_STEP, total - done), begin + done, pos + done)
         except OSError as exc:
