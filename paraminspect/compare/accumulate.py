@@ -40,10 +40,10 @@ __all__ = [
 # A differing raw step is decoded a quarter-million elements at a time.
 DECODE_ELEMENTS = DEFAULT_CHUNK_ELEMENTS // 4
 # A decoded slice is compared whole, in about twenty numpy calls. Blocks of 2^16, whose
-# float64 scratch stays in a core's L2 cache, were as fast on a quiet machine and up to
-# 1.1x (diff) and 1.3x (diff --metrics) slower on a busy one (docs/values.md): two
-# threads take turns at the GIL between numpy calls, and 4x the calls cost more there
-# than the cache misses.
+# float64 scratch stays in a core's L2 cache, were slower (1 GiB benchmark, the same code
+# otherwise, interleaved runs): diff 1.1-1.3x, diff --metrics 1.35-1.45x the time. Two
+# threads take turns at the GIL between numpy calls, and 4x the calls cost more than
+# the cache misses.
 BLOCK_ELEMENTS = DECODE_ELEMENTS
 
 
