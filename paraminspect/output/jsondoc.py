@@ -12,8 +12,8 @@ So the text is built here, in one walk that also applies the JSON-safe rules
 - strings, ints and finite floats of exactly those types, ``None`` and the two
   bools are encoded directly (strings by json's C encoder);
 - a list whose items are all of one such kind is joined at C speed;
-- other lists, and dicts whose keys are all strings, are walked;
-- anything else (NaN, huge ints, bytes, tuples, dicts with other keys, lazy
+- other lists and tuples, and dicts whose keys are all strings, are walked;
+- anything else (NaN, huge ints, bytes, dicts with other keys, lazy
   sequences, numpy scalars) is made JSON-safe and given to ``json.dumps``, whose
   text is indented to where it sits: json never writes a raw newline inside a
   string, so each newline it writes starts a line.
@@ -27,10 +27,9 @@ from collections.abc import Callable
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
-from paraminspect.output.text import _json_safe
+from paraminspect.output.text import _SURELY_FITS, _json_safe, plain_kind
 
 INDENT = 2
-_SURELY_FITS = 1 << 64  # an int below this in size prints whatever the digit limit (at least 640)
 _SCALAR_TEXT = {None: "null", True: "true", False: "false"}
 _STR_KEYS = frozenset((str,))
 
@@ -51,7 +50,7 @@ def _encode(value: Any, depth: int) -> str:
         return float.__repr__(value)
     if value is None or value is True or value is False:
         return _SCALAR_TEXT[value]
-    if kind is list:
+    if kind is list or kind is tuple:  # json writes a tuple as a list
         if not value:
             return "[]"
         inner = _newline(depth + 1)
@@ -67,16 +66,16 @@ def _encode(value: Any, depth: int) -> str:
     return json.dumps(_json_safe(value), indent=INDENT, allow_nan=False).replace("\n", _newline(depth))
 
 
-def _plain_encoder(items: list[Any]) -> Callable[[Any], str] | None:
-    """The C-speed encoder of a list's items when all are of one plain kind, else None."""
-    kinds = set(map(type, items))
-    if kinds == {str}:
-        return encode_basestring_ascii
-    if kinds == {int} and min(items) > -_SURELY_FITS and max(items) < _SURELY_FITS:
-        return int.__repr__
-    if kinds == {float} and all(map(math.isfinite, items)):
-        return float.__repr__
-    return None
+def _plain_encoder(items: list[Any] | tuple[Any, ...]) -> Callable[[Any], str] | None:
+    """The C-speed encoder of the items when all are of one plain kind, else None."""
+    return _PLAIN_ENCODERS.get(plain_kind(items))
+
+
+_PLAIN_ENCODERS: dict[type | None, Callable[[Any], str]] = {
+    str: encode_basestring_ascii,
+    int: int.__repr__,
+    float: float.__repr__,
+}
 
 
 _NEWLINES: list[str] = []

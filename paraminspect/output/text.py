@@ -96,13 +96,26 @@ def _json_safe_items(items: list[Any]) -> list[Any]:
     """:func:`_json_safe` of every item, with the type of each looked at once, at C speed,
     when all are of one plain kind: a GGUF vocabulary is 151,000 strings."""
     kinds = set(map(type, items))
-    if kinds <= _AS_THEY_ARE:
-        return items
-    if kinds == {int} and min(items) > -_SURELY_FITS and max(items) < _SURELY_FITS:
-        return items
-    if kinds == {float} and all(map(math.isfinite, items)):
+    if kinds <= _AS_THEY_ARE or plain_kind(items, kinds) is not None:
         return items
     return [_json_safe(v) for v in items]
+
+
+def plain_kind(items: Sequence[Any], kinds: set[type] | None = None) -> type | None:
+    """str, int or float when every item is exactly of that type and JSON-safe as it is
+    (ints printable whatever the digit limit, floats finite); else None. ``kinds``: the
+    items' types, when the caller has them."""
+    kinds = set(map(type, items)) if kinds is None else kinds
+    if len(kinds) != 1:
+        return None
+    (kind,) = kinds
+    if kind is str:
+        return str
+    if kind is int and min(items) > -_SURELY_FITS and max(items) < _SURELY_FITS:
+        return int
+    if kind is float and all(map(math.isfinite, items)):
+        return float
+    return None
 
 
 SHORT_VALUE_CHARS = 80  # a value in a tree line is cut to this many characters
