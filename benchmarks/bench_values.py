@@ -101,8 +101,9 @@ def ratios(repeat: int, before: Path | None) -> None:
         "stats --percentiles 50": [PARAMINSPECT, "stats", "--percentiles", "50", str(big)],
     }
     if before is not None:
-        code = f"import sys; sys.path.insert(0, {str(before)!r}); from paraminspect.cli.dispatch import main; "
-        code += "sys.exit(main())"
+        # The console script's entry (paraminspect.cli:run, with its start-up GC handling),
+        # imported from ``before``: sys.path's first entry, ahead of this checkout.
+        code = f"import sys; sys.path.insert(0, {str(before)!r}); from paraminspect.cli import run; run()"
         contenders["stats (--before)"] = [sys.executable, "-c", code, "stats", str(big)]
     got = interleaved(contenders, repeat)
     base = {"stats": got["read (16 MiB preads)"], "stats --hist": got["stats"]}
