@@ -197,17 +197,17 @@ def order_statistics(values: Values, ranks: set[int], low: float, high: float) -
             wide = finite64(chunk)
             for i, spec in enumerate(pending):
                 inside = (wide >= spec.lo) & ((wide <= spec.hi) if spec.closed else (wide < spec.hi))
-                part = wide[inside]
+                # The first pass's interval holds every finite value: no copy of the chunk.
+                part = wide if inside.all() else wide[inside]
                 if not part.size:
                     continue
                 counts[i] += np.histogram(part, bins=REFINE_BINS, range=(spec.lo, spec.hi))[0]
                 held[i] += part.size
                 extremes[i] = (min(extremes[i][0], float(part.min())), max(extremes[i][1], float(part.max())))
-                store = kept[i]
-                if store is not None:
-                    store.append(part)
-                    if held[i] > COLLECT:
-                        kept[i] = None  # too many: refine instead
+                if held[i] > COLLECT:
+                    kept[i] = None  # too many: refine instead
+                elif (store := kept[i]) is not None:
+                    store.append(part)  # ``wide`` is the chunk's own copy (finite64), safe to keep
         following: list[_Open] = []
         for spec, store, count, (least, most) in zip(pending, kept, counts, extremes, strict=True):
             if least == most:  # every value of the interval is the same
